@@ -1,0 +1,277 @@
+//! `manifest.json`: the one hand-written serialized boundary of a bundle. It says what was
+//! recorded, where, with which clocks, what each source managed and lost, and which segment files
+//! hold each table.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The bundle format this crate reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT_VERSION`] for bundles this crate writes.
+    pub format_version: u32,
+    /// Unique id of the recording (random hex, or a fixed one for generated fixtures).
+    pub bundle_id: String,
+    /// The program that wrote the bundle.
+    pub recorder: RecorderInfo,
+    /// The machine recorded.
+    pub host: Host,
+    /// Clock snapshots at start and end, to map `ts_ns` (CLOCK_MONOTONIC) to wall time.
+    pub clocks: Clocks,
+    /// `recording` while the recorder runs (and after a crash), then `complete` or `interrupted`.
+    pub state: State,
+    /// Nominal segment length, nanoseconds.
+    pub segment_ns: i64,
+    /// One entry per data source, in the order the recorder started them.
+    pub sources: Vec<Source>,
+    /// The recorder's own cost.
+    pub self_cost: SelfCost,
+    /// Per table: rows and the closed segment files.
+    pub tables: BTreeMap<String, TableEntry>,
+}
+
+/// Who wrote the bundle.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderInfo {
+    /// Program name, e.g. `perfpack-record`.
+    pub name: String,
+    /// Program version.
+    pub version: String,
+    /// The command line, one element per argument.
+    pub command_line: Vec<String>,
+}
+
+/// The machine that was recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub hostname: String,
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// `/proc/sys/kernel/random/boot_id`; pairs with CLOCK_BOOTTIME.
+    pub boot_id: Option<String>,
+    /// `uname -m`.
+    pub arch: String,
+    /// `GenuineIntel`, `AuthenticAMD`, ...
+    pub cpu_vendor: Option<String>,
+    /// CPU model name as /proc/cpuinfo gives it.
+    pub cpu_model_name: Option<String>,
+    /// CPU family number.
+    pub cpu_family: Option<u32>,
+    /// CPU model number.
+    pub cpu_model: Option<u32>,
+    /// Number of online CPUs.
+    pub n_cpus: u32,
+    /// TSC frequency, MHz, where known.
+    pub tsc_mhz: Option<f64>,
+    /// Base (nominal, non-turbo) frequency, MHz, where known.
+    pub base_mhz: Option<f64>,
+    /// Maximum (turbo) frequency, MHz, where known.
+    pub max_mhz: Option<f64>,
+    /// Cloud instance type, where readable (DMI product name or metadata file).
+    pub instance_type: Option<String>,
+}
+
+/// Start and end clock snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clocks {
+    pub start: ClockSnapshot,
+    /// Absent while recording.
+    pub end: Option<ClockSnapshot>,
+}
+
+/// The clocks read back to back at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSnapshot {
+    /// CLOCK_REALTIME, nanoseconds since the Unix epoch.
+    pub realtime_ns: i64,
+    /// CLOCK_MONOTONIC, nanoseconds: the clock of every `ts_ns`.
+    pub monotonic_ns: i64,
+    /// CLOCK_BOOTTIME, nanoseconds.
+    pub boottime_ns: i64,
+    /// Time stamp counter, cycles, where readable.
+    pub tsc: Option<u64>,
+}
+
+impl ClockSnapshot {
+    /// Wall-clock nanoseconds since the epoch for a CLOCK_MONOTONIC timestamp.
+    pub fn wall_ns(&self, ts_ns: i64) -> i64 {
+        self.realtime_ns + (ts_ns - self.monotonic_ns)
+    }
+}
+
+/// Recording state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The recorder is running, or died without finalizing (crash, `kill -9`, termination).
+    Recording,
+    /// The recording ran to its end or was stopped by a signal and finalized.
+    Complete,
+    /// The recorder stopped early on an error (disk full, ...) but finalized what it had.
+    Interrupted,
+}
+
+impl State {
+    /// The word used in manifests and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Recording => "recording",
+            State::Complete => "complete",
+            State::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Status of one data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceStatus {
+    /// Captured as asked.
+    Ok,
+    /// Captured with gaps or a reduced set of events; `reason` says what is missing.
+    Partial,
+    /// Not captured; `reason` says why.
+    Unavailable,
+}
+
+impl SourceStatus {
+    /// The word used in manifests and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceStatus::Ok => "ok",
+            SourceStatus::Partial => "partial",
+            SourceStatus::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// One data source (`perf-samples`, `ftrace`, `pmc`, `msr`, `procfs`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub name: String,
+    pub status: SourceStatus,
+    /// Why the status is not `ok`, in words; empty when ok.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// What was configured, e.g. `cpu-clock @ 99 Hz, callchains user+kernel`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Records or rows this source produced.
+    pub records: u64,
+    /// Everything it lost; empty means nothing was lost as far as the kernel reports.
+    #[serde(default)]
+    pub losses: Vec<Loss>,
+}
+
+impl Source {
+    /// Total lost records over every kind and CPU.
+    pub fn total_lost(&self) -> u64 {
+        self.losses.iter().map(|l| l.count).sum()
+    }
+}
+
+/// A count of something lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Loss {
+    /// What was lost: `perf-lost-records`, `ftrace-overrun`, `ftrace-dropped`,
+    /// `ftrace-missed-page`, `missed-polls`, ...
+    pub kind: String,
+    /// CPU concerned, when per CPU.
+    pub cpu: Option<u32>,
+    pub count: u64,
+}
+
+/// The recorder's own resource use over the whole recording.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfCost {
+    /// User-mode CPU seconds.
+    pub cpu_user_s: f64,
+    /// Kernel-mode CPU seconds.
+    pub cpu_system_s: f64,
+    /// Peak resident set size, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Rows and closed segments of one table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableEntry {
+    /// Rows over all listed segments.
+    pub rows: u64,
+    pub segments: Vec<SegmentEntry>,
+}
+
+/// One closed segment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentEntry {
+    /// Segment number (the `NNNNNN` of `seg-NNNNNN.parquet`).
+    pub index: u32,
+    /// Path relative to the bundle root.
+    pub file: String,
+    pub rows: u64,
+    /// File size, bytes.
+    pub bytes: u64,
+    /// Smallest `ts_ns` in the file, for tables with one and at least one row.
+    pub min_ts_ns: Option<i64>,
+    /// Largest `ts_ns` in the file.
+    pub max_ts_ns: Option<i64>,
+}
+
+impl Manifest {
+    /// A manifest for a new recording: state `recording`, no sources, every table empty.
+    pub fn new(
+        bundle_id: String,
+        recorder: RecorderInfo,
+        host: Host,
+        start: ClockSnapshot,
+    ) -> Self {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            bundle_id,
+            recorder,
+            host,
+            clocks: Clocks { start, end: None },
+            state: State::Recording,
+            segment_ns: 10_000_000_000,
+            sources: Vec::new(),
+            self_cost: SelfCost::default(),
+            tables: crate::tables::ALL
+                .iter()
+                .map(|t| (t.name.to_string(), TableEntry::default()))
+                .collect(),
+        }
+    }
+
+    /// Earliest and latest `ts_ns` over every table (from the segment list).
+    pub fn time_range_ns(&self) -> Option<(i64, i64)> {
+        let segs = self.tables.values().flat_map(|t| &t.segments);
+        let min = segs.clone().filter_map(|s| s.min_ts_ns).min()?;
+        let max = segs.filter_map(|s| s.max_ts_ns).max()?;
+        Some((min, max))
+    }
+
+    /// Looks a source up by name.
+    pub fn source_mut(&mut self, name: &str) -> Option<&mut Source> {
+        self.sources.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Serializes to the pretty JSON stored in bundles.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("manifest serializes");
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,409 @@
+//! Opens a bundle, a directory or a packed `.ppk` file, in place: validates the manifest and
+//! its format version, lists tables and segments, warns about segment files that were never
+//! closed, and reads segments with their schema checked against the declarations.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::file::reader::{ChunkReader, Length};
+
+use crate::manifest::{Manifest, SegmentEntry};
+use crate::pack::PackedArchive;
+use crate::{Error, FORMAT_VERSION, MANIFEST_FILE, Result, TABLES_DIR, TableDef, tables};
+
+/// An opened bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    path: PathBuf,
+    packed: Option<PackedArchive>,
+    manifest: Manifest,
+    warnings: Vec<String>,
+}
+
+/// Where a segment's bytes are, for engines that read files themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentSource {
+    /// A file of a bundle directory.
+    File(PathBuf),
+    /// A byte range of a packed bundle.
+    Packed {
+        archive: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Bundle {
+    /// Opens a bundle directory or packed file and validates its manifest.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        let (packed, manifest_bytes, manifest_path) = if meta.is_dir() {
+            let mpath = path.join(MANIFEST_FILE);
+            if !mpath.is_file() {
+                return Err(Error::invalid(
+                    &path,
+                    "not a perfpack bundle: no manifest.json",
+                ));
+            }
+            let bytes = fs::read(&mpath).map_err(|e| Error::io(&mpath, e))?;
+            (None, bytes, mpath)
+        } else {
+            let archive = PackedArchive::open(&path)?;
+            let entry = archive
+                .entry(MANIFEST_FILE)
+                .ok_or_else(|| Error::invalid(&path, "not a perfpack bundle: no manifest.json"))?;
+            let bytes = archive.read_entry(entry)?;
+            (Some(archive), bytes, path.join(MANIFEST_FILE))
+        };
+        let manifest = parse_manifest(&manifest_bytes, &manifest_path)?;
+        let mut bundle = Bundle {
+            path,
+            packed,
+            manifest,
+            warnings: Vec::new(),
+        };
+        bundle.check_layout()?;
+        Ok(bundle)
+    }
+
+    /// The path the bundle was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the bundle is a packed file.
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
+    }
+
+    /// The validated manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Things worth telling the user that did not stop the bundle from opening (segment files
+    /// that were never closed, unknown tables).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The closed segments of a table (empty if the manifest does not list the table).
+    pub fn segments(&self, table: &TableDef) -> &[SegmentEntry] {
+        self.manifest
+            .tables
+            .get(table.name)
+            .map_or(&[], |t| t.segments.as_slice())
+    }
+
+    /// A name for a segment in messages: `BUNDLE/tables/t/seg-000000.parquet`.
+    pub fn display_path(&self, seg: &SegmentEntry) -> PathBuf {
+        self.path.join(&seg.file)
+    }
+
+    /// Where a segment's bytes are.
+    pub fn segment_source(&self, seg: &SegmentEntry) -> Result<SegmentSource> {
+        match &self.packed {
+            None => Ok(SegmentSource::File(self.path.join(&seg.file))),
+            Some(archive) => {
+                let entry = archive.entry(&seg.file).ok_or_else(|| {
+                    Error::invalid(
+                        self.display_path(seg),
+                        "listed in manifest.json but missing",
+                    )
+                })?;
+                Ok(SegmentSource::Packed {
+                    archive: self.path.clone(),
+                    offset: entry.data_offset,
+                    len: entry.size,
+                })
+            }
+        }
+    }
+
+    /// Opens a segment's bytes for a Parquet reader, in place.
+    pub fn segment_data(&self, seg: &SegmentEntry) -> Result<SegmentData> {
+        let display = self.display_path(seg);
+        match self.segment_source(seg)? {
+            SegmentSource::File(p) => {
+                let file = File::open(&p).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        Error::invalid(&p, "listed in manifest.json but missing")
+                    }
+                    _ => Error::io(&p, e),
+                })?;
+                let len = file.metadata().map_err(|e| Error::io(&p, e))?.len();
+                Ok(SegmentData::new(Arc::new(file), 0, len, display))
+            }
+            SegmentSource::Packed { offset, len, .. } => {
+                let file = Arc::clone(self.packed.as_ref().expect("packed").file());
+                Ok(SegmentData::new(file, offset, len, display))
+            }
+        }
+    }
+
+    /// Opens one segment for reading in batches, after checking that its footer is readable,
+    /// its schema is the table's and its row count is the manifest's.
+    pub fn open_segment(
+        &self,
+        table: &TableDef,
+        seg: &SegmentEntry,
+    ) -> Result<ParquetRecordBatchReader> {
+        let data = self.segment_data(seg)?;
+        let path = data.display.clone();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(data)
+            .map_err(|e| Error::invalid(&path, format!("not a readable Parquet file: {e}")))?;
+        check_schema(table, builder.schema(), &path)?;
+        let rows = builder.metadata().file_metadata().num_rows();
+        if rows as u64 != seg.rows {
+            return Err(Error::invalid(
+                &path,
+                format!("has {rows} rows but manifest.json lists {}", seg.rows),
+            ));
+        }
+        builder.build().map_err(|e| Error::parquet(&path, e))
+    }
+
+    /// Reads a whole table into memory (tests, small tables; engines stream instead).
+    pub fn read_table(&self, table: &TableDef) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for seg in self.segments(table) {
+            let path = self.display_path(seg);
+            for batch in self.open_segment(table, seg)? {
+                out.push(batch.map_err(|e| Error::invalid(&path, format!("corrupt data: {e}")))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks every listed segment: present, Parquet footer readable, schema and row count as
+    /// declared. Reads footers only, not data pages.
+    pub fn verify(&self) -> Result<()> {
+        for t in tables::ALL {
+            for seg in self.segments(t) {
+                self.open_segment(t, seg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the manifest's table list and finds files the manifest does not list.
+    fn check_layout(&mut self) -> Result<()> {
+        let mut listed = BTreeSet::new();
+        for (name, table) in &self.manifest.tables {
+            if tables::by_name(name).is_none() {
+                self.warnings.push(format!(
+                    "{}: unknown table {name} ignored",
+                    self.path.display()
+                ));
+                continue;
+            }
+            for seg in &table.segments {
+                let expected = crate::segment_path(name, seg.index);
+                if seg.file != expected {
+                    return Err(Error::invalid(
+                        self.path.join(MANIFEST_FILE),
+                        format!("segment path {:?} is not {expected:?}", seg.file),
+                    ));
+                }
+                listed.insert(seg.file.clone());
+            }
+        }
+        let present: Vec<String> = match &self.packed {
+            Some(archive) => archive
+                .entries()
+                .map(|e| e.name.clone())
+                .filter(|n| n.starts_with("tables/"))
+                .collect(),
+            None => list_table_files(&self.path),
+        };
+        for name in present {
+            if !listed.contains(&name) {
+                self.warnings.push(format!(
+                    "{}: skipping {name}: not listed in manifest.json (a segment that was never closed)",
+                    self.path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Files under `tables/*/` of a bundle directory, as bundle-relative paths.
+fn list_table_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dirs) = fs::read_dir(root.join(TABLES_DIR)) else {
+        return out;
+    };
+    for dir in dirs.flatten() {
+        let Ok(files) = fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            out.push(format!(
+                "{TABLES_DIR}/{}/{}",
+                dir.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Parses the manifest, checking the format version before anything else so that a newer
+/// bundle gets a clear message rather than a field error.
+fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(path, format!("not valid JSON: {e}")))?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "format_version {v} is not supported (this perfpack reads {FORMAT_VERSION})"
+                ),
+            ));
+        }
+        None => {
+            return Err(Error::invalid(
+                path,
+                "no format_version: not a perfpack manifest",
+            ));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| Error::invalid(path, format!("invalid manifest: {e}")))
+}
+
+/// Checks a file's Arrow schema against the declaration, naming the first difference.
+fn check_schema(table: &TableDef, found: &Schema, path: &Path) -> Result<()> {
+    let expected = table.schema();
+    for (i, col) in expected.fields().iter().enumerate() {
+        let Some(f) = found.fields().get(i) else {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "schema does not match table {}: column {} is missing",
+                    table.name,
+                    col.name()
+                ),
+            ));
+        };
+        if f.name() != col.name()
+            || f.data_type() != col.data_type()
+            || f.is_nullable() != col.is_nullable()
+        {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "schema does not match table {}: column {} should be `{}` {}, found `{}` {}",
+                    table.name,
+                    i,
+                    col.name(),
+                    col.data_type(),
+                    f.name(),
+                    f.data_type()
+                ),
+            ));
+        }
+    }
+    if found.fields().len() != expected.fields().len() {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "schema does not match table {}: {} columns instead of {}",
+                table.name,
+                found.fields().len(),
+                expected.fields().len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A segment's bytes in place: a whole file or a range of a packed bundle, read with positional
+/// reads so several readers can share one file handle.
+#[derive(Debug, Clone)]
+pub struct SegmentData {
+    file: Arc<File>,
+    offset: u64,
+    len: u64,
+    display: PathBuf,
+}
+
+impl SegmentData {
+    fn new(file: Arc<File>, offset: u64, len: u64, display: PathBuf) -> Self {
+        SegmentData {
+            file,
+            offset,
+            len,
+            display,
+        }
+    }
+
+    /// The path used in messages about this segment.
+    pub fn display_path(&self) -> &Path {
+        &self.display
+    }
+
+    fn read_range(&self, start: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let end = start.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end of the segment",
+            ));
+        }
+        self.file.read_exact_at(buf, self.offset + start)
+    }
+}
+
+impl Length for SegmentData {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for SegmentData {
+    type T = SegmentRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<SegmentRead> {
+        Ok(SegmentRead {
+            data: self.clone(),
+            pos: start.min(self.len),
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut buf = vec![0u8; length];
+        self.read_range(start, &mut buf)
+            .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Sequential reader over a segment, for `ChunkReader::get_read`.
+#[derive(Debug)]
+pub struct SegmentRead {
+    data: SegmentData,
+    pos: u64,
+}
+
+impl Read for SegmentRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (buf.len() as u64).min(self.data.len - self.pos) as usize;
+        self.data.read_range(self.pos, &mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

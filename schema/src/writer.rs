@@ -1,0 +1,298 @@
+//! Writes a bundle directory: rows are buffered per table for the open segment; closing a segment
+//! sorts each table by its sort key, writes one zstd Parquet file per table, and rewrites
+//! `manifest.json` atomically (write, fsync, rename). A crash loses at most the open segment.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, Int64Array, RecordBatch};
+use arrow_ord::sort::{SortOptions, sort_to_indices};
+use arrow_select::concat::concat_batches;
+use arrow_select::take::take_record_batch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::manifest::{ClockSnapshot, Manifest, SegmentEntry, State};
+use crate::{Error, MANIFEST_FILE, Result, TABLES_DIR, TableDef, tables};
+
+/// How a bundle is written.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WriterOptions {
+    /// Replace an existing bundle at the path instead of refusing.
+    pub overwrite: bool,
+    /// Rows per Parquet row group: small enough that `ts_ns`/`cpu` statistics prune well.
+    pub row_group_rows: usize,
+    /// zstd level of the Parquet pages.
+    pub zstd_level: i32,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            overwrite: false,
+            row_group_rows: 64 * 1024,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// A bundle being written. Create it, `append` batches, `close_segment` at each boundary, and
+/// `finish` at the end.
+#[derive(Debug)]
+pub struct BundleWriter {
+    root: PathBuf,
+    manifest: Manifest,
+    opts: WriterOptions,
+    next_segment: u32,
+    pending: BTreeMap<&'static str, Vec<RecordBatch>>,
+    pending_bytes: usize,
+}
+
+impl BundleWriter {
+    /// Creates the bundle directory and writes the initial manifest (state `recording`).
+    /// Refuses an existing path unless `opts.overwrite`.
+    pub fn create(
+        root: impl Into<PathBuf>,
+        manifest: Manifest,
+        opts: WriterOptions,
+    ) -> Result<Self> {
+        let root = root.into();
+        if root.exists() {
+            if !opts.overwrite {
+                return Err(Error::invalid(
+                    &root,
+                    "already exists; refusing to overwrite (use --force)",
+                ));
+            }
+            let removed = if root.is_dir() {
+                fs::remove_dir_all(&root)
+            } else {
+                fs::remove_file(&root)
+            };
+            removed.map_err(|e| Error::io(&root, e))?;
+        }
+        for t in tables::ALL {
+            let dir = root.join(TABLES_DIR).join(t.name);
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        let mut manifest = manifest;
+        manifest.state = State::Recording;
+        let writer = BundleWriter {
+            root,
+            manifest,
+            opts,
+            next_segment: 0,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+        };
+        writer.write_manifest()?;
+        Ok(writer)
+    }
+
+    /// The bundle directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The manifest as it will be written at the next segment close (sources, losses, cost).
+    pub fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Bytes of Arrow data buffered for the open segment; close the segment early when this
+    /// grows past the memory budget.
+    pub fn buffered_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Number of the segment that the next `close_segment` writes.
+    pub fn open_segment(&self) -> u32 {
+        self.next_segment
+    }
+
+    /// Buffers a batch of `table` rows for the open segment. The batch must have the table's
+    /// declared schema.
+    pub fn append(&mut self, table: &'static TableDef, batch: RecordBatch) -> Result<()> {
+        if batch.schema() != table.schema() {
+            return Err(Error::invalid(
+                self.root.join(TABLES_DIR).join(table.name),
+                "batch does not have the declared schema of the table",
+            ));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.pending_bytes += batch.get_array_memory_size();
+        self.pending.entry(table.name).or_default().push(batch);
+        Ok(())
+    }
+
+    /// Writes the open segment (one file per table, empty tables included, so every table of
+    /// every bundle has its schema on disk) and rewrites the manifest.
+    pub fn close_segment(&mut self) -> Result<()> {
+        let index = self.next_segment;
+        for t in tables::ALL {
+            let batches = self.pending.remove(t.name).unwrap_or_default();
+            let entry = self.write_segment_file(t, index, batches)?;
+            let table = self.manifest.tables.entry(t.name.to_string()).or_default();
+            table.rows += entry.rows;
+            table.segments.push(entry);
+        }
+        self.pending_bytes = 0;
+        self.next_segment += 1;
+        self.write_manifest()
+    }
+
+    /// Drops the oldest closed segments (ring mode): their files and their manifest entries.
+    /// Returns the bytes freed.
+    pub fn drop_segments_before(&mut self, index: u32) -> Result<u64> {
+        let mut freed = 0;
+        for table in self.manifest.tables.values_mut() {
+            let (old, keep): (Vec<_>, Vec<_>) =
+                table.segments.drain(..).partition(|s| s.index < index);
+            table.segments = keep;
+            for s in old {
+                table.rows -= s.rows;
+                freed += s.bytes;
+                let path = self.root.join(&s.file);
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        self.write_manifest()?;
+        Ok(freed)
+    }
+
+    /// Closes the open segment if it has rows, records the end clock and the final state, and
+    /// writes the manifest one last time.
+    pub fn finish(mut self, state: State, end: ClockSnapshot) -> Result<Manifest> {
+        if !self.pending.is_empty() || self.next_segment == 0 {
+            self.close_segment()?;
+        }
+        self.manifest.state = state;
+        self.manifest.clocks.end = Some(end);
+        self.write_manifest()?;
+        Ok(self.manifest)
+    }
+
+    fn write_segment_file(
+        &self,
+        table: &'static TableDef,
+        index: u32,
+        batches: Vec<RecordBatch>,
+    ) -> Result<SegmentEntry> {
+        let rel = table.segment_path(index);
+        let path = self.root.join(&rel);
+        let schema = table.schema();
+        let batch = concat_batches(&schema, &batches).map_err(|source| Error::Arrow {
+            table: table.name.to_string(),
+            source,
+        })?;
+        let batch = sort_batch(table, batch)?;
+        let (min_ts_ns, max_ts_ns) = ts_range(table, &batch);
+
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(self.opts.zstd_level).unwrap_or_default(),
+            ))
+            .set_max_row_group_row_count(Some(self.opts.row_group_rows))
+            .set_statistics_enabled(EnabledStatistics::Page);
+        if let Some(key) = table.sort_key {
+            let column_idx = schema.index_of(key).expect("sort key is a declared column");
+            props = props.set_sorting_columns(Some(vec![SortingColumn {
+                column_idx: column_idx as i32,
+                descending: false,
+                nulls_first: false,
+            }]));
+        }
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props.build()))
+            .map_err(|e| Error::parquet(&path, e))?;
+        for start in (0..batch.num_rows()).step_by(self.opts.row_group_rows.max(1)) {
+            let len = self.opts.row_group_rows.min(batch.num_rows() - start);
+            writer
+                .write(&batch.slice(start, len))
+                .map_err(|e| Error::parquet(&path, e))?;
+        }
+        let file = writer.into_inner().map_err(|e| Error::parquet(&path, e))?;
+        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let bytes = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        Ok(SegmentEntry {
+            index,
+            file: rel,
+            rows: batch.num_rows() as u64,
+            bytes,
+            min_ts_ns,
+            max_ts_ns,
+        })
+    }
+
+    /// Writes `manifest.json` through a temporary file and a rename, so a reader (or a crash)
+    /// sees either the old or the new manifest, never half of one.
+    fn write_manifest(&self) -> Result<()> {
+        write_atomic(
+            &self.root.join(MANIFEST_FILE),
+            self.manifest.to_json().as_bytes(),
+        )
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        // Persist the rename itself; a directory fsync failing is not worth losing the data over.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+/// Sorts a batch by the table's sort key (stable, so equal timestamps keep arrival order).
+/// Already sorted input is detected and left alone.
+fn sort_batch(table: &TableDef, batch: RecordBatch) -> Result<RecordBatch> {
+    let Some(key) = table.sort_key else {
+        return Ok(batch);
+    };
+    let column = batch
+        .column_by_name(key)
+        .expect("sort key is a declared column");
+    if let Some(ts) = column.as_any().downcast_ref::<Int64Array>()
+        && ts.null_count() == 0
+        && ts.values().windows(2).all(|w| w[0] <= w[1])
+    {
+        return Ok(batch);
+    }
+    let arrow_err = |source| Error::Arrow {
+        table: table.name.to_string(),
+        source,
+    };
+    let indices = sort_to_indices(column, Some(SortOptions::default()), None).map_err(arrow_err)?;
+    take_record_batch(&batch, &indices).map_err(arrow_err)
+}
+
+/// Smallest and largest `ts_ns` of a sorted batch, for tables that have the column.
+fn ts_range(table: &TableDef, batch: &RecordBatch) -> (Option<i64>, Option<i64>) {
+    if table.sort_key != Some("ts_ns") || batch.num_rows() == 0 {
+        return (None, None);
+    }
+    let ts = batch
+        .column_by_name("ts_ns")
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>());
+    match ts {
+        Some(ts) => (Some(ts.value(0)), Some(ts.value(ts.len() - 1))),
+        None => (None, None),
+    }
+}

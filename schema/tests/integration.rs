@@ -1,0 +1,126 @@
+//! Integration tests of the bundle format: write, read back, pack, and refuse bad bundles.
+
+use perfpack_schema::manifest::{ClockSnapshot, Host, RecorderInfo, State};
+use perfpack_schema::tables::{
+    self, FtraceEvent, FtraceEventBuilder, StackSample, StackSampleBuilder,
+};
+use perfpack_schema::{Bundle, BundleWriter, Manifest, WriterOptions, pack};
+
+fn manifest() -> Manifest {
+    Manifest::new(
+        "test".into(),
+        RecorderInfo::default(),
+        Host {
+            hostname: "h".into(),
+            n_cpus: 2,
+            ..Host::default()
+        },
+        ClockSnapshot {
+            realtime_ns: 1_795_874_103_000_000_000,
+            monotonic_ns: 1_000,
+            boottime_ns: 2_000,
+            tsc: None,
+        },
+    )
+}
+
+fn sample(ts_ns: i64, cpu: i32) -> StackSample<'static> {
+    StackSample {
+        ts_ns,
+        cpu,
+        pid: 7,
+        tid: 8,
+        comm: "worker",
+        event: "cpu-clock",
+        weight: 10_101_010,
+        callsite_id: Some(1),
+    }
+}
+
+#[test]
+fn write_sorts_segments_and_reads_back_packed_and_unpacked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("b.ppk");
+    let mut w = BundleWriter::create(&root, manifest(), WriterOptions::default()).unwrap();
+    let mut b = StackSampleBuilder::default();
+    for ts in [30, 10, 20] {
+        b.push(&sample(ts, 0));
+    }
+    w.append(tables::STACK_SAMPLE, b.finish()).unwrap();
+    let mut f = FtraceEventBuilder::default();
+    f.push(&FtraceEvent {
+        ts_ns: 5,
+        cpu: 1,
+        pid: None,
+        tid: 3,
+        comm: Some("x"),
+        event: "sched:sched_switch",
+        int_fields: &[("prev_pid", 3), ("next_pid", 0)],
+        str_fields: &[("prev_comm", "x")],
+    });
+    w.append(tables::FTRACE_EVENT, f.finish()).unwrap();
+    w.close_segment().unwrap();
+    b.push(&sample(40, 1));
+    w.append(tables::STACK_SAMPLE, b.finish()).unwrap();
+    let m = w.finish(State::Complete, ClockSnapshot::default()).unwrap();
+    assert_eq!(m.tables["stack_sample"].rows, 4);
+    assert_eq!(m.tables["stack_sample"].segments.len(), 2);
+    assert_eq!(m.time_range_ns(), Some((5, 40)));
+
+    let packed = dir.path().join("b-packed.ppk");
+    pack::pack_dir(&root, &packed, false).unwrap();
+    for path in [&root, &packed] {
+        let bundle = Bundle::open(path).unwrap();
+        bundle.verify().unwrap();
+        assert!(bundle.warnings().is_empty(), "{:?}", bundle.warnings());
+        let batches = bundle.read_table(tables::STACK_SAMPLE).unwrap();
+        let ts: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(ts, vec![10, 20, 30, 40]);
+        // Every table exists, even the empty ones.
+        for t in tables::ALL {
+            assert_eq!(bundle.segments(t).len(), 2, "{}", t.name);
+        }
+        assert_eq!(
+            bundle.read_table(tables::FTRACE_EVENT).unwrap()[0].num_rows(),
+            1
+        );
+    }
+
+    let out = dir.path().join("unpacked");
+    pack::unpack(&packed, &out).unwrap();
+    for entry in ["manifest.json", "tables/stack_sample/seg-000001.parquet"] {
+        assert_eq!(
+            std::fs::read(root.join(entry)).unwrap(),
+            std::fs::read(out.join(entry)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("b.ppk");
+    std::fs::create_dir(&root).unwrap();
+    let err = BundleWriter::create(&root, manifest(), WriterOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("refusing to overwrite"), "{err}");
+}
+
+#[test]
+fn rejects_batches_of_another_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w =
+        BundleWriter::create(dir.path().join("b"), manifest(), WriterOptions::default()).unwrap();
+    let mut b = StackSampleBuilder::default();
+    b.push(&sample(1, 0));
+    assert!(w.append(tables::FRAME, b.finish()).is_err());
+}

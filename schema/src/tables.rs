@@ -329,7 +329,8 @@ table! {
         instance: OptStr,
         /// `counter` (cumulative since boot: take deltas) or `gauge` (a level at `ts_ns`).
         kind: Str,
-        /// The value, in the source's unit (jiffies are converted to nanoseconds, `_ns` names).
+        /// The value, in the unit its name ends with (`_ns`, `_bytes`, `_pct`), otherwise a
+        /// count; procfs jiffies, kB, microseconds and milliseconds are converted.
         value: F64,
     }
 }

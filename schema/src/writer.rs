@@ -41,6 +41,20 @@ impl Default for WriterOptions {
     }
 }
 
+impl WriterOptions {
+    /// Replace an existing bundle instead of refusing.
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+
+    /// Rows per Parquet row group.
+    pub fn row_group_rows(mut self, rows: usize) -> Self {
+        self.row_group_rows = rows.max(1);
+        self
+    }
+}
+
 /// A bundle being written. Create it, `append` batches, `close_segment` at each boundary, and
 /// `finish` at the end.
 #[derive(Debug)]

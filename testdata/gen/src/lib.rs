@@ -1,1 +1,203 @@
+//! Deterministic generator of perfpack fixture bundles. A [`Scenario`] describes a synthetic
+//! machine (CPUs, frequency, load, disk speed, per-function cost); [`generate`] writes a bundle
+//! with every table populated and returns the [`Truth`] it was built from, so tests can check
+//! the analyzer's answers against known figures.
 
+mod counters;
+mod emit;
+mod io;
+mod rng;
+mod timeline;
+mod truth;
+mod world;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use truth::{LatencyTruth, Truth};
+
+/// Start of every fixture recording on CLOCK_MONOTONIC: 1000 s after boot.
+const START_MONO_NS: i64 = 1_000_000_000_000;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Scenario {
+    /// Bundle id and hostname suffix.
+    pub name: String,
+    pub seed: u64,
+    pub n_cpus: u32,
+    pub duration_ns: i64,
+    pub segment_ns: i64,
+    /// Sampling frequency of the CPU profile.
+    pub freq_hz: u32,
+    /// Frequency the CPUs run at while busy (what APERF/MPERF say), MHz.
+    pub busy_mhz: f64,
+    /// TSC (and MPERF) frequency, MHz.
+    pub tsc_mhz: f64,
+    /// Base (non-turbo) frequency, MHz.
+    pub base_mhz: f64,
+    /// Instructions per cycle.
+    pub ipc: f64,
+    /// Mean time between wakeups on each CPU, ns.
+    pub job_interval_ns: f64,
+    /// Multiplier of the cycles a job costs, by leaf function (1.0 when absent).
+    pub cost_by_leaf: BTreeMap<String, f64>,
+    /// Number of block requests.
+    pub n_block_requests: usize,
+    /// Multiplier of every block latency.
+    pub disk_latency_scale: f64,
+    /// Whether the bundle has MSR rows (otherwise the msr source is `unavailable`).
+    pub with_msr: bool,
+    /// Whether the bundle has PMC rows.
+    pub with_pmc: bool,
+    /// Wall-clock time of the start, ns since the epoch.
+    pub realtime_start_ns: i64,
+}
+
+impl Scenario {
+    /// The `basic` fixture: 4 CPUs for 10 s at 3.1 GHz busy, two 5 s segments.
+    pub fn basic() -> Self {
+        Scenario {
+            name: "basic".into(),
+            seed: 1,
+            n_cpus: 4,
+            duration_ns: 10_000_000_000,
+            segment_ns: 5_000_000_000,
+            freq_hz: 99,
+            busy_mhz: 3100.0,
+            tsc_mhz: 2500.0,
+            base_mhz: 2500.0,
+            ipc: 1.6,
+            job_interval_ns: 4_000_000.0,
+            cost_by_leaf: BTreeMap::new(),
+            n_block_requests: 2000,
+            disk_latency_scale: 1.0,
+            with_msr: true,
+            with_pmc: true,
+            // 2026-11-02T09:30:00Z
+            realtime_start_ns: 1_793_611_800_000_000_000,
+        }
+    }
+
+    /// A scenario of the before/after pair: the same work (same seed) at `busy_mhz`.
+    pub fn pair_side(name: &str, busy_mhz: f64) -> Self {
+        Scenario {
+            name: name.into(),
+            seed: 7,
+            n_cpus: 2,
+            duration_ns: 10_000_000_000,
+            segment_ns: 10_000_000_000,
+            freq_hz: 199,
+            busy_mhz,
+            job_interval_ns: 3_000_000.0,
+            n_block_requests: 800,
+            ..Scenario::basic()
+        }
+    }
+
+    /// Cycle multiplier of jobs whose stack ends in `leaf`.
+    pub fn cost_of(&self, leaf: &str) -> f64 {
+        self.cost_by_leaf.get(leaf).copied().unwrap_or(1.0)
+    }
+
+    fn start_ns(&self) -> i64 {
+        START_MONO_NS
+    }
+
+    fn sample_period_ns(&self) -> i64 {
+        1_000_000_000 / i64::from(self.freq_hz)
+    }
+}
+
+/// A PMC reading (see the `pmc` table).
+#[derive(Debug, Clone)]
+struct OwnedPmc {
+    ts_ns: i64,
+    dur_ns: i64,
+    cpu: i32,
+    event: &'static str,
+    value: i64,
+    time_enabled_ns: i64,
+    time_running_ns: i64,
+}
+
+/// An MSR reading (see the `msr` table).
+#[derive(Debug, Clone)]
+struct OwnedMsr {
+    ts_ns: i64,
+    cpu: i32,
+    address: u32,
+    name: &'static str,
+    value: u64,
+}
+
+/// A procfs reading (see the `sys_counter` table).
+#[derive(Debug, Clone)]
+struct OwnedSys {
+    ts_ns: i64,
+    source: &'static str,
+    name: String,
+    instance: Option<String>,
+    kind: &'static str,
+    value: f64,
+}
+
+/// Everything a scenario produces before it is written.
+#[derive(Debug)]
+struct World {
+    timelines: Vec<timeline::CpuTimeline>,
+    samples: Vec<timeline::Sample>,
+    switches: Vec<timeline::Switch>,
+    syscalls: Vec<timeline::Syscall>,
+    requests: Vec<io::Request>,
+    pmc: Vec<OwnedPmc>,
+    msr: Vec<OwnedMsr>,
+    sys: Vec<OwnedSys>,
+}
+
+fn simulate(sc: &Scenario) -> World {
+    let mut rng = rng::Rng::new(sc.seed);
+    let timelines: Vec<_> = (0..sc.n_cpus as i32)
+        .map(|cpu| timeline::cpu_timeline(sc, cpu, &mut rng))
+        .collect();
+    let mut samples = Vec::new();
+    let mut switches = Vec::new();
+    let mut syscalls = Vec::new();
+    for tl in &timelines {
+        samples.extend(timeline::samples(sc, tl, &mut rng));
+        switches.extend(timeline::switches(tl));
+        syscalls.extend(timeline::syscalls(tl, &mut rng));
+    }
+    let requests = io::requests(sc, &mut rng);
+    let pmc = if sc.with_pmc { counters::pmc(sc, &timelines) } else { Vec::new() };
+    let msr = if sc.with_msr { counters::msr(sc, &timelines) } else { Vec::new() };
+    let sys = counters::sys(sc, &timelines, &requests, &mut rng);
+    World {
+        timelines,
+        samples,
+        switches,
+        syscalls,
+        requests,
+        pmc,
+        msr,
+        sys,
+    }
+}
+
+/// Writes the scenario's bundle directory at `out` (replacing it) and returns its truth.
+pub fn generate(sc: &Scenario, out: &Path) -> anyhow::Result<Truth> {
+    let world = simulate(sc);
+    emit::write_bundle(sc, &world, out)?;
+    Ok(truth::truth(sc, &world))
+}
+
+/// The committed fixtures: `basic`, and the `before`/`after` pair (same work at 2.5 and 3.0 GHz
+/// busy frequency).
+pub fn fixtures() -> Vec<Scenario> {
+    vec![
+        Scenario::basic(),
+        Scenario::pair_side("before", 2500.0),
+        Scenario::pair_side("after", 3000.0),
+    ]
+}

@@ -1,1 +1,26 @@
-fn main() {}
+//! `gen-testdata`: regenerates the committed fixture bundles under `testdata/` (or another
+//! directory), each with its `NAME.truth.json`. Deterministic: the same version writes the same
+//! bytes.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use perfpack_testgen::fixtures;
+
+fn main() -> anyhow::Result<()> {
+    let out = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")));
+    for sc in fixtures() {
+        let bundle = out.join(format!("{}.ppk", sc.name));
+        let truth = perfpack_testgen::generate(&sc, &bundle)
+            .with_context(|| format!("generating {}", bundle.display()))?;
+        let truth_path = out.join(format!("{}.truth.json", sc.name));
+        let json = serde_json::to_string_pretty(&truth)? + "\n";
+        std::fs::write(&truth_path, json).with_context(|| truth_path.display().to_string())?;
+        println!("wrote {} and {}", bundle.display(), truth_path.display());
+    }
+    Ok(())
+}
+

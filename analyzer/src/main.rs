@@ -1,1 +1,84 @@
-fn main() {}
+//! `perfpack`: the analyzer. Reads bundles (directories or packed files) anywhere, later.
+
+mod bundles;
+mod cli;
+mod info;
+mod text_table;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command, Format};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // A closed pipe (`perfpack info b | head`) is not a failure.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("perfpack: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Info { bundles, format } => {
+            let bundles = bundles::open_all(&bundles.bundles)?;
+            let infos: Vec<_> = bundles.iter().map(info::summarize).collect();
+            match format {
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut stdout, &infos)?;
+                    writeln!(stdout)?;
+                }
+                Format::Table => {
+                    for (i, info) in infos.iter().enumerate() {
+                        if i > 0 {
+                            writeln!(stdout)?;
+                        }
+                        stdout.write_all(info::render_text(info).as_bytes())?;
+                    }
+                }
+            }
+        }
+        Command::Pack { dir, output, force } => {
+            // Refuse to pack something that is not a readable bundle.
+            let bundle = perfpack_schema::Bundle::open(&dir)?;
+            if bundle.is_packed() {
+                anyhow::bail!("{}: already a packed bundle", dir.display());
+            }
+            bundle.verify()?;
+            let bytes = perfpack_schema::pack::pack_dir(&dir, &output, force)?;
+            writeln!(
+                stdout,
+                "packed {} into {} ({bytes} bytes)",
+                dir.display(),
+                output.display()
+            )?;
+        }
+        Command::Unpack { file, output } => {
+            perfpack_schema::pack::unpack(&file, &output)
+                .with_context(|| format!("unpacking {}", file.display()))?;
+            writeln!(
+                stdout,
+                "unpacked {} into {}",
+                file.display(),
+                output.display()
+            )?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}

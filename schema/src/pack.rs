@@ -69,6 +69,10 @@ impl PackedArchive {
         let mut pos = 0usize;
         for _ in 0..n_entries {
             let entry = parse_central_entry(&file, &cd, &mut pos, cd_offset).map_err(&bad)?;
+            // Directory entries (as `zip -r` writes them) carry nothing a bundle needs.
+            if entry.name.ends_with('/') {
+                continue;
+            }
             if entries.contains_key(&entry.name) {
                 return Err(bad(format!("duplicate entry {}", entry.name)));
             }
@@ -210,7 +214,12 @@ fn parse_central_entry(
     let name = std::str::from_utf8(&cd[p + 46..p + 46 + name_len])
         .map_err(|_| "entry name is not UTF-8".to_string())?
         .to_string();
-    check_entry_name(&name)?;
+    let is_dir = name.ends_with('/') && size == 0;
+    check_entry_name(if is_dir {
+        &name[..name.len() - 1]
+    } else {
+        &name
+    })?;
     // ZIP64 extra: the 64-bit values appear only for fields set to 0xFFFFFFFF, in this order.
     let mut extra = &cd[p + 46 + name_len..p + 46 + name_len + extra_len];
     while extra.len() >= 4 {
@@ -231,6 +240,14 @@ fn parse_central_entry(
         extra = &extra[4 + n..];
     }
     *pos = end;
+    if is_dir {
+        return Ok(Entry {
+            name,
+            data_offset: 0,
+            size: 0,
+            crc32,
+        });
+    }
     if method != 0 {
         return Err(format!(
             "entry {name} is compressed (method {method}); packed bundles store entries uncompressed"

@@ -11,7 +11,9 @@ const SEC: i64 = 1_000_000_000;
 
 /// Read instants: the start and every second after it, up to the end.
 pub fn read_times(sc: &Scenario) -> Vec<i64> {
-    (0..=sc.duration_ns / SEC).map(|i| sc.start_ns() + i * SEC).collect()
+    (0..=sc.duration_ns / SEC)
+        .map(|i| sc.start_ns() + i * SEC)
+        .collect()
 }
 
 /// PMC rows: one per CPU, interval and event. `cache-misses` and `branch-misses` are
@@ -73,8 +75,20 @@ pub fn msr(sc: &Scenario, tls: &[CpuTimeline]) -> Vec<OwnedMsr> {
     };
     // RAPL energy unit 2^-14 J.
     let energy_unit_j = 1.0 / f64::from(1 << 14);
-    out.push(row(t0, 0, MSR_PLATFORM_INFO, "PLATFORM_INFO", ((sc.base_mhz / 100.0) as u64) << 8));
-    out.push(row(t0, 0, MSR_RAPL_POWER_UNIT, "RAPL_POWER_UNIT", (14 << 8) | (10 << 16) | 3));
+    out.push(row(
+        t0,
+        0,
+        MSR_PLATFORM_INFO,
+        "PLATFORM_INFO",
+        ((sc.base_mhz / 100.0) as u64) << 8,
+    ));
+    out.push(row(
+        t0,
+        0,
+        MSR_RAPL_POWER_UNIT,
+        "RAPL_POWER_UNIT",
+        (14 << 8) | (10 << 16) | 3,
+    ));
     let mut energy = 0.0f64;
     for (i, &ts) in times.iter().enumerate() {
         let mut busy_sum = 0.0;
@@ -83,12 +97,30 @@ pub fn msr(sc: &Scenario, tls: &[CpuTimeline]) -> Vec<OwnedMsr> {
             let busy = tl.busy_ns(t0, ts) as f64;
             let base = 1_000_000_000_000u64 * (cpu as u64 + 1);
             if i == 0 {
-                out.push(row(ts, cpu, MSR_TEMPERATURE_TARGET, "TEMPERATURE_TARGET", 100 << 16));
+                out.push(row(
+                    ts,
+                    cpu,
+                    MSR_TEMPERATURE_TARGET,
+                    "TEMPERATURE_TARGET",
+                    100 << 16,
+                ));
             }
             let tsc = (ts as f64 * sc.tsc_mhz / 1e3) as u64;
             out.push(row(ts, cpu, MSR_TSC, "TSC", tsc));
-            out.push(row(ts, cpu, MSR_APERF, "APERF", base + (busy * sc.busy_mhz / 1e3) as u64));
-            out.push(row(ts, cpu, MSR_MPERF, "MPERF", base + (busy * sc.tsc_mhz / 1e3) as u64));
+            out.push(row(
+                ts,
+                cpu,
+                MSR_APERF,
+                "APERF",
+                base + (busy * sc.busy_mhz / 1e3) as u64,
+            ));
+            out.push(row(
+                ts,
+                cpu,
+                MSR_MPERF,
+                "MPERF",
+                base + (busy * sc.tsc_mhz / 1e3) as u64,
+            ));
             let window_busy = if i == 0 {
                 0.0
             } else {
@@ -97,12 +129,24 @@ pub fn msr(sc: &Scenario, tls: &[CpuTimeline]) -> Vec<OwnedMsr> {
             busy_sum += window_busy;
             let temp = 45.0 + 40.0 * window_busy;
             let readout = (100.0 - temp).round() as u64;
-            out.push(row(ts, cpu, MSR_THERM_STATUS, "THERM_STATUS", (1 << 31) | (readout << 16)));
+            out.push(row(
+                ts,
+                cpu,
+                MSR_THERM_STATUS,
+                "THERM_STATUS",
+                (1 << 31) | (readout << 16),
+            ));
         }
         if i > 0 {
             energy += 35.0 + 25.0 * busy_sum;
         }
-        out.push(row(ts, 0, MSR_PKG_ENERGY_STATUS, "PKG_ENERGY_STATUS", (energy / energy_unit_j) as u64 & 0xFFFF_FFFF));
+        out.push(row(
+            ts,
+            0,
+            MSR_PKG_ENERGY_STATUS,
+            "PKG_ENERGY_STATUS",
+            (energy / energy_unit_j) as u64 & 0xFFFF_FFFF,
+        ));
     }
     out
 }
@@ -141,16 +185,50 @@ pub fn sys(sc: &Scenario, tls: &[CpuTimeline], reqs: &[Request], rng: &mut Rng) 
             }
             let done: Vec<_> = tl.jobs.iter().filter(|j| j.start_ns < ts).collect();
             let wait: i64 = done.iter().map(|j| j.start_ns - j.wake_ns).sum();
-            push(ts, "schedstat", "run_ns", inst.clone(), "counter", 0.4 * BOOT + busy);
-            push(ts, "schedstat", "wait_ns", inst.clone(), "counter", 0.01 * BOOT + wait as f64);
-            push(ts, "schedstat", "timeslices", inst, "counter", 1e6 + done.len() as f64);
+            push(
+                ts,
+                "schedstat",
+                "run_ns",
+                inst.clone(),
+                "counter",
+                0.4 * BOOT + busy,
+            );
+            push(
+                ts,
+                "schedstat",
+                "wait_ns",
+                inst.clone(),
+                "counter",
+                0.01 * BOOT + wait as f64,
+            );
+            push(
+                ts,
+                "schedstat",
+                "timeslices",
+                inst,
+                "counter",
+                1e6 + done.len() as f64,
+            );
         }
-        for (k, name) in ["user_ns", "system_ns", "idle_ns", "iowait_ns"].iter().enumerate() {
+        for (k, name) in ["user_ns", "system_ns", "idle_ns", "iowait_ns"]
+            .iter()
+            .enumerate()
+        {
             push(ts, "stat", name, None, "counter", total[k]);
         }
-        let switches: usize = tls.iter().map(|tl| tl.jobs.iter().filter(|j| j.start_ns < ts).count() * 2).sum();
+        let switches: usize = tls
+            .iter()
+            .map(|tl| tl.jobs.iter().filter(|j| j.start_ns < ts).count() * 2)
+            .sum();
         push(ts, "stat", "ctxt", None, "counter", 5e7 + switches as f64);
-        push(ts, "stat", "procs_running", None, "gauge", 1.0 + f64::from(rng.range(0, 3) as i32));
+        push(
+            ts,
+            "stat",
+            "procs_running",
+            None,
+            "gauge",
+            1.0 + f64::from(rng.range(0, 3) as i32),
+        );
         push(ts, "stat", "procs_blocked", None, "gauge", 0.0);
 
         let gib = 1024.0 * 1024.0 * 1024.0;
@@ -181,7 +259,8 @@ pub fn sys(sc: &Scenario, tls: &[CpuTimeline], reqs: &[Request], rng: &mut Rng) 
         }
         for disk in ["nvme0n1", "sda"] {
             let inst = Some(disk.to_string());
-            let (mut rd, mut wr, mut srd, mut swr, mut trd, mut twr, mut inflight) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            let (mut rd, mut wr, mut srd, mut swr, mut trd, mut twr, mut inflight) =
+                (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
             for r in reqs.iter().filter(|r| r.disk == disk && r.issue_ns < ts) {
                 if r.complete_ns >= ts {
                     inflight += 1.0;
@@ -228,7 +307,14 @@ pub fn sys(sc: &Scenario, tls: &[CpuTimeline], reqs: &[Request], rng: &mut Rng) 
                 ("tx_errs", 0.0),
                 ("tx_drop", 0.0),
             ] {
-                push(ts, "net_dev", name, inst.clone(), "counter", 1e9 * scale + rate * scale * secs);
+                push(
+                    ts,
+                    "net_dev",
+                    name,
+                    inst.clone(),
+                    "counter",
+                    1e9 * scale + rate * scale * secs,
+                );
             }
         }
         for (name, kind, base, rate) in [
@@ -245,9 +331,25 @@ pub fn sys(sc: &Scenario, tls: &[CpuTimeline], reqs: &[Request], rng: &mut Rng) 
         ] {
             push(ts, "snmp", name, None, kind, base + rate * secs);
         }
-        let load = tls.iter().map(|tl| tl.busy_ns(t0, ts.max(t0 + 1)) as f64 / elapsed.max(1.0)).sum::<f64>();
-        for (name, v) in [("load1", load), ("load5", load * 0.9), ("load15", load * 0.8), ("runnable", 1.0), ("threads", 612.0)] {
-            push(ts, "loadavg", name, None, "gauge", (v * 100.0).round() / 100.0);
+        let load = tls
+            .iter()
+            .map(|tl| tl.busy_ns(t0, ts.max(t0 + 1)) as f64 / elapsed.max(1.0))
+            .sum::<f64>();
+        for (name, v) in [
+            ("load1", load),
+            ("load5", load * 0.9),
+            ("load15", load * 0.8),
+            ("runnable", 1.0),
+            ("threads", 612.0),
+        ] {
+            push(
+                ts,
+                "loadavg",
+                name,
+                None,
+                "gauge",
+                (v * 100.0).round() / 100.0,
+            );
         }
         for (name, kind, v) in [
             ("cpu_some_avg10_pct", "gauge", 2.5),

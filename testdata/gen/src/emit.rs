@@ -25,13 +25,26 @@ fn n_segments(sc: &Scenario) -> usize {
 
 /// Stable pseudo-hash for fake addresses and build ids.
 fn fnv(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn build_id(module: &str) -> Option<String> {
-    (module != world::JIT_MAP).then(|| format!("{:016x}{:016x}{:08x}", fnv(module), fnv(&module[1..]), fnv(module) as u32))
+    (module != world::JIT_MAP).then(|| {
+        format!(
+            "{:016x}{:016x}{:08x}",
+            fnv(module),
+            fnv(&module[1..]),
+            fnv(module) as u32
+        )
+    })
 }
+
+/// Integer and string fields of one ftrace event.
+type Fields<'a> = (Vec<(&'a str, i64)>, Vec<(&'a str, &'a str)>);
+/// (callsite_id, parent_id, frame_id, depth).
+type CallsiteRow = (i64, Option<i64>, i64, i32);
 
 /// Frame and callsite ids, assigned in order of first use.
 #[derive(Default)]
@@ -39,7 +52,7 @@ struct StackTable {
     frames: BTreeMap<(&'static str, &'static str), i64>,
     frame_rows: Vec<Vec<(i64, &'static str, &'static str, &'static str)>>,
     callsites: BTreeMap<(Option<i64>, i64), i64>,
-    callsite_rows: Vec<Vec<(i64, Option<i64>, i64, i32)>>,
+    callsite_rows: Vec<Vec<CallsiteRow>>,
 }
 
 impl StackTable {
@@ -48,7 +61,12 @@ impl StackTable {
             .user
             .iter()
             .map(|f| world::resolve_frame(f, false, exe))
-            .chain(template.kernel.iter().map(|f| world::resolve_frame(f, true, exe)));
+            .chain(
+                template
+                    .kernel
+                    .iter()
+                    .map(|f| world::resolve_frame(f, true, exe)),
+            );
         let mut parent = None;
         for (depth, (module, name, kind)) in frames.enumerate() {
             let next_frame = self.frames.len() as i64 + 1;
@@ -151,9 +169,9 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
     for (seg, rows) in stacks.frame_rows.iter().enumerate() {
         for &(frame_id, name, module, kind) in rows {
             let rel_pc = if kind == "kernel" {
-                0xffff_ffff_8100_0000 + (fnv(name) % 0x100_0000 & !0xf)
+                0xffff_ffff_8100_0000 + ((fnv(name) % 0x100_0000) & !0xf)
             } else {
-                0x1000 + (fnv(name) % 0x40_0000 & !0xf)
+                0x1000 + ((fnv(name) % 0x40_0000) & !0xf)
             };
             segs[seg].frame.push(&Frame {
                 frame_id,
@@ -183,7 +201,11 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
 
     for r in &world.requests {
         let dev = format!("{}:{}", r.dev.0, r.dev.1);
-        let phases = [("insert", r.insert_ns), ("issue", r.issue_ns), ("complete", r.complete_ns)];
+        let phases = [
+            ("insert", r.insert_ns),
+            ("issue", r.issue_ns),
+            ("complete", r.complete_ns),
+        ];
         for (phase, ts) in phases {
             if ts >= end {
                 continue;
@@ -240,7 +262,7 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         }
     }
 
-    let mut switches: Vec<_> = world.switches.iter().collect();
+    let mut switches: Vec<_> = world.switches.iter().filter(|s| s.ts_ns < end).collect();
     switches.sort_by_key(|s| (s.ts_ns, s.cpu));
     for s in switches {
         let seg = &mut segs[seg_of(sc, s.ts_ns)];
@@ -274,7 +296,7 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
     }
 
     for tl in &world.timelines {
-        for j in &tl.jobs {
+        for j in tl.jobs.iter().filter(|j| j.wake_ns < end) {
             let t = &tl.threads[j.thread];
             let seg = &mut segs[seg_of(sc, j.wake_ns)];
             let waker_comm = tl
@@ -309,7 +331,7 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         }
     }
 
-    for c in &world.syscalls {
+    for c in world.syscalls.iter().filter(|c| c.ts_ns < end) {
         let seg = &mut segs[seg_of(sc, c.ts_ns)];
         let nr = world::syscall_nr(c.name);
         let enter = c.ret.is_none();
@@ -333,12 +355,21 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         });
         let args = format!(
             "({})",
-            c.args.iter().map(|v| format!("{v:#x}")).collect::<Vec<_>>().join(", ")
+            c.args
+                .iter()
+                .map(|v| format!("{v:#x}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let (event, ints, strs): (_, Vec<(&str, i64)>, Vec<(&str, &str)>) = if enter {
-            ("raw_syscalls:sys_enter", vec![("id", i64::from(nr))], vec![("args", &args)])
+        let (event, (ints, strs)): (_, Fields) = if enter {
+            let ints = vec![("id", i64::from(nr))];
+            (
+                "raw_syscalls:sys_enter",
+                (ints, vec![("args", args.as_str())]),
+            )
         } else {
-            ("raw_syscalls:sys_exit", vec![("id", i64::from(nr)), ("ret", c.ret.unwrap_or(0))], vec![])
+            let ints = vec![("id", i64::from(nr)), ("ret", c.ret.unwrap_or(0))];
+            ("raw_syscalls:sys_exit", (ints, vec![]))
         };
         seg.ftrace.push(&FtraceEvent {
             ts_ns: c.ts_ns,
@@ -385,7 +416,9 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         });
     }
 
-    let mut w = BundleWriter::create(out, manifest(sc, world), WriterOptions::default().overwrite(true))?;
+    let ftrace_rows = segs.iter().map(|s| s.ftrace.len() as u64).sum();
+    let manifest = manifest(sc, world, ftrace_rows);
+    let mut w = BundleWriter::create(out, manifest, WriterOptions::default().overwrite(true))?;
     for seg in &mut segs {
         seg.flush(&mut w)?;
     }
@@ -422,7 +455,10 @@ fn write_threads(sc: &Scenario, world: &World, seg: &mut Segment) {
     }
     for (pid, exe) in pids {
         let base = 0x5500_0000_0000u64 + (pid as u64) * 0x1_0000_0000;
-        let mut maps = vec![(exe, base, 0x80_0000u64, true), (world::LIBC, 0x7f10_0000_0000, 0x20_0000, true)];
+        let mut maps = vec![
+            (exe, base, 0x80_0000u64, true),
+            (world::LIBC, 0x7f10_0000_0000, 0x20_0000, true),
+        ];
         if exe.ends_with("/java") {
             maps.push((world::LIBJVM, 0x7f20_0000_0000, 0x140_0000, false));
             maps.push((world::JIT_MAP, 0x7f30_0000_0000, 0x800_0000, true));
@@ -445,33 +481,61 @@ fn write_threads(sc: &Scenario, world: &World, seg: &mut Segment) {
 /// A short-lived `tar` run by a shell: fork at 3 s, exec, exit at 7 s.
 fn write_process_events(sc: &Scenario, segs: &mut [Segment]) {
     let t = |s: i64| sc.start_ns() + s * 1_000_000_000 + 1234;
-    let events: [(i64, &str, i32, &str, Option<i32>, Option<&str>, Option<&str>); 3] = [
-        (t(3), "fork", 5000, "bash", Some(5001), Some("bash"), None),
-        (t(3) + 400_000, "exec", 5001, "tar", None, None, Some("/usr/bin/tar")),
-        (t(7), "exit", 5001, "tar", None, None, None),
+    let row = |ts_ns, event, tid, comm, child_tid, child_comm, filename| SchedProcess {
+        ts_ns,
+        cpu: 0,
+        event,
+        tid,
+        comm,
+        child_tid,
+        child_comm,
+        filename,
+    };
+    let events = [
+        row(t(3), "fork", 5000, "bash", Some(5001), Some("bash"), None),
+        row(
+            t(3) + 400_000,
+            "exec",
+            5001,
+            "tar",
+            None,
+            None,
+            Some("/usr/bin/tar"),
+        ),
+        row(t(7), "exit", 5001, "tar", None, None, None),
     ];
-    for (ts, event, tid, comm, child, child_comm, filename) in events {
-        let seg = &mut segs[seg_of(sc, ts)];
-        seg.process.push(&SchedProcess {
+    for p in events {
+        let SchedProcess {
             ts_ns: ts,
-            cpu: 0,
             event,
             tid,
             comm,
             child_tid: child,
             child_comm,
             filename,
-        });
-        let (ints, strs): (Vec<(&str, i64)>, Vec<(&str, &str)>) = match event {
+            ..
+        } = p;
+        let seg = &mut segs[seg_of(sc, ts)];
+        seg.process.push(&p);
+        let (ints, strs): Fields = match event {
             "fork" => (
-                vec![("parent_pid", i64::from(tid)), ("child_pid", i64::from(child.unwrap_or(0)))],
-                vec![("parent_comm", comm), ("child_comm", child_comm.unwrap_or(""))],
+                vec![
+                    ("parent_pid", i64::from(tid)),
+                    ("child_pid", i64::from(child.unwrap_or(0))),
+                ],
+                vec![
+                    ("parent_comm", comm),
+                    ("child_comm", child_comm.unwrap_or("")),
+                ],
             ),
             "exec" => (
                 vec![("pid", i64::from(tid)), ("old_pid", i64::from(tid))],
                 vec![("filename", filename.unwrap_or(""))],
             ),
-            _ => (vec![("pid", i64::from(tid)), ("prio", 120)], vec![("comm", comm)]),
+            _ => (
+                vec![("pid", i64::from(tid)), ("prio", 120)],
+                vec![("comm", comm)],
+            ),
         };
         let name = format!("sched:sched_process_{event}");
         seg.ftrace.push(&FtraceEvent {
@@ -485,7 +549,11 @@ fn write_process_events(sc: &Scenario, segs: &mut [Segment]) {
             str_fields: &strs,
         });
         let reason = if event == "fork" { "fork" } else { event };
-        let (row_tid, row_comm) = if event == "fork" { (5001, "bash") } else { (tid, comm) };
+        let (row_tid, row_comm) = if event == "fork" {
+            (5001, "bash")
+        } else {
+            (tid, comm)
+        };
         seg.thread.push(&Thread {
             ts_ns: ts,
             pid: row_tid,
@@ -509,11 +577,14 @@ fn clock(sc: &Scenario, mono: i64) -> ClockSnapshot {
     }
 }
 
-fn manifest(sc: &Scenario, world: &World) -> Manifest {
+fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64) -> Manifest {
     let host = Host {
         hostname: format!("fixture-{}", sc.name),
         kernel_release: "6.1.0-27-cloud-amd64".into(),
-        boot_id: Some(format!("{:032x}", u128::from(fnv(&sc.name)) << 64 | u128::from(sc.seed))),
+        boot_id: Some(format!(
+            "{:032x}",
+            u128::from(fnv(&sc.name)) << 64 | u128::from(sc.seed)
+        )),
         arch: "x86_64".into(),
         cpu_vendor: Some("GenuineIntel".into()),
         cpu_model_name: Some("Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz".into()),
@@ -530,9 +601,13 @@ fn manifest(sc: &Scenario, world: &World) -> Manifest {
         version: env!("CARGO_PKG_VERSION").into(),
         command_line: vec!["gen-testdata".into(), "--scenario".into(), sc.name.clone()],
     };
-    let mut m = Manifest::new(format!("fixture-{}-{}", sc.name, sc.seed), recorder, host, clock(sc, sc.start_ns()));
+    let mut m = Manifest::new(
+        format!("fixture-{}-{}", sc.name, sc.seed),
+        recorder,
+        host,
+        clock(sc, sc.start_ns()),
+    );
     m.segment_ns = sc.segment_ns;
-    let ftrace_rows = (world.requests.len() * 3 + world.switches.len() + world.syscalls.len()) as u64;
     let ok = |name: &str, detail: &str, records: u64, losses: Vec<Loss>| Source {
         name: name.into(),
         status: SourceStatus::Ok,
@@ -544,13 +619,30 @@ fn manifest(sc: &Scenario, world: &World) -> Manifest {
     m.sources = vec![
         ok(
             "perf-samples",
-            &format!("cpu-clock @ {} Hz on {} CPUs, callchains user+kernel", sc.freq_hz, sc.n_cpus),
+            &format!(
+                "cpu-clock @ {} Hz on {} CPUs, callchains user+kernel",
+                sc.freq_hz, sc.n_cpus
+            ),
             world.samples.len() as u64,
-            vec![Loss { kind: "perf-lost-records".into(), cpu: Some(sc.n_cpus - 1), count: 3 }],
+            vec![Loss {
+                kind: "perf-lost-records".into(),
+                cpu: Some(sc.n_cpus - 1),
+                count: 3,
+            }],
         ),
-        ok("ftrace", "block, sched, raw_syscalls, sched_process events", ftrace_rows, Vec::new()),
+        ok(
+            "ftrace",
+            "block, sched, raw_syscalls, sched_process events",
+            ftrace_rows,
+            Vec::new(),
+        ),
         if sc.with_pmc {
-            ok("pmc", "cycles, instructions, ref-cycles, cache-misses, branch-misses every 1 s", world.pmc.len() as u64, Vec::new())
+            ok(
+                "pmc",
+                "cycles, instructions, ref-cycles, cache-misses, branch-misses every 1 s",
+                world.pmc.len() as u64,
+                Vec::new(),
+            )
         } else {
             Source {
                 name: "pmc".into(),
@@ -562,7 +654,12 @@ fn manifest(sc: &Scenario, world: &World) -> Manifest {
             }
         },
         if sc.with_msr {
-            ok("msr", "TSC, APERF, MPERF, THERM_STATUS, PKG_ENERGY_STATUS via /dev/cpu/N/msr every 1 s", world.msr.len() as u64, Vec::new())
+            ok(
+                "msr",
+                "TSC, APERF, MPERF, THERM_STATUS, PKG_ENERGY_STATUS via /dev/cpu/N/msr every 1 s",
+                world.msr.len() as u64,
+                Vec::new(),
+            )
         } else {
             Source {
                 name: "msr".into(),
@@ -573,7 +670,12 @@ fn manifest(sc: &Scenario, world: &World) -> Manifest {
                 losses: Vec::new(),
             }
         },
-        ok("procfs", "stat, meminfo, vmstat, diskstats, net/dev, net/snmp, loadavg, pressure, schedstat every 1 s", world.sys.len() as u64, Vec::new()),
+        ok(
+            "procfs",
+            "stat, meminfo, vmstat, diskstats, net/dev, net/snmp, loadavg, pressure, schedstat every 1 s",
+            world.sys.len() as u64,
+            Vec::new(),
+        ),
     ];
     m.self_cost = SelfCost {
         cpu_user_s: 0.061,

@@ -170,8 +170,16 @@ fn simulate(sc: &Scenario) -> World {
         syscalls.extend(timeline::syscalls(tl, &mut rng));
     }
     let requests = io::requests(sc, &mut rng);
-    let pmc = if sc.with_pmc { counters::pmc(sc, &timelines) } else { Vec::new() };
-    let msr = if sc.with_msr { counters::msr(sc, &timelines) } else { Vec::new() };
+    let pmc = if sc.with_pmc {
+        counters::pmc(sc, &timelines)
+    } else {
+        Vec::new()
+    };
+    let msr = if sc.with_msr {
+        counters::msr(sc, &timelines)
+    } else {
+        Vec::new()
+    };
     let sys = counters::sys(sc, &timelines, &requests, &mut rng);
     World {
         timelines,

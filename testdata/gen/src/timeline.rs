@@ -24,7 +24,8 @@ pub struct Job {
 pub struct CpuTimeline {
     pub cpu: i32,
     pub threads: Vec<ThreadSpec>,
-    /// Jobs in start order; they never overlap.
+    /// Jobs in start order; they never overlap. The last ones may run past the end of the
+    /// recording (their events after the end are not written).
     pub jobs: Vec<Job>,
 }
 
@@ -73,24 +74,21 @@ pub fn cpu_timeline(sc: &Scenario, cpu: i32, rng: &mut Rng) -> CpuTimeline {
             .filter(|j| j.end_ns > t)
             .map_or(0, |j| threads[j.thread].tid);
         let next = t + rng.exp(sc.job_interval_ns) as i64;
-        // A thread that is still queued or running cannot be woken again.
-        if busy_until[thread] < t {
-            let start_ns = (t + delay).max(free_at);
-            let end_ns = start_ns + (cycles / sc.busy_mhz * 1e3) as i64;
-            if end_ns >= end {
-                break;
-            }
-            jobs.push(Job {
-                thread,
-                template,
-                waker_tid,
-                wake_ns: t,
-                start_ns,
-                end_ns,
-            });
-            free_at = end_ns;
-            busy_until[thread] = end_ns;
-        }
+        // A thread still queued or running is woken when it next sleeps, so every arrival
+        // becomes a job and the same seed does the same work at any frequency.
+        let wake_ns = t.max(busy_until[thread]);
+        let start_ns = (wake_ns + delay).max(free_at);
+        let end_ns = start_ns + (cycles / sc.busy_mhz * 1e3) as i64;
+        jobs.push(Job {
+            thread,
+            template,
+            waker_tid,
+            wake_ns,
+            start_ns,
+            end_ns,
+        });
+        free_at = end_ns;
+        busy_until[thread] = end_ns;
         t = next;
     }
     CpuTimeline { cpu, threads, jobs }

@@ -26,7 +26,9 @@ impl LatencyTruth {
         v.sort_unstable();
         let mut log2_buckets = BTreeMap::new();
         for &x in &v {
-            *log2_buckets.entry(63 - (x.max(1) as u64).leading_zeros()).or_insert(0) += 1;
+            *log2_buckets
+                .entry(63 - (x.max(1) as u64).leading_zeros())
+                .or_insert(0) += 1;
         }
         let rank = |p: f64| {
             let r = ((p / 100.0) * v.len() as f64).ceil() as usize;
@@ -77,17 +79,37 @@ pub fn truth(sc: &Scenario, w: &World) -> Truth {
     let mut samples_by_leaf = BTreeMap::new();
     for s in &w.samples {
         *samples_by_comm.entry(s.comm.clone()).or_insert(0) += 1;
-        *samples_by_leaf.entry(s.template.leaf().to_string()).or_insert(0) += 1;
+        *samples_by_leaf
+            .entry(s.template.leaf().to_string())
+            .or_insert(0) += 1;
     }
     let done: Vec<_> = w.requests.iter().filter(|r| r.complete_ns < end).collect();
     let mut block_by_disk = BTreeMap::new();
     for disk in ["nvme0n1", "sda"] {
-        let v = done.iter().filter(|r| r.disk == disk).map(|r| r.latency_ns()).collect();
+        let v = done
+            .iter()
+            .filter(|r| r.disk == disk)
+            .map(|r| r.latency_ns())
+            .collect();
         block_by_disk.insert(disk.to_string(), LatencyTruth::of(v));
     }
-    let jobs = w.timelines.iter().flat_map(|tl| &tl.jobs);
+    // Wakeups and switch-ins that happened within the recording.
+    let jobs = w
+        .timelines
+        .iter()
+        .flat_map(|tl| &tl.jobs)
+        .filter(|j| j.wake_ns < end);
+    let started: Vec<i64> = jobs
+        .clone()
+        .filter(|j| j.start_ns < end)
+        .map(|j| j.start_ns - j.wake_ns)
+        .collect();
     let mut syscalls_by_name = BTreeMap::new();
-    for c in w.syscalls.iter().filter(|c| c.ret.is_none()) {
+    for c in w
+        .syscalls
+        .iter()
+        .filter(|c| c.ret.is_none() && c.ts_ns < end)
+    {
         *syscalls_by_name.entry(c.name.to_string()).or_insert(0) += 1;
     }
     Truth {
@@ -111,9 +133,9 @@ pub fn truth(sc: &Scenario, w: &World) -> Truth {
         block: LatencyTruth::of(done.iter().map(|r| r.latency_ns()).collect()),
         block_by_disk,
         block_incomplete: (w.requests.len() - done.len()) as u64,
-        runq: LatencyTruth::of(jobs.clone().map(|j| j.start_ns - j.wake_ns).collect()),
+        runq: LatencyTruth::of(started),
         wakeups: jobs.count() as u64,
-        switches: w.switches.len() as u64,
+        switches: w.switches.iter().filter(|s| s.ts_ns < end).count() as u64,
         syscalls_by_name,
     }
 }

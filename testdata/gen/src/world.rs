@@ -28,8 +28,14 @@ pub struct Template {
 impl Template {
     /// The leaf (innermost) function name without module prefix.
     pub fn leaf(&self) -> &'static str {
-        let f = self.kernel.last().or(self.user.last()).expect("non-empty stack");
-        f.split_once(':').filter(|(m, _)| matches!(*m, "libc" | "jvm" | "jit")).map_or(f, |(_, n)| n)
+        let f = self
+            .kernel
+            .last()
+            .or(self.user.last())
+            .expect("non-empty stack");
+        f.split_once(':')
+            .filter(|(m, _)| matches!(*m, "libc" | "jvm" | "jit"))
+            .map_or(f, |(_, n)| n)
     }
 }
 
@@ -171,7 +177,16 @@ pub const JAVA_C2: &[Template] = &[Template {
 /// Kernel worker thread flushing block requests.
 pub const KWORKER: &[Template] = &[Template {
     user: &[],
-    kernel: &["ret_from_fork", "kthread", "worker_thread", "process_one_work", "blk_mq_run_work_fn", "__blk_mq_run_hw_queue", "blk_mq_sched_dispatch_requests", "nvme_queue_rq"],
+    kernel: &[
+        "ret_from_fork",
+        "kthread",
+        "worker_thread",
+        "process_one_work",
+        "blk_mq_run_work_fn",
+        "__blk_mq_run_hw_queue",
+        "blk_mq_sched_dispatch_requests",
+        "nvme_queue_rq",
+    ],
     weight: 1,
     syscall: None,
 }];
@@ -179,7 +194,14 @@ pub const KWORKER: &[Template] = &[Template {
 /// The idle loop (`swapper/N`, tid 0).
 pub const IDLE: Template = Template {
     user: &[],
-    kernel: &["secondary_startup_64_no_verify", "start_secondary", "cpu_startup_entry", "do_idle", "default_idle_call", "default_idle"],
+    kernel: &[
+        "secondary_startup_64_no_verify",
+        "start_secondary",
+        "cpu_startup_entry",
+        "do_idle",
+        "default_idle_call",
+        "default_idle",
+    ],
     weight: 1,
     syscall: None,
 };
@@ -255,7 +277,11 @@ pub fn threads_of_cpu(cpu: i32) -> Vec<ThreadSpec> {
 }
 
 /// Splits a template frame into (module, name, kind) for a thread with executable `exe`.
-pub fn resolve_frame(frame: &'static str, kernel: bool, exe: &'static str) -> (&'static str, &'static str, &'static str) {
+pub fn resolve_frame(
+    frame: &'static str,
+    kernel: bool,
+    exe: &'static str,
+) -> (&'static str, &'static str, &'static str) {
     if kernel {
         return (KERNEL, frame, "kernel");
     }

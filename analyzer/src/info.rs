@@ -1,0 +1,206 @@
+//! `perfpack info`: what a bundle holds — host, capture window in wall-clock time, state, every
+//! source with its status, records and losses, rows per table, and the recorder's own cost.
+
+use std::fmt::Write as _;
+
+use perfpack_schema::manifest::State;
+use perfpack_schema::time::{format_duration_ns, format_wall_ns};
+use perfpack_schema::{Bundle, Manifest, tables};
+use serde::Serialize;
+
+use crate::text_table::TextTable;
+
+/// Summary of one bundle, the data behind both the text and the JSON output.
+#[derive(Debug, Serialize)]
+pub struct Info<'a> {
+    pub path: String,
+    pub packed: bool,
+    pub state_note: &'static str,
+    /// Wall-clock window of the capture (clock snapshots; data range when the end is missing).
+    pub start_wall: Option<String>,
+    pub end_wall: Option<String>,
+    pub duration_ns: Option<i64>,
+    pub tables: Vec<TableInfo>,
+    pub total_lost: u64,
+    pub warnings: &'a [String],
+    pub manifest: &'a Manifest,
+}
+
+/// Rows and storage of one table.
+#[derive(Debug, Serialize)]
+pub struct TableInfo {
+    pub name: &'static str,
+    pub rows: u64,
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+/// Builds the summary of an opened bundle.
+pub fn summarize(bundle: &Bundle) -> Info<'_> {
+    let m = bundle.manifest();
+    let start = m.clocks.start;
+    let data = m.time_range_ns();
+    let (from_ns, to_ns) = match (m.clocks.end, data) {
+        (Some(end), _) => (Some(start.monotonic_ns), Some(end.monotonic_ns)),
+        (None, Some((_, hi))) => (Some(start.monotonic_ns), Some(hi)),
+        (None, None) => (Some(start.monotonic_ns), None),
+    };
+    let tables = tables::ALL
+        .iter()
+        .map(|t| {
+            let segs = bundle.segments(t);
+            TableInfo {
+                name: t.name,
+                rows: segs.iter().map(|s| s.rows).sum(),
+                segments: segs.len(),
+                bytes: segs.iter().map(|s| s.bytes).sum(),
+            }
+        })
+        .collect();
+    Info {
+        path: bundle.path().display().to_string(),
+        packed: bundle.is_packed(),
+        state_note: match m.state {
+            State::Complete => "complete",
+            State::Interrupted => {
+                "interrupted: the recorder stopped early on an error; closed segments are intact"
+            }
+            State::Recording => {
+                "recording: not finalized (the recorder was killed or is still running); closed segments are intact"
+            }
+        },
+        start_wall: from_ns.map(|ns| format_wall_ns(start.wall_ns(ns))),
+        end_wall: to_ns.map(|ns| format_wall_ns(start.wall_ns(ns))),
+        duration_ns: from_ns.zip(to_ns).map(|(a, b)| b - a),
+        tables,
+        total_lost: m.sources.iter().map(|s| s.total_lost()).sum(),
+        warnings: bundle.warnings(),
+        manifest: m,
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>, unit: &str) -> String {
+    v.as_ref().map_or("?".into(), |v| format!("{v}{unit}"))
+}
+
+/// The text form, for people.
+pub fn render_text(info: &Info<'_>) -> String {
+    let m = info.manifest;
+    let h = &m.host;
+    let mut out = String::new();
+    let kind = if info.packed {
+        "packed file"
+    } else {
+        "directory"
+    };
+    let _ = writeln!(out, "bundle     {} ({kind}), id {}", info.path, m.bundle_id);
+    let _ = writeln!(out, "state      {}", info.state_note);
+    let instance = h
+        .instance_type
+        .as_deref()
+        .map(|t| format!(", {t}"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "host       {}{instance}", h.hostname);
+    let _ = writeln!(out, "kernel     {} {}", h.kernel_release, h.arch);
+    let _ = writeln!(
+        out,
+        "cpu        {} CPUs, {} (family {}, model {}), TSC {}, base {}, max {}",
+        h.n_cpus,
+        h.cpu_model_name.as_deref().unwrap_or("unknown model"),
+        opt(&h.cpu_family, ""),
+        opt(&h.cpu_model, ""),
+        opt(&h.tsc_mhz, " MHz"),
+        opt(&h.base_mhz, " MHz"),
+        opt(&h.max_mhz, " MHz"),
+    );
+    let _ = writeln!(
+        out,
+        "recorder   {} {}: {}",
+        m.recorder.name,
+        m.recorder.version,
+        m.recorder.command_line.join(" ")
+    );
+    let window = match (&info.start_wall, &info.end_wall, info.duration_ns) {
+        (Some(a), Some(b), Some(d)) => format!("{a} to {b} ({})", format_duration_ns(d)),
+        (Some(a), _, _) => format!("{a} to ? (no end recorded)"),
+        _ => "unknown".into(),
+    };
+    let _ = writeln!(out, "time       {window}");
+    let s = m.clocks.start;
+    let _ = writeln!(
+        out,
+        "clocks     at start: realtime {} ns, monotonic {} ns, boottime {} ns, tsc {}",
+        s.realtime_ns,
+        s.monotonic_ns,
+        s.boottime_ns,
+        opt(&s.tsc, "")
+    );
+    let c = m.self_cost;
+    let _ = writeln!(
+        out,
+        "self-cost  {:.3} CPU s (user {:.3}, system {:.3}), peak RSS {:.1} MiB",
+        c.cpu_user_s + c.cpu_system_s,
+        c.cpu_user_s,
+        c.cpu_system_s,
+        c.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let _ = writeln!(
+        out,
+        "segments   {} of {} nominal",
+        info.tables.first().map_or(0, |t| t.segments),
+        format_duration_ns(m.segment_ns)
+    );
+
+    out.push('\n');
+    let mut t = TextTable::new(&["source", "status", "records", "lost", "detail or reason"]);
+    for src in &m.sources {
+        let what = if src.reason.is_empty() {
+            &src.detail
+        } else {
+            &src.reason
+        };
+        t.row(vec![
+            src.name.clone(),
+            src.status.as_str().into(),
+            src.records.to_string(),
+            src.total_lost().to_string(),
+            what.clone(),
+        ]);
+    }
+    out.push_str(&t.render());
+
+    let losses: Vec<_> = m
+        .sources
+        .iter()
+        .flat_map(|s| s.losses.iter().map(move |l| (s, l)))
+        .filter(|(_, l)| l.count > 0)
+        .collect();
+    out.push('\n');
+    if losses.is_empty() {
+        out.push_str("losses     none reported by any source\n");
+    } else {
+        let mut t = TextTable::new(&["source", "loss", "cpu", "count"]);
+        for (s, l) in losses {
+            t.row(vec![
+                s.name.clone(),
+                l.kind.clone(),
+                l.cpu.map_or("all".into(), |c| c.to_string()),
+                l.count.to_string(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+
+    out.push('\n');
+    let mut t = TextTable::new(&["table", "rows", "segments", "bytes"]);
+    for ti in &info.tables {
+        t.row(vec![
+            ti.name.into(),
+            ti.rows.to_string(),
+            ti.segments.to_string(),
+            ti.bytes.to_string(),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+}

@@ -1,0 +1,64 @@
+//! Shared helpers of the analyzer's integration tests.
+
+mod bad_input;
+mod crash;
+mod info;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The committed fixture bundle `name` (e.g. `basic`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../testdata/{name}.ppk"))
+}
+
+/// Runs `perfpack` with these arguments.
+pub fn perfpack<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_perfpack"))
+        .args(args)
+        .output()
+        .expect("perfpack runs")
+}
+
+/// Stdout of a run that must succeed.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "perfpack failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+/// Stderr of a run that must fail, checked to be one line.
+pub fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "perfpack should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8(out.stderr.clone()).expect("utf-8 error");
+    let lines: Vec<_> = err.lines().filter(|l| !l.contains("warning:")).collect();
+    assert_eq!(lines.len(), 1, "error must be one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+/// Copies a directory tree (a bundle) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}

@@ -235,7 +235,8 @@ impl Kind for MapStr {
 macro_rules! table {
     (
         $(#[doc = $doc:literal])+
-        $konst:ident, $row:ident, $builder:ident, $name:literal, sort_key = $sort:expr, {
+        $konst:ident, $row:ident, $builder:ident, $name:literal,
+        sort_key = $sort:expr, dictionary = $dict:expr, {
             $($(#[doc = $cdoc:literal])+ $col:ident : $kind:ident,)+
         }
     ) => {
@@ -244,6 +245,7 @@ macro_rules! table {
             name: $name,
             doc: concat!($($doc, "\n"),+),
             sort_key: $sort,
+            dictionary: $dict,
             columns: &[$($crate::Column {
                 name: stringify!($col),
                 kind: <$crate::column::$kind as $crate::column::Kind>::ID,

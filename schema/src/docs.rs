@@ -32,6 +32,12 @@ pub fn schema_markdown() -> String {
         if let Some(key) = t.sort_key {
             let _ = writeln!(out, "\nEach file is sorted by `{key}`.");
         }
+        if t.dictionary {
+            out.push_str(
+                "\nLater rows of other tables refer to this table's rows, so ring mode never \
+                 drops its segments.\n",
+            );
+        }
         out.push_str("\n| column | type | null | meaning |\n|---|---|---|---|\n");
         for c in t.columns {
             let _ = writeln!(

@@ -46,6 +46,9 @@ pub struct TableDef {
     pub doc: &'static str,
     /// Column every file of the table is sorted by, if any.
     pub sort_key: Option<&'static str>,
+    /// Whether rows of later segments refer to this table's rows (frames, callsites, threads,
+    /// mappings): ring mode keeps its segments when it drops old event data.
+    pub dictionary: bool,
     /// The columns, in storage order.
     pub columns: &'static [Column],
 }

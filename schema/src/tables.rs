@@ -10,7 +10,7 @@ table! {
     /// Symbolized frames that were hit: one row per distinct (module, address) that appears in a
     /// stored stack. Symbolization happens on the recording box; raw addresses and build ids are
     /// kept so that a later run can re-symbolize with better debug info.
-    FRAME, Frame, FrameBuilder, "frame", sort_key = None, {
+    FRAME, Frame, FrameBuilder, "frame", sort_key = None, dictionary = true, {
         /// Identifier referenced by `callsite.frame_id`; unique within a bundle.
         frame_id: I64,
         /// Demangled function name, or `[unknown]` when no symbol covers the address.
@@ -33,7 +33,7 @@ table! {
 table! {
     /// The callsite prefix tree (as Perfetto and the Firefox profiler store stacks): each row is
     /// one frame under its parent callsite, so a whole stack is one integer, its leaf.
-    CALLSITE, Callsite, CallsiteBuilder, "callsite", sort_key = None, {
+    CALLSITE, Callsite, CallsiteBuilder, "callsite", sort_key = None, dictionary = true, {
         /// Identifier referenced by `stack_sample.callsite_id` and `callsite.parent_id`.
         callsite_id: I64,
         /// The caller's callsite; null at the root (outermost frame).
@@ -47,7 +47,7 @@ table! {
 
 table! {
     /// One row per stack sample from perf_event (CPU profile).
-    STACK_SAMPLE, StackSample, StackSampleBuilder, "stack_sample", sort_key = Some("ts_ns"), {
+    STACK_SAMPLE, StackSample, StackSampleBuilder, "stack_sample", sort_key = Some("ts_ns"), dictionary = false, {
         /// Sample time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU the sample was taken on.
@@ -69,7 +69,7 @@ table! {
 
 table! {
     /// Threads and processes: seen at start (procfs snapshot) and on fork, exec, comm and exit.
-    THREAD, Thread, ThreadBuilder, "thread", sort_key = Some("ts_ns"), {
+    THREAD, Thread, ThreadBuilder, "thread", sort_key = Some("ts_ns"), dictionary = true, {
         /// When this state was observed, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// Process id.
@@ -93,7 +93,7 @@ table! {
 
 table! {
     /// Memory mappings of executable code, as used for symbolization.
-    MAPPING, Mapping, MappingBuilder, "mapping", sort_key = Some("ts_ns"), {
+    MAPPING, Mapping, MappingBuilder, "mapping", sort_key = Some("ts_ns"), dictionary = true, {
         /// When the mapping was observed, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// Process id.
@@ -117,7 +117,7 @@ table! {
 table! {
     /// Every captured tracepoint event, with its fields by name. The typed tables below are built
     /// from the same stream.
-    FTRACE_EVENT, FtraceEvent, FtraceEventBuilder, "ftrace_event", sort_key = Some("ts_ns"), {
+    FTRACE_EVENT, FtraceEvent, FtraceEventBuilder, "ftrace_event", sort_key = Some("ts_ns"), dictionary = false, {
         /// Event time, CLOCK_MONOTONIC nanoseconds (trace_clock `mono`).
         ts_ns: I64,
         /// CPU the event was recorded on.
@@ -139,7 +139,7 @@ table! {
 
 table! {
     /// Block I/O requests: one row per phase (`insert`, `issue`, `complete`) of each request.
-    BLOCK_RQ, BlockRq, BlockRqBuilder, "block_rq", sort_key = Some("ts_ns"), {
+    BLOCK_RQ, BlockRq, BlockRqBuilder, "block_rq", sort_key = Some("ts_ns"), dictionary = false, {
         /// Event time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU the event was recorded on.
@@ -171,7 +171,7 @@ table! {
 
 table! {
     /// Context switches (`sched:sched_switch`).
-    SCHED_SWITCH, SchedSwitch, SchedSwitchBuilder, "sched_switch", sort_key = Some("ts_ns"), {
+    SCHED_SWITCH, SchedSwitch, SchedSwitchBuilder, "sched_switch", sort_key = Some("ts_ns"), dictionary = false, {
         /// Switch time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU that switched.
@@ -195,7 +195,7 @@ table! {
 
 table! {
     /// Wakeups (`sched:sched_wakeup` and `sched:sched_wakeup_new`).
-    SCHED_WAKEUP, SchedWakeup, SchedWakeupBuilder, "sched_wakeup", sort_key = Some("ts_ns"), {
+    SCHED_WAKEUP, SchedWakeup, SchedWakeupBuilder, "sched_wakeup", sort_key = Some("ts_ns"), dictionary = false, {
         /// Wakeup time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU the wakeup was recorded on.
@@ -217,7 +217,7 @@ table! {
 
 table! {
     /// System calls (`raw_syscalls:sys_enter` / `sys_exit`): one row per enter and per exit.
-    SYSCALL, Syscall, SyscallBuilder, "syscall", sort_key = Some("ts_ns"), {
+    SYSCALL, Syscall, SyscallBuilder, "syscall", sort_key = Some("ts_ns"), dictionary = false, {
         /// Event time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU the event was recorded on.
@@ -253,7 +253,7 @@ table! {
 
 table! {
     /// Process lifecycle (`sched:sched_process_fork`, `_exec`, `_exit`).
-    SCHED_PROCESS, SchedProcess, SchedProcessBuilder, "sched_process", sort_key = Some("ts_ns"), {
+    SCHED_PROCESS, SchedProcess, SchedProcessBuilder, "sched_process", sort_key = Some("ts_ns"), dictionary = false, {
         /// Event time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU the event was recorded on.
@@ -275,7 +275,7 @@ table! {
 
 table! {
     /// Performance-monitoring counters, read every interval from counting groups.
-    PMC, Pmc, PmcBuilder, "pmc", sort_key = Some("ts_ns"), {
+    PMC, Pmc, PmcBuilder, "pmc", sort_key = Some("ts_ns"), dictionary = false, {
         /// End of the interval, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// Length of the interval, nanoseconds.
@@ -297,7 +297,7 @@ table! {
 
 table! {
     /// Model-specific registers and frequency readings, per CPU.
-    MSR, Msr, MsrBuilder, "msr", sort_key = Some("ts_ns"), {
+    MSR, Msr, MsrBuilder, "msr", sort_key = Some("ts_ns"), dictionary = false, {
         /// Read time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// CPU read.
@@ -317,7 +317,7 @@ table! {
 table! {
     /// System counters from procfs (the sar, vmstat, iostat and mpstat data), sampled every
     /// interval.
-    SYS_COUNTER, SysCounter, SysCounterBuilder, "sys_counter", sort_key = Some("ts_ns"), {
+    SYS_COUNTER, SysCounter, SysCounterBuilder, "sys_counter", sort_key = Some("ts_ns"), dictionary = false, {
         /// Read time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
         /// `stat`, `meminfo`, `vmstat`, `diskstats`, `net_dev`, `snmp`, `loadavg`, `pressure`

@@ -167,11 +167,16 @@ impl BundleWriter {
         self.write_manifest()
     }
 
-    /// Drops the oldest closed segments (ring mode): their files and their manifest entries.
-    /// Returns the bytes freed.
+    /// Drops the oldest closed segments of event tables (ring mode): their files and their
+    /// manifest entries. Dictionary tables (frames, callsites, threads, mappings) keep every
+    /// segment, since newer samples refer to rows first written long ago. Returns the bytes
+    /// freed.
     pub fn drop_segments_before(&mut self, index: u32) -> Result<u64> {
         let mut freed = 0;
-        for table in self.manifest.tables.values_mut() {
+        for (name, table) in &mut self.manifest.tables {
+            if tables::by_name(name).is_none_or(|t| t.dictionary) {
+                continue;
+            }
             let (old, keep): (Vec<_>, Vec<_>) =
                 table.segments.drain(..).partition(|s| s.index < index);
             table.segments = keep;

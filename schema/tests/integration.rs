@@ -124,3 +124,39 @@ fn rejects_batches_of_another_schema() {
     b.push(&sample(1, 0));
     assert!(w.append(tables::FRAME, b.finish()).is_err());
 }
+
+#[test]
+fn ring_mode_drops_old_event_segments_but_keeps_dictionaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ring.ppk");
+    let mut w = BundleWriter::create(&root, manifest(), WriterOptions::default()).unwrap();
+    let mut frames = tables::FrameBuilder::default();
+    let mut b = StackSampleBuilder::default();
+    for seg in 0..3 {
+        frames.push(&tables::Frame {
+            frame_id: seg,
+            name: "f",
+            module: None,
+            build_id: None,
+            rel_pc: None,
+            kind: "user",
+            file: None,
+            line: None,
+        });
+        w.append(tables::FRAME, frames.finish()).unwrap();
+        b.push(&sample(seg * 10, 0));
+        w.append(tables::STACK_SAMPLE, b.finish()).unwrap();
+        w.close_segment().unwrap();
+    }
+    let freed = w.drop_segments_before(2).unwrap();
+    assert!(freed > 0);
+    w.finish(State::Complete, ClockSnapshot::default()).unwrap();
+    let bundle = Bundle::open(&root).unwrap();
+    bundle.verify().unwrap();
+    assert!(bundle.warnings().is_empty(), "{:?}", bundle.warnings());
+    assert_eq!(bundle.segments(tables::STACK_SAMPLE).len(), 1);
+    assert_eq!(bundle.manifest().tables["stack_sample"].rows, 1);
+    assert_eq!(bundle.segments(tables::FRAME).len(), 3);
+    assert!(!root.join("tables/stack_sample/seg-000000.parquet").exists());
+    assert!(root.join("tables/frame/seg-000000.parquet").exists());
+}

@@ -1,35 +1,124 @@
-//! `perfpack-record`: the small on-box capture tool. It will link only the schema crate (arrow
-//! arrays, parquet with zstd) — never DataFusion, inferno or rayon — so it stays small enough to
-//! copy onto a production box.
-//!
-//! This first version only fixes the binary's name and its dependency boundary; capture lands
-//! with the recorder issues, and until then running it says so and exits non-zero.
+//! `perfpack-record`: the small on-box capture tool. It links the schema crate (arrow arrays,
+//! parquet with zstd) and the kernel interfaces, never DataFusion, inferno or rayon, so it
+//! stays small enough to copy onto a production box.
 
+mod check;
+mod cli;
+mod host;
+mod msr;
+mod perf;
+mod pmc;
+mod procfs;
+mod profile;
+mod records;
+mod session;
+mod sorter;
+mod symbolize;
+mod sys;
+mod sysstat;
+
+use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
+use perfpack_schema::manifest::SourceStatus;
 
-/// Record what this Linux machine is doing into a perfpack bundle.
-#[derive(Debug, Parser)]
-#[command(name = "perfpack-record", version, about)]
-struct Cli {}
+use crate::cli::{Cli, Command, Format};
 
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    eprintln!(
-        "perfpack-record: capture is not implemented in this version (bundle format {} only); \
-         use `perfpack info testdata/basic.ppk` to see a bundle",
-        perfpack_schema::FORMAT_VERSION
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("perfpack-record: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    #[test]
-    fn cli_is_well_formed() {
-        super::Cli::command().debug_assert();
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Check { format }) = cli.command {
+        let checks = check::run();
+        let mut out = std::io::stdout().lock();
+        match format {
+            Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&checks)?)?,
+            Format::Table => out.write_all(check::render(&checks).as_bytes())?,
+        }
+        return Ok(ExitCode::SUCCESS);
     }
+    let start_wall = sys::clock_ns(libc::CLOCK_REALTIME);
+    let hostname = host::host(0).hostname;
+    let cfg = cli.record.into_config(&hostname, start_wall);
+    eprintln!(
+        "perfpack-record: recording {} for {:?} (Ctrl-C stops early)",
+        cfg.output.display(),
+        cfg.duration
+    );
+    let outcome = session::record(cfg)?;
+    eprint!("{}", summary(&outcome));
+    Ok(match outcome.error {
+        Some(_) => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// The final summary: every source with status, records and losses; self-cost; warnings.
+fn summary(o: &session::Outcome) -> String {
+    let m = &o.manifest;
+    let mut s = String::new();
+    let w = m
+        .sources
+        .iter()
+        .map(|x| x.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    s.push_str(&format!(
+        "{:w$}  {:11}  {:>9}  {:>6}  detail or reason\n",
+        "source", "status", "records", "lost"
+    ));
+    for src in &m.sources {
+        let what = if src.status == SourceStatus::Ok {
+            &src.detail
+        } else {
+            &src.reason
+        };
+        s.push_str(&format!(
+            "{:w$}  {:11}  {:>9}  {:>6}  {}\n",
+            src.name,
+            src.status.as_str(),
+            src.records,
+            src.total_lost(),
+            what
+        ));
+    }
+    let bytes: u64 = m
+        .tables
+        .values()
+        .flat_map(|t| &t.segments)
+        .map(|x| x.bytes)
+        .sum();
+    let c = m.self_cost;
+    s.push_str(&format!(
+        "recorder cost: {:.2} CPU s (user {:.2}, system {:.2}), peak RSS {:.1} MiB\n",
+        c.cpu_user_s + c.cpu_system_s,
+        c.cpu_user_s,
+        c.cpu_system_s,
+        c.peak_rss_bytes as f64 / 1048576.0
+    ));
+    for warning in &o.warnings {
+        s.push_str(&format!("warning: {warning}\n"));
+    }
+    if let Some(e) = &o.error {
+        s.push_str(&format!(
+            "error: capture stopped early: {e}; the bundle keeps every closed segment\n"
+        ));
+    }
+    s.push_str(&format!(
+        "wrote {} ({:.1} MiB, state {})\n",
+        o.bundle.display(),
+        bytes as f64 / 1048576.0,
+        m.state.as_str()
+    ));
+    s
 }

@@ -1,0 +1,217 @@
+//! Command line of `perfpack-record` (clap derive), converted into the plain [`RecordConfig`]
+//! the session takes. Defaults live here and nowhere else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::perf::Scope;
+
+/// Record what this Linux machine is doing into a perfpack bundle.
+#[derive(Debug, Parser)]
+#[command(
+    name = "perfpack-record",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report what this box supports for recording, and why not
+    Check {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// How long to record (e.g. 30s, 2m, 500ms; a bare number is seconds)
+    #[arg(short = 'd', long = "duration", default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Bundle to write (default: perfpack-HOST-YYYYMMDD-HHMMSS.ppk)
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Pack the bundle into one file at the end (the directory is removed)
+    #[arg(long)]
+    pub pack: bool,
+    /// Replace an existing bundle at the output path
+    #[arg(long)]
+    pub force: bool,
+    /// Stack samples per second per CPU
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=50_000))]
+    pub freq: u64,
+    /// Performance counters to read every interval (comma-separated)
+    #[arg(long, default_value = crate::pmc::DEFAULT)]
+    pub pmc: String,
+    /// Do not read MSRs (frequency, temperature, energy)
+    #[arg(long)]
+    pub no_msr: bool,
+    /// Sample only this process (and the threads and children it creates)
+    #[arg(long, conflicts_with = "cgroup")]
+    pub pid: Option<i32>,
+    /// Sample only this cgroup (a path under /sys/fs/cgroup)
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// Close a segment (and rewrite the manifest) this often
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub segment: Duration,
+    /// Counter read interval (PMC, MSR, procfs)
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Ring mode: keep only the newest segments covering this long
+    #[arg(long, value_parser = parse_duration)]
+    pub ring: Option<Duration>,
+    /// Ring mode: keep at most this many bytes of event segments (e.g. 2G, 500M)
+    #[arg(long, value_parser = parse_bytes)]
+    pub max_bytes: Option<u64>,
+    /// Run this shell command after each closed segment; `{}` is the bundle directory, and
+    /// PERFPACK_SEGMENT / PERFPACK_SEGMENT_FILES name the segment
+    #[arg(long)]
+    pub on_segment: Option<String>,
+}
+
+/// Parses `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if secs <= 0.0 {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `2G`, `500M`, `64K` or bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let v: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 2G, 500M)"))?;
+    let mult = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
+    };
+    Ok(v * mult)
+}
+
+/// Everything a recording needs, after defaults and checks.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecordConfig {
+    pub duration: Duration,
+    pub output: PathBuf,
+    pub pack: bool,
+    pub force: bool,
+    pub freq: u64,
+    pub pmc: String,
+    pub msr: bool,
+    pub scope: Scope,
+    pub segment: Duration,
+    pub interval: Duration,
+    pub ring: Option<Duration>,
+    pub max_bytes: Option<u64>,
+    pub on_segment: Option<String>,
+    pub command_line: Vec<String>,
+}
+
+impl RecordArgs {
+    /// The configuration these arguments ask for.
+    pub fn into_config(self, hostname: &str, now_wall_ns: i64) -> RecordConfig {
+        let output = self.output.unwrap_or_else(|| {
+            let stamp = perfpack_schema::time::format_wall_ns(now_wall_ns);
+            let compact: String = stamp[..19]
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == 'T')
+                .collect();
+            PathBuf::from(format!(
+                "perfpack-{hostname}-{}.ppk",
+                compact.replace('T', "-")
+            ))
+        });
+        let scope = match (self.pid, self.cgroup) {
+            (Some(pid), _) => Scope::Pid(pid),
+            (None, Some(cg)) => Scope::Cgroup(cg),
+            (None, None) => Scope::All,
+        };
+        RecordConfig {
+            duration: self.duration,
+            output,
+            pack: self.pack,
+            force: self.force,
+            freq: self.freq,
+            pmc: self.pmc,
+            msr: !self.no_msr,
+            scope,
+            segment: self.segment,
+            interval: self.interval,
+            ring: self.ring,
+            max_bytes: self.max_bytes,
+            on_segment: self.on_segment,
+            command_line: std::env::args().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_durations_and_sizes() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(
+            parse_duration("fast").is_err()
+                && parse_duration("3 days").is_err()
+                && parse_duration("0").is_err()
+        );
+        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_bytes("500MiB").unwrap(), 500 << 20);
+        assert!(parse_bytes("lots").is_err());
+    }
+}

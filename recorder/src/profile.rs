@@ -1,0 +1,530 @@
+//! Turns perf records into the stack tables. User addresses are resolved to (file, offset) when
+//! the sample arrives, using the mappings tracked from the /proc snapshot and MMAP2/FORK/exec
+//! records, so a process that exits before the segment closes still gets its frames symbolized
+//! from the files alone. Frames are keyed by (file, offset), kernel address or JIT address; the
+//! callsite prefix tree is built as samples arrive, and names are filled in at segment close for
+//! the frames first seen in that segment.
+
+use std::collections::HashMap;
+
+use perfpack_schema::BundleWriter;
+use perfpack_schema::tables::{
+    self, Callsite, CallsiteBuilder, Frame, FrameBuilder, Mapping, MappingBuilder, StackSample,
+    StackSampleBuilder, Thread, ThreadBuilder,
+};
+
+use crate::procfs::{MapEntry, ProcInfo};
+use crate::records::Record;
+use crate::symbolize::{ElfInfo, Kallsyms, PerfMap};
+use crate::sys;
+
+/// What a frame is, before symbolization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FrameKey {
+    Kernel(u64),
+    /// (file id, file offset).
+    File(u32, u64),
+    /// (pid, address) in anonymous executable memory: JIT code.
+    Jit(i32, u64),
+    /// (pid, address) outside any known mapping.
+    Unknown(i32, u64),
+}
+
+#[derive(Debug, Clone)]
+struct Map {
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    /// None for anonymous executable memory.
+    file: Option<u32>,
+    /// Emitted into the `mapping` table already.
+    written: bool,
+}
+
+/// Stack-profile state of a recording.
+#[derive(Debug)]
+pub struct Profile {
+    event: &'static str,
+    spaces: HashMap<i32, Vec<Map>>,
+    threads: HashMap<i32, (i32, String)>,
+    files: Vec<String>,
+    file_ids: HashMap<String, u32>,
+    elves: HashMap<u32, Option<ElfInfo>>,
+    kallsyms: Option<Kallsyms>,
+    frames: HashMap<FrameKey, i64>,
+    frame_keys: Vec<FrameKey>,
+    frames_written: usize,
+    callsites: HashMap<(i64, i64), i64>,
+    callsite_rows: Vec<(Option<i64>, i64, i32)>,
+    callsites_written: usize,
+    /// pids whose mappings to forget at the next segment close (they exited).
+    exited: Vec<i32>,
+    /// Exited before the previous close: forgotten at the next one (records from other CPUs
+    /// may still refer to them meanwhile).
+    exited_earlier: Vec<i32>,
+    /// Mappings hit by samples, not yet written: (pid, start, end, pgoff, file).
+    pending_maps: Vec<(i32, u64, u64, u64, Option<u32>)>,
+    /// JIT symbol maps, re-read at each segment close (JITs append to them).
+    perf_maps: HashMap<i32, Option<PerfMap>>,
+    samples: StackSampleBuilder,
+    thread_rows: ThreadBuilder,
+    mapping_rows: MappingBuilder,
+    path: Vec<FrameKey>,
+    pub n_samples: u64,
+    /// Lost records per CPU.
+    pub lost: HashMap<u32, u64>,
+    /// Frames that symbolized to nothing, for the summary.
+    pub n_unknown_frames: u64,
+}
+
+impl Profile {
+    /// A profile seeded with the /proc snapshot. `kallsyms` is `None` when unreadable.
+    pub fn new(
+        event: &'static str,
+        snapshot: &[ProcInfo],
+        ts_ns: i64,
+        kallsyms: Option<Kallsyms>,
+    ) -> Self {
+        let mut p = Profile {
+            event,
+            spaces: HashMap::new(),
+            threads: HashMap::new(),
+            files: Vec::new(),
+            file_ids: HashMap::new(),
+            elves: HashMap::new(),
+            kallsyms,
+            frames: HashMap::new(),
+            frame_keys: Vec::new(),
+            frames_written: 0,
+            callsites: HashMap::new(),
+            callsite_rows: Vec::new(),
+            callsites_written: 0,
+            exited: Vec::new(),
+            exited_earlier: Vec::new(),
+            pending_maps: Vec::new(),
+            perf_maps: HashMap::new(),
+            samples: StackSampleBuilder::default(),
+            thread_rows: ThreadBuilder::default(),
+            mapping_rows: MappingBuilder::default(),
+            path: Vec::new(),
+            n_samples: 0,
+            lost: HashMap::new(),
+            n_unknown_frames: 0,
+        };
+        for proc in snapshot {
+            for (tid, comm) in &proc.threads {
+                p.threads.insert(*tid, (proc.pid, comm.clone()));
+                let is_leader = *tid == proc.pid;
+                p.thread_rows.push(&Thread {
+                    ts_ns,
+                    pid: proc.pid,
+                    tid: *tid,
+                    ppid: proc.ppid,
+                    comm,
+                    cmdline: is_leader.then_some(proc.cmdline.as_str()),
+                    exe: if is_leader { proc.exe.as_deref() } else { None },
+                    start_ts_ns: proc.start_ts_ns,
+                    reason: "snapshot",
+                });
+            }
+            for m in &proc.maps {
+                p.add_map(proc.pid, m);
+            }
+        }
+        p
+    }
+
+    fn file_id(&mut self, path: &str) -> u32 {
+        if let Some(&id) = self.file_ids.get(path) {
+            return id;
+        }
+        let id = self.files.len() as u32;
+        self.files.push(path.to_string());
+        self.file_ids.insert(path.to_string(), id);
+        id
+    }
+
+    fn add_map(&mut self, pid: i32, m: &MapEntry) {
+        let anon =
+            m.path == "//anon" || m.path.starts_with("[anon") || m.path.starts_with("/memfd:");
+        let pseudo = m.path.starts_with('[');
+        let file = (!anon && !pseudo).then(|| self.file_id(&m.path));
+        let maps = self.spaces.entry(pid).or_default();
+        // A new mapping replaces whatever overlapped it.
+        maps.retain(|x| x.end <= m.start || x.start >= m.end);
+        let at = maps.partition_point(|x| x.start < m.start);
+        maps.insert(
+            at,
+            Map {
+                start: m.start,
+                end: m.end,
+                pgoff: m.pgoff,
+                file: if anon { None } else { file },
+                written: false,
+            },
+        );
+    }
+
+    fn resolve_user(&mut self, pid: i32, addr: u64) -> FrameKey {
+        let Some(maps) = self.spaces.get_mut(&pid) else {
+            return FrameKey::Unknown(pid, addr);
+        };
+        let i = maps.partition_point(|m| m.start <= addr);
+        match i.checked_sub(1).map(|i| &mut maps[i]) {
+            Some(m) if addr < m.end => match m.file {
+                Some(f) => FrameKey::File(f, addr - m.start + m.pgoff),
+                None => FrameKey::Jit(pid, addr),
+            },
+            _ => FrameKey::Unknown(pid, addr),
+        }
+    }
+
+    fn intern_frame(&mut self, key: FrameKey) -> i64 {
+        if let Some(&id) = self.frames.get(&key) {
+            return id;
+        }
+        let id = self.frame_keys.len() as i64 + 1;
+        self.frame_keys.push(key);
+        self.frames.insert(key, id);
+        id
+    }
+
+    /// Applies one record (in time order).
+    pub fn handle(&mut self, cpu: u32, rec: Record<'_>, chain: &[u64]) {
+        match rec {
+            Record::Sample {
+                pid,
+                tid,
+                time,
+                cpu: scpu,
+                period,
+                ..
+            } => self.sample(pid, tid, time, scpu, period, chain),
+            Record::Mmap {
+                pid,
+                addr,
+                len,
+                pgoff,
+                exec: true,
+                filename,
+                ..
+            } => {
+                let m = MapEntry {
+                    start: addr,
+                    end: addr + len,
+                    pgoff,
+                    path: filename.to_string(),
+                };
+                self.add_map(pid, &m);
+            }
+            Record::Comm {
+                pid,
+                tid,
+                comm,
+                exec,
+                time,
+            } => {
+                if exec && pid == tid {
+                    self.spaces.remove(&pid);
+                }
+                self.threads.insert(tid, (pid, comm.to_string()));
+                let exe = exec
+                    .then(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+                    .flatten();
+                self.thread_rows.push(&Thread {
+                    ts_ns: time as i64,
+                    pid,
+                    tid,
+                    ppid: None,
+                    comm,
+                    cmdline: None,
+                    exe: exe.as_ref().and_then(|p| p.to_str()),
+                    start_ts_ns: None,
+                    reason: if exec { "exec" } else { "comm" },
+                });
+            }
+            Record::Fork {
+                pid,
+                ppid,
+                tid,
+                time,
+            } => {
+                let comm = self
+                    .threads
+                    .get(&tid)
+                    .or_else(|| self.threads.get(&ppid))
+                    .map(|(_, c)| c.clone());
+                let comm = comm.unwrap_or_default();
+                if pid != ppid && !self.spaces.contains_key(&pid) {
+                    // A new process starts with a copy of its parent's address space.
+                    if let Some(parent) = self.spaces.get(&ppid) {
+                        let copy = parent
+                            .iter()
+                            .map(|m| Map {
+                                written: false,
+                                ..m.clone()
+                            })
+                            .collect();
+                        self.spaces.insert(pid, copy);
+                    }
+                }
+                self.threads.insert(tid, (pid, comm.clone()));
+                self.thread_rows.push(&Thread {
+                    ts_ns: time as i64,
+                    pid,
+                    tid,
+                    ppid: Some(ppid),
+                    comm: &comm,
+                    cmdline: None,
+                    exe: None,
+                    start_ts_ns: Some(time as i64),
+                    reason: "fork",
+                });
+            }
+            Record::Exit { pid, tid, time } => {
+                let comm = self
+                    .threads
+                    .get(&tid)
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default();
+                self.thread_rows.push(&Thread {
+                    ts_ns: time as i64,
+                    pid,
+                    tid,
+                    ppid: None,
+                    comm: &comm,
+                    cmdline: None,
+                    exe: None,
+                    start_ts_ns: None,
+                    reason: "exit",
+                });
+                if pid == tid {
+                    self.exited.push(pid);
+                }
+            }
+            Record::Lost { count } => *self.lost.entry(cpu).or_default() += count,
+            Record::Mmap { .. } | Record::Other => {}
+        }
+    }
+
+    fn sample(&mut self, pid: i32, tid: i32, time: u64, cpu: u32, period: u64, chain: &[u64]) {
+        // perf gives the leaf first, with context markers; we build root-first.
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        let mut user = false;
+        for &ip in chain {
+            if ip >= sys::CONTEXT_MAX {
+                user = ip == sys::CONTEXT_USER;
+                continue;
+            }
+            path.push(if user {
+                self.resolve_user(pid, ip)
+            } else {
+                FrameKey::Kernel(ip)
+            });
+        }
+        let mut parent: Option<i64> = None;
+        for (depth, key) in path.iter().rev().enumerate() {
+            let frame = self.intern_frame(*key);
+            let next = self.callsite_rows.len() as i64 + 1;
+            let k = (parent.unwrap_or(0), frame);
+            let id = *self.callsites.entry(k).or_insert(next);
+            if id == next {
+                self.callsite_rows.push((parent, frame, depth as i32));
+            }
+            parent = Some(id);
+        }
+        self.path = path;
+        self.mark_maps_used(pid, chain);
+        let comm = match self.threads.get(&tid) {
+            Some((_, c)) => c.as_str(),
+            None if tid == 0 => "swapper",
+            None => "[unknown]",
+        };
+        self.samples.push(&StackSample {
+            ts_ns: time as i64,
+            cpu: cpu as i32,
+            pid,
+            tid,
+            comm,
+            event: self.event,
+            weight: period as i64,
+            callsite_id: parent,
+        });
+        self.n_samples += 1;
+    }
+
+    /// Marks the mappings a sample's user addresses fell in, so they are written to `mapping`.
+    fn mark_maps_used(&mut self, pid: i32, chain: &[u64]) {
+        let Some(maps) = self.spaces.get_mut(&pid) else {
+            return;
+        };
+        let mut user = false;
+        for &ip in chain {
+            if ip >= sys::CONTEXT_MAX {
+                user = ip == sys::CONTEXT_USER;
+                continue;
+            }
+            if !user {
+                continue;
+            }
+            let i = maps.partition_point(|m| m.start <= ip);
+            if let Some(m) = i.checked_sub(1).map(|i| &mut maps[i])
+                && ip < m.end
+                && !m.written
+            {
+                m.written = true;
+                self.pending_maps
+                    .push((pid, m.start, m.end, m.pgoff, m.file));
+            }
+        }
+    }
+
+    fn elf(&mut self, file: u32) -> Option<&ElfInfo> {
+        let path = &self.files[file as usize];
+        self.elves
+            .entry(file)
+            .or_insert_with(|| ElfInfo::load(path).ok())
+            .as_ref()
+    }
+
+    /// Name, module, build id, rel_pc and kind of a frame.
+    fn symbolize(&mut self, key: FrameKey) -> (String, String, Option<String>, u64, &'static str) {
+        match key {
+            FrameKey::Kernel(addr) => match self.kallsyms.as_ref().and_then(|k| k.lookup(addr)) {
+                Some((name, module)) => (name.to_string(), module, None, addr, "kernel"),
+                None => (
+                    "[unknown]".into(),
+                    "[kernel.kallsyms]".into(),
+                    None,
+                    addr,
+                    "kernel",
+                ),
+            },
+            FrameKey::File(file, off) => {
+                let module = self.files[file as usize].clone();
+                let (name, build_id) = match self.elf(file) {
+                    Some(elf) => (
+                        elf.symbol_at_offset(off).map(str::to_string),
+                        elf.build_id.clone(),
+                    ),
+                    None => (None, None),
+                };
+                (
+                    name.unwrap_or_else(|| "[unknown]".into()),
+                    module,
+                    build_id,
+                    off,
+                    "user",
+                )
+            }
+            FrameKey::Jit(pid, addr) => {
+                let map = self
+                    .perf_maps
+                    .entry(pid)
+                    .or_insert_with(|| PerfMap::load(pid));
+                let name = map
+                    .as_ref()
+                    .and_then(|m| m.lookup(addr))
+                    .map(str::to_string);
+                let module = format!("/tmp/perf-{pid}.map");
+                (
+                    name.unwrap_or_else(|| "[unknown]".into()),
+                    module,
+                    None,
+                    addr,
+                    "user",
+                )
+            }
+            FrameKey::Unknown(_, addr) => (
+                "[unknown]".into(),
+                "[unknown]".into(),
+                None,
+                addr,
+                "unknown",
+            ),
+        }
+    }
+
+    /// Appends everything gathered since the last call to the open segment of `w`: new frames
+    /// (symbolized now), new callsites, samples, threads and the mappings samples hit.
+    pub fn flush(&mut self, w: &mut BundleWriter) -> perfpack_schema::Result<()> {
+        // JIT maps grow while the program runs: read them afresh for this segment's frames.
+        self.perf_maps.clear();
+        let mut frames = FrameBuilder::default();
+        for i in self.frames_written..self.frame_keys.len() {
+            let key = self.frame_keys[i];
+            let (name, module, build_id, rel_pc, kind) = self.symbolize(key);
+            if name == "[unknown]" {
+                self.n_unknown_frames += 1;
+            }
+            frames.push(&Frame {
+                frame_id: i as i64 + 1,
+                name: &name,
+                module: Some(&module),
+                build_id: build_id.as_deref(),
+                rel_pc: Some(rel_pc),
+                kind,
+                file: None,
+                line: None,
+            });
+        }
+        self.frames_written = self.frame_keys.len();
+        let mut callsites = CallsiteBuilder::default();
+        for (i, &(parent_id, frame_id, depth)) in self
+            .callsite_rows
+            .iter()
+            .enumerate()
+            .skip(self.callsites_written)
+        {
+            callsites.push(&Callsite {
+                callsite_id: i as i64 + 1,
+                parent_id,
+                frame_id,
+                depth,
+            });
+        }
+        self.callsites_written = self.callsite_rows.len();
+        let now = sys::clock_ns(libc::CLOCK_MONOTONIC);
+        for (pid, start, end, pgoff, file) in std::mem::take(&mut self.pending_maps) {
+            let path =
+                file.map_or_else(|| "//anon".to_string(), |f| self.files[f as usize].clone());
+            let (build_id, fp) = match file.and_then(|f| self.elf(f)) {
+                Some(e) => (e.build_id.clone(), e.frame_pointers),
+                None => (None, None),
+            };
+            self.mapping_rows.push(&Mapping {
+                ts_ns: now,
+                pid,
+                start,
+                end,
+                file_offset: pgoff,
+                path: &path,
+                build_id: build_id.as_deref(),
+                frame_pointers: fp,
+            });
+        }
+        w.append(tables::FRAME, frames.finish())?;
+        w.append(tables::CALLSITE, callsites.finish())?;
+        w.append(tables::STACK_SAMPLE, self.samples.finish())?;
+        w.append(tables::THREAD, self.thread_rows.finish())?;
+        w.append(tables::MAPPING, self.mapping_rows.finish())?;
+        for pid in std::mem::replace(&mut self.exited_earlier, std::mem::take(&mut self.exited)) {
+            self.spaces.remove(&pid);
+        }
+        Ok(())
+    }
+
+    /// Files whose mappings samples hit and that lack frame pointers (user stacks through them
+    /// are short or wrong): for the summary.
+    pub fn files_without_frame_pointers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .elves
+            .iter()
+            .filter(|(_, e)| e.as_ref().is_some_and(|e| e.frame_pointers == Some(false)))
+            .map(|(f, _)| self.files[*f as usize].clone())
+            .collect();
+        out.sort();
+        out
+    }
+}

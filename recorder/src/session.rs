@@ -1,0 +1,538 @@
+//! One recording: opens every source (recording why one is unavailable), runs the capture loop
+//! (drain rings, read counters every interval, close a segment every `--segment`), handles
+//! SIGINT/SIGTERM, ring mode and `--on-segment`, and finalizes the manifest and summary.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use perfpack_schema::manifest::{
+    Loss, Manifest, RecorderInfo, SelfCost, Source, SourceStatus, State,
+};
+use perfpack_schema::tables::{self, MsrBuilder, PmcBuilder, SysCounterBuilder};
+use perfpack_schema::{BundleWriter, WriterOptions};
+
+use crate::cli::RecordConfig;
+use crate::msr::Msrs;
+use crate::perf::{self, Sampler};
+use crate::pmc::Counters;
+use crate::profile::Profile;
+use crate::sorter::Sorter;
+use crate::symbolize::Kallsyms;
+use crate::sysstat::SysStat;
+use crate::{host, procfs, records, sys};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// How a recording ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub bundle: PathBuf,
+    pub manifest: Manifest,
+    /// Non-fatal problems (unavailable sources, failed --on-segment commands).
+    pub warnings: Vec<String>,
+    /// Set when the capture stopped early on an error (disk full, ...).
+    pub error: Option<String>,
+}
+
+fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
+    Source {
+        name: name.into(),
+        status,
+        reason,
+        detail,
+        records: 0,
+        losses: Vec::new(),
+    }
+}
+
+/// Everything captured for the open segment besides the stack tables.
+#[derive(Default)]
+struct Pending {
+    pmc: PmcBuilder,
+    msr: MsrBuilder,
+    sys: SysCounterBuilder,
+}
+
+struct Capture {
+    cfg: RecordConfig,
+    writer: BundleWriter,
+    sampler: Option<Sampler>,
+    profile: Profile,
+    counters: Counters,
+    msrs: Option<Msrs>,
+    sysstat: SysStat,
+    pending: Pending,
+    n_pmc: u64,
+    n_msr: u64,
+    n_sys: u64,
+    missed_polls: u64,
+    children: Vec<(u32, Child)>,
+    failed_hooks: Vec<String>,
+}
+
+/// Records until the duration passes or a signal arrives.
+pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
+    STOP.store(false, Ordering::SeqCst);
+    install_signal_handlers();
+    let bundle_dir = if cfg.pack {
+        PathBuf::from(format!("{}.recording", cfg.output.display()))
+    } else {
+        cfg.output.clone()
+    };
+    if cfg.pack && cfg.output.exists() && !cfg.force {
+        anyhow::bail!(
+            "{}: already exists; refusing to overwrite (use --force)",
+            cfg.output.display()
+        );
+    }
+    let start = host::clock_snapshot();
+    let cpus = perf::online_cpus();
+    let host = host::host(cpus.len() as u32);
+    let recorder = RecorderInfo {
+        name: "perfpack-record".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        command_line: cfg.command_line.clone(),
+    };
+    let bundle_id = format!("{:016x}{:08x}", start.realtime_ns, std::process::id());
+    let amd = host.cpu_vendor.as_deref() == Some("AuthenticAMD");
+    let mut manifest = Manifest::new(bundle_id, recorder, host, start);
+    manifest.segment_ns = cfg.segment.as_nanos() as i64;
+    let writer = BundleWriter::create(
+        &bundle_dir,
+        manifest,
+        WriterOptions::default().overwrite(cfg.force),
+    )?;
+
+    let boot_to_mono = start.monotonic_ns - start.boottime_ns;
+    let snapshot = procfs::snapshot(boot_to_mono);
+    let kallsyms = Kallsyms::load();
+    let mut warnings = Vec::new();
+    let (sampler, perf_source) = match Sampler::open(&cfg.scope, cfg.freq, &cpus, 128) {
+        Ok(s) => {
+            let mut detail = format!(
+                "{} @ {} Hz on {} CPUs, callchains user+kernel",
+                s.event,
+                cfg.freq,
+                cpus.len()
+            );
+            if let Some(why) = &s.fallback_reason {
+                detail.push_str(&format!(" (hardware {why})"));
+            }
+            let mut src = source("perf-samples", SourceStatus::Ok, String::new(), detail);
+            if let Err(e) = &kallsyms {
+                src.status = SourceStatus::Partial;
+                src.reason = format!("kernel frames unsymbolized: {e}");
+            }
+            (Some(s), src)
+        }
+        Err(e) => (
+            None,
+            source("perf-samples", SourceStatus::Unavailable, e, String::new()),
+        ),
+    };
+    let event = sampler.as_ref().map_or("cpu-clock", |s| s.event);
+    let profile = Profile::new(event, &snapshot, start.monotonic_ns, kallsyms.ok());
+    let counters = Counters::open(&cfg.pmc, &cpus);
+    let pmc_source = pmc_source(&counters);
+    let msrs = cfg.msr.then(|| Msrs::open(&cpus, amd));
+    let msr_source = match &msrs {
+        None => source(
+            "msr",
+            SourceStatus::Unavailable,
+            "disabled by --no-msr".into(),
+            String::new(),
+        ),
+        Some(m) if m.sources.is_empty() => source(
+            "msr",
+            SourceStatus::Unavailable,
+            m.problems.join("; "),
+            String::new(),
+        ),
+        Some(m) if !m.has_aperf_mperf => source(
+            "msr",
+            SourceStatus::Partial,
+            m.problems.join("; "),
+            m.sources.join(", "),
+        ),
+        Some(m) => source(
+            "msr",
+            SourceStatus::Ok,
+            m.problems.join("; "),
+            m.sources.join(", "),
+        ),
+    };
+    let mut writer = writer;
+    writer.manifest_mut().sources = vec![
+        perf_source,
+        pmc_source,
+        msr_source,
+        source("procfs", SourceStatus::Ok, String::new(), String::new()),
+    ];
+    for s in &writer.manifest().sources {
+        if s.status != SourceStatus::Ok {
+            warnings.push(format!("{}: {}: {}", s.name, s.status.as_str(), s.reason));
+        }
+    }
+
+    let mut cap = Capture {
+        cfg,
+        writer,
+        sampler,
+        profile,
+        counters,
+        msrs,
+        sysstat: SysStat::new(),
+        pending: Pending::default(),
+        n_pmc: 0,
+        n_msr: 0,
+        n_sys: 0,
+        missed_polls: 0,
+        children: Vec::new(),
+        failed_hooks: Vec::new(),
+    };
+    let pack_to = cap.cfg.pack.then(|| cap.cfg.output.clone());
+    let mut error = cap.run().err().map(|e| format!("{e:#}"));
+    cap.disable();
+    let end = host::clock_snapshot();
+    if let Some(mhz) = host::tsc_mhz_between(&start, &end) {
+        cap.writer.manifest_mut().host.tsc_mhz = Some(mhz);
+    }
+    cap.reap_children(true);
+    // The last, partial segment: append what is pending; `finish` closes it.
+    if let Err(e) = cap.append_pending() {
+        error.get_or_insert(format!("{e:#}"));
+    }
+    cap.update_manifest();
+    let state = if error.is_some() {
+        State::Interrupted
+    } else {
+        State::Complete
+    };
+    let no_fp = cap.profile.files_without_frame_pointers();
+    if !no_fp.is_empty() {
+        warnings.push(format!(
+            "no frame pointers in {}: user stacks through them are short or wrong",
+            no_fp.join(", ")
+        ));
+    }
+    warnings.extend(cap.sysstat.missing.iter().map(|m| format!("procfs: {m}")));
+    warnings.append(&mut cap.failed_hooks);
+    let manifest = cap
+        .writer
+        .finish(state, end)
+        .context("finalizing the bundle")?;
+    let mut bundle = bundle_dir.clone();
+    if let Some(out) = pack_to {
+        perfpack_schema::pack::pack_dir(&bundle_dir, &out, true)?;
+        std::fs::remove_dir_all(&bundle_dir).with_context(|| bundle_dir.display().to_string())?;
+        bundle = out;
+    }
+    Ok(Outcome {
+        bundle,
+        manifest,
+        warnings,
+        error,
+    })
+}
+
+/// Groups events by the kernel's reason: `cycles, instructions: No such file or directory`.
+fn refusals(refused: &[(String, String)]) -> Vec<String> {
+    let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (event, why) in refused {
+        match by_reason.iter_mut().find(|(w, _)| w == why) {
+            Some((_, events)) => events.push(event),
+            None => by_reason.push((why, vec![event])),
+        }
+    }
+    by_reason
+        .into_iter()
+        .map(|(why, events)| format!("{}: {why}", events.join(", ")))
+        .collect()
+}
+
+fn pmc_source(c: &Counters) -> Source {
+    let refused = refusals(&c.refused);
+    let detail = if c.opened.is_empty() {
+        String::new()
+    } else {
+        c.opened.join(", ")
+    };
+    let hw_open = c
+        .opened
+        .iter()
+        .any(|e| matches!(*e, "cycles" | "instructions"));
+    let status = if c.opened.is_empty() || !hw_open {
+        // Software counters alone do not give cycles or IPC: say the PMU is unavailable.
+        SourceStatus::Unavailable
+    } else if refused.is_empty() {
+        SourceStatus::Ok
+    } else {
+        SourceStatus::Partial
+    };
+    let mut reason = refused.join("; ");
+    if !hw_open && !c.opened.is_empty() {
+        reason = format!("no hardware PMU events here ({reason}); software counters recorded");
+    }
+    source("pmc", status, reason, detail)
+}
+
+impl Capture {
+    fn run(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = &self.sampler {
+            s.enable().context("enabling the sampler")?;
+        }
+        let began = Instant::now();
+        let t0 = sys::clock_ns(libc::CLOCK_MONOTONIC);
+        self.read_counters(t0);
+        let mut next_read = began + self.cfg.interval;
+        let mut next_segment = began + self.cfg.segment;
+        let mut next_progress = began;
+        let deadline = began + self.cfg.duration;
+        let tty = std::io::stderr().is_terminal();
+        let mut sorter = Sorter::default();
+        let mut chain = Vec::new();
+        while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
+            self.drain(&mut sorter, &mut chain, 100)?;
+            let now = Instant::now();
+            if now >= next_read {
+                // A read more than one interval late means the loop fell behind.
+                self.missed_polls +=
+                    ((now - next_read).as_nanos() / self.cfg.interval.as_nanos()) as u64;
+                self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
+                next_read = now + self.cfg.interval;
+            }
+            if now >= next_segment {
+                self.close_segment()?;
+                next_segment += self.cfg.segment;
+            }
+            self.reap_children(false);
+            if tty && now >= next_progress {
+                self.progress(began.elapsed());
+                next_progress = now + Duration::from_millis(500);
+            }
+        }
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        // Last drain after stopping the sampler, and a final counter read.
+        if let Some(s) = &self.sampler {
+            s.disable();
+        }
+        self.drain(&mut sorter, &mut chain, 0)?;
+        self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
+        Ok(())
+    }
+
+    fn disable(&self) {
+        if let Some(s) = &self.sampler {
+            s.disable();
+        }
+    }
+
+    fn drain(
+        &mut self,
+        sorter: &mut Sorter,
+        chain: &mut Vec<u64>,
+        timeout_ms: i32,
+    ) -> anyhow::Result<()> {
+        match &mut self.sampler {
+            Some(s) => {
+                s.drain(timeout_ms, |cpu, rec| sorter.push(cpu, rec))
+                    .context("reading perf ring buffers")?;
+                let profile = &mut self.profile;
+                sorter.flush(|cpu, rec| {
+                    let r = records::decode(rec, chain);
+                    profile.handle(cpu, r, chain);
+                });
+            }
+            None => std::thread::sleep(Duration::from_millis(timeout_ms as u64)),
+        }
+        Ok(())
+    }
+
+    fn read_counters(&mut self, ts_ns: i64) {
+        self.n_pmc += self.counters.read(ts_ns, &mut self.pending.pmc) as u64;
+        if let Some(m) = &mut self.msrs {
+            self.n_msr += m.read(ts_ns, &mut self.pending.msr) as u64;
+        }
+        self.n_sys += self.sysstat.sample(ts_ns, &mut self.pending.sys) as u64;
+    }
+
+    fn update_manifest(&mut self) {
+        let lost: Vec<Loss> = {
+            let mut v: Vec<_> = self.profile.lost.iter().filter(|(_, n)| **n > 0).collect();
+            v.sort();
+            v.into_iter()
+                .map(|(cpu, n)| Loss {
+                    kind: "perf-lost-records".into(),
+                    cpu: Some(*cpu),
+                    count: *n,
+                })
+                .collect()
+        };
+        let (n_samples, n_pmc, n_msr, n_sys, missed) = (
+            self.profile.n_samples,
+            self.n_pmc,
+            self.n_msr,
+            self.n_sys,
+            self.missed_polls,
+        );
+        let (user, system, rss) = sys::self_usage();
+        let m = self.writer.manifest_mut();
+        if let Some(s) = m.source_mut("perf-samples") {
+            s.records = n_samples;
+            s.losses = lost;
+        }
+        if let Some(s) = m.source_mut("pmc") {
+            s.records = n_pmc;
+        }
+        if let Some(s) = m.source_mut("msr") {
+            s.records = n_msr;
+        }
+        if let Some(s) = m.source_mut("procfs") {
+            s.records = n_sys;
+            s.losses = if missed > 0 {
+                vec![Loss {
+                    kind: "missed-polls".into(),
+                    cpu: None,
+                    count: missed,
+                }]
+            } else {
+                Vec::new()
+            };
+        }
+        m.self_cost = SelfCost {
+            cpu_user_s: user,
+            cpu_system_s: system,
+            peak_rss_bytes: rss,
+        };
+    }
+
+    /// Appends everything gathered for the open segment to the writer.
+    fn append_pending(&mut self) -> anyhow::Result<()> {
+        self.profile.flush(&mut self.writer)?;
+        self.writer.append(tables::PMC, self.pending.pmc.finish())?;
+        self.writer.append(tables::MSR, self.pending.msr.finish())?;
+        self.writer
+            .append(tables::SYS_COUNTER, self.pending.sys.finish())?;
+        Ok(())
+    }
+
+    fn close_segment(&mut self) -> anyhow::Result<()> {
+        let index = self.writer.open_segment();
+        self.append_pending()?;
+        self.update_manifest();
+        self.writer
+            .close_segment()
+            .with_context(|| format!("closing segment {index}"))?;
+        self.apply_ring(index)?;
+        if let Some(cmd) = &self.cfg.on_segment {
+            let dir = self.writer.root().display().to_string();
+            let files: Vec<String> = tables::ALL
+                .iter()
+                .map(|t| format!("{dir}/{}", t.segment_path(index)))
+                .collect();
+            let spawned = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(cmd.replace("{}", &dir))
+                .env("PERFPACK_SEGMENT", index.to_string())
+                .env("PERFPACK_SEGMENT_FILES", files.join("\n"))
+                .stdin(std::process::Stdio::null())
+                .spawn();
+            match spawned {
+                Ok(child) => self.children.push((index, child)),
+                Err(e) => self
+                    .failed_hooks
+                    .push(format!("--on-segment for segment {index}: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ring mode: drop the oldest event segments beyond `--ring` or `--max-bytes`.
+    fn apply_ring(&mut self, closed: u32) -> anyhow::Result<()> {
+        let mut keep_from = 0u32;
+        if let Some(ring) = self.cfg.ring {
+            let n = (ring.as_nanos().div_ceil(self.cfg.segment.as_nanos())).max(1) as u32;
+            keep_from = (closed + 1).saturating_sub(n);
+        }
+        if let Some(max) = self.cfg.max_bytes {
+            let m = self.writer.manifest();
+            let mut per_seg: std::collections::BTreeMap<u32, u64> = Default::default();
+            for (name, t) in &m.tables {
+                if tables::by_name(name).is_some_and(|d| !d.dictionary) {
+                    for s in &t.segments {
+                        *per_seg.entry(s.index).or_default() += s.bytes;
+                    }
+                }
+            }
+            let mut total: u64 = per_seg.values().sum();
+            for (&idx, &bytes) in &per_seg {
+                if total <= max || idx >= closed {
+                    break;
+                }
+                total -= bytes;
+                keep_from = keep_from.max(idx + 1);
+            }
+        }
+        if keep_from > 0 {
+            self.writer.drop_segments_before(keep_from)?;
+        }
+        Ok(())
+    }
+
+    fn reap_children(&mut self, wait: bool) {
+        let mut still = Vec::new();
+        for (idx, mut child) in self.children.drain(..) {
+            let status = if wait {
+                child.wait().ok()
+            } else {
+                child.try_wait().ok().flatten()
+            };
+            match status {
+                Some(s) if !s.success() => self
+                    .failed_hooks
+                    .push(format!("--on-segment for segment {idx} exited with {s}")),
+                Some(_) => {}
+                None => still.push((idx, child)),
+            }
+        }
+        self.children = still;
+    }
+
+    fn progress(&self, elapsed: Duration) {
+        let rows = self.profile.n_samples + self.n_pmc + self.n_msr + self.n_sys;
+        let bytes: u64 = self
+            .writer
+            .manifest()
+            .tables
+            .values()
+            .flat_map(|t| &t.segments)
+            .map(|s| s.bytes)
+            .sum();
+        let lost: u64 = self.profile.lost.values().sum();
+        eprint!(
+            "\r\x1b[K{:>6.1} s  samples {}  rows {}  written {:.1} MiB  lost {}",
+            elapsed.as_secs_f64(),
+            self.profile.n_samples,
+            rows,
+            bytes as f64 / 1048576.0,
+            lost
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! Symbolization on the recording box: ELF symbol tables (with the build-id debug file where
+//! the binary is stripped), /proc/kallsyms for the kernel, /tmp/perf-PID.map for JIT code, and
+//! Rust/C++ demangling. Each ELF is read once per recording; lookups are binary searches.
+
+use std::collections::HashMap;
+
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+
+/// A symbol: start address, size (0 when unknown) and demangled name.
+#[derive(Debug, Clone)]
+struct Sym {
+    addr: u64,
+    size: u64,
+    name: String,
+}
+
+/// Sorted symbols with a nearest-below lookup.
+#[derive(Debug, Default)]
+struct SymTable(Vec<Sym>);
+
+impl SymTable {
+    fn new(mut syms: Vec<Sym>) -> Self {
+        syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
+        syms.dedup_by_key(|s| s.addr);
+        SymTable(syms)
+    }
+
+    fn lookup(&self, addr: u64) -> Option<&Sym> {
+        let i = self.0.partition_point(|s| s.addr <= addr);
+        let s = self.0.get(i.checked_sub(1)?)?;
+        (s.size == 0 || addr < s.addr + s.size).then_some(s)
+    }
+}
+
+/// Demangles Rust (legacy and v0) and C++ (Itanium) names; others pass through.
+pub fn demangle(name: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}");
+    }
+    if name.starts_with("_Z")
+        && let Ok(sym) = cpp_demangle::Symbol::new(name)
+        && let Ok(d) = sym.demangle()
+    {
+        return d;
+    }
+    name.to_string()
+}
+
+/// What the recorder knows of one ELF file.
+#[derive(Debug, Default)]
+pub struct ElfInfo {
+    /// GNU build id in hex.
+    pub build_id: Option<String>,
+    /// Whether functions keep frame pointers (x86_64 prologue check); `None` when unknown.
+    pub frame_pointers: Option<bool>,
+    syms: SymTable,
+    /// PT_LOAD segments: (file offset, file size, virtual address).
+    loads: Vec<(u64, u64, u64)>,
+}
+
+impl ElfInfo {
+    /// Reads an ELF file's symbols; for a stripped file, the symbols of its build-id debug file.
+    pub fn load(path: &str) -> Result<ElfInfo, String> {
+        let data = std::fs::read(path).map_err(|e| e.to_string())?;
+        let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
+        let build_id = file
+            .build_id()
+            .ok()
+            .flatten()
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        let loads: Vec<(u64, u64, u64)> = file
+            .segments()
+            .map(|s| {
+                let (off, size) = s.file_range();
+                (off, size, s.address())
+            })
+            .collect();
+        let mut syms = text_symbols(&file);
+        if syms.is_empty()
+            && let Some(id) = &build_id
+            && id.len() > 2
+        {
+            let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
+            if let Ok(d) = std::fs::read(&debug)
+                && let Ok(f) = object::File::parse(&*d)
+            {
+                syms = text_symbols(&f);
+            }
+        }
+        let frame_pointers = detect_frame_pointers(&file, &data, &syms, &loads);
+        Ok(ElfInfo {
+            build_id,
+            frame_pointers,
+            syms: SymTable::new(syms),
+            loads,
+        })
+    }
+
+    /// The function containing file offset `off`.
+    pub fn symbol_at_offset(&self, off: u64) -> Option<&str> {
+        let (foff, _, vaddr) = self
+            .loads
+            .iter()
+            .find(|(o, size, _)| off >= *o && off < o + size)?;
+        self.syms
+            .lookup(off - foff + vaddr)
+            .map(|s| s.name.as_str())
+    }
+}
+
+fn text_symbols(file: &object::File<'_>) -> Vec<Sym> {
+    file.symbols()
+        .chain(file.dynamic_symbols())
+        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+        .filter_map(|s| {
+            Some(Sym {
+                addr: s.address(),
+                size: s.size(),
+                name: demangle(s.name().ok()?),
+            })
+        })
+        .collect()
+}
+
+/// Samples up to 256 functions and checks for the `push %rbp; mov %rsp,%rbp` prologue
+/// (optionally after `endbr64`). Mostly present: frame pointers kept; mostly absent: omitted.
+fn detect_frame_pointers(
+    file: &object::File<'_>,
+    data: &[u8],
+    syms: &[Sym],
+    loads: &[(u64, u64, u64)],
+) -> Option<bool> {
+    if file.architecture() != object::Architecture::X86_64 {
+        return None;
+    }
+    let candidates: Vec<&Sym> = syms.iter().filter(|s| s.size >= 16).collect();
+    if candidates.len() < 8 {
+        return None;
+    }
+    let step = (candidates.len() / 256).max(1);
+    let (mut with, mut total) = (0, 0);
+    for s in candidates.iter().step_by(step) {
+        let Some((foff, _, vaddr)) = loads
+            .iter()
+            .find(|(_, size, va)| s.addr >= *va && s.addr < va + size)
+        else {
+            continue;
+        };
+        let at = (s.addr - vaddr + foff) as usize;
+        let Some(code) = data.get(at..at + 8) else {
+            continue;
+        };
+        let code = code.strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa]).unwrap_or(code);
+        total += 1;
+        if code.starts_with(&[0x55, 0x48, 0x89, 0xe5]) {
+            with += 1;
+        }
+    }
+    if total < 8 {
+        return None;
+    }
+    let share = with as f64 / total as f64;
+    if share >= 0.5 {
+        Some(true)
+    } else if share < 0.2 {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// /proc/kallsyms: kernel and module text symbols.
+#[derive(Debug, Default)]
+pub struct Kallsyms {
+    syms: SymTable,
+    /// Module of each symbol start address that belongs to a module.
+    modules: HashMap<u64, String>,
+}
+
+impl Kallsyms {
+    /// Reads /proc/kallsyms. Fails when addresses are hidden (kptr_restrict).
+    pub fn load() -> Result<Kallsyms, String> {
+        let text = std::fs::read_to_string("/proc/kallsyms")
+            .map_err(|e| format!("/proc/kallsyms: {e}"))?;
+        Self::parse(&text)
+    }
+
+    fn parse(text: &str) -> Result<Kallsyms, String> {
+        let mut syms = Vec::new();
+        let mut modules = HashMap::new();
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            if !matches!(kind, "t" | "T" | "w" | "W") {
+                continue;
+            }
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            if addr == 0 {
+                continue;
+            }
+            if let Some(m) = f.next() {
+                modules.insert(addr, m.trim_matches(|c| c == '[' || c == ']').to_string());
+            }
+            syms.push(Sym {
+                addr,
+                size: 0,
+                name: name.to_string(),
+            });
+        }
+        if syms.is_empty() {
+            return Err("/proc/kallsyms shows no addresses (kernel.kptr_restrict?)".into());
+        }
+        Ok(Kallsyms {
+            syms: SymTable::new(syms),
+            modules,
+        })
+    }
+
+    /// Function name and module (`[kernel.kallsyms]` or `[module]`) of a kernel address.
+    pub fn lookup(&self, addr: u64) -> Option<(&str, String)> {
+        let s = self.syms.lookup(addr)?;
+        let module = self
+            .modules
+            .get(&s.addr)
+            .map_or_else(|| "[kernel.kallsyms]".to_string(), |m| format!("[{m}]"));
+        Some((s.name.as_str(), module))
+    }
+}
+
+/// A JIT's `/tmp/perf-PID.map` (`START SIZE name` in hex, one per line).
+#[derive(Debug, Default)]
+pub struct PerfMap(SymTable);
+
+impl PerfMap {
+    /// Reads the map of `pid`, if the process wrote one.
+    pub fn load(pid: i32) -> Option<PerfMap> {
+        let text = std::fs::read_to_string(format!("/tmp/perf-{pid}.map")).ok()?;
+        Some(Self::parse(&text))
+    }
+
+    fn parse(text: &str) -> PerfMap {
+        let syms = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, ' ');
+                let addr = u64::from_str_radix(f.next()?.trim_start_matches("0x"), 16).ok()?;
+                let size = u64::from_str_radix(f.next()?.trim_start_matches("0x"), 16).ok()?;
+                Some(Sym {
+                    addr,
+                    size,
+                    name: f.next()?.to_string(),
+                })
+            })
+            .collect();
+        PerfMap(SymTable::new(syms))
+    }
+
+    /// The JIT function at `addr`.
+    pub fn lookup(&self, addr: u64) -> Option<&str> {
+        self.0.lookup(addr).map(|s| s.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangles_rust_and_cpp() {
+        assert_eq!(
+            demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"),
+            "core::ptr::drop_in_place"
+        );
+        assert_eq!(
+            demangle("_ZN9Namespace5Class6methodEi"),
+            "Namespace::Class::method(int)"
+        );
+        assert_eq!(demangle("main"), "main");
+    }
+
+    #[test]
+    fn kallsyms_and_perf_maps_resolve_to_the_nearest_symbol_below() {
+        let k = Kallsyms::parse(
+            "ffffffff81000000 T _stext\nffffffff81001000 t do_idle\nffffffffc0000000 t nvme_queue_rq\t[nvme]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            k.lookup(0xffff_ffff_8100_1010).unwrap(),
+            ("do_idle", "[kernel.kallsyms]".to_string())
+        );
+        assert_eq!(
+            k.lookup(0xffff_ffff_c000_0004).unwrap(),
+            ("nvme_queue_rq", "[nvme]".to_string())
+        );
+        assert!(Kallsyms::parse("0000000000000000 T _stext\n").is_err());
+
+        let m = PerfMap::parse("7f0010 40 Lcom/example/Foo;::bar\n7f0100 10 stub\n");
+        assert_eq!(m.lookup(0x7f0020), Some("Lcom/example/Foo;::bar"));
+        assert_eq!(m.lookup(0x7f0060), None);
+    }
+
+    #[test]
+    fn reads_own_binary_symbols_and_build_id() {
+        let exe = std::env::current_exe().unwrap();
+        let info = ElfInfo::load(exe.to_str().unwrap()).unwrap();
+        assert!(info.build_id.is_some());
+        assert!(!info.syms.0.is_empty());
+    }
+}

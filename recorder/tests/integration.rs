@@ -1,0 +1,3 @@
+//! Integration tests of `perfpack-record`: one binary, cases under `suite/`.
+
+mod suite;

@@ -1,0 +1,239 @@
+//! Live recordings on this machine: symbolized stacks of a known workload, a process that exits
+//! mid-recording, unavailable sources, SIGTERM, and ring mode.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::{WORKLOAD, record, require_recording, samples};
+
+fn manifest(bundle: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn hot_function_of_a_workload_is_symbolized_with_kernel_frames_named() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("live.ppk");
+    let mut workload = Command::new(WORKLOAD)
+        .arg("4")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A process that exits one second into the recording must keep its frames too.
+    let mut short = Command::new(WORKLOAD)
+        .arg("1.2")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = record(&["-d", "3s", "--freq", "999", "-o", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workload.wait().unwrap();
+    assert!(short.wait().unwrap().success());
+
+    let all = samples(&bundle);
+    for (pid, label) in [
+        (workload.id() as i32, "long-running"),
+        (short.id() as i32, "exited"),
+    ] {
+        let mine: Vec<_> = all.iter().filter(|s| s.pid == pid).collect();
+        assert!(
+            mine.len() > 100,
+            "{label} workload: only {} samples",
+            mine.len()
+        );
+        assert!(
+            mine.iter().all(|s| s.comm == "perfpack-test-w"),
+            "{:?}",
+            mine[0].comm
+        );
+        let hot = mine
+            .iter()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|(name, _)| name == "perfpack_test_hot_loop")
+            })
+            .count();
+        assert!(
+            hot * 10 >= mine.len() * 7,
+            "{label}: {hot} of {} samples in perfpack_test_hot_loop",
+            mine.len()
+        );
+        // Frame pointers are kept (.cargo/config.toml): the caller is on the stack too.
+        let outer = mine
+            .iter()
+            .filter(|s| {
+                s.frames
+                    .iter()
+                    .any(|(name, _)| name.ends_with("perfpack_test_outer"))
+            })
+            .count();
+        assert!(
+            outer * 2 >= hot,
+            "{label}: caller on only {outer} of {hot} stacks"
+        );
+    }
+    let kernel: Vec<&String> = all
+        .iter()
+        .flat_map(|s| &s.frames)
+        .filter(|(_, k)| k == "kernel")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!kernel.is_empty(), "no kernel frames at all");
+    let named = kernel
+        .iter()
+        .filter(|n| !n.starts_with("0x") && n.as_str() != "[unknown]")
+        .count();
+    assert!(
+        named * 10 >= kernel.len() * 9,
+        "{named} of {} kernel frames named",
+        kernel.len()
+    );
+}
+
+#[test]
+fn unavailable_sources_are_reported_and_the_capture_succeeds() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("sources.ppk");
+    let out = record(&["-d", "1500ms", "-o", bundle.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let m = manifest(&bundle);
+    assert_eq!(m["state"], "complete");
+    let sources = m["sources"].as_array().unwrap();
+    for s in sources {
+        let status = s["status"].as_str().unwrap();
+        // A source that is not ok says why, and the summary warns about it.
+        if status != "ok" {
+            assert!(!s["reason"].as_str().unwrap().is_empty(), "{s}");
+            assert!(
+                stderr.contains(&format!(
+                    "warning: {}: {status}",
+                    s["name"].as_str().unwrap()
+                )),
+                "{stderr}"
+            );
+        }
+    }
+    let pmc = sources.iter().find(|s| s["name"] == "pmc").unwrap();
+    let hw = Command::new(super::RECORDER)
+        .args(["check", "--format", "json"])
+        .output()
+        .unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&hw.stdout).unwrap();
+    let cycles = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"] == "pmc cycles")
+        .unwrap();
+    if cycles["status"] == "no" {
+        // This VM: no hardware PMU. The reason is the kernel's.
+        assert_eq!(pmc["status"], "unavailable", "{pmc}");
+        assert!(pmc["reason"].as_str().unwrap().contains("cycles"), "{pmc}");
+    }
+    let procfs = sources.iter().find(|s| s["name"] == "procfs").unwrap();
+    assert!(procfs["records"].as_u64().unwrap() > 100);
+    assert!(m["self_cost"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn sigterm_mid_segment_leaves_a_complete_readable_bundle() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("term.ppk");
+    let child = Command::new(super::RECORDER)
+        .args([
+            "-d",
+            "60s",
+            "--segment",
+            "1s",
+            "-o",
+            bundle.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: plain kill(2) of our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = manifest(&bundle);
+    assert_eq!(m["state"], "complete");
+    assert!(m["clocks"]["end"].is_object());
+    let segs = m["tables"]["stack_sample"]["segments"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!((2..=4).contains(&segs), "{segs} segments");
+    assert!(!samples(&bundle).is_empty());
+}
+
+#[test]
+fn ring_mode_keeps_about_the_newest_three_segments() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ring.ppk");
+    let marker = dir.path().join("hook.log");
+    let hook = format!("echo $PERFPACK_SEGMENT >> {}", marker.display());
+    let out = record(&[
+        "-d",
+        "20s",
+        "--ring",
+        "6s",
+        "--segment",
+        "2s",
+        "--on-segment",
+        &hook,
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = manifest(&bundle);
+    let segs: Vec<u64> = m["tables"]["stack_sample"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["index"].as_u64().unwrap())
+        .collect();
+    assert!((3..=4).contains(&segs.len()), "kept segments {segs:?}");
+    assert!(*segs.last().unwrap() >= 9, "newest kept {segs:?}");
+    // Dictionary tables keep every segment, so old frames stay resolvable.
+    assert!(m["tables"]["frame"]["segments"].as_array().unwrap().len() >= 10);
+    assert!(!samples(&bundle).is_empty());
+    let hooks = std::fs::read_to_string(&marker).unwrap();
+    assert!(hooks.lines().count() >= 9, "on-segment ran for {hooks:?}");
+}
+
+#[test]
+fn refuses_to_overwrite_an_existing_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("exists.ppk");
+    std::fs::create_dir(&bundle).unwrap();
+    let out = record(&["-d", "1s", "-o", bundle.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exists.ppk") && err.contains("refusing to overwrite"),
+        "{err}"
+    );
+}

@@ -55,6 +55,15 @@ pub struct RecordArgs {
     /// Stack samples per second per CPU
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=50_000))]
     pub freq: u64,
+    /// Tracepoint set: default (io + sched), cpu (none), io, sched, syscalls, all
+    #[arg(long, default_value = "default", value_parser = ["default", "cpu", "io", "sched", "syscalls", "all"])]
+    pub preset: String,
+    /// Also record this tracepoint, with an optional filter: 'system:name[,filter]'
+    #[arg(long = "event", value_name = "SYSTEM:NAME[,FILTER]")]
+    pub events: Vec<String>,
+    /// ftrace ring buffer per CPU, KiB
+    #[arg(long, default_value_t = 4096)]
+    pub buffer_kb: u64,
     /// Performance counters to read every interval (comma-separated)
     #[arg(long, default_value = crate::pmc::DEFAULT)]
     pub pmc: String,
@@ -147,6 +156,7 @@ pub struct RecordConfig {
     pub ring: Option<Duration>,
     pub max_bytes: Option<u64>,
     pub on_segment: Option<String>,
+    pub ftrace: crate::ftrace::FtraceConfig,
     pub command_line: Vec<String>,
 }
 
@@ -183,6 +193,15 @@ impl RecordArgs {
             ring: self.ring,
             max_bytes: self.max_bytes,
             on_segment: self.on_segment,
+            ftrace: crate::ftrace::FtraceConfig {
+                preset: crate::ftrace::preset(&self.preset)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+                events: self.events,
+                buffer_kb: self.buffer_kb,
+            },
             command_line: std::env::args().collect(),
         }
     }

@@ -388,8 +388,13 @@ impl Profile {
             .as_ref()
     }
 
-    /// Name, module, build id, rel_pc and kind of a frame.
-    fn symbolize(&mut self, key: FrameKey) -> (String, String, Option<String>, u64, &'static str) {
+    /// Name, module, build id, rel_pc and kind of a frame; file frames get their names from
+    /// `file_names`, looked up per file in one pass (see `flush`).
+    fn symbolize(
+        &mut self,
+        key: FrameKey,
+        file_names: &mut HashMap<FrameKey, Option<String>>,
+    ) -> (String, String, Option<String>, u64, &'static str) {
         match key {
             FrameKey::Kernel(addr) => match self.kallsyms.as_ref().and_then(|k| k.lookup(addr)) {
                 Some((name, module)) => (name.to_string(), module, None, addr, "kernel"),
@@ -403,13 +408,8 @@ impl Profile {
             },
             FrameKey::File(file, off) => {
                 let module = self.files[file as usize].clone();
-                let (name, build_id) = match self.elf(file) {
-                    Some(elf) => (
-                        elf.symbol_at_offset(off).map(str::to_string),
-                        elf.build_id.clone(),
-                    ),
-                    None => (None, None),
-                };
+                let build_id = self.elf(file).and_then(|e| e.build_id.clone());
+                let name = file_names.remove(&key).flatten();
                 (
                     name.unwrap_or_else(|| "[unknown]".into()),
                     module,
@@ -446,15 +446,37 @@ impl Profile {
         }
     }
 
+    /// Names of the new file frames, reading each file's symbol table once.
+    fn name_file_frames(&mut self) -> HashMap<FrameKey, Option<String>> {
+        let mut by_file: HashMap<u32, Vec<u64>> = HashMap::new();
+        for key in &self.frame_keys[self.frames_written..] {
+            if let FrameKey::File(f, off) = *key {
+                by_file.entry(f).or_default().push(off);
+            }
+        }
+        let mut names = HashMap::new();
+        for (file, offsets) in by_file {
+            let found = match self.elf(file) {
+                Some(elf) => elf.symbolize(&offsets),
+                None => vec![None; offsets.len()],
+            };
+            for (off, name) in offsets.into_iter().zip(found) {
+                names.insert(FrameKey::File(file, off), name);
+            }
+        }
+        names
+    }
+
     /// Appends everything gathered since the last call to the open segment of `w`: new frames
     /// (symbolized now), new callsites, samples, threads and the mappings samples hit.
     pub fn flush(&mut self, w: &mut BundleWriter) -> perfpack_schema::Result<()> {
         // JIT maps grow while the program runs: read them afresh for this segment's frames.
         self.perf_maps.clear();
         let mut frames = FrameBuilder::default();
+        let mut file_names = self.name_file_frames();
         for i in self.frames_written..self.frame_keys.len() {
             let key = self.frame_keys[i];
-            let (name, module, build_id, rel_pc, kind) = self.symbolize(key);
+            let (name, module, build_id, rel_pc, kind) = self.symbolize(key, &mut file_names);
             if name == "[unknown]" {
                 self.n_unknown_frames += 1;
             }

@@ -16,6 +16,7 @@ use perfpack_schema::tables::{self, MsrBuilder, PmcBuilder, SysCounterBuilder};
 use perfpack_schema::{BundleWriter, WriterOptions};
 
 use crate::cli::RecordConfig;
+use crate::ftrace::Ftrace;
 use crate::msr::Msrs;
 use crate::perf::{self, Sampler};
 use crate::pmc::Counters;
@@ -72,6 +73,7 @@ struct Capture {
     cfg: RecordConfig,
     writer: BundleWriter,
     sampler: Option<Sampler>,
+    ftrace: Option<Ftrace>,
     profile: Profile,
     counters: Counters,
     msrs: Option<Msrs>,
@@ -176,9 +178,53 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
             m.sources.join(", "),
         ),
     };
+    let wants_ftrace = !cfg.ftrace.preset.is_empty() || !cfg.ftrace.events.is_empty();
+    let (ftrace, ftrace_source) = if wants_ftrace {
+        match Ftrace::open(&cfg.ftrace, &cpus) {
+            Ok(f) => {
+                let mut reasons = Vec::new();
+                if !f.missing.is_empty() {
+                    reasons.push(format!("not on this kernel: {}", f.missing.join(", ")));
+                }
+                if !f.excludes_self() {
+                    reasons.push(
+                        "cannot exclude the recorder's own events (no set_event_notrace_pid)"
+                            .to_string(),
+                    );
+                }
+                let status = if reasons.is_empty() {
+                    SourceStatus::Ok
+                } else {
+                    SourceStatus::Partial
+                };
+                let detail = f.enabled.join(", ");
+                (
+                    Some(f),
+                    source("ftrace", status, reasons.join("; "), detail),
+                )
+            }
+            // An explicit --event that does not exist is the user's mistake: stop now.
+            Err(e) if e.starts_with("--event") => {
+                drop(writer);
+                let _ = std::fs::remove_dir_all(&bundle_dir);
+                anyhow::bail!("{e}");
+            }
+            Err(e) => (
+                None,
+                source("ftrace", SourceStatus::Unavailable, e, String::new()),
+            ),
+        }
+    } else {
+        let why = "no tracepoints asked for (--preset cpu)".to_string();
+        (
+            None,
+            source("ftrace", SourceStatus::Unavailable, why, String::new()),
+        )
+    };
     let mut writer = writer;
     writer.manifest_mut().sources = vec![
         perf_source,
+        ftrace_source,
         pmc_source,
         msr_source,
         source("procfs", SourceStatus::Ok, String::new(), String::new()),
@@ -193,6 +239,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         cfg,
         writer,
         sampler,
+        ftrace,
         profile,
         counters,
         msrs,
@@ -232,10 +279,28 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     }
     warnings.extend(cap.sysstat.missing.iter().map(|m| format!("procfs: {m}")));
     warnings.append(&mut cap.failed_hooks);
-    let manifest = cap
-        .writer
-        .finish(state, end)
-        .context("finalizing the bundle")?;
+    let manifest = match state {
+        State::Interrupted => match cap.writer.abort(end) {
+            Ok(m) => m,
+            Err(e) => {
+                // Not even the manifest fits: the last one written still lists every closed
+                // segment, with state `recording`.
+                warnings.push(format!("could not mark the bundle interrupted: {e}"));
+                perfpack_schema::Bundle::open(&bundle_dir)?
+                    .manifest()
+                    .clone()
+            }
+        },
+        _ => cap
+            .writer
+            .finish(state, end)
+            .context("finalizing the bundle")?,
+    };
+    if let Some(f) = cap.ftrace.take()
+        && let Err(e) = f.close()
+    {
+        warnings.push(format!("ftrace instance not removed: {e}"));
+    }
     let mut bundle = bundle_dir.clone();
     if let Some(out) = pack_to {
         perfpack_schema::pack::pack_dir(&bundle_dir, &out, true)?;
@@ -306,8 +371,12 @@ impl Capture {
         let tty = std::io::stderr().is_terminal();
         let mut sorter = Sorter::default();
         let mut chain = Vec::new();
+        let mut timeout_ms = 100;
         while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
-            self.drain(&mut sorter, &mut chain, 100)?;
+            self.drain(&mut sorter, &mut chain, timeout_ms)?;
+            // A busy ftrace buffer is read again soon (Perfetto's heuristic); an idle one waits.
+            let pages = self.ftrace.as_mut().map_or(0, Ftrace::drain);
+            timeout_ms = if pages > 1 { 10 } else { 100 };
             let now = Instant::now();
             if now >= next_read {
                 // A read more than one interval late means the loop fell behind.
@@ -333,14 +402,21 @@ impl Capture {
         if let Some(s) = &self.sampler {
             s.disable();
         }
+        if let Some(f) = &mut self.ftrace {
+            f.stop();
+            while f.drain() > 0 {}
+        }
         self.drain(&mut sorter, &mut chain, 0)?;
         self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
         Ok(())
     }
 
-    fn disable(&self) {
+    fn disable(&mut self) {
         if let Some(s) = &self.sampler {
             s.disable();
+        }
+        if let Some(f) = &self.ftrace {
+            f.stop();
         }
     }
 
@@ -398,6 +474,10 @@ impl Capture {
             s.records = n_samples;
             s.losses = lost;
         }
+        if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut("ftrace")) {
+            s.records = f.n_events;
+            s.losses = f.losses();
+        }
         if let Some(s) = m.source_mut("pmc") {
             s.records = n_pmc;
         }
@@ -426,6 +506,9 @@ impl Capture {
     /// Appends everything gathered for the open segment to the writer.
     fn append_pending(&mut self) -> anyhow::Result<()> {
         self.profile.flush(&mut self.writer)?;
+        if let Some(f) = &mut self.ftrace {
+            f.flush(&mut self.writer)?;
+        }
         self.writer.append(tables::PMC, self.pending.pmc.finish())?;
         self.writer.append(tables::MSR, self.pending.msr.finish())?;
         self.writer

@@ -46,22 +46,25 @@ pub fn demangle(name: &str) -> String {
     name.to_string()
 }
 
-/// What the recorder knows of one ELF file.
+/// What the recorder keeps of one ELF file for the whole recording: small facts only. Symbol
+/// tables are read again (mapped, not copied) each time new frames of the file need names, so
+/// memory does not grow with the size of every binary ever sampled.
 #[derive(Debug, Default)]
 pub struct ElfInfo {
     /// GNU build id in hex.
     pub build_id: Option<String>,
     /// Whether functions keep frame pointers (x86_64 prologue check); `None` when unknown.
     pub frame_pointers: Option<bool>,
-    syms: SymTable,
     /// PT_LOAD segments: (file offset, file size, virtual address).
     loads: Vec<(u64, u64, u64)>,
+    /// Where the symbols are: the file itself, or its build-id debug file when stripped.
+    symbols_from: Option<String>,
 }
 
 impl ElfInfo {
-    /// Reads an ELF file's symbols; for a stripped file, the symbols of its build-id debug file.
+    /// Reads an ELF file's build id, segments and frame-pointer verdict.
     pub fn load(path: &str) -> Result<ElfInfo, String> {
-        let data = std::fs::read(path).map_err(|e| e.to_string())?;
+        let data = crate::sys::MappedFile::open(path).map_err(|e| e.to_string())?;
         let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
         let build_id = file
             .build_id()
@@ -76,35 +79,50 @@ impl ElfInfo {
             })
             .collect();
         let mut syms = text_symbols(&file);
+        let mut symbols_from = (!syms.is_empty()).then(|| path.to_string());
         if syms.is_empty()
             && let Some(id) = &build_id
             && id.len() > 2
         {
             let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
-            if let Ok(d) = std::fs::read(&debug)
+            if let Ok(d) = crate::sys::MappedFile::open(&debug)
                 && let Ok(f) = object::File::parse(&*d)
             {
                 syms = text_symbols(&f);
+                symbols_from = Some(debug);
             }
         }
         let frame_pointers = detect_frame_pointers(&file, &data, &syms, &loads);
         Ok(ElfInfo {
             build_id,
             frame_pointers,
-            syms: SymTable::new(syms),
             loads,
+            symbols_from,
         })
     }
 
-    /// The function containing file offset `off`.
-    pub fn symbol_at_offset(&self, off: u64) -> Option<&str> {
-        let (foff, _, vaddr) = self
-            .loads
+    /// Names of the functions containing each file offset (`None` where no symbol covers it).
+    pub fn symbolize(&self, offsets: &[u64]) -> Vec<Option<String>> {
+        let table = self
+            .symbols_from
+            .as_deref()
+            .and_then(|p| crate::sys::MappedFile::open(p).ok())
+            .and_then(|d| {
+                object::File::parse(&*d)
+                    .ok()
+                    .map(|f| SymTable::new(text_symbols(&f)))
+            });
+        offsets
             .iter()
-            .find(|(o, size, _)| off >= *o && off < o + size)?;
-        self.syms
-            .lookup(off - foff + vaddr)
-            .map(|s| s.name.as_str())
+            .map(|&off| {
+                let table = table.as_ref()?;
+                let (foff, _, vaddr) = self
+                    .loads
+                    .iter()
+                    .find(|(o, size, _)| off >= *o && off < o + size)?;
+                table.lookup(off - foff + vaddr).map(|s| s.name.clone())
+            })
+            .collect()
     }
 }
 
@@ -308,6 +326,14 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let info = ElfInfo::load(exe.to_str().unwrap()).unwrap();
         assert!(info.build_id.is_some());
-        assert!(!info.syms.0.is_empty());
+        // Built with frame pointers (.cargo/config.toml).
+        assert_eq!(info.frame_pointers, Some(true));
+        let main_off = info
+            .loads
+            .iter()
+            .find(|l| l.1 > 0 && l.0 > 0)
+            .map(|l| l.0 + 16)
+            .unwrap();
+        assert_eq!(info.symbolize(&[main_off, u64::MAX]).len(), 2);
     }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Result with the crate's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What went wrong with a bundle, always with the file (or bundle) it concerns.
+/// What went wrong with a bundle, always with the file (or bundle) it concerns. The cause is
+/// part of the message (not a `source()`), so `{:#}` chains print it once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -13,7 +14,6 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
         source: std::io::Error,
     },
     /// The bundle or one of its files is malformed.
@@ -23,14 +23,12 @@ pub enum Error {
     #[error("{}: {source}", path.display())]
     Parquet {
         path: PathBuf,
-        #[source]
         source: parquet::errors::ParquetError,
     },
     /// An Arrow operation failed on a table's data.
     #[error("{table}: {source}")]
     Arrow {
         table: String,
-        #[source]
         source: arrow_schema::ArrowError,
     },
 }

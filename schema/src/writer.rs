@@ -153,18 +153,40 @@ impl BundleWriter {
 
     /// Writes the open segment (one file per table, empty tables included, so every table of
     /// every bundle has its schema on disk) and rewrites the manifest.
+    ///
+    /// All or nothing: if any file cannot be written (disk full), the files of this segment that
+    /// were written are removed again, the manifest is left as it was, and the rows are dropped.
     pub fn close_segment(&mut self) -> Result<()> {
         let index = self.next_segment;
+        self.next_segment += 1;
+        self.pending_bytes = 0;
+        let mut entries = Vec::with_capacity(tables::ALL.len());
         for t in tables::ALL {
             let batches = self.pending.remove(t.name).unwrap_or_default();
-            let entry = self.write_segment_file(t, index, batches)?;
-            let table = self.manifest.tables.entry(t.name.to_string()).or_default();
+            match self.write_segment_file(t, index, batches) {
+                Ok(entry) => entries.push((t.name, entry)),
+                Err(e) => {
+                    self.pending.clear();
+                    for (_, written) in &entries {
+                        let _ = fs::remove_file(self.root.join(&written.file));
+                    }
+                    let _ = fs::remove_file(self.root.join(t.segment_path(index)));
+                    return Err(e);
+                }
+            }
+        }
+        let before = self.manifest.clone();
+        for (name, entry) in entries {
+            let table = self.manifest.tables.entry(name.to_string()).or_default();
             table.rows += entry.rows;
             table.segments.push(entry);
         }
-        self.pending_bytes = 0;
-        self.next_segment += 1;
-        self.write_manifest()
+        if let Err(e) = self.write_manifest() {
+            // The segment's files exist but no manifest lists them: readers skip them.
+            self.manifest = before;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Drops the oldest closed segments of event tables (ring mode): their files and their
@@ -198,6 +220,17 @@ impl BundleWriter {
             self.close_segment()?;
         }
         self.manifest.state = state;
+        self.manifest.clocks.end = Some(end);
+        self.write_manifest()?;
+        Ok(self.manifest)
+    }
+
+    /// Ends a recording that stopped on an error: drops the rows of the open segment and
+    /// writes the manifest with state `interrupted` (best effort: on a full disk even that may
+    /// fail, and the last manifest, listing every closed segment, stays).
+    pub fn abort(mut self, end: ClockSnapshot) -> Result<Manifest> {
+        self.pending.clear();
+        self.manifest.state = State::Interrupted;
         self.manifest.clocks.end = Some(end);
         self.write_manifest()?;
         Ok(self.manifest)

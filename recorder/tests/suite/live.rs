@@ -237,3 +237,75 @@ fn refuses_to_overwrite_an_existing_bundle() {
         "{err}"
     );
 }
+
+#[test]
+fn pid_scope_samples_only_that_process() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("pid.ppk");
+    let mut workload = Command::new(WORKLOAD)
+        .arg("3")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = workload.id().to_string();
+    let out = record(&[
+        "-d",
+        "2s",
+        "--freq",
+        "999",
+        "--pid",
+        &pid,
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    workload.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = samples(&bundle);
+    assert!(all.len() > 500, "{} samples", all.len());
+    assert!(
+        all.iter().all(|s| s.pid == workload.id() as i32),
+        "samples of other processes"
+    );
+}
+
+#[test]
+fn disk_full_stops_cleanly_and_keeps_closed_segments() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=400k", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot mount a small tmpfs to fill");
+        return;
+    }
+    let bundle = mnt.join("full.ppk");
+    let out = record(&[
+        "-d",
+        "60s",
+        "--segment",
+        "300ms",
+        "--freq",
+        "999",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let readable = perfpack_schema::Bundle::open(&bundle).and_then(|b| b.verify().map(|()| b));
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert!(
+        !out.status.success(),
+        "a full disk must give a non-zero exit"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let b = readable.expect("closed segments stay readable");
+    assert!(!b.segments(perfpack_schema::tables::STACK_SAMPLE).is_empty());
+}

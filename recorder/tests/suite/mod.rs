@@ -1,6 +1,7 @@
 //! Helpers of the recorder's live tests: running the recorder, checking privileges, and reading
 //! a recorded bundle's stacks back as frame-name paths.
 
+mod ftrace;
 mod live;
 
 use std::collections::HashMap;

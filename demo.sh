@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job, one command on a fresh machine: record this machine for 10 s into a bundle and
+# show what it holds. Where recording is not permitted (not root, no perf_event access), it
+# says why and shows the committed fixture bundle instead.
+set -euo pipefail
+cd "$(dirname "$0")"
+out=${1:-this-machine.ppk}
+cargo build --release -q -p perfpack-recorder
+cargo build -q -p perfpack-analyzer
+check=$(./target/release/perfpack-record check --format json)
+if echo "$check" | grep -A2 '"stack sampling"' | grep -q '"status": "yes"'; then
+    ./target/release/perfpack-record -d 10s -o "$out" --force
+    bundle=$out
+else
+    echo "demo: cannot record here ($(echo "$check" | grep -A3 '"stack sampling"' | grep detail | cut -d'"' -f4));" \
+         "showing the fixture testdata/basic.ppk instead" >&2
+    bundle=testdata/basic.ppk
+fi
+./target/debug/perfpack info "$bundle"
+echo "demo: bundle at $bundle"

@@ -1,0 +1,398 @@
+//! Decodes raw ftrace event payloads with their formats into `ftrace_event` rows (every field
+//! by name, integers typed) and the typed tables of the hot events (`block_rq`, `sched_switch`,
+//! `sched_wakeup`, `syscall`, `sched_process`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use perfpack_schema::tables::{
+    BlockRq, BlockRqBuilder, FtraceEvent, FtraceEventBuilder, SchedProcess, SchedProcessBuilder,
+    SchedSwitch, SchedSwitchBuilder, SchedWakeup, SchedWakeupBuilder, Syscall, SyscallBuilder,
+};
+
+use super::format::{EventFormat, Field};
+use super::syscalls_x86_64;
+
+/// Which typed table an event feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Block(&'static str),
+    Switch,
+    Wakeup { new: bool },
+    SysEnter,
+    SysExit,
+    Process(&'static str),
+    Other,
+}
+
+impl Kind {
+    pub fn of(system: &str, name: &str) -> Kind {
+        match (system, name) {
+            ("block", "block_rq_insert") => Kind::Block("insert"),
+            ("block", "block_rq_issue") => Kind::Block("issue"),
+            ("block", "block_rq_complete") => Kind::Block("complete"),
+            ("sched", "sched_switch") => Kind::Switch,
+            ("sched", "sched_wakeup") => Kind::Wakeup { new: false },
+            ("sched", "sched_wakeup_new") => Kind::Wakeup { new: true },
+            ("raw_syscalls", "sys_enter") => Kind::SysEnter,
+            ("raw_syscalls", "sys_exit") => Kind::SysExit,
+            ("sched", "sched_process_fork") => Kind::Process("fork"),
+            ("sched", "sched_process_exec") => Kind::Process("exec"),
+            ("sched", "sched_process_exit") => Kind::Process("exit"),
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// An enabled event: its format, `system:name`, and typed table.
+#[derive(Debug)]
+pub struct Event {
+    pub format: Arc<EventFormat>,
+    pub full_name: String,
+    pub kind: Kind,
+    /// `name[i]` of every element of integer array fields, in field order (built once).
+    elem_names: Vec<String>,
+}
+
+impl Event {
+    pub fn new(format: EventFormat) -> Event {
+        let elem_names = format
+            .fields
+            .iter()
+            .filter(|f| f.array_len > 0 && !f.data_loc && !f.is_string())
+            .flat_map(|f| (0..f.array_len).map(move |i| format!("{}[{i}]", f.name)))
+            .collect();
+        Event {
+            full_name: format!("{}:{}", format.system, format.name),
+            kind: Kind::of(&format.system, &format.name),
+            format: Arc::new(format),
+            elem_names,
+        }
+    }
+}
+
+/// Rows of the open segment.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub ftrace: FtraceEventBuilder,
+    pub block: BlockRqBuilder,
+    pub switch: SchedSwitchBuilder,
+    pub wakeup: SchedWakeupBuilder,
+    pub syscall: SyscallBuilder,
+    pub process: SchedProcessBuilder,
+}
+
+/// Reads an integer field (sign-extended when the format says signed).
+pub fn int(payload: &[u8], f: &Field) -> Option<i64> {
+    int_at(payload, f.offset, f.size, f.signed)
+}
+
+fn int_at(p: &[u8], at: usize, size: usize, signed: bool) -> Option<i64> {
+    let b = p.get(at..at + size)?;
+    Some(match (size, signed) {
+        (1, false) => i64::from(b[0]),
+        (1, true) => i64::from(b[0] as i8),
+        (2, false) => i64::from(u16::from_ne_bytes(b.try_into().ok()?)),
+        (2, true) => i64::from(i16::from_ne_bytes(b.try_into().ok()?)),
+        (4, false) => i64::from(u32::from_ne_bytes(b.try_into().ok()?)),
+        (4, true) => i64::from(i32::from_ne_bytes(b.try_into().ok()?)),
+        (8, _) => i64::from_ne_bytes(b.try_into().ok()?),
+        _ => return None,
+    })
+}
+
+/// Reads a string field: a fixed `char[N]` or a `__data_loc char[]`, up to its NUL.
+pub fn string<'a>(payload: &'a [u8], f: &Field) -> Option<&'a str> {
+    let bytes = if f.data_loc {
+        let loc = u32::from_ne_bytes(payload.get(f.offset..f.offset + 4)?.try_into().ok()?);
+        let (off, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
+        // `__rel_loc` offsets count from the end of the field itself.
+        let off = if f.ctype.starts_with("__rel_loc") {
+            off + f.offset + 4
+        } else {
+            off
+        };
+        payload.get(off..off + len)?
+    } else {
+        payload.get(f.offset..f.offset + f.size)?
+    };
+    let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
+    std::str::from_utf8(&bytes[..end]).ok()
+}
+
+/// `prev_state` as the kernel prints it: `R`, `R+` (preempted), `S`, `D`, `D|K`-style unions.
+pub fn task_state(state: i64) -> String {
+    const LETTERS: [&str; 8] = ["S", "D", "T", "t", "X", "Z", "P", "I"];
+    let bits = state & 0xff;
+    if bits == 0 {
+        return if state & 0x100 != 0 {
+            "R+".into()
+        } else {
+            "R".into()
+        };
+    }
+    LETTERS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, l)| *l)
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// System call name by number (x86_64 table).
+pub fn syscall_name(nr: i64) -> String {
+    usize::try_from(nr)
+        .ok()
+        .and_then(|i| syscalls_x86_64::NAMES.get(i))
+        .filter(|n| !n.is_empty())
+        .map_or_else(|| format!("sys_{nr}"), |n| (*n).to_string())
+}
+
+/// Process facts the events do not carry: thread → (pid, comm), device → disk name.
+#[derive(Debug, Default)]
+pub struct Names {
+    tgid: HashMap<i32, Option<i32>>,
+    comm: HashMap<i32, String>,
+    disks: HashMap<i64, Option<String>>,
+}
+
+impl Names {
+    /// The process of a thread (from /proc on first sight; `None` once it is gone).
+    pub fn pid_of(&mut self, tid: i32) -> Option<i32> {
+        if tid == 0 {
+            return Some(0);
+        }
+        *self.tgid.entry(tid).or_insert_with(|| {
+            let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
+    /// Learns a thread's name from an event that carries it.
+    pub fn learn(&mut self, tid: i32, comm: &str) {
+        if tid != 0 && self.comm.get(&tid).is_none_or(|c| c != comm) {
+            self.comm.insert(tid, comm.to_string());
+        }
+    }
+
+    /// A thread's name: learned from events, else /proc.
+    pub fn comm_of(&mut self, tid: i32, cpu: u32) -> Option<String> {
+        if tid == 0 {
+            return Some(format!("swapper/{cpu}"));
+        }
+        if let Some(c) = self.comm.get(&tid) {
+            return Some(c.clone());
+        }
+        let c = std::fs::read_to_string(format!("/proc/{tid}/comm"))
+            .ok()?
+            .trim_end()
+            .to_string();
+        self.comm.insert(tid, c.clone());
+        Some(c)
+    }
+
+    fn disk(&mut self, dev: i64) -> Option<String> {
+        self.disks
+            .entry(dev)
+            .or_insert_with(|| {
+                let (maj, min) = (dev >> 20, dev & 0xfffff);
+                let uevent =
+                    std::fs::read_to_string(format!("/sys/dev/block/{maj}:{min}/uevent")).ok()?;
+                uevent
+                    .lines()
+                    .find_map(|l| l.strip_prefix("DEVNAME="))
+                    .map(str::to_string)
+            })
+            .clone()
+    }
+}
+
+/// Decodes one event into its rows.
+pub fn decode(
+    ev: &Event,
+    ts_ns: i64,
+    cpu: u32,
+    payload: &[u8],
+    names: &mut Names,
+    rows: &mut Rows,
+) {
+    let tid = int_at(payload, 4, 4, true).unwrap_or(0) as i32;
+    let fmt = &ev.format;
+    let get = |name: &str| fmt.field(name).and_then(|f| int(payload, f));
+    let text = |name: &str| fmt.field(name).and_then(|f| string(payload, f));
+    // Learn names first so the rows of this very event carry them.
+    match ev.kind {
+        Kind::Switch => {
+            if let (Some(p), Some(c)) = (get("prev_pid"), text("prev_comm")) {
+                names.learn(p as i32, c);
+            }
+            if let (Some(p), Some(c)) = (get("next_pid"), text("next_comm")) {
+                names.learn(p as i32, c);
+            }
+        }
+        Kind::Wakeup { .. } => {
+            if let (Some(p), Some(c)) = (get("pid"), text("comm")) {
+                names.learn(p as i32, c);
+            }
+        }
+        Kind::Process("fork") => {
+            if let (Some(p), Some(c)) = (get("child_pid"), text("child_comm")) {
+                names.learn(p as i32, c);
+            }
+        }
+        _ => {}
+    }
+    let pid = names.pid_of(tid);
+    let comm = names.comm_of(tid, cpu);
+    let comm = comm.as_deref();
+    let cpu_i = cpu as i32;
+
+    // Every event, every field by name; integer arrays (syscall args) as `name[i]`.
+    let mut ints: Vec<(&str, i64)> = Vec::with_capacity(fmt.fields.len() + ev.elem_names.len());
+    let mut strs: Vec<(&str, &str)> = Vec::new();
+    let mut elem_names = ev.elem_names.iter();
+    for f in &fmt.fields {
+        if f.is_string() {
+            if let Some(s) = string(payload, f) {
+                strs.push((&f.name, s));
+            }
+        } else if f.array_len > 0 && !f.data_loc {
+            let elem = f.size / f.array_len;
+            for (i, name) in (0..f.array_len).zip(&mut elem_names) {
+                if let Some(v) = int_at(payload, f.offset + i * elem, elem, f.signed) {
+                    ints.push((name, v));
+                }
+            }
+        } else if let Some(v) = int(payload, f) {
+            ints.push((&f.name, v));
+        }
+    }
+    rows.ftrace.push(&FtraceEvent {
+        ts_ns,
+        cpu: cpu_i,
+        pid,
+        tid,
+        comm,
+        event: &ev.full_name,
+        int_fields: &ints,
+        str_fields: &strs,
+    });
+
+    match ev.kind {
+        Kind::Block(phase) => {
+            let dev = get("dev").unwrap_or(0);
+            let nr_sector = get("nr_sector").unwrap_or(0) as u32;
+            let dev_s = format!("{}:{}", dev >> 20, dev & 0xfffff);
+            let disk = names.disk(dev);
+            rows.block.push(&BlockRq {
+                ts_ns,
+                cpu: cpu_i,
+                pid,
+                tid,
+                comm,
+                phase,
+                dev: &dev_s,
+                disk: disk.as_deref(),
+                sector: get("sector").unwrap_or(0) as u64,
+                nr_sector,
+                bytes: get("bytes").map_or(u64::from(nr_sector) * 512, |b| b as u64),
+                rwbs: text("rwbs").unwrap_or(""),
+                error: (phase == "complete")
+                    .then(|| get("error").or_else(|| get("errors")).unwrap_or(0) as i32),
+            });
+        }
+        Kind::Switch => rows.switch.push(&SchedSwitch {
+            ts_ns,
+            cpu: cpu_i,
+            prev_tid: get("prev_pid").unwrap_or(0) as i32,
+            prev_comm: text("prev_comm").unwrap_or(""),
+            prev_prio: get("prev_prio").unwrap_or(0) as i32,
+            prev_state: &task_state(get("prev_state").unwrap_or(0)),
+            next_tid: get("next_pid").unwrap_or(0) as i32,
+            next_comm: text("next_comm").unwrap_or(""),
+            next_prio: get("next_prio").unwrap_or(0) as i32,
+        }),
+        Kind::Wakeup { new } => rows.wakeup.push(&SchedWakeup {
+            ts_ns,
+            cpu: cpu_i,
+            waker_tid: tid,
+            tid: get("pid").unwrap_or(0) as i32,
+            comm: text("comm").unwrap_or(""),
+            prio: get("prio").unwrap_or(0) as i32,
+            target_cpu: get("target_cpu").unwrap_or(-1) as i32,
+            new,
+        }),
+        Kind::SysEnter | Kind::SysExit => {
+            let nr = get("id").unwrap_or(-1);
+            let enter = ev.kind == Kind::SysEnter;
+            let arg = |i: usize| {
+                let f = fmt.field("args")?;
+                enter
+                    .then(|| int_at(payload, f.offset + i * 8, 8, false))
+                    .flatten()
+                    .map(|v| v as u64)
+            };
+            rows.syscall.push(&Syscall {
+                ts_ns,
+                cpu: cpu_i,
+                pid,
+                tid,
+                comm,
+                phase: if enter { "enter" } else { "exit" },
+                nr: nr as i32,
+                name: &syscall_name(nr),
+                ret: if enter { None } else { get("ret") },
+                arg0: arg(0),
+                arg1: arg(1),
+                arg2: arg(2),
+                arg3: arg(3),
+                arg4: arg(4),
+                arg5: arg(5),
+            });
+        }
+        Kind::Process(event) => {
+            let (who, who_comm) = match event {
+                "fork" => (get("parent_pid"), text("parent_comm").map(str::to_string)),
+                "exit" => (get("pid"), text("comm").map(str::to_string)),
+                _ => (get("pid"), comm.map(str::to_string)),
+            };
+            rows.process.push(&SchedProcess {
+                ts_ns,
+                cpu: cpu_i,
+                event,
+                tid: who.unwrap_or(tid as i64) as i32,
+                comm: who_comm.as_deref().unwrap_or(""),
+                child_tid: get("child_pid").map(|v| v as i32),
+                child_comm: text("child_comm"),
+                filename: text("filename"),
+            });
+        }
+        Kind::Other => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_task_states_as_the_kernel_does() {
+        assert_eq!(task_state(0), "R");
+        assert_eq!(task_state(0x100), "R+");
+        assert_eq!(task_state(1), "S");
+        assert_eq!(task_state(2), "D");
+        assert_eq!(task_state(0x80), "I");
+    }
+
+    #[test]
+    fn names_syscalls() {
+        assert_eq!(syscall_name(0), "read");
+        assert_eq!(syscall_name(257), "openat");
+        assert_eq!(syscall_name(100_000), "sys_100000");
+        assert_eq!(syscall_name(-1), "sys_-1");
+    }
+}

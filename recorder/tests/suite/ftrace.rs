@@ -1,0 +1,321 @@
+//! Live ftrace captures on this machine: block I/O of O_DIRECT writes, wakeups of a sleeping
+//! thread, and the tracing state after every way the recorder can end.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
+use perfpack_schema::{Bundle, tables};
+
+use super::{RECORDER, require_recording};
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+fn require_tracefs() -> bool {
+    if Path::new(TRACEFS).join("events").is_dir() {
+        return true;
+    }
+    eprintln!("SKIPPED: tracefs is not mounted at {TRACEFS} (.ci/run mounts it)");
+    false
+}
+
+/// Starts a recording and waits until its tracefs instance exists (events are being recorded).
+fn start(args: &[&str]) -> Child {
+    let child = Command::new(RECORDER)
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let inst = Path::new(TRACEFS).join(format!("instances/perfpack-{}", child.id()));
+    for _ in 0..200 {
+        if inst.join("tracing_on").exists()
+            && std::fs::read_to_string(inst.join("tracing_on")).is_ok_and(|s| s.trim() == "1")
+        {
+            // Let the instance settle before the workload starts.
+            std::thread::sleep(Duration::from_millis(200));
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the recorder never started tracing");
+}
+
+fn finish(child: Child) {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The whole disk (`major:minor`) holding `path`, as block events name it.
+fn disk_of(path: &Path) -> Option<String> {
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    if maj == 0 {
+        return None; // tmpfs, overlay: no block device
+    }
+    let sys = PathBuf::from(format!("/sys/dev/block/{maj}:{min}"));
+    let dir = std::fs::canonicalize(&sys).ok()?;
+    let disk = if dir.join("partition").exists() {
+        dir.parent()?.to_path_buf()
+    } else {
+        dir
+    };
+    Some(
+        std::fs::read_to_string(disk.join("dev"))
+            .ok()?
+            .trim()
+            .to_string(),
+    )
+}
+
+#[test]
+fn direct_writes_are_accounted_in_block_rq() {
+    require_recording!();
+    if !require_tracefs() {
+        return;
+    }
+    let work =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("odirect-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let Some(disk) = disk_of(&work) else {
+        eprintln!("SKIPPED: {} is not on a block device", work.display());
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("io.ppk");
+    let rec = start(&["-d", "4s", "--preset", "io", "-o", bundle.to_str().unwrap()]);
+    // 256 blocks of 4 KiB with O_DIRECT: each write goes to the device.
+    const BLOCKS: usize = 256;
+    let layout = std::alloc::Layout::from_size_align(4096, 4096).unwrap();
+    // SAFETY: a non-zero-sized layout; freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    let data = unsafe { std::slice::from_raw_parts(buf, 4096) };
+    let file_path = work.join("blocks");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&file_path);
+    let Ok(f) = f else {
+        eprintln!("SKIPPED: O_DIRECT not supported on {}", work.display());
+        finish(rec);
+        return;
+    };
+    use std::os::unix::fs::FileExt as _;
+    for i in 0..BLOCKS {
+        f.write_all_at(data, (i * 4096) as u64).unwrap();
+    }
+    f.sync_all().unwrap();
+    unsafe { std::alloc::dealloc(buf, layout) };
+    drop(f);
+    finish(rec);
+    let _ = std::fs::remove_dir_all(&work);
+
+    let b = Bundle::open(&bundle).unwrap();
+    let mut issued: HashMap<(String, u64), i64> = HashMap::new();
+    let (mut written, mut completes, mut unmatched) = (0u64, 0, Vec::new());
+    let mut first_ts = None;
+    for batch in b.read_table(tables::BLOCK_RQ).unwrap() {
+        let ts = batch
+            .column_by_name("ts_ns")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let phase = batch.column_by_name("phase").unwrap().as_string::<i32>();
+        let dev = batch.column_by_name("dev").unwrap().as_string::<i32>();
+        let sector = batch
+            .column_by_name("sector")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let bytes = batch
+            .column_by_name("bytes")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let rwbs = batch.column_by_name("rwbs").unwrap().as_string::<i32>();
+        let nr_sector = batch
+            .column_by_name("nr_sector")
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt32Type>();
+        for i in 0..batch.num_rows() {
+            first_ts.get_or_insert(ts.value(i));
+            if dev.value(i) != disk {
+                continue;
+            }
+            let key = (dev.value(i).to_string(), sector.value(i));
+            match phase.value(i) {
+                "issue" => {
+                    if rwbs.value(i).contains('W') {
+                        written += bytes.value(i);
+                    }
+                    issued.insert(key, ts.value(i));
+                }
+                // Cache flushes (nr_sector 0, sector -1) complete without an issue event of their
+                // own; biosnoop skips them too.
+                "complete" if nr_sector.value(i) == 0 => {}
+                "complete" => {
+                    completes += 1;
+                    if issued.remove(&key).is_none()
+                        && ts.value(i) > first_ts.unwrap() + 200_000_000
+                    {
+                        unmatched.push(key);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        written >= (BLOCKS * 4096) as u64,
+        "only {written} bytes written to {disk} in block_rq"
+    );
+    assert!(completes >= BLOCKS / 2, "{completes} completes");
+    assert!(
+        unmatched.is_empty(),
+        "completes without an issue: {unmatched:?}"
+    );
+}
+
+#[test]
+fn wakeups_and_switches_of_a_sleeping_thread_are_counted() {
+    require_recording!();
+    if !require_tracefs() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("sched.ppk");
+    let rec = start(&[
+        "-d",
+        "3s",
+        "--preset",
+        "sched",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    const WAKES: usize = 40;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        for _ in 0..WAKES {
+            rx.recv().unwrap();
+        }
+    });
+    let tid = tid_rx.recv().unwrap();
+    for _ in 0..WAKES {
+        std::thread::sleep(Duration::from_millis(15));
+        tx.send(()).unwrap();
+    }
+    worker.join().unwrap();
+    finish(rec);
+
+    let b = Bundle::open(&bundle).unwrap();
+    let count = |table, col: &str| -> usize {
+        b.read_table(table)
+            .unwrap()
+            .iter()
+            .map(|batch| {
+                let c = batch
+                    .column_by_name(col)
+                    .unwrap()
+                    .as_primitive::<Int32Type>();
+                c.iter().filter(|v| *v == Some(tid)).count()
+            })
+            .sum()
+    };
+    let wakeups = count(tables::SCHED_WAKEUP, "tid");
+    let switches_in = count(tables::SCHED_SWITCH, "next_tid");
+    assert!(
+        (WAKES..WAKES * 3).contains(&wakeups),
+        "{wakeups} wakeups of tid {tid}"
+    );
+    assert!(
+        (WAKES..WAKES * 3).contains(&switches_in),
+        "{switches_in} switches to tid {tid}"
+    );
+    let m = b.manifest();
+    let ftrace = m.sources.iter().find(|s| s.name == "ftrace").unwrap();
+    assert_eq!(ftrace.status.as_str(), "ok", "{}", ftrace.reason);
+    assert_eq!(ftrace.total_lost(), 0, "{:?}", ftrace.losses);
+}
+
+/// The global tracing state that the recorder must leave as it found it.
+fn global_state() -> Vec<(String, String)> {
+    [
+        "tracing_on",
+        "trace_clock",
+        "current_tracer",
+        "set_event",
+        "buffer_size_kb",
+        "set_event_notrace_pid",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read_to_string(Path::new(TRACEFS).join(f)).unwrap_or_default(),
+        )
+    })
+    .collect()
+}
+
+fn instance_of(pid: u32) -> PathBuf {
+    Path::new(TRACEFS).join(format!("instances/perfpack-{pid}"))
+}
+
+#[test]
+fn tracing_state_is_restored_on_every_exit_path() {
+    require_recording!();
+    if !require_tracefs() {
+        return;
+    }
+    let before = global_state();
+    let dir = tempfile::tempdir().unwrap();
+    let out = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+
+    // Normal end.
+    let rec = start(&["-d", "1s", "-o", &out("a.ppk")]);
+    let pid = rec.id();
+    finish(rec);
+    assert!(
+        !instance_of(pid).exists(),
+        "instance left after a normal end"
+    );
+
+    // SIGTERM.
+    let rec = start(&["-d", "60s", "-o", &out("b.ppk")]);
+    let pid = rec.id();
+    // SAFETY: kill(2) of our child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    finish(rec);
+    assert!(!instance_of(pid).exists(), "instance left after SIGTERM");
+
+    // SIGKILL leaves the instance; the next start removes it.
+    let mut rec = start(&["-d", "60s", "-o", &out("c.ppk")]);
+    let killed = rec.id();
+    unsafe { libc::kill(killed as i32, libc::SIGKILL) };
+    rec.wait().unwrap();
+    assert!(
+        instance_of(killed).exists(),
+        "SIGKILL cannot clean up; the instance should still be there"
+    );
+    let rec = start(&["-d", "1s", "-o", &out("d.ppk")]);
+    let pid = rec.id();
+    finish(rec);
+    assert!(
+        !instance_of(killed).exists(),
+        "stale instance of a killed recorder not removed"
+    );
+    assert!(!instance_of(pid).exists());
+    assert_eq!(global_state(), before, "global tracing state changed");
+}

@@ -33,9 +33,9 @@ def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def perfpack(tmp, duration, freq):
-    out = os.path.join(tmp, f"pp-{freq}.ppk")
-    cpu, rss, _ = run([REC, "-d", f"{duration}s", "--freq", str(freq), "-o", out, "--force"])
+def perfpack(tmp, duration, freq, preset="cpu"):
+    out = os.path.join(tmp, f"pp-{freq}-{preset}.ppk")
+    cpu, rss, _ = run([REC, "-d", f"{duration}s", "--freq", str(freq), "--preset", preset, "-o", out, "--force"])
     m = json.load(open(os.path.join(out, "manifest.json")))
     samples = next(s["records"] for s in m["sources"] if s["name"] == "perf-samples")
     lost = sum(l["count"] for s in m["sources"] for l in s.get("losses", []))
@@ -71,10 +71,11 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             for f in map(int, a.freqs.split(",")):
                 pp = perfpack(tmp, a.duration, f)
+                pd = perfpack(tmp, a.duration, f, "default")
                 pr = perf(tmp, a.duration, f, False)
                 pz = perf(tmp, a.duration, f, True)
-                rows.append((f, pp, pr, pz))
-            long = perfpack(tmp, a.long, 999) if a.long else None
+                rows.append((f, pp, pr, pz, pd))
+            long = perfpack(tmp, a.long, 999, "default") if a.long else None
     finally:
         for p in load:
             p.kill()
@@ -85,22 +86,24 @@ def main():
     lines = [f"# Recorder overhead vs perf record — {date}", "",
              f"Machine: {ncpu} CPUs, {os.uname().release}; {perf_v}; perfpack-record release build.",
              f"Load: {ncpu} × perfpack-test-workload (every CPU busy). Each run records the whole machine for {a.duration} s.",
+             "perfpack-record runs with `--preset cpu` (stack samples, PMC, MSR, procfs counters; no ftrace) to compare like with like; the last row per rate adds the default ftrace events.",
              "Command: `python3 benches/scripts/recorder_overhead.py " + " ".join(sys.argv[1:]) + "`", "",
              "| Hz | tool | CPU s | % of one CPU | peak RSS MiB | samples | lost | bytes | bytes/sample |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for f, pp, pr, pz in rows:
-        for name, r in (("perfpack-record", pp), ("perf record -g", pr), ("perf record -g -z", pz)):
+    for f, pp, pr, pz, pd in rows:
+        for name, r in (("perfpack-record --preset cpu", pp), ("perf record -g", pr), ("perf record -g -z", pz),
+                        ("perfpack-record (default: + block/sched ftrace)", pd)):
             bps = r["bytes"] / max(r["samples"], 1)
             lines.append(f"| {f} | {name} | {r['cpu']:.2f} | {100 * r['cpu'] / a.duration:.2f} | {r['rss'] / 2**20:.1f} | "
                          f"{r['samples']} | {'' if r['lost'] is None else r['lost']} | {r['bytes']} | {bps:.1f} |")
     lines += ["", "Ratios (perfpack-record / perf record):", ""]
-    for f, pp, pr, pz in rows:
+    for f, pp, pr, pz, _ in rows:
         lines.append(f"- {f} Hz: CPU {pp['cpu'] / max(pr['cpu'], 1e-9):.2f}× of `perf record -g`; bytes/sample "
                      f"{(pp['bytes'] / pp['samples']) / (pr['bytes'] / pr['samples']):.3f}× of perf.data, "
                      f"{(pp['bytes'] / pp['samples']) / (pz['bytes'] / pz['samples']):.3f}× of `perf record -z` "
                      f"(stack tables alone: {pp['stack_bytes'] / pp['samples']:.1f} B/sample; the rest is procfs/PMC/MSR counters)")
     if long:
-        lines += ["", f"Long run: {a.long} s at 999 Hz: peak RSS {long['rss'] / 2**20:.1f} MiB, CPU {long['cpu']:.2f} s "
+        lines += ["", f"Long run, default preset: {a.long} s at 999 Hz: peak RSS {long['rss'] / 2**20:.1f} MiB, CPU {long['cpu']:.2f} s "
                   f"({100 * long['cpu'] / a.long:.2f}% of one CPU), {long['samples']} samples, {long['lost']} lost, {long['bytes']} bytes."]
     text = "\n".join(lines) + "\n"
     open(os.path.join(outdir, "recorder_overhead.md"), "w").write(text)

@@ -5,6 +5,7 @@
 mod check;
 mod cli;
 mod ftrace;
+mod fxhash;
 mod host;
 mod msr;
 mod perf;

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use crate::fxhash::FxHashMap;
+
 use perfpack_schema::BundleWriter;
 use perfpack_schema::tables::{
     self, Callsite, CallsiteBuilder, Frame, FrameBuilder, Mapping, MappingBuilder, StackSample,
@@ -45,16 +47,16 @@ struct Map {
 #[derive(Debug)]
 pub struct Profile {
     event: &'static str,
-    spaces: HashMap<i32, Vec<Map>>,
-    threads: HashMap<i32, (i32, String)>,
+    spaces: FxHashMap<i32, Vec<Map>>,
+    threads: FxHashMap<i32, (i32, String)>,
     files: Vec<String>,
     file_ids: HashMap<String, u32>,
     elves: HashMap<u32, Option<ElfInfo>>,
     kallsyms: Option<Kallsyms>,
-    frames: HashMap<FrameKey, i64>,
+    frames: FxHashMap<FrameKey, i64>,
     frame_keys: Vec<FrameKey>,
     frames_written: usize,
-    callsites: HashMap<(i64, i64), i64>,
+    callsites: FxHashMap<(i64, i64), i64>,
     callsite_rows: Vec<(Option<i64>, i64, i32)>,
     callsites_written: usize,
     /// pids whose mappings to forget at the next segment close (they exited).
@@ -87,16 +89,16 @@ impl Profile {
     ) -> Self {
         let mut p = Profile {
             event,
-            spaces: HashMap::new(),
-            threads: HashMap::new(),
+            spaces: FxHashMap::default(),
+            threads: FxHashMap::default(),
             files: Vec::new(),
             file_ids: HashMap::new(),
             elves: HashMap::new(),
             kallsyms,
-            frames: HashMap::new(),
+            frames: FxHashMap::default(),
             frame_keys: Vec::new(),
             frames_written: 0,
-            callsites: HashMap::new(),
+            callsites: FxHashMap::default(),
             callsite_rows: Vec::new(),
             callsites_written: 0,
             exited: Vec::new(),

@@ -28,6 +28,10 @@ use crate::{host, procfs, records, sys};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Rows buffered for one segment before it closes early (the recorder's memory budget for
+/// event data; Parquet encoding of a segment needs about as much again).
+const MAX_SEGMENT_BYTES: usize = 32 << 20;
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -69,9 +73,15 @@ struct Pending {
     sys: SysCounterBuilder,
 }
 
+/// A segment being encoded and written on another thread, so that the ring buffers keep being
+/// drained meanwhile; the writer comes back when it is done.
+type Closing = std::thread::JoinHandle<(BundleWriter, perfpack_schema::Result<()>, u32)>;
+
 struct Capture {
     cfg: RecordConfig,
-    writer: BundleWriter,
+    /// `None` while a segment is being closed on the closing thread.
+    writer: Option<BundleWriter>,
+    closing: Option<Closing>,
     sampler: Option<Sampler>,
     ftrace: Option<Ftrace>,
     profile: Profile,
@@ -237,7 +247,8 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
 
     let mut cap = Capture {
         cfg,
-        writer,
+        writer: Some(writer),
+        closing: None,
         sampler,
         ftrace,
         profile,
@@ -256,8 +267,13 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     let mut error = cap.run().err().map(|e| format!("{e:#}"));
     cap.disable();
     let end = host::clock_snapshot();
+    // Wait for a segment still being closed; its error (disk full) ends the capture too. The
+    // writer is back either way.
+    if let Err(e) = cap.w() {
+        error.get_or_insert(format!("{e:#}"));
+    }
     if let Some(mhz) = host::tsc_mhz_between(&start, &end) {
-        cap.writer.manifest_mut().host.tsc_mhz = Some(mhz);
+        cap.w()?.manifest_mut().host.tsc_mhz = Some(mhz);
     }
     cap.reap_children(true);
     // The last, partial segment: append what is pending; `finish` closes it.
@@ -280,7 +296,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     warnings.extend(cap.sysstat.missing.iter().map(|m| format!("procfs: {m}")));
     warnings.append(&mut cap.failed_hooks);
     let manifest = match state {
-        State::Interrupted => match cap.writer.abort(end) {
+        State::Interrupted => match cap.take_writer()?.abort(end) {
             Ok(m) => m,
             Err(e) => {
                 // Not even the manifest fits: the last one written still lists every closed
@@ -292,7 +308,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
             }
         },
         _ => cap
-            .writer
+            .take_writer()?
             .finish(state, end)
             .context("finalizing the bundle")?,
     };
@@ -350,6 +366,9 @@ fn pmc_source(c: &Counters) -> Source {
         SourceStatus::Partial
     };
     let mut reason = refused.join("; ");
+    if c.opened.is_empty() && refused.is_empty() {
+        reason = "no counters asked for (--pmc '')".to_string();
+    }
     if !hw_open && !c.opened.is_empty() {
         reason = format!("no hardware PMU events here ({reason}); software counters recorded");
     }
@@ -385,10 +404,14 @@ impl Capture {
                 self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
                 next_read = now + self.cfg.interval;
             }
-            if now >= next_segment {
+            // A segment also closes early when its rows reach the memory budget.
+            let buffered = self.writer.as_ref().map_or(0, BundleWriter::buffered_bytes)
+                + self.ftrace.as_ref().map_or(0, Ftrace::buffered_bytes);
+            if now >= next_segment || buffered > MAX_SEGMENT_BYTES {
                 self.close_segment()?;
-                next_segment += self.cfg.segment;
+                next_segment = now + self.cfg.segment;
             }
+            self.poll_closing()?;
             self.reap_children(false);
             if tty && now >= next_progress {
                 self.progress(began.elapsed());
@@ -404,7 +427,7 @@ impl Capture {
         }
         if let Some(f) = &mut self.ftrace {
             f.stop();
-            while f.drain() > 0 {}
+            while f.drain_all() > 0 {}
         }
         self.drain(&mut sorter, &mut chain, 0)?;
         self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
@@ -469,7 +492,10 @@ impl Capture {
             self.missed_polls,
         );
         let (user, system, rss) = sys::self_usage();
-        let m = self.writer.manifest_mut();
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let m = w.manifest_mut();
         if let Some(s) = m.source_mut("perf-samples") {
             s.records = n_samples;
             s.losses = lost;
@@ -505,27 +531,69 @@ impl Capture {
 
     /// Appends everything gathered for the open segment to the writer.
     fn append_pending(&mut self) -> anyhow::Result<()> {
-        self.profile.flush(&mut self.writer)?;
+        let w = self.writer.as_mut().expect("writer present after w()");
+        self.profile.flush(w)?;
         if let Some(f) = &mut self.ftrace {
-            f.flush(&mut self.writer)?;
+            f.flush(w)?;
         }
-        self.writer.append(tables::PMC, self.pending.pmc.finish())?;
-        self.writer.append(tables::MSR, self.pending.msr.finish())?;
-        self.writer
-            .append(tables::SYS_COUNTER, self.pending.sys.finish())?;
+        w.append(tables::PMC, self.pending.pmc.finish())?;
+        w.append(tables::MSR, self.pending.msr.finish())?;
+        w.append(tables::SYS_COUNTER, self.pending.sys.finish())?;
         Ok(())
     }
 
+    /// The writer, waiting for a segment still being closed (and finishing its aftermath).
+    fn w(&mut self) -> anyhow::Result<&mut BundleWriter> {
+        if let Some(handle) = self.closing.take() {
+            let (writer, result, index) = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("segment writer thread panicked"))?;
+            self.writer = Some(writer);
+            result.with_context(|| format!("closing segment {index}"))?;
+            self.after_close(index)?;
+        }
+        Ok(self.writer.as_mut().expect("the writer is back"))
+    }
+
+    /// The writer, for the end of the recording.
+    fn take_writer(&mut self) -> anyhow::Result<BundleWriter> {
+        self.w()?;
+        Ok(self.writer.take().expect("the writer is back"))
+    }
+
+    /// Picks up a segment close that has finished, without waiting.
+    fn poll_closing(&mut self) -> anyhow::Result<()> {
+        if self.closing.as_ref().is_some_and(|h| h.is_finished()) {
+            self.w()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the open segment to the closing thread (after the previous one is done).
     fn close_segment(&mut self) -> anyhow::Result<()> {
-        let index = self.writer.open_segment();
+        self.w()?;
         self.append_pending()?;
         self.update_manifest();
-        self.writer
-            .close_segment()
-            .with_context(|| format!("closing segment {index}"))?;
+        let mut writer = self.writer.take().expect("writer present");
+        let index = writer.open_segment();
+        self.closing = Some(std::thread::spawn(move || {
+            let result = writer.close_segment();
+            (writer, result, index)
+        }));
+        Ok(())
+    }
+
+    /// What follows a closed segment: ring-mode trimming and the `--on-segment` command.
+    fn after_close(&mut self, index: u32) -> anyhow::Result<()> {
         self.apply_ring(index)?;
         if let Some(cmd) = &self.cfg.on_segment {
-            let dir = self.writer.root().display().to_string();
+            let dir = self
+                .writer
+                .as_ref()
+                .expect("writer present")
+                .root()
+                .display()
+                .to_string();
             let files: Vec<String> = tables::ALL
                 .iter()
                 .map(|t| format!("{dir}/{}", t.segment_path(index)))
@@ -555,7 +623,7 @@ impl Capture {
             keep_from = (closed + 1).saturating_sub(n);
         }
         if let Some(max) = self.cfg.max_bytes {
-            let m = self.writer.manifest();
+            let m = self.writer.as_ref().expect("writer present").manifest();
             let mut per_seg: std::collections::BTreeMap<u32, u64> = Default::default();
             for (name, t) in &m.tables {
                 if tables::by_name(name).is_some_and(|d| !d.dictionary) {
@@ -574,7 +642,10 @@ impl Capture {
             }
         }
         if keep_from > 0 {
-            self.writer.drop_segments_before(keep_from)?;
+            self.writer
+                .as_mut()
+                .expect("writer present")
+                .drop_segments_before(keep_from)?;
         }
         Ok(())
     }
@@ -600,14 +671,19 @@ impl Capture {
 
     fn progress(&self, elapsed: Duration) {
         let rows = self.profile.n_samples + self.n_pmc + self.n_msr + self.n_sys;
+        // While a segment is being closed, the bytes written are not known: show the last figure.
         let bytes: u64 = self
             .writer
-            .manifest()
-            .tables
-            .values()
-            .flat_map(|t| &t.segments)
-            .map(|s| s.bytes)
-            .sum();
+            .as_ref()
+            .map(|w| {
+                w.manifest()
+                    .tables
+                    .values()
+                    .flat_map(|t| &t.segments)
+                    .map(|s| s.bytes)
+                    .sum()
+            })
+            .unwrap_or(0);
         let lost: u64 = self.profile.lost.values().sum();
         eprint!(
             "\r\x1b[K{:>6.1} s  samples {}  rows {}  written {:.1} MiB  lost {}",

@@ -245,12 +245,22 @@ impl BundleWriter {
         let rel = table.segment_path(index);
         let path = self.root.join(&rel);
         let schema = table.schema();
-        let batch = concat_batches(&schema, &batches).map_err(|source| Error::Arrow {
-            table: table.name.to_string(),
-            source,
-        })?;
-        let batch = sort_batch(table, batch)?;
-        let (min_ts_ns, max_ts_ns) = ts_range(table, &batch);
+        // Batches that arrive in order (the recorder merges its streams) are written as they
+        // are; otherwise they are concatenated and sorted here.
+        let batches = if in_order(table, &batches) {
+            batches
+        } else {
+            let batch = concat_batches(&schema, &batches).map_err(|source| Error::Arrow {
+                table: table.name.to_string(),
+                source,
+            })?;
+            vec![sort_batch(table, batch)?]
+        };
+        let (min_ts_ns, max_ts_ns) = match (batches.first(), batches.last()) {
+            (Some(a), Some(b)) => (ts_range(table, a).0, ts_range(table, b).1),
+            _ => (None, None),
+        };
+        let n_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
 
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
@@ -269,11 +279,9 @@ impl BundleWriter {
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         let mut writer = ArrowWriter::try_new(file, schema, Some(props.build()))
             .map_err(|e| Error::parquet(&path, e))?;
-        for start in (0..batch.num_rows()).step_by(self.opts.row_group_rows.max(1)) {
-            let len = self.opts.row_group_rows.min(batch.num_rows() - start);
-            writer
-                .write(&batch.slice(start, len))
-                .map_err(|e| Error::parquet(&path, e))?;
+        for batch in &batches {
+            // The writer cuts row groups at `row_group_rows` across calls.
+            writer.write(batch).map_err(|e| Error::parquet(&path, e))?;
         }
         let file = writer.into_inner().map_err(|e| Error::parquet(&path, e))?;
         file.sync_all().map_err(|e| Error::io(&path, e))?;
@@ -281,7 +289,7 @@ impl BundleWriter {
         Ok(SegmentEntry {
             index,
             file: rel,
-            rows: batch.num_rows() as u64,
+            rows: n_rows as u64,
             bytes,
             min_ts_ns,
             max_ts_ns,
@@ -333,6 +341,32 @@ fn sort_batch(table: &TableDef, batch: RecordBatch) -> Result<RecordBatch> {
     };
     let indices = sort_to_indices(column, Some(SortOptions::default()), None).map_err(arrow_err)?;
     take_record_batch(&batch, &indices).map_err(arrow_err)
+}
+
+/// Whether every batch is sorted by the table's key and each starts at or after the end of
+/// the one before, so writing them one after the other gives a sorted file.
+fn in_order(table: &TableDef, batches: &[RecordBatch]) -> bool {
+    let Some(key) = table.sort_key else {
+        return true;
+    };
+    let mut last = i64::MIN;
+    for b in batches {
+        let Some(ts) = b
+            .column_by_name(key)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        else {
+            return false;
+        };
+        if ts.null_count() > 0 {
+            return false;
+        }
+        let v = ts.values();
+        if v.first().is_some_and(|&f| f < last) || !v.windows(2).all(|w| w[0] <= w[1]) {
+            return false;
+        }
+        last = v.last().copied().unwrap_or(last);
+    }
+    true
 }
 
 /// Smallest and largest `ts_ns` of a sorted batch, for tables that have the column.

@@ -2,8 +2,11 @@
 //! by name, integers typed) and the typed tables of the hot events (`block_rq`, `sched_switch`,
 //! `sched_wakeup`, `syscall`, `sched_process`).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use crate::fxhash::FxHashMap;
 
 use perfpack_schema::tables::{
     BlockRq, BlockRqBuilder, FtraceEvent, FtraceEventBuilder, SchedProcess, SchedProcessBuilder,
@@ -120,41 +123,44 @@ pub fn string<'a>(payload: &'a [u8], f: &Field) -> Option<&'a str> {
     std::str::from_utf8(&bytes[..end]).ok()
 }
 
-/// `prev_state` as the kernel prints it: `R`, `R+` (preempted), `S`, `D`, `D|K`-style unions.
-pub fn task_state(state: i64) -> String {
+/// `prev_state` as the kernel prints it: `R`, `R+` (preempted), `S`, `D`, `S|D`-style unions.
+pub fn task_state(state: i64) -> Cow<'static, str> {
     const LETTERS: [&str; 8] = ["S", "D", "T", "t", "X", "Z", "P", "I"];
     let bits = state & 0xff;
     if bits == 0 {
-        return if state & 0x100 != 0 {
-            "R+".into()
-        } else {
-            "R".into()
-        };
+        return Cow::Borrowed(if state & 0x100 != 0 { "R+" } else { "R" });
     }
-    LETTERS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| bits & (1 << i) != 0)
-        .map(|(_, l)| *l)
-        .collect::<Vec<_>>()
-        .join("|")
+    if bits.count_ones() == 1 {
+        return Cow::Borrowed(LETTERS[bits.trailing_zeros() as usize]);
+    }
+    Cow::Owned(
+        LETTERS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & (1 << i) != 0)
+            .map(|(_, l)| *l)
+            .collect::<Vec<_>>()
+            .join("|"),
+    )
 }
 
 /// System call name by number (x86_64 table).
-pub fn syscall_name(nr: i64) -> String {
+pub fn syscall_name(nr: i64) -> Cow<'static, str> {
     usize::try_from(nr)
         .ok()
         .and_then(|i| syscalls_x86_64::NAMES.get(i))
         .filter(|n| !n.is_empty())
-        .map_or_else(|| format!("sys_{nr}"), |n| (*n).to_string())
+        .map_or_else(|| Cow::Owned(format!("sys_{nr}")), |n| Cow::Borrowed(*n))
 }
 
 /// Process facts the events do not carry: thread → (pid, comm), device → disk name.
 #[derive(Debug, Default)]
 pub struct Names {
-    tgid: HashMap<i32, Option<i32>>,
-    comm: HashMap<i32, String>,
-    disks: HashMap<i64, Option<String>>,
+    tgid: FxHashMap<i32, Option<i32>>,
+    comm: FxHashMap<i32, Rc<str>>,
+    idle: FxHashMap<u32, Rc<str>>,
+    /// `major:minor` and disk name per dev_t.
+    disks: FxHashMap<i64, (Rc<str>, Option<Rc<str>>)>,
 }
 
 impl Names {
@@ -174,38 +180,46 @@ impl Names {
 
     /// Learns a thread's name from an event that carries it.
     pub fn learn(&mut self, tid: i32, comm: &str) {
-        if tid != 0 && self.comm.get(&tid).is_none_or(|c| c != comm) {
-            self.comm.insert(tid, comm.to_string());
+        if tid != 0 && self.comm.get(&tid).is_none_or(|c| &**c != comm) {
+            self.comm.insert(tid, Rc::from(comm));
         }
     }
 
     /// A thread's name: learned from events, else /proc.
-    pub fn comm_of(&mut self, tid: i32, cpu: u32) -> Option<String> {
+    pub fn comm_of(&mut self, tid: i32, cpu: u32) -> Option<Rc<str>> {
         if tid == 0 {
-            return Some(format!("swapper/{cpu}"));
+            let idle = self
+                .idle
+                .entry(cpu)
+                .or_insert_with(|| Rc::from(format!("swapper/{cpu}")));
+            return Some(idle.clone());
         }
         if let Some(c) = self.comm.get(&tid) {
             return Some(c.clone());
         }
-        let c = std::fs::read_to_string(format!("/proc/{tid}/comm"))
-            .ok()?
-            .trim_end()
-            .to_string();
+        let c: Rc<str> = Rc::from(
+            std::fs::read_to_string(format!("/proc/{tid}/comm"))
+                .ok()?
+                .trim_end(),
+        );
         self.comm.insert(tid, c.clone());
         Some(c)
     }
 
-    fn disk(&mut self, dev: i64) -> Option<String> {
+    /// `major:minor` and the disk name (`sda`) of a kernel dev_t.
+    fn disk(&mut self, dev: i64) -> (Rc<str>, Option<Rc<str>>) {
         self.disks
             .entry(dev)
             .or_insert_with(|| {
                 let (maj, min) = (dev >> 20, dev & 0xfffff);
-                let uevent =
-                    std::fs::read_to_string(format!("/sys/dev/block/{maj}:{min}/uevent")).ok()?;
-                uevent
-                    .lines()
-                    .find_map(|l| l.strip_prefix("DEVNAME="))
-                    .map(str::to_string)
+                let name = std::fs::read_to_string(format!("/sys/dev/block/{maj}:{min}/uevent"))
+                    .ok()
+                    .and_then(|u| {
+                        u.lines()
+                            .find_map(|l| l.strip_prefix("DEVNAME="))
+                            .map(Rc::from)
+                    });
+                (Rc::from(format!("{maj}:{min}")), name)
             })
             .clone()
     }
@@ -286,8 +300,7 @@ pub fn decode(
         Kind::Block(phase) => {
             let dev = get("dev").unwrap_or(0);
             let nr_sector = get("nr_sector").unwrap_or(0) as u32;
-            let dev_s = format!("{}:{}", dev >> 20, dev & 0xfffff);
-            let disk = names.disk(dev);
+            let (dev_s, disk) = names.disk(dev);
             rows.block.push(&BlockRq {
                 ts_ns,
                 cpu: cpu_i,

@@ -19,6 +19,9 @@ use perfpack_schema::{BundleWriter, tables};
 
 use decode::{Event, Names, Rows};
 
+/// Rows per chunk moved out of the builders.
+const SPILL_ROWS: usize = 32 * 1024;
+
 /// The `--preset` event sets.
 pub fn preset(name: &str) -> Option<&'static [&'static str]> {
     const IO: &[&str] = &[
@@ -90,7 +93,17 @@ pub struct Ftrace {
     data_offset: usize,
     names: Names,
     rows: Rows,
-    page: Vec<u8>,
+    /// Pages of one drain, all CPUs.
+    raw: Vec<u8>,
+    /// (timestamp, cpu, offset, length) of each event payload in `raw`.
+    order: Vec<(u64, u32, u32, u32)>,
+    /// Payloads newer than the last drain's watermark, and their entries (offsets into `held`).
+    held: Vec<u8>,
+    held_order: Vec<(u64, u32, u32, u32)>,
+    /// Rows moved out of the builders in chunks, so builders never grow past one chunk (their
+    /// doubling copies dominated the recorder's CPU at high event rates).
+    spilled: Vec<(&'static perfpack_schema::TableDef, arrow_array::RecordBatch)>,
+    spilled_bytes: usize,
     pub n_events: u64,
     /// Pages that said events were lost before them, per CPU.
     missed_pages: Vec<(u32, u64)>,
@@ -168,7 +181,12 @@ impl Ftrace {
             data_offset,
             names: Names::default(),
             rows: Rows::default(),
-            page: vec![0; page_size.max(4096)],
+            raw: Vec::new(),
+            order: Vec::new(),
+            held: Vec::new(),
+            held_order: Vec::new(),
+            spilled: Vec::new(),
+            spilled_bytes: 0,
             n_events: 0,
             missed_pages: cpus.iter().map(|&c| (c, 0)).collect(),
             bad_pages: 0,
@@ -182,30 +200,51 @@ impl Ftrace {
         self.instance.excludes_self
     }
 
-    /// Reads what every CPU buffer holds now. Returns the pages read.
+    /// Reads what every CPU buffer holds now, then decodes all of it in time order, so rows
+    /// reach the segment writer sorted. Returns the pages read.
     pub fn drain(&mut self) -> usize {
+        self.drain_before(crate::sys::clock_ns(libc::CLOCK_MONOTONIC) as u64)
+    }
+
+    /// The last drain after tracing stopped: everything, nothing held back.
+    pub fn drain_all(&mut self) -> usize {
+        self.drain_before(u64::MAX)
+    }
+
+    /// Reads every CPU, decodes in time order the events older than `watermark` and holds the
+    /// newer ones back: a CPU read later in this drain has events newer than what the CPUs read
+    /// earlier will still produce, so decoding those now would break the order.
+    fn drain_before(&mut self, watermark: u64) -> usize {
+        // Start from the events held back last time.
+        self.raw.clear();
+        self.order.clear();
+        self.raw.extend_from_slice(&self.held);
+        self.order.extend_from_slice(&self.held_order);
+        self.held.clear();
+        self.held_order.clear();
         let mut pages = 0;
         for (i, (cpu, pipe)) in self.pipes.iter_mut().enumerate() {
             let cpu = *cpu;
             loop {
-                let n = match pipe.read(&mut self.page[..self.page_size]) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    // EAGAIN: nothing now; EINTR: try again at the next tick.
-                    Err(_) => break,
-                };
-                pages += 1;
-                let events = &self.events;
-                let (names, rows) = (&mut self.names, &mut self.rows);
-                let mut n_events = 0;
-                let walked = page::walk(&self.page[..n], self.data_offset, |ts, payload| {
-                    let id = u16::from_ne_bytes([payload[0], payload.get(1).copied().unwrap_or(0)]);
-                    if let Some(Some(ev)) = events.get(usize::from(id)) {
-                        decode::decode(ev, ts as i64, cpu, payload, names, rows);
-                        n_events += 1;
+                let start = self.raw.len();
+                self.raw.resize(start + self.page_size, 0);
+                let n = match pipe.read(&mut self.raw[start..]) {
+                    Ok(n) if n > 0 => n,
+                    // 0, EAGAIN: nothing now; EINTR: try again at the next tick.
+                    _ => {
+                        self.raw.truncate(start);
+                        break;
                     }
+                };
+                self.raw.truncate(start + n);
+                pages += 1;
+                let page_bytes = &self.raw[start..];
+                let base = page_bytes.as_ptr() as usize;
+                let order = &mut self.order;
+                let walked = page::walk(page_bytes, self.data_offset, |ts, payload| {
+                    let at = start + (payload.as_ptr() as usize - base);
+                    order.push((ts, cpu, at as u32, payload.len() as u32));
                 });
-                self.n_events += n_events;
                 match walked {
                     Ok(info) => {
                         if info.missed {
@@ -223,18 +262,45 @@ impl Ftrace {
                 }
             }
         }
+        // Each CPU's events are already in order: a stable sort merges the runs.
+        self.order.sort_by_key(|e| e.0);
+        for &(ts, cpu, at, len) in &self.order {
+            let payload = &self.raw[at as usize..(at + len) as usize];
+            if ts >= watermark {
+                self.held_order.push((ts, cpu, self.held.len() as u32, len));
+                self.held.extend_from_slice(payload);
+                continue;
+            }
+            let id = u16::from_ne_bytes([payload[0], payload.get(1).copied().unwrap_or(0)]);
+            if let Some(Some(ev)) = self.events.get(usize::from(id)) {
+                decode::decode(ev, ts as i64, cpu, payload, &mut self.names, &mut self.rows);
+                self.n_events += 1;
+                if self.rows.ftrace.len() >= SPILL_ROWS {
+                    spill(&mut self.rows, &mut self.spilled, &mut self.spilled_bytes);
+                }
+            }
+        }
         pages
+    }
+
+    /// Moves the builders' rows into batches.
+    fn spill(&mut self) {
+        spill(&mut self.rows, &mut self.spilled, &mut self.spilled_bytes);
+    }
+
+    /// Bytes of rows held for the open segment (the session closes the segment early when the
+    /// recorder's memory budget is reached).
+    pub fn buffered_bytes(&self) -> usize {
+        self.spilled_bytes + self.rows.ftrace.len() * 128
     }
 
     /// Appends the rows of the open segment to the writer.
     pub fn flush(&mut self, w: &mut BundleWriter) -> perfpack_schema::Result<()> {
-        let r = &mut self.rows;
-        w.append(tables::FTRACE_EVENT, r.ftrace.finish())?;
-        w.append(tables::BLOCK_RQ, r.block.finish())?;
-        w.append(tables::SCHED_SWITCH, r.switch.finish())?;
-        w.append(tables::SCHED_WAKEUP, r.wakeup.finish())?;
-        w.append(tables::SYSCALL, r.syscall.finish())?;
-        w.append(tables::SCHED_PROCESS, r.process.finish())?;
+        self.spill();
+        for (t, b) in self.spilled.drain(..) {
+            w.append(t, b)?;
+        }
+        self.spilled_bytes = 0;
         Ok(())
     }
 
@@ -278,5 +344,27 @@ impl Ftrace {
     pub fn close(mut self) -> Result<(), String> {
         self.pipes.clear();
         self.instance.remove()
+    }
+}
+
+/// Moves the builders' rows into `out` as batches, counting their bytes.
+fn spill(
+    rows: &mut Rows,
+    out: &mut Vec<(&'static perfpack_schema::TableDef, arrow_array::RecordBatch)>,
+    bytes: &mut usize,
+) {
+    let batches = [
+        (tables::FTRACE_EVENT, rows.ftrace.finish()),
+        (tables::BLOCK_RQ, rows.block.finish()),
+        (tables::SCHED_SWITCH, rows.switch.finish()),
+        (tables::SCHED_WAKEUP, rows.wakeup.finish()),
+        (tables::SYSCALL, rows.syscall.finish()),
+        (tables::SCHED_PROCESS, rows.process.finish()),
+    ];
+    for (t, b) in batches {
+        if b.num_rows() > 0 {
+            *bytes += b.get_array_memory_size();
+            out.push((t, b));
+        }
     }
 }

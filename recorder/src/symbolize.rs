@@ -8,24 +8,24 @@ use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 
 /// A symbol: start address, size (0 when unknown) and demangled name.
 #[derive(Debug, Clone)]
-struct Sym {
+struct Sym<N = String> {
     addr: u64,
     size: u64,
-    name: String,
+    name: N,
 }
 
 /// Sorted symbols with a nearest-below lookup.
 #[derive(Debug, Default)]
-struct SymTable(Vec<Sym>);
+struct SymTable<N = String>(Vec<Sym<N>>);
 
-impl SymTable {
-    fn new(mut syms: Vec<Sym>) -> Self {
+impl<N> SymTable<N> {
+    fn new(mut syms: Vec<Sym<N>>) -> Self {
         syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
         syms.dedup_by_key(|s| s.addr);
         SymTable(syms)
     }
 
-    fn lookup(&self, addr: u64) -> Option<&Sym> {
+    fn lookup(&self, addr: u64) -> Option<&Sym<N>> {
         let i = self.0.partition_point(|s| s.addr <= addr);
         let s = self.0.get(i.checked_sub(1)?)?;
         (s.size == 0 || addr < s.addr + s.size).then_some(s)
@@ -78,7 +78,13 @@ impl ElfInfo {
                 (off, size, s.address())
             })
             .collect();
-        let mut syms = text_symbols(&file);
+        // (address, size) of each function: all the frame-pointer check needs.
+        let spans = |syms: Vec<Sym<&str>>| {
+            syms.into_iter()
+                .map(|s| (s.addr, s.size))
+                .collect::<Vec<_>>()
+        };
+        let mut syms = spans(text_symbols(&file));
         let mut symbols_from = (!syms.is_empty()).then(|| path.to_string());
         if syms.is_empty()
             && let Some(id) = &build_id
@@ -88,7 +94,7 @@ impl ElfInfo {
             if let Ok(d) = crate::sys::MappedFile::open(&debug)
                 && let Ok(f) = object::File::parse(&*d)
             {
-                syms = text_symbols(&f);
+                syms = spans(text_symbols(&f));
                 symbols_from = Some(debug);
             }
         }
@@ -102,16 +108,14 @@ impl ElfInfo {
     }
 
     /// Names of the functions containing each file offset (`None` where no symbol covers it).
+    /// Only the names found are demangled.
     pub fn symbolize(&self, offsets: &[u64]) -> Vec<Option<String>> {
-        let table = self
+        let data = self
             .symbols_from
             .as_deref()
-            .and_then(|p| crate::sys::MappedFile::open(p).ok())
-            .and_then(|d| {
-                object::File::parse(&*d)
-                    .ok()
-                    .map(|f| SymTable::new(text_symbols(&f)))
-            });
+            .and_then(|p| crate::sys::MappedFile::open(p).ok());
+        let file = data.as_deref().and_then(|d| object::File::parse(d).ok());
+        let table = file.as_ref().map(|f| SymTable::new(text_symbols(f)));
         offsets
             .iter()
             .map(|&off| {
@@ -120,13 +124,14 @@ impl ElfInfo {
                     .loads
                     .iter()
                     .find(|(o, size, _)| off >= *o && off < o + size)?;
-                table.lookup(off - foff + vaddr).map(|s| s.name.clone())
+                table.lookup(off - foff + vaddr).map(|s| demangle(s.name))
             })
             .collect()
     }
 }
 
-fn text_symbols(file: &object::File<'_>) -> Vec<Sym> {
+/// Function symbols of a file, names as stored (mangled), borrowing the mapped file.
+fn text_symbols<'a>(file: &object::File<'a>) -> Vec<Sym<&'a str>> {
     file.symbols()
         .chain(file.dynamic_symbols())
         .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
@@ -134,7 +139,7 @@ fn text_symbols(file: &object::File<'_>) -> Vec<Sym> {
             Some(Sym {
                 addr: s.address(),
                 size: s.size(),
-                name: demangle(s.name().ok()?),
+                name: s.name().ok()?,
             })
         })
         .collect()
@@ -145,13 +150,13 @@ fn text_symbols(file: &object::File<'_>) -> Vec<Sym> {
 fn detect_frame_pointers(
     file: &object::File<'_>,
     data: &[u8],
-    syms: &[Sym],
+    syms: &[(u64, u64)],
     loads: &[(u64, u64, u64)],
 ) -> Option<bool> {
     if file.architecture() != object::Architecture::X86_64 {
         return None;
     }
-    let candidates: Vec<&Sym> = syms.iter().filter(|s| s.size >= 16).collect();
+    let candidates: Vec<&(u64, u64)> = syms.iter().filter(|s| s.1 >= 16).collect();
     if candidates.len() < 8 {
         return None;
     }
@@ -160,11 +165,11 @@ fn detect_frame_pointers(
     for s in candidates.iter().step_by(step) {
         let Some((foff, _, vaddr)) = loads
             .iter()
-            .find(|(_, size, va)| s.addr >= *va && s.addr < va + size)
+            .find(|(_, size, va)| s.0 >= *va && s.0 < va + size)
         else {
             continue;
         };
-        let at = (s.addr - vaddr + foff) as usize;
+        let at = (s.0 - vaddr + foff) as usize;
         let Some(code) = data.get(at..at + 8) else {
             continue;
         };

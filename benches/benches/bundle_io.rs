@@ -23,6 +23,17 @@ fn write(root: &std::path::Path, batch: &arrow_array::RecordBatch) {
     w.finish(State::Complete, ClockSnapshot::default()).unwrap();
 }
 
+/// Rows of `stack_sample` read back from a bundle (directory or packed).
+fn read_rows(path: &std::path::Path) -> usize {
+    let bundle = Bundle::open(path).unwrap();
+    bundle
+        .read_table(tables::STACK_SAMPLE)
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum()
+}
+
 fn bundle_io(c: &mut Criterion) {
     let batch = perfpack_benches::stack_samples(N);
     let dir = tempfile::tempdir().unwrap();
@@ -46,32 +57,14 @@ fn bundle_io(c: &mut Criterion) {
         bytes as f64 / N as f64
     );
     g.bench_function("read_1M_stack_samples", |b| {
-        b.iter(|| {
-            let bundle = Bundle::open(&root).unwrap();
-            let rows: usize = bundle
-                .read_table(tables::STACK_SAMPLE)
-                .unwrap()
-                .iter()
-                .map(|b| b.num_rows())
-                .sum();
-            assert_eq!(rows, N);
-        })
+        b.iter(|| assert_eq!(read_rows(&root), N))
     });
     let packed = dir.path().join("p.ppk");
     g.bench_function("pack_1M_stack_samples", |b| {
         b.iter(|| pack::pack_dir(&root, &packed, true).unwrap())
     });
     g.bench_function("read_1M_stack_samples_packed", |b| {
-        b.iter(|| {
-            let bundle = Bundle::open(&packed).unwrap();
-            let rows: usize = bundle
-                .read_table(tables::STACK_SAMPLE)
-                .unwrap()
-                .iter()
-                .map(|b| b.num_rows())
-                .sum();
-            assert_eq!(rows, N);
-        })
+        b.iter(|| assert_eq!(read_rows(&packed), N))
     });
     g.finish();
 }

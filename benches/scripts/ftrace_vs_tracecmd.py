@@ -41,7 +41,7 @@ def run_with_load(cmd, duration, rate):
         g = subprocess.run([sys.executable, "-c", GEN, str(rate), str(duration)], capture_output=True, text=True)
         made = int(g.stdout.strip() or 0)
     else:
-        dd = subprocess.run(["timeout", str(duration), "dd", "if=/dev/zero", "of=/dev/null", "bs=1"],
+        dd = subprocess.run(["timeout", "-s", "INT", str(duration), "dd", "if=/dev/zero", "of=/dev/null", "bs=1"],
                             capture_output=True, text=True)
         m = re.search(r"^(\d+) bytes", dd.stderr, re.M)
         made = 2 * int(m.group(1)) if m else 0

@@ -196,8 +196,8 @@ impl RecordArgs {
             ftrace: crate::ftrace::FtraceConfig {
                 preset: crate::ftrace::preset(&self.preset)
                     .unwrap_or_default()
-                    .iter()
-                    .map(|e| e.to_string())
+                    .into_iter()
+                    .map(str::to_string)
                     .collect(),
                 events: self.events,
                 buffer_kb: self.buffer_kb,

@@ -22,8 +22,8 @@ use decode::{Event, Names, Rows};
 /// Rows per chunk moved out of the builders.
 const SPILL_ROWS: usize = 32 * 1024;
 
-/// The `--preset` event sets.
-pub fn preset(name: &str) -> Option<&'static [&'static str]> {
+/// The `--preset` event sets: `default` is io + sched, `all` adds syscalls, `cpu` has none.
+pub fn preset(name: &str) -> Option<Vec<&'static str>> {
     const IO: &[&str] = &[
         "block:block_rq_insert",
         "block:block_rq_issue",
@@ -38,39 +38,16 @@ pub fn preset(name: &str) -> Option<&'static [&'static str]> {
         "sched:sched_process_exit",
     ];
     const SYSCALLS: &[&str] = &["raw_syscalls:sys_enter", "raw_syscalls:sys_exit"];
-    const DEFAULT: &[&str] = &[
-        "block:block_rq_insert",
-        "block:block_rq_issue",
-        "block:block_rq_complete",
-        "sched:sched_switch",
-        "sched:sched_wakeup",
-        "sched:sched_wakeup_new",
-        "sched:sched_process_fork",
-        "sched:sched_process_exec",
-        "sched:sched_process_exit",
-    ];
-    const ALL: &[&str] = &[
-        "block:block_rq_insert",
-        "block:block_rq_issue",
-        "block:block_rq_complete",
-        "sched:sched_switch",
-        "sched:sched_wakeup",
-        "sched:sched_wakeup_new",
-        "sched:sched_process_fork",
-        "sched:sched_process_exec",
-        "sched:sched_process_exit",
-        "raw_syscalls:sys_enter",
-        "raw_syscalls:sys_exit",
-    ];
-    Some(match name {
+    let parts: &[&[&str]] = match name {
         "cpu" => &[],
-        "io" => IO,
-        "sched" => SCHED,
-        "syscalls" => SYSCALLS,
-        "default" => DEFAULT,
-        "all" => ALL,
+        "io" => &[IO],
+        "sched" => &[SCHED],
+        "syscalls" => &[SYSCALLS],
+        "default" => &[IO, SCHED],
+        "all" => &[IO, SCHED, SYSCALLS],
         _ => return None,
-    })
+    };
+    Some(parts.concat())
 }
 
 /// What to trace.

@@ -17,6 +17,7 @@ mod error;
 pub mod manifest;
 pub mod pack;
 mod reader;
+pub mod syscalls_x86_64;
 pub mod tables;
 pub mod time;
 mod writer;

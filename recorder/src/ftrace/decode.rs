@@ -14,7 +14,7 @@ use perfpack_schema::tables::{
 };
 
 use super::format::{EventFormat, Field};
-use super::syscalls_x86_64;
+use perfpack_schema::syscalls_x86_64;
 
 /// Which typed table an event feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

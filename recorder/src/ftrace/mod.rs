@@ -7,7 +7,6 @@
 mod decode;
 pub mod format;
 mod page;
-mod syscalls_x86_64;
 mod tracefs;
 
 use std::fs::File;

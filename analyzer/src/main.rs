@@ -2,7 +2,12 @@
 
 mod bundles;
 mod cli;
+mod export;
+mod fold;
+mod import;
 mod info;
+mod sql;
+mod sql_command;
 mod text_table;
 
 use std::io::Write as _;
@@ -50,6 +55,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         }
                         stdout.write_all(info::render_text(info).as_bytes())?;
                     }
+                }
+            }
+        }
+        Command::Sql(args) => sql_command::run(args)?,
+        Command::Queries { format } => sql_command::list_queries(format)?,
+        Command::Import {
+            kind,
+            file,
+            output,
+            force,
+        } => {
+            let report = import::run(kind, &file, &output, force)?;
+            report.print(&mut stdout, &file, &output)?;
+        }
+        Command::Export {
+            bundle,
+            format: cli::ExportFormat::Folded,
+            event,
+            output,
+        } => {
+            let bundle = bundles::open_all(std::slice::from_ref(&bundle))?;
+            let [bundle] = bundle.as_slice() else {
+                anyhow::bail!(
+                    "export takes one bundle, the pattern matched {}",
+                    bundle.len()
+                );
+            };
+            match output {
+                None => export::folded(bundle, event.as_deref(), &mut stdout)?,
+                Some(path) => {
+                    let mut buf = Vec::new();
+                    export::folded(bundle, event.as_deref(), &mut buf)?;
+                    std::fs::write(&path, buf).with_context(|| format!("{}", path.display()))?;
                 }
             }
         }

@@ -2,7 +2,9 @@
 
 mod bad_input;
 mod crash;
+mod import;
 mod info;
+mod sql;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -59,6 +61,35 @@ pub fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&entry.path(), &dest);
         } else {
             std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Compares `actual` with the golden file `tests/data/<rel>`: created when missing, rewritten
+/// with `PERFPACK_BLESS=1`, otherwise the first differing line is reported as `file:line`.
+pub fn golden(rel: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel);
+    let bless = std::env::var_os("PERFPACK_BLESS").is_some_and(|v| v == "1");
+    if bless || !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    let mut exp = expected.lines();
+    let mut act = actual.lines();
+    for line_no in 1.. {
+        match (exp.next(), act.next()) {
+            (None, None) => return,
+            (e, a) if e == a => continue,
+            (e, a) => panic!(
+                "{}:{line_no}: expected {:?}, got {:?} (PERFPACK_BLESS=1 rewrites)",
+                path.display(),
+                e.unwrap_or("<end>"),
+                a.unwrap_or("<end>")
+            ),
         }
     }
 }

@@ -1,0 +1,250 @@
+//! `perfpack import`: existing text captures into bundles. Importers stream their input line by
+//! line (files of several GB), write segments as rows accumulate, and count every line they
+//! could not parse (with the first few as examples) into the report and the manifest: nothing is
+//! dropped silently. A failed import removes the bundle it started.
+
+mod ftrace_text;
+mod perf_script;
+mod stacks;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use anyhow::Context as _;
+use perfpack_schema::manifest::{
+    ClockSnapshot, Host, Loss, RecorderInfo, Source, SourceStatus, State,
+};
+use perfpack_schema::{BundleWriter, Manifest, WriterOptions};
+
+use crate::cli::ImportKind;
+
+/// Rows an importer buffers before it closes a segment.
+const SEGMENT_ROWS: usize = 1 << 20;
+
+/// How many unparsed lines are kept as examples.
+const MAX_EXAMPLES: usize = 5;
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Lines read.
+    pub lines: u64,
+    /// Records imported (samples or events).
+    pub records: u64,
+    /// What the records are called in messages.
+    pub record_kind: &'static str,
+    /// Lines that were neither a record, part of one, nor a header or comment.
+    pub unparsed: u64,
+    /// `(line number, text)` of the first unparsed lines.
+    pub examples: Vec<(u64, String)>,
+    /// Facts about the input a reader of the bundle must know (e.g. missing columns).
+    pub notes: Vec<String>,
+    /// Smallest and largest timestamp seen.
+    pub ts_range: Option<(i64, i64)>,
+    /// Highest CPU number seen.
+    pub max_cpu: Option<i32>,
+}
+
+impl Report {
+    fn unparsed(&mut self, line_no: u64, line: &str) {
+        self.unparsed += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples
+                .push((line_no, line.chars().take(200).collect()));
+        }
+    }
+
+    fn saw(&mut self, ts_ns: i64, cpu: Option<i32>) {
+        self.ts_range = Some(match self.ts_range {
+            None => (ts_ns, ts_ns),
+            Some((a, b)) => (a.min(ts_ns), b.max(ts_ns)),
+        });
+        if let Some(cpu) = cpu {
+            self.max_cpu = Some(self.max_cpu.map_or(cpu, |m| m.max(cpu)));
+        }
+    }
+
+    fn note(&mut self, note: &str) {
+        if !self.notes.iter().any(|n| n == note) {
+            self.notes.push(note.to_string());
+        }
+    }
+
+    /// Prints the outcome for the user.
+    pub fn print(&self, out: &mut impl Write, file: &Path, bundle: &Path) -> std::io::Result<()> {
+        writeln!(
+            out,
+            "imported {} {} from {} ({} lines) into {}",
+            self.records,
+            self.record_kind,
+            file.display(),
+            self.lines,
+            bundle.display()
+        )?;
+        for note in &self.notes {
+            writeln!(out, "note: {note}")?;
+        }
+        if self.unparsed > 0 {
+            writeln!(
+                out,
+                "{} lines could not be parsed and were skipped:",
+                self.unparsed
+            )?;
+            for (no, text) in &self.examples {
+                writeln!(out, "  line {no}: {text}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a text file line by line, lossily decoding bytes that are not UTF-8 (symbol names and
+/// comms can hold any byte).
+struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+    line_no: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
+            reader,
+            buf: Vec::with_capacity(256),
+            line_no: 0,
+        }
+    }
+
+    /// The next line without its line ending, or None at the end.
+    fn next_line(&mut self) -> std::io::Result<Option<std::borrow::Cow<'_, str>>> {
+        self.buf.clear();
+        if self.reader.read_until(b'\n', &mut self.buf)? == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Some(String::from_utf8_lossy(&self.buf)))
+    }
+}
+
+/// Runs an import of `file` into a new bundle directory `out`.
+pub fn run(kind: ImportKind, file: &Path, out: &Path, force: bool) -> anyhow::Result<Report> {
+    let input: Box<dyn BufRead> = if file == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let (source_name, tool) = match kind {
+        ImportKind::PerfScript => ("perf-script-import", "perf script"),
+        ImportKind::FtraceText => ("ftrace-text-import", "ftrace text"),
+    };
+    let hostname = file
+        .file_stem()
+        .map_or_else(|| "imported".into(), |s| s.to_string_lossy().into_owned());
+    let manifest = Manifest::new(
+        format!("import-{hostname}"),
+        RecorderInfo {
+            name: "perfpack import".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            command_line: std::env::args().collect(),
+        },
+        Host {
+            hostname,
+            ..Host::default()
+        },
+        ClockSnapshot::default(),
+    );
+    let mut writer =
+        BundleWriter::create(out, manifest, WriterOptions::default().overwrite(force))?;
+    let mut report = Report::default();
+    let mut lines = Lines::new(input);
+    let imported = match kind {
+        ImportKind::PerfScript => perf_script::import(&mut lines, &mut writer, &mut report),
+        ImportKind::FtraceText => ftrace_text::import(&mut lines, &mut writer, &mut report),
+    };
+    if let Err(err) = imported {
+        // The bundle was ours: leave nothing half-written behind.
+        drop(writer);
+        let _ = std::fs::remove_dir_all(out);
+        return Err(err.context(format!("{}: line {}", file.display(), lines.line_no)));
+    }
+    report.lines = lines.line_no;
+
+    let (start, end) = report.ts_range.unwrap_or((0, 0));
+    let m = writer.manifest_mut();
+    m.clocks.start.monotonic_ns = start;
+    m.host.n_cpus = report.max_cpu.map_or(0, |c| c as u32 + 1);
+    let mut detail = format!("imported from {} text {}", tool, file.display());
+    for note in &report.notes {
+        detail.push_str("; ");
+        detail.push_str(note);
+    }
+    m.sources.push(Source {
+        name: source_name.into(),
+        status: if report.unparsed == 0 {
+            SourceStatus::Ok
+        } else {
+            SourceStatus::Partial
+        },
+        reason: if report.unparsed == 0 {
+            String::new()
+        } else {
+            format!("{} lines could not be parsed", report.unparsed)
+        },
+        detail,
+        records: report.records,
+        losses: if report.unparsed == 0 {
+            Vec::new()
+        } else {
+            vec![Loss {
+                kind: "unparsed_lines".into(),
+                cpu: None,
+                count: report.unparsed,
+            }]
+        },
+    });
+    let end = ClockSnapshot {
+        monotonic_ns: end,
+        ..ClockSnapshot::default()
+    };
+    writer
+        .finish(State::Complete, end)
+        .with_context(|| format!("{}: finishing the bundle", out.display()))?;
+    Ok(report)
+}
+
+/// Parses `12345.678901` (seconds with a fraction of up to 9 digits) into nanoseconds.
+fn parse_seconds_ns(s: &str) -> Option<i64> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: i64 = secs.parse().ok()?;
+    let mut frac_ns: i64 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    for _ in frac.len()..9 {
+        frac_ns *= 10;
+    }
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seconds_ns;
+
+    #[test]
+    fn seconds_parse_to_ns() {
+        assert_eq!(parse_seconds_ns("12.5"), Some(12_500_000_000));
+        assert_eq!(parse_seconds_ns("1234.000001"), Some(1_234_000_001_000));
+        assert_eq!(parse_seconds_ns("7.123456789"), Some(7_123_456_789));
+        assert_eq!(parse_seconds_ns("7"), Some(7_000_000_000));
+        assert_eq!(parse_seconds_ns("x.1"), None);
+        assert_eq!(parse_seconds_ns("1.1234567891"), None);
+    }
+}

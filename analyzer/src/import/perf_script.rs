@@ -1,0 +1,369 @@
+//! Importer of `perf script` text for a `perf record -g` capture: an event line
+//! (`comm pid/tid [cpu] secs.frac: period event:`), then one indented line per frame, leaf
+//! first (`addr symbol+off (module)`), then a blank line. Comms and symbols may hold spaces and
+//! parentheses; modules may end in ` (deleted)`.
+
+use perfpack_schema::BundleWriter;
+
+use super::stacks::{FrameRef, SampleRef, StackSink};
+use super::{Lines, Report, parse_seconds_ns};
+
+/// The header of one sample.
+#[derive(Debug, PartialEq)]
+struct EventLine<'a> {
+    comm: &'a str,
+    pid: Option<i32>,
+    tid: i32,
+    cpu: Option<i32>,
+    ts_ns: Option<i64>,
+    period: Option<i64>,
+    event: &'a str,
+    /// A frame printed on the event line itself (perf does this for one-frame stacks).
+    inline_frame: Option<&'a str>,
+}
+
+/// A frame line split into its parts.
+#[derive(Debug, PartialEq)]
+struct FrameLine<'a> {
+    pc: u64,
+    symbol: &'a str,
+    module: &'a str,
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Splits `s` into whitespace-separated words with their byte offsets.
+fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
+    s.split(' ')
+        .scan(0usize, |pos, w| {
+            let start = *pos;
+            *pos += w.len() + 1;
+            Some((start, w))
+        })
+        .filter(|(_, w)| !w.is_empty())
+}
+
+/// Drops perf's event modifiers (`cycles:ppp` → `cycles`, `cpu-clock:u` → `cpu-clock`) but keeps
+/// tracepoint names (`sched:sched_switch`).
+fn event_name(token: &str) -> &str {
+    let token = token.trim_end_matches(':');
+    match token.rsplit_once(':') {
+        Some((name, mods))
+            if !mods.is_empty() && mods.bytes().all(|b| b"ukhpPGHISDWe".contains(&b)) =>
+        {
+            name
+        }
+        _ => token,
+    }
+}
+
+fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
+    // The comm ends before the first word (not the first) that is `tid` or `pid/tid`.
+    let mut it = words(line).skip(1);
+    let (id_at, id) = it.find(|(_, w)| {
+        let (a, b) = w.split_once('/').unwrap_or(("0", w));
+        is_digits(a) && is_digits(b)
+    })?;
+    let comm = line[..id_at].trim();
+    let (pid, tid) = match id.split_once('/') {
+        Some((p, t)) => (Some(p.parse().ok()?), t.parse().ok()?),
+        None => (None, id.parse().ok()?),
+    };
+    let mut rest = &line[id_at + id.len()..];
+    let mut cpu = None;
+    let mut ts_ns = None;
+    let mut period = None;
+    let mut event = None;
+    let mut inline_frame = None;
+    loop {
+        let trimmed = rest.trim_start();
+        let Some((_, w)) = words(trimmed).next() else {
+            break;
+        };
+        let after = &trimmed[w.len()..];
+        if cpu.is_none() && ts_ns.is_none() && w.starts_with('[') && w.ends_with(']') {
+            cpu = Some(w[1..w.len() - 1].parse().ok()?);
+        } else if ts_ns.is_none() && event.is_none() && w.ends_with(':') && w.contains('.') {
+            ts_ns = Some(parse_seconds_ns(&w[..w.len() - 1])?);
+        } else if event.is_none() && period.is_none() && is_digits(w) {
+            period = Some(w.parse().ok()?);
+        } else if event.is_none() && w.ends_with(':') {
+            event = Some(event_name(w));
+            let tail = after.trim();
+            if !tail.is_empty() {
+                inline_frame = Some(tail);
+            }
+            break;
+        } else {
+            return None;
+        }
+        rest = after;
+    }
+    Some(EventLine {
+        comm,
+        pid,
+        tid,
+        cpu,
+        ts_ns,
+        period,
+        event: event?,
+        inline_frame,
+    })
+}
+
+/// Splits `addr symbol+0xoff (module)`; the module is the last balanced parenthesis group, so
+/// `(/tmp/x (deleted))` and symbols with argument lists both work.
+fn parse_frame_line(line: &str) -> Option<FrameLine<'_>> {
+    let line = line.trim();
+    let (pc, rest) = line.split_once(' ')?;
+    let pc = u64::from_str_radix(pc, 16).ok()?;
+    let rest = rest.trim_start();
+    if !rest.ends_with(')') {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut open = None;
+    for (i, c) in rest.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth -= 1;
+                if depth == 0 {
+                    open = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let open = open?;
+    let module = &rest[open + 1..rest.len() - 1];
+    let mut symbol = rest[..open].trim_end();
+    if let Some(at) = symbol.rfind("+0x")
+        && symbol[at + 3..].bytes().all(|b| b.is_ascii_hexdigit())
+        && at + 3 < symbol.len()
+    {
+        symbol = &symbol[..at];
+    }
+    Some(FrameLine { pc, symbol, module })
+}
+
+fn is_kernel(module: &str, pc: u64) -> bool {
+    pc >= 0xffff_8000_0000_0000
+        || module.starts_with("[kernel")
+        || module.contains("vmlinux")
+        || (module.starts_with('[') && module != "[unknown]" && !module.starts_with("[vdso]"))
+}
+
+/// One sample being collected.
+#[derive(Debug, Default)]
+struct Pending {
+    comm: String,
+    event: String,
+    pid: i32,
+    tid: i32,
+    cpu: i32,
+    ts_ns: i64,
+    weight: i64,
+    /// (symbol, module, kernel), leaf first.
+    frames: Vec<(String, Option<String>, bool)>,
+    open: bool,
+}
+
+impl Pending {
+    fn push_frame(&mut self, f: &FrameLine<'_>) {
+        let module = (f.module != "[unknown]").then(|| f.module.to_string());
+        let symbol = if f.symbol.is_empty() {
+            "[unknown]"
+        } else {
+            f.symbol
+        };
+        self.frames
+            .push((symbol.to_string(), module, is_kernel(f.module, f.pc)));
+    }
+}
+
+fn finish(
+    p: &mut Pending,
+    sink: &mut StackSink,
+    writer: &mut BundleWriter,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if !p.open {
+        return Ok(());
+    }
+    p.open = false;
+    if p.frames.is_empty() {
+        report.note("samples without any frame line were skipped");
+        return Ok(());
+    }
+    let frames: Vec<FrameRef<'_>> = p
+        .frames
+        .iter()
+        .map(|(name, module, kernel)| FrameRef {
+            name,
+            module: module.as_deref(),
+            kernel: *kernel,
+        })
+        .collect();
+    sink.add(
+        &SampleRef {
+            ts_ns: p.ts_ns,
+            cpu: p.cpu,
+            pid: p.pid,
+            tid: p.tid,
+            comm: &p.comm,
+            event: &p.event,
+            weight: p.weight,
+        },
+        &frames,
+        writer,
+    )?;
+    report.records += 1;
+    report.saw(p.ts_ns, Some(p.cpu));
+    p.frames.clear();
+    Ok(())
+}
+
+pub fn import<R: std::io::BufRead>(
+    lines: &mut Lines<R>,
+    writer: &mut BundleWriter,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    report.record_kind = "samples";
+    let mut sink = StackSink::default();
+    let mut p = Pending::default();
+    loop {
+        let line_no = lines.line_no + 1;
+        let Some(line) = lines.next_line()? else {
+            break;
+        };
+        if line.trim().is_empty() {
+            finish(&mut p, &mut sink, writer, report)?;
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            if !p.open {
+                report.unparsed(line_no, &line);
+                continue;
+            }
+            match parse_frame_line(&line) {
+                Some(f) => p.push_frame(&f),
+                None => report.unparsed(line_no, &line),
+            }
+            continue;
+        }
+        // A new event line also ends a sample that had no blank line after it.
+        finish(&mut p, &mut sink, writer, report)?;
+        let Some(ev) = parse_event_line(&line) else {
+            report.unparsed(line_no, &line);
+            continue;
+        };
+        if ev.pid.is_none() {
+            report.note("no pid column (perf script -F tid): pid is the thread id");
+        }
+        if ev.cpu.is_none() {
+            report.note("no cpu column: cpu is -1");
+        }
+        if ev.ts_ns.is_none() {
+            report.note("no time column: ts_ns is 0");
+        }
+        if ev.period.is_none() {
+            report.note("no period column: every sample weighs 1");
+        }
+        p.comm.clear();
+        p.comm.push_str(ev.comm);
+        p.event.clear();
+        p.event.push_str(ev.event);
+        p.tid = ev.tid;
+        p.pid = ev.pid.unwrap_or(ev.tid);
+        p.cpu = ev.cpu.unwrap_or(-1);
+        p.ts_ns = ev.ts_ns.unwrap_or(0);
+        p.weight = ev.period.unwrap_or(1);
+        p.open = true;
+        if let Some(inline) = ev.inline_frame {
+            match parse_frame_line(inline) {
+                Some(f) => p.push_frame(&f),
+                None => report.unparsed(line_no, &line),
+            }
+        }
+    }
+    finish(&mut p, &mut sink, writer, report)?;
+    sink.flush(writer)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_lines_of_every_shape() {
+        let e = parse_event_line("perf 12345/12346 [003] 1234.567890:     250000 cpu-clock:ppp: ")
+            .unwrap();
+        assert_eq!(
+            e,
+            EventLine {
+                comm: "perf",
+                pid: Some(12345),
+                tid: 12346,
+                cpu: Some(3),
+                ts_ns: Some(1_234_567_890_000),
+                period: Some(250000),
+                event: "cpu-clock",
+                inline_frame: None
+            }
+        );
+        let e =
+            parse_event_line("V8 WorkerThread 24636/25607 [000] 94564.109216: cycles:").unwrap();
+        assert_eq!(
+            (e.comm, e.pid, e.tid, e.period, e.event),
+            ("V8 WorkerThread", Some(24636), 25607, None, "cycles")
+        );
+        let e = parse_event_line("java 12688 6544038.708352: cpu-clock:").unwrap();
+        assert_eq!((e.comm, e.pid, e.tid, e.cpu), ("java", None, 12688, None));
+        let e = parse_event_line(
+            "false 64414 20110.539270:      34467 cycles:u:  ffffffff9aa3c8de [unknown] ([unknown])",
+        )
+        .unwrap();
+        assert_eq!(
+            e.inline_frame,
+            Some("ffffffff9aa3c8de [unknown] ([unknown])")
+        );
+        assert_eq!(e.event, "cycles");
+        let e = parse_event_line("kworker/0:1 77 [000] 1.000001: 1 sched:sched_switch:").unwrap();
+        assert_eq!((e.comm, e.event), ("kworker/0:1", "sched:sched_switch"));
+        // A comm that is all digits is still the comm when a pid follows.
+        let e = parse_event_line("1234 55/56 [001] 2.5: 10 cpu-clock:").unwrap();
+        assert_eq!((e.comm, e.pid, e.tid), ("1234", Some(55), 56));
+        assert!(parse_event_line("garbage line").is_none());
+    }
+
+    #[test]
+    fn frame_lines_with_odd_names() {
+        let f = parse_frame_line("\tffffffff8a2b1234 native_write_msr+0x4 ([kernel.kallsyms])")
+            .unwrap();
+        assert_eq!(
+            (f.pc, f.symbol, f.module),
+            (0xffffffff8a2b1234, "native_write_msr", "[kernel.kallsyms]")
+        );
+        let f = parse_frame_line(
+            "\t    7f00aa operator new(unsigned long)+0x1c (/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30)",
+        )
+        .unwrap();
+        assert_eq!(f.symbol, "operator new(unsigned long)");
+        let f = parse_frame_line("\t 55d0 main+0x10 (/tmp/a.out (deleted))").unwrap();
+        assert_eq!((f.symbol, f.module), ("main", "/tmp/a.out (deleted)"));
+        let f = parse_frame_line("\t 0 [unknown] ([unknown])").unwrap();
+        assert_eq!((f.symbol, f.module), ("[unknown]", "[unknown]"));
+        let f = parse_frame_line("\t 7f1e2215d058  (/lib/x86_64-linux-gnu/libc-2.15.so)").unwrap();
+        assert_eq!(f.symbol, "");
+        assert!(parse_frame_line("\t zzz foo (bar)").is_none());
+        assert!(parse_frame_line("\t 1234 foo").is_none());
+    }
+}

@@ -1,0 +1,147 @@
+//! Interns imported stacks into the bundle's stack representation: frames by (name, module),
+//! the callsite prefix tree, threads by (pid, tid, comm), and one `stack_sample` row per sample.
+//! Dictionary rows are written in the segment where they first appear, as the recorder does.
+
+use std::collections::HashMap;
+
+use perfpack_schema::BundleWriter;
+use perfpack_schema::tables::{
+    self, Callsite, CallsiteBuilder, Frame, FrameBuilder, StackSample, StackSampleBuilder, Thread,
+    ThreadBuilder,
+};
+
+use super::SEGMENT_ROWS;
+
+/// A frame as a text capture names it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRef<'a> {
+    pub name: &'a str,
+    /// Module path as printed, `None` when the capture says `[unknown]`.
+    pub module: Option<&'a str>,
+    /// Whether the address is a kernel address.
+    pub kernel: bool,
+}
+
+/// A sample to add.
+#[derive(Debug)]
+pub struct SampleRef<'a> {
+    pub ts_ns: i64,
+    pub cpu: i32,
+    pub pid: i32,
+    pub tid: i32,
+    pub comm: &'a str,
+    pub event: &'a str,
+    pub weight: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct StackSink {
+    frames: HashMap<(String, Option<String>), i64>,
+    callsites: HashMap<(Option<i64>, i64), i64>,
+    threads: HashMap<(i32, i32), String>,
+    frame_rows: FrameBuilder,
+    callsite_rows: CallsiteBuilder,
+    thread_rows: ThreadBuilder,
+    sample_rows: StackSampleBuilder,
+}
+
+impl StackSink {
+    fn frame_id(&mut self, f: FrameRef<'_>) -> i64 {
+        let key = (f.name.to_string(), f.module.map(str::to_string));
+        if let Some(&id) = self.frames.get(&key) {
+            return id;
+        }
+        let id = self.frames.len() as i64;
+        let kind = if f.kernel {
+            "kernel"
+        } else if f.module.is_none() {
+            "unknown"
+        } else {
+            "user"
+        };
+        self.frame_rows.push(&Frame {
+            frame_id: id,
+            name: f.name,
+            module: f.module,
+            build_id: None,
+            rel_pc: None,
+            kind,
+            file: None,
+            line: None,
+        });
+        self.frames.insert(key, id);
+        id
+    }
+
+    /// Adds one sample whose stack is given leaf first (as `perf script` prints it).
+    pub fn add(
+        &mut self,
+        sample: &SampleRef<'_>,
+        leaf_first: &[FrameRef<'_>],
+        writer: &mut BundleWriter,
+    ) -> anyhow::Result<()> {
+        let mut parent: Option<i64> = None;
+        for (depth, f) in leaf_first.iter().rev().enumerate() {
+            let frame_id = self.frame_id(*f);
+            let next_id = self.callsites.len() as i64;
+            let id = *self.callsites.entry((parent, frame_id)).or_insert(next_id);
+            if id == next_id {
+                self.callsite_rows.push(&Callsite {
+                    callsite_id: id,
+                    parent_id: parent,
+                    frame_id,
+                    depth: depth as i32,
+                });
+            }
+            parent = Some(id);
+        }
+        let Some(leaf) = parent else {
+            // A sample without any frame has no callsite to point at; the caller counts it.
+            return Ok(());
+        };
+        if self
+            .threads
+            .get(&(sample.pid, sample.tid))
+            .map(String::as_str)
+            != Some(sample.comm)
+        {
+            self.thread_rows.push(&Thread {
+                ts_ns: sample.ts_ns,
+                pid: sample.pid,
+                tid: sample.tid,
+                ppid: None,
+                comm: sample.comm,
+                cmdline: None,
+                exe: None,
+                start_ts_ns: None,
+                reason: "import",
+            });
+            self.threads
+                .insert((sample.pid, sample.tid), sample.comm.to_string());
+        }
+        self.sample_rows.push(&StackSample {
+            ts_ns: sample.ts_ns,
+            cpu: sample.cpu,
+            pid: sample.pid,
+            tid: sample.tid,
+            comm: sample.comm,
+            event: sample.event,
+            weight: sample.weight,
+            callsite_id: Some(leaf),
+        });
+        if self.sample_rows.len() >= SEGMENT_ROWS {
+            self.flush(writer)?;
+            writer.close_segment()?;
+        }
+        Ok(())
+    }
+
+    /// Hands every buffered row to the writer (the caller closes the segment).
+    pub fn flush(&mut self, writer: &mut BundleWriter) -> anyhow::Result<()> {
+        writer.append(tables::FRAME, self.frame_rows.finish())?;
+        writer.append(tables::CALLSITE, self.callsite_rows.finish())?;
+        writer.append(tables::THREAD, self.thread_rows.finish())?;
+        writer.append(tables::STACK_SAMPLE, self.sample_rows.finish())?;
+        Ok(())
+    }
+}

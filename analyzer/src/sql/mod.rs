@@ -1,0 +1,16 @@
+//! SQL over bundles: the object store that mounts bundles in place, the DataFusion session with
+//! the `queries/` views, result output, and the interactive shell.
+
+pub mod library;
+pub mod output;
+pub mod session;
+pub mod shell;
+mod store;
+
+pub use output::OutFormat;
+pub use session::{Session, SessionOptions};
+
+/// A DataFusion error as one line (its messages can span lines).
+pub fn error(e: datafusion::error::DataFusionError) -> anyhow::Error {
+    anyhow::anyhow!("{}", session::one_line(&e.to_string()))
+}

@@ -1,0 +1,302 @@
+//! A DataFusion session over opened bundles: one listing table per bundle table over every
+//! segment of every bundle (with `host` and `bundle` columns from the store's partition paths),
+//! the `queries/` views on top, and the SQL guard that keeps user statements from reading or
+//! writing arbitrary paths.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::bail;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement};
+use object_store::path::Path as StorePath;
+use perfpack_schema::{Bundle, tables};
+
+use super::library;
+use super::store::BundleStore;
+
+/// Root of the virtual store every bundle is mounted under.
+const STORE_URL: &str = "perfpack://bundles";
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// Memory DataFusion may use before it spills (sorts, joins, aggregations) or fails.
+    pub memory_limit: usize,
+    /// Allow statements that create tables from paths or write files (CREATE EXTERNAL TABLE,
+    /// COPY) and other DDL/DML.
+    pub allow_ddl: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            memory_limit: default_memory_limit(),
+            allow_ddl: false,
+        }
+    }
+}
+
+impl SessionOptions {
+    pub fn allow_ddl(mut self, yes: bool) -> Self {
+        self.allow_ddl = yes;
+        self
+    }
+
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+}
+
+/// A quarter of the machine's memory, at least 256 MiB: queries over bundles larger than that
+/// spill or stream instead of growing without bound.
+fn default_memory_limit() -> usize {
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .unwrap_or(4 << 20);
+    (total_kib * 1024 / 4).max(256 << 20)
+}
+
+/// One opened bundle as the session names it.
+#[derive(Debug, Clone)]
+pub struct BundleName {
+    /// The `bundle` column value: the file name without `.ppk`, made unique.
+    pub bundle: String,
+    /// The `host` column value.
+    pub host: String,
+}
+
+/// A SQL session over bundles.
+pub struct Session {
+    ctx: SessionContext,
+    names: Vec<BundleName>,
+    allow_ddl: bool,
+}
+
+/// Keeps a partition value path-safe: Hive paths split on `/` and `=`.
+fn path_safe(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() { "_".into() } else { out }
+}
+
+fn bundle_names(bundles: &[Bundle]) -> Vec<BundleName> {
+    let mut seen = HashSet::new();
+    bundles
+        .iter()
+        .map(|b| {
+            let file = b.path().file_name().map_or_else(
+                || b.manifest().bundle_id.clone(),
+                |f| f.to_string_lossy().into_owned(),
+            );
+            let stem = file.strip_suffix(".ppk").unwrap_or(&file);
+            let base = path_safe(stem);
+            let mut name = base.clone();
+            let mut n = 2;
+            while !seen.insert(name.clone()) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            BundleName {
+                bundle: name,
+                host: path_safe(&b.manifest().host.hostname),
+            }
+        })
+        .collect()
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("bundles", &self.names)
+            .field("allow_ddl", &self.allow_ddl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Opens a session over `bundles` (already verified) and registers the library's views.
+    pub async fn open(bundles: &[Bundle], opts: &SessionOptions) -> anyhow::Result<Session> {
+        let names = bundle_names(bundles);
+        let mut store = BundleStore::default();
+        for (bundle, name) in bundles.iter().zip(&names) {
+            for table in tables::ALL {
+                for seg in bundle.segments(table) {
+                    let file = seg.file.rsplit('/').next().unwrap_or(&seg.file);
+                    let path = StorePath::from_iter([
+                        table.name.to_string(),
+                        format!("host={}", name.host),
+                        format!("bundle={}", name.bundle),
+                        file.to_string(),
+                    ]);
+                    store.insert(path, bundle.segment_data(seg)?);
+                }
+            }
+        }
+
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("perfpack", "bundle");
+        // Late materialization: filter rows inside the Parquet reader, so `WHERE ts_ns ...`
+        // decodes only the matching pages' other columns.
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(opts.memory_limit, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let url = url::Url::parse(STORE_URL).expect("valid store url");
+        ctx.register_object_store(&url, Arc::new(store));
+
+        for table in tables::ALL {
+            let table_url = ListingTableUrl::parse(format!("{STORE_URL}/{}/", table.name))?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![
+                    ("host".to_string(), DataType::Utf8),
+                    ("bundle".to_string(), DataType::Utf8),
+                ]);
+            let config = ListingTableConfig::new(table_url)
+                .with_listing_options(options)
+                .with_schema(table.schema());
+            let provider = ListingTable::try_new(config)?;
+            ctx.register_table(table.name, Arc::new(provider))?;
+        }
+
+        // Views may use views of later files: register in passes until every view plans.
+        let mut pending = library::views();
+        while !pending.is_empty() {
+            let n_pending = pending.len();
+            let mut failed = Vec::new();
+            let mut first_error = None;
+            for view in pending {
+                if let Err(e) = ctx.sql(&view.sql).await {
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "queries/{}: view {}: {}",
+                            view.file,
+                            view.name,
+                            one_line(&e.to_string())
+                        )
+                    });
+                    failed.push(view);
+                }
+            }
+            if failed.len() == n_pending
+                && let Some(err) = first_error
+            {
+                bail!("{err}");
+            }
+            pending = failed;
+        }
+        Ok(Session {
+            ctx,
+            names,
+            allow_ddl: opts.allow_ddl,
+        })
+    }
+
+    /// The bundles of the session as its `bundle`/`host` columns name them.
+    pub fn names(&self) -> &[BundleName] {
+        &self.names
+    }
+
+    /// Names of the registered tables and views, sorted.
+    pub fn relations(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ctx
+            .catalog("perfpack")
+            .and_then(|c| c.schema("bundle"))
+            .map(|s| s.table_names())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Plans every statement of `sql` and returns them in order. Statements that read or write
+    /// paths, and other DDL/DML, are refused unless the session allows DDL.
+    pub async fn plan(&self, sql: &str) -> anyhow::Result<Vec<DataFrame>> {
+        let statements = DFParser::parse_sql(sql)?;
+        if statements.is_empty() {
+            bail!("no SQL statement given");
+        }
+        let state = self.ctx.state();
+        let mut frames = Vec::new();
+        for statement in statements {
+            if !self.allow_ddl {
+                self.check_allowed(&statement)?;
+            }
+            let plan = state
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| self.explain_missing_relation(e))?;
+            frames.push(self.ctx.execute_logical_plan(plan).await?);
+        }
+        Ok(frames)
+    }
+
+    fn check_allowed(&self, statement: &Statement) -> anyhow::Result<()> {
+        use datafusion::sql::sqlparser::ast::Statement as Sql;
+        let refused = match statement {
+            Statement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
+            Statement::CopyTo(_) => Some("COPY"),
+            Statement::Statement(s) => match s.as_ref() {
+                Sql::Query(_)
+                | Sql::Explain { .. }
+                | Sql::ShowTables { .. }
+                | Sql::ShowColumns { .. }
+                | Sql::ShowVariable { .. }
+                | Sql::Set(_) => None,
+                Sql::Copy { .. } => Some("COPY"),
+                _ => Some("this statement"),
+            },
+            Statement::Explain(_) | Statement::Reset(_) => None,
+        };
+        match refused {
+            Some(what) => bail!(
+                "{what} is refused: DDL, DML and statements that read or write paths need --allow-ddl"
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds the list of known tables and views to DataFusion's "table not found".
+    fn explain_missing_relation(&self, err: datafusion::error::DataFusionError) -> anyhow::Error {
+        let msg = err.to_string();
+        if msg.contains("not found") && (msg.contains("table") || msg.contains("Table")) {
+            anyhow::anyhow!(
+                "{}; tables and views: {}",
+                one_line(&msg),
+                self.relations().join(", ")
+            )
+        } else {
+            anyhow::anyhow!("{}", one_line(&msg))
+        }
+    }
+}
+
+/// DataFusion messages can span lines (e.g. with backtraces or hints); errors print as one.
+pub fn one_line(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}

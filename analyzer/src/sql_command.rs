@@ -1,0 +1,106 @@
+//! `perfpack sql` and `perfpack queries`: resolve the arguments (bundles, a library view name,
+//! a query or a file), open the session and print the rows, or start the shell.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+use crate::bundles;
+use crate::cli::{Format, SqlArgs};
+use crate::sql::{Session, SessionOptions, library, shell};
+
+/// Builds the runtime DataFusion runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub fn run(a: SqlArgs) -> anyhow::Result<()> {
+    let mut bundle_args = a.args;
+    // `perfpack sql B... NAME`: a last argument that is not a path but a view name.
+    let mut view = None;
+    if let Some(last) = bundle_args.last()
+        && !Path::new(last).exists()
+        && let Some(v) = library::find(last)
+    {
+        if a.query.is_some() || a.file.is_some() {
+            bail!("give either a view name ({}) or -q/-f, not both", v.name);
+        }
+        view = Some(v);
+        bundle_args.pop();
+    }
+    if bundle_args.is_empty() {
+        bail!("no bundle given");
+    }
+    let sql = if let Some(v) = &view {
+        Some(v.select_sql())
+    } else if let Some(q) = a.query {
+        Some(q)
+    } else if let Some(f) = &a.file {
+        Some(std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?)
+    } else if !std::io::stdin().is_terminal() {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading SQL from stdin")?;
+        Some(s)
+    } else {
+        None
+    };
+
+    let bundles = bundles::open_all(&bundle_args)?;
+    let mut opts = SessionOptions::default().allow_ddl(a.allow_ddl);
+    if let Some(m) = a.memory_limit {
+        opts = opts.memory_limit(m);
+    }
+    runtime()?.block_on(async {
+        let session = Session::open(&bundles, &opts).await?;
+        match sql {
+            None => shell::run(&session, a.format).await,
+            Some(sql) => {
+                let mut frames = session.plan(&sql).await?;
+                let last = frames.pop().expect("plan returns at least one statement");
+                // Earlier statements (SET, CREATE VIEW with --allow-ddl) run for their effect.
+                for df in frames {
+                    df.collect().await.map_err(crate::sql::error)?;
+                }
+                crate::sql::output::write(last, a.format, a.output.as_deref()).await?;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// `perfpack queries`: the library's views.
+pub fn list_queries(format: Format) -> anyhow::Result<()> {
+    let views = library::views();
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let items: Vec<_> = views
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "name": v.name,
+                        "file": format!("queries/{}", v.file),
+                        "summary": v.summary,
+                        "description": v.doc,
+                        "columns": v.columns.iter().map(|(c, m)| serde_json::json!({"name": c, "meaning": m})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &items)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            let width = views.iter().map(|v| v.name.len()).max().unwrap_or(0);
+            for v in &views {
+                writeln!(out, "{:<width$}  {}", v.name, v.summary)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! `perfpack import` on committed text captures of this machine (see
+//! `tests/data/import/README.md`): folded stacks equal `inferno-collapse-perf`'s on the same
+//! text, events land in their typed tables, and unparsable lines are counted, never dropped
+//! silently.
+
+use std::path::{Path, PathBuf};
+
+use super::{fails, golden, ok, perfpack};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/import")
+        .join(name)
+}
+
+fn import(kind: &str, file: &Path, out: &Path) -> String {
+    ok(&perfpack([
+        "import".as_ref(),
+        kind.as_ref(),
+        file.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]))
+}
+
+fn sql(bundle: &Path, q: &str) -> String {
+    ok(&perfpack([
+        "sql".as_ref(),
+        bundle.as_os_str(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "-q".as_ref(),
+        q.as_ref(),
+    ]))
+}
+
+#[test]
+fn perf_script_folds_exactly_like_inferno() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("cpu.ppk");
+    let report = import("perf-script", &data("perf-script-cpu-clock.txt"), &bundle);
+    let text = std::fs::read_to_string(data("perf-script-cpu-clock.txt")).unwrap();
+    let n_events = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(['\t', ' ', '#']))
+        .count();
+    assert!(
+        report.contains(&format!("imported {n_events} samples")),
+        "{report}"
+    );
+    assert!(!report.contains("could not be parsed"), "{report}");
+    let folded = ok(&perfpack([
+        "export".as_ref(),
+        bundle.as_os_str(),
+        "--format".as_ref(),
+        "folded".as_ref(),
+    ]));
+    let inferno = std::fs::read_to_string(data("perf-script-cpu-clock.inferno.folded")).unwrap();
+    assert_eq!(folded, inferno);
+    // The bundle itself: samples, threads and the rust frames of the workload, unsymbolized
+    // frames kept as [unknown] with their module.
+    let counts = sql(
+        &bundle,
+        "SELECT COUNT(*), COUNT(DISTINCT tid) FROM stack_sample",
+    );
+    assert!(
+        counts.starts_with(&format!(
+            "count(*),count(DISTINCT stack_sample.tid)\n{n_events},"
+        )),
+        "{counts}"
+    );
+    let hot = sql(
+        &bundle,
+        "SELECT COUNT(*) FROM stack WHERE leaf = 'perfpack_test_hot_loop'",
+    );
+    assert_ne!(hot.lines().nth(1), Some("0"), "{hot}");
+    let kinds = sql(
+        &bundle,
+        "SELECT kind, COUNT(*) > 0 FROM frame GROUP BY kind ORDER BY kind",
+    );
+    assert!(
+        kinds.contains("kernel,true") && kinds.contains("user,true"),
+        "{kinds}"
+    );
+}
+
+#[test]
+fn perf_script_odd_shapes_and_unparsable_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("odd.ppk");
+    let report = import("perf-script", &data("perf-script-odd.txt"), &bundle);
+    assert!(report.contains("imported 5 samples"), "{report}");
+    assert!(report.contains("2 lines could not be parsed"), "{report}");
+    assert!(
+        report.contains("line 25: this line is not perf script output"),
+        "{report}"
+    );
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    golden("import/perf-script-odd.expected.folded", &folded);
+    let info = ok(&perfpack([
+        "info".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        bundle.as_os_str(),
+    ]));
+    assert!(
+        info.contains("\"partial\"") && info.contains("unparsed_lines"),
+        "{info}"
+    );
+    let modules = sql(
+        &bundle,
+        "SELECT DISTINCT module FROM frame WHERE name = 'hot'",
+    );
+    assert_eq!(modules, "module\n/tmp/build/a.out (deleted)\n");
+}
+
+#[test]
+fn ftrace_text_of_trace_and_trace_cmd_fills_the_typed_tables() {
+    for file in ["ftrace-trace.txt", "trace-cmd-report.txt"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("t.ppk");
+        let report = import("ftrace-text", &data(file), &bundle);
+        let text = std::fs::read_to_string(data(file)).unwrap();
+        let n_events = text
+            .lines()
+            .filter(|l| l.contains("]") && l.contains(": ") && !l.starts_with('#'))
+            .count();
+        assert!(
+            report.contains(&format!("imported {n_events} events")),
+            "{file}: {report}"
+        );
+        assert!(!report.contains("could not be parsed"), "{file}: {report}");
+        let per_event = sql(
+            &bundle,
+            "SELECT event, COUNT(*) AS n FROM ftrace_event GROUP BY event ORDER BY event",
+        );
+        golden(&format!("import/{file}.events.csv"), &per_event);
+        // Every hot event is in its typed table too.
+        let check = sql(
+            &bundle,
+            "SELECT (SELECT COUNT(*) FROM sched_switch) = (SELECT COUNT(*) FROM ftrace_event WHERE event = 'sched:sched_switch') AS a, \
+                    (SELECT COUNT(*) FROM syscall) = (SELECT COUNT(*) FROM ftrace_event WHERE event LIKE 'raw_syscalls:%') AS b, \
+                    (SELECT COUNT(*) FROM block_rq) = (SELECT COUNT(*) FROM ftrace_event WHERE event LIKE 'block:block_rq_i%' OR event = 'block:block_rq_complete') AS c, \
+                    (SELECT COUNT(*) FROM sched_switch) >= 10 AS d",
+        );
+        assert_eq!(
+            check.lines().nth(1),
+            Some("true,true,true,true"),
+            "{file}: {check}"
+        );
+        let io = sql(&bundle, "SELECT COUNT(*) > 0 FROM block_io");
+        assert_eq!(
+            io.lines().nth(1),
+            Some("true"),
+            "{file}: no block_io from {io}"
+        );
+    }
+}
+
+#[test]
+fn import_errors_name_the_file_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.ppk");
+    let err = fails(&perfpack([
+        "import".as_ref(),
+        "perf-script".as_ref(),
+        dir.path().join("missing.txt").as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    assert!(err.contains("missing.txt"), "{err}");
+    assert!(!out.exists());
+    // An existing bundle is not replaced without --force.
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep"), "x").unwrap();
+    let err = fails(&perfpack([
+        "import".as_ref(),
+        "perf-script".as_ref(),
+        data("perf-script-odd.txt").as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    assert!(err.contains("--force"), "{err}");
+    assert!(out.join("keep").exists());
+}

@@ -1,0 +1,375 @@
+//! `perfpack sql` and the queries/ library on the committed fixtures: a diff test per view,
+//! the block and run-queue views against the generator's truth, multi-bundle and packed
+//! bundles, and the errors users get.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{fails, fixture, golden, ok, perfpack};
+
+fn csv(bundles: &[&str], sql: &str) -> String {
+    let mut args: Vec<std::ffi::OsString> = vec!["sql".into()];
+    for b in bundles {
+        args.push(fixture(b).into());
+    }
+    args.extend(["--format".into(), "csv".into(), "-q".into(), sql.into()]);
+    ok(&perfpack(args))
+}
+
+fn rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+fn truth() -> Value {
+    let path = fixture("basic").with_extension("truth.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `(bucket, count)` rows of a query as a map.
+fn bucket_counts(text: &str) -> BTreeMap<String, u64> {
+    rows(text)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect()
+}
+
+/// The log2 buckets of one of the truth's latency distributions.
+fn truth_buckets(latency: &Value) -> BTreeMap<String, u64> {
+    latency["log2_buckets"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect()
+}
+
+fn library() -> Vec<Value> {
+    let out = ok(&perfpack(["queries", "--format", "json"]));
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Rounds floating-point fields to 6 decimals: parallel aggregation may add in another order
+/// and move the last bits.
+fn normalize(csv: &str) -> String {
+    let mut lines: Vec<String> = csv
+        .lines()
+        .map(|l| {
+            l.split(',')
+                .map(|f| match f.parse::<f64>() {
+                    Ok(x) if f.contains(['.', 'e']) => format!("{x:.6}"),
+                    _ => f.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    // Rows that tie on a view's order may come in any order from parallel partitions.
+    let header = lines.remove(0);
+    lines.sort();
+    // Long views keep their first rows readable in the golden file; a hash of every row
+    // still checks the rest.
+    let n = lines.len();
+    let hash = lines.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, l| {
+        l.bytes()
+            .chain([b'\n'])
+            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    });
+    lines.truncate(GOLDEN_ROWS);
+    lines.insert(0, header);
+    lines.push(format!("# {n} rows, fnv1a64 of all rows {hash:016x}"));
+    lines.join("\n") + "\n"
+}
+
+/// Rows of each view written out in its golden file.
+const GOLDEN_ROWS: usize = 40;
+
+#[test]
+fn every_view_matches_its_expected_csv_and_documents_its_columns() {
+    let views = library();
+    assert!(views.len() >= 20, "{views:?}");
+    for v in &views {
+        let name = v["name"].as_str().unwrap();
+        let out = ok(&perfpack([
+            "sql".as_ref(),
+            fixture("basic").as_os_str(),
+            name.as_ref(),
+            "--format".as_ref(),
+            "csv".as_ref(),
+        ]));
+        let header: Vec<&str> = out.lines().next().unwrap().split(',').collect();
+        let documented: Vec<&str> = v["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            header, documented,
+            "columns of view {name} vs its doc block"
+        );
+        assert!(
+            out.lines().count() > 1,
+            "view {name} is empty on the basic fixture"
+        );
+        golden(&format!("views/{name}.csv"), &normalize(&out));
+    }
+}
+
+#[test]
+fn block_io_reproduces_the_generated_latency_distribution() {
+    let truth = truth();
+    let hist = csv(
+        &["basic"],
+        "SELECT bucket, count FROM iolatency ORDER BY bucket",
+    );
+    assert_eq!(bucket_counts(&hist), truth_buckets(&truth["block"]));
+    let p = csv(
+        &["basic"],
+        "SELECT count, p50_ns, p90_ns, p99_ns, max_ns FROM block_latency_percentiles WHERE disk = 'all'",
+    );
+    let r = &rows(&p)[0];
+    for (i, key) in ["count", "p50_ns", "p90_ns", "p99_ns", "max_ns"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(r[i], truth["block"][key].to_string(), "{key}");
+    }
+    let nvme = csv(
+        &["basic"],
+        "SELECT p50_ns, p99_ns FROM block_latency_percentiles WHERE disk = 'nvme0n1'",
+    );
+    let r = &rows(&nvme)[0];
+    assert_eq!(
+        r[0],
+        truth["block_by_disk"]["nvme0n1"]["p50_ns"].to_string()
+    );
+    assert_eq!(
+        r[1],
+        truth["block_by_disk"]["nvme0n1"]["p99_ns"].to_string()
+    );
+}
+
+#[test]
+fn runqlat_and_syscount_agree_with_the_generator() {
+    let truth = truth();
+    let hist = csv(
+        &["basic"],
+        "SELECT CAST(floor(log2(CAST(latency_ns AS DOUBLE))) AS INT) AS b, COUNT(*) FROM runqueue_latency \
+         WHERE reason = 'wakeup' GROUP BY b ORDER BY b",
+    );
+    assert_eq!(bucket_counts(&hist), truth_buckets(&truth["runq"]));
+    let counts = csv(&["basic"], "SELECT name, count FROM syscount ORDER BY name");
+    for r in rows(&counts) {
+        assert_eq!(
+            r[1],
+            truth["syscalls_by_name"][&r[0]].to_string(),
+            "{}",
+            r[0]
+        );
+    }
+}
+
+#[test]
+fn cpu_frequency_gives_the_generated_busy_mhz_and_ipc() {
+    let out = csv(
+        &["basic"],
+        "SELECT MIN(bzy_mhz), MAX(bzy_mhz), MIN(tsc_mhz), MAX(tsc_mhz), MIN(ipc), MAX(ipc), COUNT(*) FROM cpu_frequency",
+    );
+    let r: Vec<f64> = rows(&out)[0].iter().map(|f| f.parse().unwrap()).collect();
+    assert!(
+        (r[0] - 3100.0).abs() < 0.01 && (r[1] - 3100.0).abs() < 0.01,
+        "{r:?}"
+    );
+    assert!(
+        (r[2] - 2500.0).abs() < 0.01 && (r[3] - 2500.0).abs() < 0.01,
+        "{r:?}"
+    );
+    assert!(
+        (r[4] - 1.6).abs() < 0.001 && (r[5] - 1.6).abs() < 0.001,
+        "{r:?}"
+    );
+    assert_eq!(r[6], 40.0, "4 CPUs × 10 intervals");
+}
+
+#[test]
+fn several_bundles_form_one_dataset_with_a_bundle_column() {
+    let out = csv(
+        &["before", "after", "basic"],
+        "SELECT bundle, host, COUNT(*) FROM stack_sample GROUP BY bundle, host ORDER BY bundle",
+    );
+    assert_eq!(
+        out,
+        "bundle,host,count(*)\nafter,fixture-after,3980\nbasic,fixture-basic,3960\nbefore,fixture-before,3980\n"
+    );
+    // Views join within a bundle, never across.
+    let io = csv(
+        &["before", "after"],
+        "SELECT bundle, COUNT(*) FROM block_io GROUP BY bundle ORDER BY bundle",
+    );
+    let single = csv(&["before"], "SELECT COUNT(*) FROM block_io");
+    assert_eq!(rows(&io)[1][1], rows(&single)[0][0]);
+}
+
+#[test]
+fn packed_bundles_are_queried_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed = dir.path().join("basic.ppk");
+    ok(&perfpack([
+        "pack".as_ref(),
+        fixture("basic").as_os_str(),
+        "-o".as_ref(),
+        packed.as_os_str(),
+    ]));
+    let q = "SELECT COUNT(*), SUM(latency_ns) FROM block_io WHERE ts_ns > 1005000000000";
+    let from_packed = ok(&perfpack([
+        "sql".as_ref(),
+        packed.as_os_str(),
+        "-q".as_ref(),
+        q.as_ref(),
+    ]));
+    let from_dir = ok(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        q.as_ref(),
+    ]));
+    assert_eq!(from_packed, from_dir);
+    // Nothing was extracted next to the packed file.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn output_formats_json_and_parquet() {
+    let out = ok(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "-q".as_ref(),
+        "SELECT name, count FROM syscount ORDER BY name LIMIT 2".as_ref(),
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["name"], "epoll_wait");
+    assert_eq!(v[0]["count"], 582);
+    let dir = tempfile::tempdir().unwrap();
+    let pq = dir.path().join("io.parquet");
+    ok(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "block_io".as_ref(),
+        "--format".as_ref(),
+        "parquet".as_ref(),
+        "-o".as_ref(),
+        pq.as_os_str(),
+    ]));
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&pq).unwrap())
+            .unwrap();
+    use parquet::file::reader::FileReader as _;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 1999);
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "block_io".as_ref(),
+        "--format".as_ref(),
+        "parquet".as_ref(),
+    ]));
+    assert!(err.contains("give -o"), "{err}");
+}
+
+#[test]
+fn sql_errors_are_one_line_and_name_the_known_tables() {
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        "SELECT * FROM blockio".as_ref(),
+    ]));
+    assert!(
+        err.contains("blockio") && err.contains("block_io") && err.contains("stack_sample"),
+        "{err}"
+    );
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        "SELEC 1".as_ref(),
+    ]));
+    assert!(
+        err.starts_with("perfpack: ") && err.contains("SELEC"),
+        "{err}"
+    );
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        "SELECT no_such_col FROM block_rq".as_ref(),
+    ]));
+    assert!(err.contains("no_such_col"), "{err}");
+}
+
+#[test]
+fn statements_that_touch_paths_need_allow_ddl() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.csv");
+    let copy = format!("COPY (SELECT 1 AS a) TO '{}'", target.display());
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        copy.as_ref(),
+    ]));
+    assert!(err.contains("--allow-ddl"), "{err}");
+    assert!(!target.exists());
+    let create = "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'";
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        create.as_ref(),
+    ]));
+    assert!(err.contains("--allow-ddl"), "{err}");
+    ok(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "--allow-ddl".as_ref(),
+        "-q".as_ref(),
+        copy.as_ref(),
+    ]));
+    assert!(target.exists());
+}
+
+#[test]
+fn statements_from_a_file_run_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("q.sql");
+    std::fs::write(
+        &f,
+        "SET datafusion.execution.batch_size = 1024;\nSELECT COUNT(*) AS n FROM sched_process;\n",
+    )
+    .unwrap();
+    let out = ok(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-f".as_ref(),
+        f.as_os_str(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+    ]));
+    assert_eq!(out, "n\n3\n");
+    let err = fails(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-f".as_ref(),
+        dir.path().join("missing.sql").as_os_str(),
+    ]));
+    assert!(err.contains("missing.sql"), "{err}");
+}

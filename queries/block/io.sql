@@ -1,0 +1,93 @@
+-- Block I/O requests from issue to completion: the rows of iosnoop/biosnoop and the latency
+-- distribution of iolatency/biolatency.
+-- Needs: block_rq (block:block_rq_issue and block_rq_complete; block_rq_insert for queue time).
+-- A request is identified by its device and start sector: an issue is matched with the next
+-- complete of the same (dev, sector), and with the insert just before it when there is one.
+-- Requests still in flight when the capture ended have no row.
+
+-- Each block I/O request, issue → complete, with its latency (iosnoop).
+--
+-- Columns:
+--   bundle          bundle the request was recorded in
+--   host            host the bundle was recorded on
+--   ts_ns           issue time (sent to the device), CLOCK_MONOTONIC ns
+--   complete_ts_ns  completion time, CLOCK_MONOTONIC ns
+--   latency_ns      issue → complete (device time), ns
+--   queue_ns        insert → issue (time in the I/O scheduler), ns; null without insert events
+--   dev             device as major:minor
+--   disk            disk name (sda, nvme0n1), when the recorder could resolve it
+--   sector          start sector (512-byte units)
+--   nr_sector       length in sectors
+--   bytes           length, bytes
+--   rwbs            operation flags (R read, W write, S sync, F flush, D discard, M metadata)
+--   error           completion status, 0 = success
+--   pid             process that issued the request (often a kworker, as in iosnoop)
+--   tid             thread that issued the request
+--   comm            name of the issuing thread
+--   cpu             CPU of the issue
+CREATE VIEW block_io AS
+WITH ev AS (
+  SELECT bundle, host, ts_ns, phase, dev, disk, sector, nr_sector, bytes, rwbs, error,
+         pid, tid, comm, cpu,
+         CASE phase WHEN 'insert' THEN 0 WHEN 'issue' THEN 1 ELSE 2 END AS phase_order
+  FROM block_rq
+),
+seq AS (
+  SELECT *,
+         LAG(phase) OVER w AS prev_phase,
+         LAG(ts_ns) OVER w AS prev_ts_ns,
+         LEAD(phase) OVER w AS next_phase,
+         LEAD(ts_ns) OVER w AS next_ts_ns,
+         LEAD(error) OVER w AS next_error
+  FROM ev
+  WINDOW w AS (PARTITION BY bundle, dev, sector ORDER BY ts_ns, phase_order)
+)
+SELECT bundle, host, ts_ns,
+       next_ts_ns AS complete_ts_ns,
+       next_ts_ns - ts_ns AS latency_ns,
+       CASE WHEN prev_phase = 'insert' THEN ts_ns - prev_ts_ns END AS queue_ns,
+       dev, disk, sector, nr_sector, bytes, rwbs,
+       next_error AS error,
+       pid, tid, comm, cpu
+FROM seq
+WHERE phase = 'issue' AND next_phase = 'complete'
+ORDER BY bundle, ts_ns, dev, sector;
+
+-- Block I/O latency percentiles per disk and over all disks ("all"): exact nearest-rank
+-- percentiles (the value at rank ceil(p × count)), as the truth of the fixtures and most tools
+-- other than approximate sketches give them.
+--
+-- Columns:
+--   bundle      bundle
+--   host        host
+--   disk        disk name (or dev when unresolved), or `all`
+--   count       requests completed
+--   min_ns      smallest latency, ns
+--   p50_ns      median latency, ns
+--   p90_ns      90th percentile latency, ns
+--   p99_ns      99th percentile latency, ns
+--   max_ns      largest latency, ns
+--   mean_ns     mean latency, ns
+CREATE VIEW block_latency_percentiles AS
+WITH l AS (
+  SELECT bundle, host, COALESCE(disk, dev) AS disk, latency_ns FROM block_io
+  UNION ALL
+  SELECT bundle, host, 'all' AS disk, latency_ns FROM block_io
+),
+r AS (
+  SELECT bundle, host, disk, latency_ns,
+         ROW_NUMBER() OVER (PARTITION BY bundle, disk ORDER BY latency_ns) AS rn,
+         COUNT(*) OVER (PARTITION BY bundle, disk) AS n
+  FROM l
+)
+SELECT bundle, host, disk,
+       COUNT(*) AS count,
+       MIN(latency_ns) AS min_ns,
+       MIN(CASE WHEN rn >= ceil(0.50 * n) THEN latency_ns END) AS p50_ns,
+       MIN(CASE WHEN rn >= ceil(0.90 * n) THEN latency_ns END) AS p90_ns,
+       MIN(CASE WHEN rn >= ceil(0.99 * n) THEN latency_ns END) AS p99_ns,
+       MAX(latency_ns) AS max_ns,
+       AVG(latency_ns) AS mean_ns
+FROM r
+GROUP BY bundle, host, disk
+ORDER BY bundle, disk;

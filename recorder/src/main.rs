@@ -5,7 +5,6 @@
 mod check;
 mod cli;
 mod ftrace;
-mod fxhash;
 mod host;
 mod msr;
 mod perf;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::fxhash::FxHashMap;
+use perfpack_schema::fxhash::FxHashMap;
 
 use perfpack_schema::BundleWriter;
 use perfpack_schema::tables::{

@@ -14,6 +14,7 @@
 pub mod column;
 mod docs;
 mod error;
+pub mod fxhash;
 pub mod manifest;
 pub mod pack;
 mod reader;

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::fxhash::FxHashMap;
+use perfpack_schema::fxhash::FxHashMap;
 
 use perfpack_schema::tables::{
     BlockRq, BlockRqBuilder, FtraceEvent, FtraceEventBuilder, SchedProcess, SchedProcessBuilder,

@@ -1,6 +1,7 @@
-//! A fast, non-cryptographic hasher for the recorder's hot maps (frame and callsite interning,
-//! per-thread caches), the multiply-rotate hash rustc uses. Keys come from the kernel, not from
-//! an attacker choosing collisions, so SipHash's protection is not needed here.
+//! A fast, non-cryptographic hasher for hot maps (the recorder's frame and callsite interning and
+//! per-thread caches, the analyzer's block request matching), the multiply-rotate hash rustc
+//! uses. Keys come from the kernel, not from an attacker choosing collisions, so SipHash's
+//! protection is not needed here.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -1,9 +1,11 @@
 -- Block I/O requests from issue to completion: the rows of iosnoop/biosnoop and the latency
 -- distribution of iolatency/biolatency.
 -- Needs: block_rq (block:block_rq_issue and block_rq_complete; block_rq_insert for queue time).
--- A request is identified by its device and start sector: an issue is matched with the next
--- complete of the same (dev, sector), and with the insert just before it when there is one.
--- Requests still in flight when the capture ended have no row.
+-- A request is identified by its device and start sector: in time order per (dev, sector), an
+-- issue followed by a complete is one request, and an insert right before the issue gives its
+-- queue time. Requests still in flight when the capture ended have no row. The matching is the
+-- built-in table `block_rq_pairs` (analyzer/src/sql/block_pairs.rs), one streaming pass per
+-- bundle: the same rule as LAG/LEAD windows over (dev, sector), many times faster.
 
 -- Each block I/O request, issue → complete, with its latency (iosnoop).
 --
@@ -26,31 +28,9 @@
 --   comm            name of the issuing thread
 --   cpu             CPU of the issue
 CREATE VIEW block_io AS
-WITH ev AS (
-  SELECT bundle, host, ts_ns, phase, dev, disk, sector, nr_sector, bytes, rwbs, error,
-         pid, tid, comm, cpu,
-         CASE phase WHEN 'insert' THEN 0 WHEN 'issue' THEN 1 ELSE 2 END AS phase_order
-  FROM block_rq
-),
-seq AS (
-  SELECT *,
-         LAG(phase) OVER w AS prev_phase,
-         LAG(ts_ns) OVER w AS prev_ts_ns,
-         LEAD(phase) OVER w AS next_phase,
-         LEAD(ts_ns) OVER w AS next_ts_ns,
-         LEAD(error) OVER w AS next_error
-  FROM ev
-  WINDOW w AS (PARTITION BY bundle, dev, sector ORDER BY ts_ns, phase_order)
-)
-SELECT bundle, host, ts_ns,
-       next_ts_ns AS complete_ts_ns,
-       next_ts_ns - ts_ns AS latency_ns,
-       CASE WHEN prev_phase = 'insert' THEN ts_ns - prev_ts_ns END AS queue_ns,
-       dev, disk, sector, nr_sector, bytes, rwbs,
-       next_error AS error,
-       pid, tid, comm, cpu
-FROM seq
-WHERE phase = 'issue' AND next_phase = 'complete'
+SELECT bundle, host, ts_ns, complete_ts_ns, latency_ns, queue_ns, dev, disk, sector, nr_sector,
+       bytes, rwbs, error, pid, tid, comm, cpu
+FROM block_rq_pairs
 ORDER BY bundle, ts_ns, dev, sector;
 
 -- Block I/O latency percentiles per disk and over all disks ("all"): exact nearest-rank

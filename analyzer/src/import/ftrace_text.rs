@@ -359,7 +359,11 @@ impl Tables {
     /// (complete); newer kernels add an ioprio word before the bracket.
     fn block<'a>(&mut self, p: &Prefix<'a>, fields: &mut Vec<(&'a str, &'a str)>) -> bool {
         let phase = p.name.trim_start_matches("block_rq_");
-        let words: Vec<&str> = p.body.split_whitespace().collect();
+        // The bracketed tag at the end is a comm (which may hold spaces) or an error number.
+        let Some((main, tag)) = p.body.strip_suffix(']').and_then(|b| b.rsplit_once(" [")) else {
+            return false;
+        };
+        let words: Vec<&str> = main.split_whitespace().collect();
         let parsed = (|| {
             let (maj, min) = words.first()?.split_once(',')?;
             let rwbs = *words.get(1)?;
@@ -379,11 +383,9 @@ impl Tables {
                 return None;
             }
             let nr_sector: u32 = words.get(i + 2)?.parse().ok()?;
-            let last = words.last()?;
-            let tag = last.strip_prefix('[')?.strip_suffix(']')?;
-            Some((maj, min, rwbs, bytes, sector, nr_sector, tag))
+            Some((maj, min, rwbs, bytes, sector, nr_sector))
         })();
-        let Some((maj, min, rwbs, bytes, sector, nr_sector, tag)) = parsed else {
+        let Some((maj, min, rwbs, bytes, sector, nr_sector)) = parsed else {
             return false;
         };
         let dev = format!("{maj}:{min}");
@@ -553,6 +555,32 @@ mod tests {
         .unwrap();
         assert_eq!((p.comm, p.name), (Some("bash"), "block_rq_issue"));
         assert!(parse_prefix("not an event").is_none());
+    }
+
+    #[test]
+    fn block_requests_of_threads_with_spaces_in_their_names() {
+        let line = "  opt cgu.0-5221  [000] 13500.810198: block_rq_issue:       254,0 RA 4096 () 9922288 + 8 0x2,0,4 [opt cgu.0]";
+        let p = parse_prefix(line).unwrap();
+        let mut t = Tables::default();
+        assert!(t.add(&p));
+        let batch = t.block.finish();
+        let comm = batch.column_by_name("comm").unwrap();
+        let comm = comm
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        assert_eq!(comm.value(0), "opt cgu.0");
+        let sector = batch.column_by_name("sector").unwrap();
+        let sector = sector
+            .as_any()
+            .downcast_ref::<arrow_array::UInt64Array>()
+            .unwrap();
+        assert_eq!(sector.value(0), 9922288);
+        let line = "  <idle>-0 [001] 1.5: block_rq_complete: 254,0 RM () 23215256 + 8 0x2,0,4 [0]";
+        assert!(t.add(&parse_prefix(line).unwrap()));
+        assert!(
+            !t.add(&parse_prefix("  x-1 [001] 1.5: block_rq_complete: 254,0 RM () 8 [0").unwrap())
+        );
     }
 
     #[test]

@@ -125,10 +125,11 @@ fn parse_frame_line(line: &str) -> Option<FrameLine<'_>> {
     }
     let mut depth = 0i32;
     let mut open = None;
-    for (i, c) in rest.char_indices().rev() {
+    // Parentheses are ASCII, so scanning bytes finds them without decoding UTF-8.
+    for (i, c) in rest.bytes().enumerate().rev() {
         match c {
-            ')' => depth += 1,
-            '(' => {
+            b')' => depth += 1,
+            b'(' => {
                 depth -= 1;
                 if depth == 0 {
                     open = Some(i);
@@ -167,21 +168,23 @@ struct Pending {
     cpu: i32,
     ts_ns: i64,
     weight: i64,
-    /// (symbol, module, kernel), leaf first.
-    frames: Vec<(String, Option<String>, bool)>,
+    /// Frame ids, leaf first.
+    frames: Vec<i64>,
     open: bool,
 }
 
 impl Pending {
-    fn push_frame(&mut self, f: &FrameLine<'_>) {
-        let module = (f.module != "[unknown]").then(|| f.module.to_string());
-        let symbol = if f.symbol.is_empty() {
-            "[unknown]"
-        } else {
-            f.symbol
-        };
-        self.frames
-            .push((symbol.to_string(), module, is_kernel(f.module, f.pc)));
+    fn push_frame(&mut self, f: &FrameLine<'_>, sink: &mut StackSink) {
+        let id = sink.frame_id(FrameRef {
+            name: if f.symbol.is_empty() {
+                "[unknown]"
+            } else {
+                f.symbol
+            },
+            module: (f.module != "[unknown]").then_some(f.module),
+            kernel: is_kernel(f.module, f.pc),
+        });
+        self.frames.push(id);
     }
 }
 
@@ -199,15 +202,6 @@ fn finish(
         report.note("samples without any frame line were skipped");
         return Ok(());
     }
-    let frames: Vec<FrameRef<'_>> = p
-        .frames
-        .iter()
-        .map(|(name, module, kernel)| FrameRef {
-            name,
-            module: module.as_deref(),
-            kernel: *kernel,
-        })
-        .collect();
     sink.add(
         &SampleRef {
             ts_ns: p.ts_ns,
@@ -218,7 +212,7 @@ fn finish(
             event: &p.event,
             weight: p.weight,
         },
-        &frames,
+        &p.frames,
         writer,
     )?;
     report.records += 1;
@@ -253,7 +247,7 @@ pub fn import<R: std::io::BufRead>(
                 continue;
             }
             match parse_frame_line(&line) {
-                Some(f) => p.push_frame(&f),
+                Some(f) => p.push_frame(&f, &mut sink),
                 None => report.unparsed(line_no, &line),
             }
             continue;
@@ -288,7 +282,7 @@ pub fn import<R: std::io::BufRead>(
         p.open = true;
         if let Some(inline) = ev.inline_frame {
             match parse_frame_line(inline) {
-                Some(f) => p.push_frame(&f),
+                Some(f) => p.push_frame(&f, &mut sink),
                 None => report.unparsed(line_no, &line),
             }
         }

@@ -2,9 +2,8 @@
 //! the callsite prefix tree, threads by (pid, tid, comm), and one `stack_sample` row per sample.
 //! Dictionary rows are written in the segment where they first appear, as the recorder does.
 
-use std::collections::HashMap;
-
 use perfpack_schema::BundleWriter;
+use perfpack_schema::fxhash::FxHashMap;
 use perfpack_schema::tables::{
     self, Callsite, CallsiteBuilder, Frame, FrameBuilder, StackSample, StackSampleBuilder, Thread,
     ThreadBuilder,
@@ -36,9 +35,11 @@ pub struct SampleRef<'a> {
 
 #[derive(Debug, Default)]
 pub struct StackSink {
-    frames: HashMap<(String, Option<String>), i64>,
-    callsites: HashMap<(Option<i64>, i64), i64>,
-    threads: HashMap<(i32, i32), String>,
+    /// Frame ids by `name \0 module` (a reusable buffer makes the lookup allocation-free).
+    frames: FxHashMap<String, i64>,
+    key: String,
+    callsites: FxHashMap<(Option<i64>, i64), i64>,
+    threads: FxHashMap<(i32, i32), String>,
     frame_rows: FrameBuilder,
     callsite_rows: CallsiteBuilder,
     thread_rows: ThreadBuilder,
@@ -46,9 +47,15 @@ pub struct StackSink {
 }
 
 impl StackSink {
-    fn frame_id(&mut self, f: FrameRef<'_>) -> i64 {
-        let key = (f.name.to_string(), f.module.map(str::to_string));
-        if let Some(&id) = self.frames.get(&key) {
+    /// The id of a frame, added to the `frame` table the first time it is seen.
+    pub fn frame_id(&mut self, f: FrameRef<'_>) -> i64 {
+        self.key.clear();
+        self.key.push_str(f.name);
+        if let Some(m) = f.module {
+            self.key.push('\0');
+            self.key.push_str(m);
+        }
+        if let Some(&id) = self.frames.get(self.key.as_str()) {
             return id;
         }
         let id = self.frames.len() as i64;
@@ -69,20 +76,20 @@ impl StackSink {
             file: None,
             line: None,
         });
-        self.frames.insert(key, id);
+        self.frames.insert(self.key.clone(), id);
         id
     }
 
-    /// Adds one sample whose stack is given leaf first (as `perf script` prints it).
+    /// Adds one sample whose stack is given as frame ids, leaf first (as `perf script` prints
+    /// it).
     pub fn add(
         &mut self,
         sample: &SampleRef<'_>,
-        leaf_first: &[FrameRef<'_>],
+        leaf_first: &[i64],
         writer: &mut BundleWriter,
     ) -> anyhow::Result<()> {
         let mut parent: Option<i64> = None;
-        for (depth, f) in leaf_first.iter().rev().enumerate() {
-            let frame_id = self.frame_id(*f);
+        for (depth, &frame_id) in leaf_first.iter().rev().enumerate() {
             let next_id = self.callsites.len() as i64;
             let id = *self.callsites.entry((parent, frame_id)).or_insert(next_id);
             if id == next_id {

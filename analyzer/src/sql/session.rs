@@ -184,6 +184,17 @@ impl Session {
             ctx.register_table(table.name, Arc::new(provider))?;
         }
 
+        // Native operators the views build on (see their modules for why they are not SQL).
+        let named: Vec<_> = bundles
+            .iter()
+            .zip(&names)
+            .map(|(b, n)| (b, n.bundle.clone(), n.host.clone()))
+            .collect();
+        ctx.register_table(
+            "block_rq_pairs",
+            Arc::new(super::block_pairs::table(&named)?),
+        )?;
+
         // Views may use views of later files: register in passes until every view plans.
         let mut pending = library::views();
         while !pending.is_empty() {

@@ -373,3 +373,41 @@ fn statements_from_a_file_run_in_order() {
     ]));
     assert!(err.contains("missing.sql"), "{err}");
 }
+
+#[test]
+fn time_filters_skip_segments_by_their_statistics() {
+    // basic has two 5 s segments; a filter on the first 2 s reads one file.
+    let plan = csv(
+        &["basic"],
+        "EXPLAIN ANALYZE SELECT COUNT(*) FROM sched_switch WHERE ts_ns < 1002000000000",
+    );
+    assert!(
+        plan.contains("files_ranges_pruned_statistics=2 total → 1 matched"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn sql_from_stdin_when_no_query_is_given_and_stdin_is_not_a_terminal() {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_perfpack"))
+        .args([
+            "sql".as_ref(),
+            fixture("basic").as_os_str(),
+            "--format".as_ref(),
+            "csv".as_ref(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT COUNT(*) AS n\nFROM sched_process;\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(&out), "n\n3\n");
+}

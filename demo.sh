@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, one command on a fresh machine: record this machine for 10 s into a bundle and
-# show what it holds. Where recording is not permitted (not root, no perf_event access), it
+# show what it holds and what the USE checklist, the CPU profile and the block latency say. Where recording is not permitted (not root, no perf_event access), it
 # says why and shows the committed fixture bundle instead.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,4 +17,10 @@ else
     bundle=testdata/basic.ppk
 fi
 ./target/debug/perfpack info "$bundle"
-echo "demo: bundle at $bundle"
+# Until the HTML report lands: the USE checklist, who was on CPU, and the block I/O latency.
+for view in use_checklist top_processes iolatency; do
+    echo
+    echo "== perfpack sql $bundle $view"
+    ./target/debug/perfpack sql "$bundle" "$view"
+done
+echo "demo: bundle at $bundle (perfpack sql $bundle opens a SQL shell; perfpack queries lists the views)"

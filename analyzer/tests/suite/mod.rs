@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 mod import;
 mod info;
+mod shell;
 mod sql;
 
 use std::path::{Path, PathBuf};

@@ -335,11 +335,8 @@ impl Tables {
 
     fn process(&mut self, p: &Prefix<'_>, fields: &[(&str, &str)]) -> bool {
         let event = p.name.trim_start_matches("sched_process_");
-        let tid = match event {
-            "exec" => get_int(fields, "pid"),
-            _ => get_int(fields, "pid"),
-        };
-        let Some(tid) = tid else {
+        // fork, exec and exit all name their thread `pid=`.
+        let Some(tid) = get_int(fields, "pid") else {
             return false;
         };
         self.process.push(&SchedProcess {
@@ -422,8 +419,8 @@ impl Tables {
         let Some(rest) = p.body.strip_prefix("NR ") else {
             return false;
         };
-        let (nr, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-        let Ok(nr) = nr.parse::<i32>() else {
+        let (nr_text, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        let Ok(nr) = nr_text.parse::<i32>() else {
             return false;
         };
         let name = usize::try_from(nr)
@@ -452,7 +449,7 @@ impl Tables {
                 None => return false,
             }
         }
-        fields.push(("NR", &p.body[3..3 + nr.to_string().len()]));
+        fields.push(("NR", nr_text));
         self.syscalls.push(&Syscall {
             ts_ns: p.ts_ns,
             cpu: p.cpu,

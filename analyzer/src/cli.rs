@@ -32,6 +32,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// CPU or off-CPU flame graph of bundles (SVG, or folded stacks)
+    Flamegraph(FlamegraphArgs),
+    /// Latency heat map (block, run queue, syscalls, any SQL), or the sub-second heat map of CPU
+    /// samples (FlameScope)
+    Heatmap(HeatmapArgs),
+    /// Log2 latency histograms with percentiles, per device, process, operation or syscall
+    Latency(LatencyArgs),
     /// Import an existing capture (perf script or ftrace text) into a bundle
     Import {
         #[arg(value_enum)]
@@ -45,10 +52,10 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Export a bundle into another tool's format
+    /// Export bundles into another tool's format
     Export {
-        /// The bundle
-        bundle: String,
+        #[command(flatten)]
+        bundles: BundleArgs,
         #[arg(long, value_enum, default_value_t = ExportFormat::Folded)]
         format: ExportFormat,
         /// Fold the samples of this event (default: the first event sampled)
@@ -111,6 +118,146 @@ pub struct SqlArgs {
     /// quarter of RAM)
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<usize>,
+}
+
+/// The selection options every picture command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScopeArgs {
+    /// Only these processes (comma-separated, or repeat the option)
+    #[arg(long, value_name = "PID")]
+    pub pid: Vec<String>,
+    /// Only these threads
+    #[arg(long, value_name = "TID")]
+    pub tid: Vec<String>,
+    /// Only threads of these names (exact)
+    #[arg(long, value_name = "COMM", value_delimiter = ',')]
+    pub comm: Vec<String>,
+    /// Only these CPUs
+    #[arg(long, value_name = "CPU")]
+    pub cpu: Vec<String>,
+    /// Start: seconds after each bundle started (12.5, 500ms), RFC 3339, or UTC HH:MM:SS
+    #[arg(long, value_parser = crate::scope::parse_time)]
+    pub from: Option<crate::scope::TimeArg>,
+    /// End (exclusive), in the same forms as --from
+    #[arg(long, value_parser = crate::scope::parse_time)]
+    pub to: Option<crate::scope::TimeArg>,
+    /// A SQL predicate over the rows drawn (e.g. "comm LIKE 'post%' AND cpu < 2")
+    #[arg(long = "where", value_name = "PREDICATE")]
+    pub predicate: Option<String>,
+}
+
+impl ScopeArgs {
+    pub fn scope(&self) -> anyhow::Result<crate::scope::Scope> {
+        use crate::scope::parse_list;
+        Ok(crate::scope::Scope {
+            pids: parse_list(&self.pid, "pid")?,
+            tids: parse_list(&self.tid, "tid")?,
+            comms: self.comm.clone(),
+            cpus: parse_list(&self.cpu, "cpu")?,
+            from: self.from,
+            to: self.to,
+            predicate: self.predicate.clone(),
+        })
+    }
+}
+
+/// Arguments of `perfpack flamegraph`.
+#[derive(Debug, clap::Args)]
+pub struct FlamegraphArgs {
+    #[command(flatten)]
+    pub bundles: BundleArgs,
+    #[arg(long, value_enum, default_value_t = crate::flamegraph::Kind::Cpu)]
+    pub kind: crate::flamegraph::Kind,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Sampling event to draw (default: the most sampled one)
+    #[arg(long)]
+    pub event: Option<String>,
+    /// What each CPU sample adds to its stack
+    #[arg(long, value_enum, default_value_t = crate::flamegraph::Weight::Period)]
+    pub weight: crate::flamegraph::Weight,
+    /// Icicle graph: roots at the top
+    #[arg(long)]
+    pub inverted: bool,
+    /// Merge from the leaves: each stack reversed, so callers of hot functions add up
+    #[arg(long)]
+    pub reverse: bool,
+    /// Write folded stacks (`comm;root;...;leaf weight`) instead of SVG
+    #[arg(long)]
+    pub folded: bool,
+    /// Off-CPU: leave out the wakers' stacks
+    #[arg(long)]
+    pub no_wakers: bool,
+    /// Title of the picture
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The file to write (`-` for stdout)
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Arguments of `perfpack heatmap`.
+#[derive(Debug, clap::Args)]
+pub struct HeatmapArgs {
+    #[command(flatten)]
+    pub bundles: BundleArgs,
+    /// What to draw: a latency source, or CPU samples by sub-second offset (FlameScope)
+    #[arg(long, value_enum, default_value_t = crate::heatmap::Source::Block, conflicts_with = "sql")]
+    pub source: crate::heatmap::Source,
+    /// A query yielding ts_ns and latency_ns columns (and optionally bundle) to draw instead
+    #[arg(long)]
+    pub sql: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Column width in time (default: a round step giving at most 200 columns; 1s for samples)
+    #[arg(long, value_parser = crate::scope::parse_duration_ns)]
+    pub step: Option<i64>,
+    /// Log2 latency rows ([2^k, 2^(k+1)) ns) instead of linear ones
+    #[arg(long)]
+    pub log: bool,
+    /// Linear rows: the top of the latency axis (default: the largest latency)
+    #[arg(long, value_parser = crate::scope::parse_duration_ns)]
+    pub max: Option<i64>,
+    /// Linear rows: how many (samples: rows per second)
+    #[arg(long, default_value_t = 50)]
+    pub rows: u32,
+    /// Title of the picture
+    #[arg(long)]
+    pub title: Option<String>,
+    /// The SVG file to write (`-` for stdout)
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Arguments of `perfpack latency`.
+#[derive(Debug, clap::Args)]
+pub struct LatencyArgs {
+    #[command(flatten)]
+    pub bundles: BundleArgs,
+    #[arg(long, value_enum, default_value_t = crate::latency::Source::Block)]
+    pub source: crate::latency::Source,
+    /// One histogram per value of this column (block: dev, disk, comm, rwbs; runq: comm, cpu;
+    /// syscall: syscall, comm)
+    #[arg(long)]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[arg(long, value_enum, default_value_t = LatencyFormat::Text)]
+    pub format: LatencyFormat,
+    /// Also draw the histograms into this SVG file
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+}
+
+/// How `perfpack latency` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatencyFormat {
+    /// Histograms drawn in text, as iolatency and biolatency print them
+    Text,
+    /// JSON for programs
+    Json,
+    /// One CSV row per group and bucket
+    Csv,
 }
 
 /// Capture formats `perfpack import` reads.

@@ -2,12 +2,18 @@
 
 mod bundles;
 mod cli;
-mod export;
+mod flamegraph;
 mod fold;
+mod heatmap;
 mod import;
 mod info;
+mod latency;
+mod picture;
+mod scope;
 mod sql;
 mod sql_command;
+mod stacks;
+mod svg;
 mod text_table;
 
 use std::io::Write as _;
@@ -59,6 +65,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Sql(args) => sql_command::run(args)?,
+        Command::Flamegraph(a) => flamegraph::run(
+            &a.bundles.bundles,
+            &flamegraph::Options {
+                kind: a.kind,
+                scope: a.scope.scope()?,
+                event: a.event,
+                weight: a.weight,
+                inverted: a.inverted,
+                reverse: a.reverse,
+                folded: a.folded,
+                wakers: !a.no_wakers,
+                title: a.title,
+                output: a.output,
+            },
+        )?,
+        Command::Heatmap(a) => heatmap::run(a)?,
+        Command::Latency(a) => latency::run(a)?,
         Command::Queries { format } => sql_command::list_queries(format)?,
         Command::Import {
             kind,
@@ -70,27 +93,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             report.print(&mut stdout, &file, &output)?;
         }
         Command::Export {
-            bundle,
+            bundles,
             format: cli::ExportFormat::Folded,
             event,
             output,
-        } => {
-            let bundle = bundles::open_all(std::slice::from_ref(&bundle))?;
-            let [bundle] = bundle.as_slice() else {
-                anyhow::bail!(
-                    "export takes one bundle, the pattern matched {}",
-                    bundle.len()
-                );
-            };
-            match output {
-                None => export::folded(bundle, event.as_deref(), &mut stdout)?,
-                Some(path) => {
-                    let mut buf = Vec::new();
-                    export::folded(bundle, event.as_deref(), &mut buf)?;
-                    std::fs::write(&path, buf).with_context(|| format!("{}", path.display()))?;
-                }
-            }
-        }
+        } => flamegraph::run(
+            &bundles.bundles,
+            &flamegraph::Options {
+                kind: flamegraph::Kind::Cpu,
+                scope: scope::Scope::default(),
+                event,
+                weight: flamegraph::Weight::Period,
+                inverted: false,
+                reverse: false,
+                folded: true,
+                wakers: false,
+                title: None,
+                output: output.unwrap_or_else(|| "-".into()),
+            },
+        )?,
         Command::Pack { dir, output, force } => {
             // Refuse to pack something that is not a readable bundle.
             let bundle = perfpack_schema::Bundle::open(&dir)?;

@@ -57,6 +57,15 @@ fn perf_script_folds_exactly_like_inferno() {
     ]));
     let inferno = std::fs::read_to_string(data("perf-script-cpu-clock.inferno.folded")).unwrap();
     assert_eq!(folded, inferno);
+    // The flame graph's own folded output is the same aggregation.
+    let flame = ok(&perfpack([
+        "flamegraph".as_ref(),
+        bundle.as_os_str(),
+        "--folded".as_ref(),
+        "-o".as_ref(),
+        "-".as_ref(),
+    ]));
+    assert_eq!(flame, inferno);
     // The bundle itself: samples, threads and the rust frames of the workload, unsymbolized
     // frames kept as [unknown] with their module.
     let counts = sql(

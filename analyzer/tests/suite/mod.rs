@@ -4,6 +4,7 @@ mod bad_input;
 mod crash;
 mod import;
 mod info;
+mod pictures;
 mod shell;
 mod sql;
 

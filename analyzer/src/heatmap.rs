@@ -1,0 +1,574 @@
+//! `perfpack heatmap`: latency heat maps (x = time in columns, y = latency rows, colour = count),
+//! and FlameScope's sub-second-offset heat map of CPU samples (x = second, y = offset within it).
+//!
+//! Events are binned as they stream in, so memory is one counter per non-empty cell whatever the
+//! event count. Linear rows without `--max` start 1 ns tall and double (merging pairs of rows,
+//! which keeps every count exact) whenever a latency lands above the top, so one pass suffices.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, bail};
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, RecordBatch};
+use perfpack_schema::Bundle;
+use perfpack_schema::fxhash::FxHashMap;
+use perfpack_schema::time::format_wall_ns;
+
+use crate::cli::HeatmapArgs;
+use crate::latency::{self, log2_bucket};
+use crate::picture::{self, Progress};
+use crate::sql::{Session, SessionOptions};
+use crate::svg::{self, esc, human_ns, px};
+
+/// What a heat map shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// Block I/O latency, issue → complete
+    Block,
+    /// Run-queue latency
+    Runq,
+    /// System call latency
+    Syscall,
+    /// CPU samples by offset within each second (FlameScope)
+    Samples,
+}
+
+/// How latencies map to rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Row k = [2^k, 2^(k+1)) ns.
+    Log2,
+    /// Row r = [r·h, (r+1)·h) ns for h = 2^shift ns, at most `n` rows (grown by doubling h).
+    Doubling { shift: u32, n: u32 },
+    /// Row r = [r·h, (r+1)·h) ns, `n` rows; latencies at or above n·h are counted, not drawn.
+    Fixed { height: i64, n: u32 },
+    /// Samples: row r = offset in the column [r·h, (r+1)·h) ns.
+    Offset { height: i64, n: u32 },
+}
+
+/// Binned counts and how they were binned.
+#[derive(Debug)]
+pub struct Cells {
+    /// (column, row) → count.
+    pub counts: FxHashMap<(i64, i64), u64>,
+    rows: Rows,
+    /// Column width, ns.
+    pub step: i64,
+    /// Events above a fixed --max.
+    pub above: u64,
+    pub events: u64,
+}
+
+impl Cells {
+    fn new(rows: Rows, step: i64) -> Cells {
+        Cells {
+            counts: FxHashMap::default(),
+            rows,
+            step,
+            above: 0,
+            events: 0,
+        }
+    }
+
+    /// Adds one event at `t` ns after the origin with latency `lat` (ignored for samples).
+    fn add(&mut self, t: i64, lat: i64) {
+        let col = t.div_euclid(self.step);
+        let row = match &mut self.rows {
+            Rows::Log2 => log2_bucket(lat) as i64,
+            Rows::Fixed { height, n } => {
+                let r = lat.max(0) / *height;
+                if r >= *n as i64 {
+                    self.above += 1;
+                    return;
+                }
+                r
+            }
+            Rows::Offset { height, n } => (t.rem_euclid(self.step) / *height).min(*n as i64 - 1),
+            Rows::Doubling { shift, n } => {
+                let lat = lat.max(0);
+                let mut grow = 0;
+                while (lat >> (*shift + grow)) >= *n as i64 {
+                    grow += 1;
+                }
+                if grow > 0 {
+                    *shift += grow;
+                    let old = std::mem::take(&mut self.counts);
+                    for ((c, r), k) in old {
+                        *self.counts.entry((c, r >> grow)).or_default() += k;
+                    }
+                }
+                lat >> *shift
+            }
+        };
+        *self.counts.entry((col, row)).or_default() += 1;
+        self.events += 1;
+    }
+
+    /// [lo, hi) ns of a row.
+    fn row_range(&self, row: i64) -> (i64, i64) {
+        match self.rows {
+            Rows::Log2 => {
+                let lo = if row == 0 { 0 } else { 1i64 << row };
+                (lo, 1i64 << (row + 1))
+            }
+            Rows::Doubling { shift, .. } => (row << shift, (row + 1) << shift),
+            Rows::Fixed { height, .. } | Rows::Offset { height, .. } => {
+                (row * height, (row + 1) * height)
+            }
+        }
+    }
+
+    /// Height of a row in ns (not for log2 rows).
+    pub fn row_ns(&self) -> Option<i64> {
+        match self.rows {
+            Rows::Log2 => None,
+            Rows::Doubling { shift, .. } => Some(1i64 << shift),
+            Rows::Fixed { height, .. } | Rows::Offset { height, .. } => Some(height),
+        }
+    }
+}
+
+/// Where time starts for each bundle: a shared wall-clock origin when the recordings overlap,
+/// otherwise each bundle's own start (a before/after pair lines up from zero).
+struct Origin {
+    /// Per bundle: ts_ns that maps to x = 0.
+    zero: Vec<i64>,
+    /// Wall-clock time of x = 0 when shared.
+    wall: Option<i64>,
+    /// Longest span after the origin, ns.
+    span: i64,
+}
+
+fn origin(bundles: &[Bundle]) -> Origin {
+    let ranges: Vec<(i64, i64, i64)> = bundles
+        .iter()
+        .map(|b| {
+            let m = b.manifest();
+            let start = &m.clocks.start;
+            let end_mono = m
+                .clocks
+                .end
+                .as_ref()
+                .map(|e| e.monotonic_ns)
+                .or_else(|| m.time_range_ns().map(|r| r.1))
+                .unwrap_or(start.monotonic_ns)
+                .max(start.monotonic_ns);
+            (start.monotonic_ns, end_mono, start.realtime_ns)
+        })
+        .collect();
+    let walls: Vec<(i64, i64)> = ranges.iter().map(|&(s, e, w)| (w, w + (e - s))).collect();
+    let first = walls.iter().map(|w| w.0).min().unwrap_or(0);
+    let latest_start = walls.iter().map(|w| w.0).max().unwrap_or(0);
+    let earliest_end = walls.iter().map(|w| w.1).min().unwrap_or(0);
+    let overlap = latest_start <= earliest_end;
+    if overlap {
+        Origin {
+            zero: ranges.iter().map(|&(s, _, w)| s - (w - first)).collect(),
+            wall: Some(first),
+            span: walls.iter().map(|w| w.1).max().unwrap_or(first) - first,
+        }
+    } else {
+        Origin {
+            zero: ranges.iter().map(|r| r.0).collect(),
+            wall: None,
+            span: ranges.iter().map(|r| r.1 - r.0).max().unwrap_or(0),
+        }
+    }
+}
+
+/// The SELECT that yields (bundle, ts_ns, latency_ns) for the options.
+fn query(a: &HeatmapArgs, pred: &str) -> String {
+    match (&a.sql, a.source) {
+        (Some(sql), _) => format!("SELECT * FROM ({sql}) WHERE {pred}"),
+        (None, Source::Samples) => {
+            format!("SELECT bundle, ts_ns, 0 AS latency_ns FROM stack_sample WHERE {pred}")
+        }
+        (None, s) => format!(
+            "SELECT bundle, ts_ns, latency_ns FROM ({}) WHERE latency_ns IS NOT NULL AND {pred}",
+            latency_source(s).relation()
+        ),
+    }
+}
+
+fn latency_source(s: Source) -> latency::Source {
+    match s {
+        Source::Block => latency::Source::Block,
+        Source::Runq => latency::Source::Runq,
+        Source::Syscall | Source::Samples => latency::Source::Syscall,
+    }
+}
+
+pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
+    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
+    let scope = a.scope.scope()?;
+    let samples = a.sql.is_none() && a.source == Source::Samples;
+    if a.rows == 0 {
+        bail!("--rows must be at least 1");
+    }
+    if samples && (a.log || a.max.is_some()) {
+        bail!("--log and --max are for latency heat maps; samples rows are offsets in the column");
+    }
+    if a.step.is_some_and(|s| s <= 0) || a.max.is_some_and(|m| m <= 0) {
+        bail!("--step and --max must be positive durations");
+    }
+    let origin = origin(&bundles);
+    let step = a.step.unwrap_or_else(|| {
+        if samples {
+            1_000_000_000
+        } else {
+            svg::nice_step(origin.span.max(1), 200).max(1_000_000)
+        }
+    });
+    let rows = if samples {
+        Rows::Offset {
+            height: (step / a.rows as i64).max(1),
+            n: a.rows,
+        }
+    } else if a.log {
+        Rows::Log2
+    } else if let Some(max) = a.max {
+        Rows::Fixed {
+            height: (max / a.rows as i64).max(1),
+            n: a.rows,
+        }
+    } else {
+        Rows::Doubling {
+            shift: 0,
+            n: a.rows,
+        }
+    };
+    let progress = Progress::new();
+    let result = crate::sql_command::runtime()?.block_on(async {
+        let session = Session::open(&bundles, &SessionOptions::default()).await?;
+        let pred = scope.sql(&bundles, session.names())?;
+        let index = picture::bundle_index(session.names());
+        let mut cells = Cells::new(rows, step);
+        progress.phase("binning");
+        let sql = query(&a, &pred);
+        let mut checked = false;
+        picture::stream(&session, &sql, &progress, |b: &RecordBatch| {
+            if !checked {
+                check_columns(b)?;
+                checked = true;
+            }
+            let ts = b
+                .column_by_name("ts_ns")
+                .expect("checked")
+                .as_primitive::<Int64Type>();
+            let lat = b
+                .column_by_name("latency_ns")
+                .expect("checked")
+                .as_primitive::<Int64Type>();
+            let bundle = b.column_by_name("bundle").map(|c| c.as_string::<i32>());
+            for i in 0..b.num_rows() {
+                if ts.is_null(i) || lat.is_null(i) {
+                    continue;
+                }
+                let bi = bundle.map_or(0, |c| index.get(c.value(i)).copied().unwrap_or(0));
+                cells.add(ts.value(i) - origin.zero[bi], lat.value(i));
+            }
+            Ok(())
+        })
+        .await
+        .with_context(|| if a.sql.is_some() { "--sql" } else { "--where" })?;
+        let names = session.names().to_vec();
+        anyhow::Ok((cells, names))
+    });
+    progress.finish();
+    let (cells, names) = result?;
+    if cells.events == 0 && cells.above > 0 {
+        bail!(
+            "nothing to draw: all {} latencies are above --max",
+            cells.above
+        );
+    }
+    if cells.events == 0 {
+        bail!(
+            "nothing to draw: no {} {}",
+            if samples {
+                "stack samples"
+            } else {
+                "latencies"
+            },
+            if scope.is_everything() {
+                "in the bundle(s)"
+            } else {
+                "match the selection"
+            }
+        );
+    }
+    let what = if a.sql.is_some() {
+        "latency (--sql)".to_string()
+    } else if samples {
+        "CPU samples by offset within the second".to_string()
+    } else {
+        latency_source(a.source).what().to_string()
+    };
+    let noun = if samples {
+        "samples"
+    } else if a.sql.is_some() {
+        "events"
+    } else {
+        latency_source(a.source).noun()
+    };
+    let mut sub = vec![picture::describe_bundles(&names)];
+    sub.push(match origin.wall {
+        Some(w) => format!("x = time from {}", format_wall_ns(w)),
+        None => "x = time since each bundle started".into(),
+    });
+    sub.push(format!("{} {noun}", picture::group_digits(cells.events)));
+    if cells.above > 0 {
+        sub.push(format!(
+            "{} above --max not drawn",
+            picture::group_digits(cells.above)
+        ));
+    }
+    sub.extend(scope.describe());
+    sub.push(picture::describe_losses(
+        &bundles,
+        if samples {
+            &["perf-samples"]
+        } else {
+            &["ftrace"]
+        },
+    ));
+    let title = a.title.clone().unwrap_or_else(|| {
+        if samples {
+            "Sub-second Offset Heat Map".into()
+        } else {
+            format!("Latency Heat Map: {what}")
+        }
+    });
+    let out = render(&cells, &title, &sub.join(" · "), noun, samples);
+    picture::write_output(&a.output, out.as_bytes())
+}
+
+fn check_columns(b: &RecordBatch) -> anyhow::Result<()> {
+    for name in ["ts_ns", "latency_ns"] {
+        let Some(c) = b.column_by_name(name) else {
+            bail!(
+                "the query yields no {name} column (columns: {}); a heat map needs ts_ns and latency_ns",
+                b.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        if c.data_type() != &arrow_schema::DataType::Int64 {
+            bail!(
+                "{name} is {}, not a 64-bit integer (CAST it AS BIGINT)",
+                c.data_type()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The picture: cells as rectangles with hover titles, axes with units, a colour key.
+pub fn render(cells: &Cells, title: &str, subtitle: &str, noun: &str, samples: bool) -> String {
+    let sorted: BTreeMap<(i64, i64), u64> = cells.counts.iter().map(|(k, v)| (*k, *v)).collect();
+    let col_min = sorted.keys().map(|k| k.0).min().unwrap_or(0).min(0);
+    let col_max = sorted.keys().map(|k| k.0).max().unwrap_or(0);
+    let (row_min, row_max) = match cells.rows {
+        Rows::Log2 => (
+            sorted.keys().map(|k| k.1).min().unwrap_or(0),
+            sorted.keys().map(|k| k.1).max().unwrap_or(0),
+        ),
+        Rows::Fixed { n, .. } | Rows::Offset { n, .. } | Rows::Doubling { n, .. } => {
+            (0, n as i64 - 1)
+        }
+    };
+    let ncols = (col_max - col_min + 1) as f64;
+    let nrows = (row_max - row_min + 1) as f64;
+    let max = sorted.values().copied().max().unwrap_or(1) as f64;
+    let (left, top, pw, ph) = (100.0, 64.0, 1080.0, 480.0);
+    let (cw, rh) = (pw / ncols, ph / nrows);
+    let width = left + pw + 30.0;
+    let height = top + ph + 90.0;
+    let mut out = String::new();
+    svg::open(&mut out, width, height, title, subtitle);
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" stroke=\"#bbb\"/>",
+        px(left),
+        px(top),
+        px(pw),
+        px(ph)
+    );
+    // The binning, for programs that read the cells back (the report links them to flame
+    // graphs of their time range).
+    let _ = writeln!(
+        out,
+        "<g id=\"cells\" data-step-ns=\"{}\" data-rows=\"{}\" data-row-ns=\"{}\">",
+        cells.step,
+        if matches!(cells.rows, Rows::Log2) {
+            "log2"
+        } else {
+            "linear"
+        },
+        cells.row_ns().unwrap_or(0)
+    );
+    for (&(c, r), &n) in &sorted {
+        let x = left + (c - col_min) as f64 * cw;
+        let y = top + ph - (r - row_min + 1) as f64 * rh;
+        let (t0, t1) = (c * cells.step, (c + 1) * cells.step);
+        let (lo, hi) = cells.row_range(r);
+        let range = if samples {
+            format!("offset {}–{}", human_ns(lo), human_ns(hi))
+        } else {
+            format!("latency {}–{}", human_ns(lo), human_ns(hi))
+        };
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" data-col=\"{c}\" data-row=\"{r}\" data-count=\"{n}\"><title>time {}–{}, {}: {n} {}</title></rect>",
+            px(x),
+            px(y),
+            px(cw),
+            px(rh),
+            svg::heat((n as f64 / max).sqrt()),
+            esc(&human_ns(t0)),
+            esc(&human_ns(t1)),
+            esc(&range),
+            esc(noun),
+        );
+    }
+    out.push_str("</g>\n");
+    // X axis: ticks at a round time step.
+    let span = (col_max - col_min + 1) * cells.step;
+    let tick = svg::nice_step(span.max(1), 10);
+    let first_tick = (col_min * cells.step).div_euclid(tick) * tick;
+    let mut t = first_tick;
+    while t <= (col_max + 1) * cells.step {
+        let x = left + (t - col_min * cells.step) as f64 / span as f64 * pw;
+        if x >= left - 0.5 {
+            let _ = writeln!(
+                out,
+                "<line x1=\"{x}\" y1=\"{b}\" x2=\"{x}\" y2=\"{b2}\" stroke=\"#666\"/><text class=\"axis mid\" x=\"{x}\" y=\"{ty}\">{}</text>",
+                esc(&human_ns(t)),
+                x = px(x),
+                b = px(top + ph),
+                b2 = px(top + ph + 5.0),
+                ty = px(top + ph + 19.0)
+            );
+        }
+        t += tick;
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"axis mid\" x=\"{}\" y=\"{}\">time (columns of {})</text>",
+        px(left + pw / 2.0),
+        px(top + ph + 40.0),
+        esc(&human_ns(cells.step))
+    );
+    // Y axis: log2 rows labelled by their lower edge; linear rows at round values.
+    match cells.rows {
+        Rows::Log2 => {
+            let every = ((nrows / 24.0).ceil() as i64).max(1);
+            for r in (row_min..=row_max).step_by(every as usize) {
+                let y = top + ph - (r - row_min) as f64 * rh;
+                let _ = writeln!(
+                    out,
+                    "<text class=\"axis end\" x=\"{}\" y=\"{}\">{}</text>",
+                    px(left - 6.0),
+                    px(y),
+                    esc(&human_ns(cells.row_range(r).0))
+                );
+            }
+        }
+        _ => {
+            let top_ns = cells.row_range(row_max).1;
+            let tick = svg::nice_step(top_ns.max(1), 10);
+            let mut v = 0;
+            while v <= top_ns {
+                let y = top + ph - v as f64 / top_ns as f64 * ph;
+                let _ = writeln!(
+                    out,
+                    "<text class=\"axis end\" x=\"{}\" y=\"{}\">{}</text>",
+                    px(left - 6.0),
+                    px(y + 4.0),
+                    esc(&human_ns(v))
+                );
+                v += tick;
+            }
+        }
+    }
+    let y_title = if samples {
+        format!(
+            "offset within the column ({} rows)",
+            human_ns(cells.row_ns().unwrap_or(0))
+        )
+    } else {
+        match cells.row_ns() {
+            Some(h) => format!("latency (rows of {})", human_ns(h)),
+            None => "latency (log2 rows)".into(),
+        }
+    };
+    let _ = writeln!(
+        out,
+        "<text class=\"axis mid\" transform=\"translate(18,{}) rotate(-90)\">{}</text>",
+        px(top + ph / 2.0),
+        esc(&y_title)
+    );
+    // Colour key.
+    let ky = top + ph + 58.0;
+    for i in 0..=20 {
+        let f = i as f64 / 20.0;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
+            px(left + i as f64 * 12.0),
+            px(ky),
+            svg::heat(f)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"axis\" x=\"{}\" y=\"{}\">{} per cell: 1 to {} (colour ∝ √count; hover a cell for its count)</text>\n</svg>",
+        px(left + 21.0 * 12.0 + 8.0),
+        px(ky + 10.0),
+        esc(noun),
+        max as u64
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubling_rows_keep_counts_exact() {
+        let mut c = Cells::new(Rows::Doubling { shift: 0, n: 4 }, 10);
+        for lat in [0, 1, 3, 7, 8, 100] {
+            c.add(5, lat);
+        }
+        // 100 needs rows of 32 ns: [0,32) holds 0,1,3,7,8; [96,128) holds 100.
+        assert_eq!(c.row_ns(), Some(32));
+        assert_eq!(c.counts[&(0, 0)], 5);
+        assert_eq!(c.counts[&(0, 3)], 1);
+        assert_eq!(c.events, 6);
+    }
+
+    #[test]
+    fn fixed_rows_count_what_is_above() {
+        let mut c = Cells::new(Rows::Fixed { height: 10, n: 2 }, 10);
+        c.add(0, 5);
+        c.add(0, 19);
+        c.add(0, 20);
+        assert_eq!(c.above, 1);
+        assert_eq!(c.counts[&(0, 1)], 1);
+    }
+
+    #[test]
+    fn samples_rows_are_offsets() {
+        let mut c = Cells::new(Rows::Offset { height: 100, n: 10 }, 1000);
+        c.add(2_050, 0);
+        assert_eq!(c.counts[&(2, 0)], 1);
+        c.add(2_999, 0);
+        assert_eq!(c.counts[&(2, 9)], 1);
+    }
+}

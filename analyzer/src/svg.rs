@@ -1,0 +1,126 @@
+//! The small SVG vocabulary of the heat maps and histograms: escaping of untrusted text, number
+//! formatting that never varies between runs, axis labels, and a colour ramp.
+
+use std::fmt::Write as _;
+
+/// Escapes text for SVG/XML content and attribute values. Control characters (not allowed in
+/// XML 1.0) become U+FFFD.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A length in pixels with at most two decimals (`12`, `12.5`, `12.25`).
+pub fn px(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A duration for an axis or a tooltip: `0`, `750 ns`, `1.5 µs`, `12 ms`, `2.25 s`.
+pub fn human_ns(ns: i64) -> String {
+    let (v, unit) = match ns.unsigned_abs() {
+        0 => return "0".into(),
+        n if n < 1_000 => return format!("{ns} ns"),
+        n if n < 1_000_000 => (ns as f64 / 1e3, "µs"),
+        n if n < 1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s} {unit}")
+}
+
+/// A "nice" step (1, 2 or 5 × 10^k ns) so that `span / step` is at most `max_ticks`.
+pub fn nice_step(span: i64, max_ticks: i64) -> i64 {
+    let mut step = 1i64;
+    loop {
+        for m in [1, 2, 5] {
+            let s = step.saturating_mul(m);
+            if span / s <= max_ticks {
+                return s;
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+}
+
+/// White (0) to dark red (1), through yellow and orange, as heat maps are read. `f` is clamped.
+pub fn heat(f: f64) -> String {
+    let f = f.clamp(0.0, 1.0);
+    const STOPS: [(f64, [f64; 3]); 4] = [
+        (0.0, [255.0, 250.0, 205.0]),
+        (0.35, [253.0, 190.0, 80.0]),
+        (0.7, [232.0, 90.0, 30.0]),
+        (1.0, [140.0, 10.0, 10.0]),
+    ];
+    let i = STOPS.iter().rposition(|(p, _)| *p <= f).unwrap_or(0).min(2);
+    let (p0, c0) = STOPS[i];
+    let (p1, c1) = STOPS[i + 1];
+    let t = (f - p0) / (p1 - p0);
+    let c: Vec<u8> = (0..3)
+        .map(|k| (c0[k] + (c1[k] - c0[k]) * t).round() as u8)
+        .collect();
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+/// The opening of a standalone SVG document with a white background and the styles the
+/// pictures use.
+pub fn open(out: &mut String, width: f64, height: f64, title: &str, subtitle: &str) {
+    let _ = write!(
+        out,
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+         <svg version=\"1.1\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <style>text {{ font-family: Verdana, sans-serif; font-size: 12px; fill: #000; }} \
+         .title {{ font-size: 17px; text-anchor: middle; }} .sub {{ fill: #555; text-anchor: middle; }} \
+         .axis {{ fill: #333; }} .end {{ text-anchor: end; }} .mid {{ text-anchor: middle; }}</style>\n\
+         <rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n\
+         <text class=\"title\" x=\"{cx}\" y=\"24\">{t}</text>\n\
+         <text class=\"sub\" x=\"{cx}\" y=\"44\">{s}</text>\n",
+        w = px(width),
+        h = px(height),
+        cx = px(width / 2.0),
+        t = esc(title),
+        s = esc(subtitle),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(
+            esc("<script>alert(1)</script> & \"q\" 'a'\u{7}"),
+            "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;q&quot; &#39;a&#39;\u{FFFD}"
+        );
+    }
+
+    #[test]
+    fn formats_durations_and_steps() {
+        assert_eq!(human_ns(0), "0");
+        assert_eq!(human_ns(750), "750 ns");
+        assert_eq!(human_ns(1_500), "1.5 µs");
+        assert_eq!(human_ns(262_144), "262.144 µs");
+        assert_eq!(human_ns(2_250_000_000), "2.25 s");
+        assert_eq!(nice_step(10_000_000_000, 200), 50_000_000);
+        assert_eq!(nice_step(10, 200), 1);
+        assert_eq!(px(12.0), "12");
+        assert_eq!(px(12.256), "12.26");
+        assert_eq!(heat(0.0), "#fffacd");
+        assert_eq!(heat(1.0), "#8c0a0a");
+    }
+}

@@ -1,0 +1,474 @@
+//! Flame graphs, heat maps and latency histograms on the fixture bundles: golden pictures
+//! rendered twice to the same bytes, heat-map cells and histogram percentiles checked against
+//! direct SQL over the same bundle, and hostile names escaped in every output format.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{fails, fixture, golden, ok, perfpack};
+
+/// Runs perfpack twice with the same arguments and checks the outputs are byte-identical.
+fn twice(args: &[&str]) -> String {
+    let a = ok(&perfpack(args));
+    let b = ok(&perfpack(args));
+    assert!(a == b, "two runs of {args:?} differ");
+    a
+}
+
+fn basic() -> String {
+    fixture("basic").display().to_string()
+}
+
+#[test]
+fn pictures_match_their_golden_files_and_are_deterministic() {
+    let b = basic();
+    let cases: &[(&str, &[&str])] = &[
+        ("flamegraph-cpu.svg", &["flamegraph", &b, "-o", "-"]),
+        (
+            "flamegraph-cpu-postgres-icicle-reversed.svg",
+            &[
+                "flamegraph",
+                &b,
+                "--comm",
+                "postgres",
+                "--from",
+                "2",
+                "--to",
+                "8",
+                "--inverted",
+                "--reverse",
+                "-o",
+                "-",
+            ],
+        ),
+        (
+            "flamegraph-offcpu.svg",
+            &[
+                "flamegraph",
+                &b,
+                "--kind",
+                "offcpu",
+                "--from",
+                "0",
+                "--to",
+                "1",
+                "-o",
+                "-",
+            ],
+        ),
+        ("heatmap-block.svg", &["heatmap", &b, "-o", "-"]),
+        (
+            "heatmap-runq-log.svg",
+            &["heatmap", &b, "--source", "runq", "--log", "-o", "-"],
+        ),
+        (
+            "heatmap-syscall-max.svg",
+            &[
+                "heatmap", &b, "--source", "syscall", "--max", "2ms", "--rows", "25", "--step",
+                "500ms", "-o", "-",
+            ],
+        ),
+        (
+            "heatmap-samples.svg",
+            &["heatmap", &b, "--source", "samples", "-o", "-"],
+        ),
+        (
+            "latency-block-by-disk.txt",
+            &["latency", &b, "--by", "disk"],
+        ),
+        (
+            "latency-runq.csv",
+            &["latency", &b, "--source", "runq", "--format", "csv"],
+        ),
+    ];
+    for (name, args) in cases {
+        golden(&format!("pictures/{name}"), &twice(args));
+    }
+    // The histogram picture goes to a file next to the text.
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("h.svg");
+    let svg_arg = svg.display().to_string();
+    ok(&perfpack([
+        "latency", &b, "--source", "syscall", "--by", "syscall", "--svg", &svg_arg,
+    ]));
+    golden(
+        "pictures/latency-syscall-by-syscall.svg",
+        &std::fs::read_to_string(&svg).unwrap(),
+    );
+}
+
+#[test]
+fn flame_graph_titles_say_what_was_drawn_and_what_was_lost() {
+    let svg = ok(&perfpack(["flamegraph", &basic(), "-o", "-"]));
+    for want in [
+        "CPU Flame Graph",
+        "basic (fixture-basic)",
+        "2026-11-02T09:30:00",
+        "3,960 cpu-clock samples",
+        "LOSSES: 3 perf-lost-records",
+    ] {
+        assert!(svg.contains(want), "missing {want:?}");
+    }
+    // Kernel frames are drawn in the kernel colour family, annotations stripped from names.
+    assert!(svg.contains(">schedule_hrtimeout_range") || svg.contains("do_syscall_64"));
+    assert!(!svg.contains("_[k]"));
+    let off = ok(&perfpack([
+        "flamegraph",
+        &basic(),
+        "--kind",
+        "offcpu",
+        "--folded",
+        "-o",
+        "-",
+    ]));
+    assert!(off.contains(";--;"), "wakers are stacked after --");
+    let sub = ok(&perfpack([
+        "flamegraph",
+        &basic(),
+        "--kind",
+        "offcpu",
+        "-o",
+        "-",
+    ]));
+    assert!(sub.contains("last CPU sample before it switched out"));
+}
+
+/// Sums folded weights by their first frame (the comm).
+fn by_comm(folded: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for l in folded.lines() {
+        let (stack, n) = l.rsplit_once(' ').unwrap();
+        let comm = stack.split(';').next().unwrap().to_string();
+        *m.entry(comm).or_default() += n.parse::<u64>().unwrap();
+    }
+    m
+}
+
+#[test]
+fn filters_select_the_same_samples_as_sql() {
+    let b = basic();
+    let folded = ok(&perfpack([
+        "flamegraph",
+        &b,
+        "--pid",
+        "1210,1211",
+        "--cpu",
+        "0",
+        "--cpu",
+        "1",
+        "--from",
+        "1.5",
+        "--to",
+        "7s",
+        "--where",
+        "weight > 0",
+        "--weight",
+        "samples",
+        "--folded",
+        "-o",
+        "-",
+    ]));
+    let start: i64 = 1_000_000_000_000; // basic's recording start, CLOCK_MONOTONIC ns
+    let q = format!(
+        "SELECT COUNT(*) FROM stack_sample WHERE pid IN (1210, 1211) AND cpu IN (0, 1) \
+         AND ts_ns >= {} AND ts_ns < {} AND weight > 0",
+        start + 1_500_000_000,
+        start + 7_000_000_000
+    );
+    let n: u64 = ok(&perfpack(["sql", &b, "--format", "csv", "-q", &q]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(n > 0);
+    assert_eq!(by_comm(&folded).values().sum::<u64>(), n);
+    // --reverse puts the leaves first and keeps every weight.
+    let rev = ok(&perfpack([
+        "flamegraph",
+        &b,
+        "--reverse",
+        "--folded",
+        "-o",
+        "-",
+    ]));
+    let fwd = ok(&perfpack(["flamegraph", &b, "--folded", "-o", "-"]));
+    let sum = |s: &str| -> u64 {
+        s.lines()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum(&rev), sum(&fwd));
+    assert!(rev.lines().all(|l| !l.starts_with("postgres;")));
+}
+
+/// (col, row) → count from a heat map's cells, with its binning.
+fn cells(svg: &str) -> (i64, String, i64, BTreeMap<(i64, i64), u64>) {
+    let attr = |s: &str, name: &str| -> String {
+        let i = s.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        s[i..i + s[i..].find('"').unwrap()].to_string()
+    };
+    let g = &svg[svg.find("<g id=\"cells\"").unwrap()..];
+    let step = attr(g, "data-step-ns").parse().unwrap();
+    let rows = attr(g, "data-rows");
+    let row_ns = attr(g, "data-row-ns").parse().unwrap();
+    let mut m = BTreeMap::new();
+    for rect in svg.split("<rect ").filter(|r| r.contains("data-col")) {
+        let c = attr(rect, "data-col").parse().unwrap();
+        let r = attr(rect, "data-row").parse().unwrap();
+        m.insert((c, r), attr(rect, "data-count").parse().unwrap());
+    }
+    (step, rows, row_ns, m)
+}
+
+fn sql_cells(bundle: &str, q: &str) -> BTreeMap<(i64, i64), u64> {
+    let csv = ok(&perfpack(["sql", bundle, "--format", "csv", "-q", q]));
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<i64> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            ((v[0], v[1]), v[2] as u64)
+        })
+        .collect()
+}
+
+#[test]
+fn heat_map_cells_equal_a_direct_sql_count() {
+    let b = basic();
+    let start: i64 = 1_000_000_000_000;
+    for extra in [&[][..], &["--log"][..]] {
+        let mut args = vec!["heatmap", &b, "--step", "250ms", "-o", "-"];
+        args.extend_from_slice(extra);
+        let (step, rows, row_ns, got) = cells(&ok(&perfpack(&args)));
+        assert_eq!(step, 250_000_000);
+        let row = if rows == "log2" {
+            "CAST(floor(log2(CAST(GREATEST(latency_ns, 1) AS DOUBLE))) AS BIGINT)".to_string()
+        } else {
+            format!("latency_ns / {row_ns}")
+        };
+        let q = format!(
+            "SELECT CAST((ts_ns - {start}) / {step} AS BIGINT) AS c, {row} AS r, COUNT(*) \
+             FROM block_io GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let want = sql_cells(&b, &q);
+        assert!(want.len() > 20);
+        assert_eq!(got, want, "{rows} rows");
+    }
+    // FlameScope: rows are 20 ms offsets within each second.
+    let (step, _, row_ns, got) = cells(&ok(&perfpack([
+        "heatmap", &b, "--source", "samples", "-o", "-",
+    ])));
+    assert_eq!((step, row_ns), (1_000_000_000, 20_000_000));
+    let q = format!(
+        "SELECT CAST((ts_ns - {start}) / 1000000000 AS BIGINT), \
+         CAST(((ts_ns - {start}) % 1000000000) / 20000000 AS BIGINT), COUNT(*) \
+         FROM stack_sample GROUP BY 1, 2"
+    );
+    assert_eq!(got, sql_cells(&b, &q));
+}
+
+#[test]
+fn histogram_percentiles_equal_the_block_io_view() {
+    let b = basic();
+    let json: Value = serde_json::from_str(&ok(&perfpack([
+        "latency", &b, "--by", "disk", "--format", "json",
+    ])))
+    .unwrap();
+    let view = ok(&perfpack([
+        "sql",
+        &b,
+        "--format",
+        "json",
+        "-q",
+        "SELECT disk, count, p50_ns, p90_ns, p99_ns, max_ns, min_ns FROM block_latency_percentiles WHERE disk <> 'all'",
+    ]));
+    let view: Vec<Value> = serde_json::from_str(&view).unwrap();
+    let groups = json["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), view.len());
+    for v in &view {
+        let g = groups.iter().find(|g| g["group"] == v["disk"]).unwrap();
+        for k in ["count", "p50_ns", "p90_ns", "p99_ns", "max_ns", "min_ns"] {
+            assert_eq!(g[k], v[k], "{k} of {}", v["disk"]);
+        }
+    }
+    // Buckets equal the latency_histogram view's.
+    let hist = ok(&perfpack([
+        "sql",
+        &b,
+        "--format",
+        "csv",
+        "-q",
+        "SELECT bucket, count FROM latency_histogram WHERE source = 'runq' ORDER BY bucket",
+    ]));
+    let csv = ok(&perfpack([
+        "latency", &b, "--source", "runq", "--format", "csv",
+    ]));
+    let ours: Vec<String> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            format!("{},{}", f[1], f[4])
+        })
+        .collect();
+    let theirs: Vec<&str> = hist.lines().skip(1).collect();
+    assert_eq!(ours, theirs);
+}
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+/// A bundle whose process, symbol and block requests carry a hostile name.
+fn hostile_bundles(dir: &Path) -> (String, String) {
+    let perf = dir.join("perf.txt");
+    std::fs::write(
+        &perf,
+        format!(
+            "{HOSTILE} 4242 [000] 100.000000:   10101010 cpu-clock:pppH: \n\
+             \t    1111 <img src=x onerror=alert(2)>&amp;+0x1 (/usr/bin/{HOSTILE})\n\
+             \t    2222 main+0x2 (/usr/bin/{HOSTILE})\n\n\
+             {HOSTILE} 4242 [000] 100.010000:   10101010 cpu-clock:pppH: \n\
+             \t    2222 main+0x2 (/usr/bin/{HOSTILE})\n\n"
+        ),
+    )
+    .unwrap();
+    let trace = dir.join("trace.txt");
+    let mut t = String::from("# tracer: nop\n");
+    for i in 0..4 {
+        let ts = 100.0 + i as f64 * 0.01;
+        t.push_str(&format!(
+            "{HOSTILE}-4242 (4242) [000] ..... {ts:.6}: block_rq_issue: 8,0 R 4096 () {s} + 8 be,0,4 [{HOSTILE}]\n\
+             <idle>-0 (-------) [000] ..s1. {c:.6}: block_rq_complete: 8,0 R () {s} + 8 be,0,4 [0]\n",
+            s = 1000 + i * 8,
+            c = ts + 0.0002 * (i + 1) as f64,
+        ));
+    }
+    std::fs::write(&trace, t).unwrap();
+    let cpu = dir.join("cpu.ppk").display().to_string();
+    let io = dir.join("io.ppk").display().to_string();
+    ok(&perfpack([
+        "import",
+        "perf-script",
+        &perf.display().to_string(),
+        "-o",
+        &cpu,
+    ]));
+    ok(&perfpack([
+        "import",
+        "ftrace-text",
+        &trace.display().to_string(),
+        "-o",
+        &io,
+    ]));
+    (cpu, io)
+}
+
+fn assert_escaped_svg(svg: &str) {
+    // (inferno's flame graphs carry their own `<script type="text/ecmascript">`.)
+    assert!(!svg.contains(HOSTILE), "raw <script> in SVG");
+    assert!(!svg.contains("<img"), "raw <img> in SVG");
+    assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+}
+
+#[test]
+fn hostile_names_render_as_text_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cpu, io) = hostile_bundles(dir.path());
+    // Flame graph: SVG escaped; folded keeps the name as data.
+    assert_escaped_svg(&ok(&perfpack(["flamegraph", &cpu, "-o", "-"])));
+    let folded = ok(&perfpack(["flamegraph", &cpu, "--folded", "-o", "-"]));
+    assert!(folded.starts_with(&format!("{HOSTILE};main")), "{folded}");
+    // A title and a selection given on the command line are escaped too.
+    let svg = ok(&perfpack([
+        "flamegraph",
+        &cpu,
+        "--comm",
+        HOSTILE,
+        "--title",
+        HOSTILE,
+        "-o",
+        "-",
+    ]));
+    assert_escaped_svg(&svg);
+    let svg = ok(&perfpack([
+        "heatmap", &io, "--comm", HOSTILE, "--title", HOSTILE, "-o", "-",
+    ]));
+    assert_escaped_svg(&svg);
+    // Latency by comm: text shows it as text, JSON and CSV round-trip it, SVG escapes it.
+    let text = ok(&perfpack(["latency", &io, "--by", "comm"]));
+    assert!(text.contains(&format!("comm = {HOSTILE}")), "{text}");
+    let json: Value = serde_json::from_str(&ok(&perfpack([
+        "latency", &io, "--by", "comm", "--format", "json",
+    ])))
+    .unwrap();
+    assert_eq!(json["groups"][0]["group"], HOSTILE);
+    assert_eq!(json["groups"][0]["count"], 4);
+    let csv = ok(&perfpack([
+        "latency", &io, "--by", "comm", "--format", "csv",
+    ]));
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("{HOSTILE},"))
+    );
+    let svg_path = dir.path().join("h.svg");
+    ok(&perfpack([
+        "latency",
+        &io,
+        "--by",
+        "comm",
+        "--svg",
+        &svg_path.display().to_string(),
+    ]));
+    assert_escaped_svg(&std::fs::read_to_string(svg_path).unwrap());
+}
+
+#[test]
+fn bad_picture_requests_fail_in_one_line_and_write_nothing() {
+    let b = basic();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.svg");
+    let o = out.display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["flamegraph", &b, "--where", "no_such_column = 1", "-o", &o],
+            "--where",
+        ),
+        (
+            &["flamegraph", &b, "--event", "cycles", "-o", &o],
+            "no stack samples of event cycles",
+        ),
+        (
+            &["flamegraph", &b, "--comm", "nobody", "-o", &o],
+            "no stack samples match",
+        ),
+        (
+            &["flamegraph", &b, "--from", "5", "--to", "2", "-o", &o],
+            "--to is not after --from",
+        ),
+        (
+            &["heatmap", &b, "--sql", "SELECT 1 AS x", "-o", &o],
+            "no ts_ns column",
+        ),
+        (
+            &["heatmap", &b, "--source", "samples", "--log", "-o", &o],
+            "--log",
+        ),
+        (&["latency", &b, "--by", "nonsense"], "--by nonsense"),
+    ];
+    // Option values clap rejects get clap's usage message, and nothing runs.
+    let bad_time = perfpack(["flamegraph", &b, "--from", "yesterday", "-o", &o]);
+    assert!(!bad_time.status.success());
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("\"yesterday\" is not a time"));
+    for (args, want) in cases {
+        let err = fails(&perfpack(*args));
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} left a file behind"
+        );
+    }
+}

@@ -147,16 +147,16 @@ fn line(
     comm: &str,
     leaf: Option<i64>,
     annotate: bool,
-    buf: &mut Vec<String>,
 ) -> anyhow::Result<String> {
-    buf.clear();
+    let mut frames: Vec<&str> = Vec::with_capacity(64);
     let java = comm.starts_with("java");
     if let Some(leaf) = leaf {
-        tree.push_path(leaf, java, annotate, buf)
+        tree.push_path(leaf, java, annotate, &mut frames)
             .map_err(|id| missing_callsite(bundle, id))?;
     }
     let mut s = fold::comm_name(comm);
-    for f in buf.iter() {
+    s.reserve(frames.iter().map(|f| f.len() + 1).sum());
+    for f in frames {
         s.push(';');
         s.push_str(f);
     }
@@ -227,8 +227,9 @@ async fn cpu(
         );
     }
 
-    progress.phase("folding stacks");
+    progress.phase("reading frame and callsite tables");
     let trees = trees(bundles)?;
+    progress.phase("folding stacks");
     let annotate = !opts.folded;
     let mut folded = Folded {
         what: format!("{event} samples"),
@@ -241,7 +242,6 @@ async fn cpu(
         ..Folded::default()
     };
     let mut span: FxHashMap<usize, (i64, i64)> = FxHashMap::default();
-    let mut buf = Vec::new();
     for b in &groups {
         let (bundle, events, comms) = (str_col(b, 0), str_col(b, 1), str_col(b, 2));
         let (leaves, sums, counts) = (i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
@@ -252,14 +252,7 @@ async fn cpu(
             }
             let bi = index[bundle.value(i)];
             let leaf = (!leaves.is_null(i)).then(|| leaves.value(i));
-            let l = line(
-                &trees[bi],
-                &bundles[bi],
-                comms.value(i),
-                leaf,
-                annotate,
-                &mut buf,
-            )?;
+            let l = line(&trees[bi], &bundles[bi], comms.value(i), leaf, annotate)?;
             let w = match opts.weight {
                 Weight::Samples => counts.value(i) as u64,
                 Weight::Period | Weight::Ns => sums.value(i).max(0) as u64,
@@ -514,10 +507,9 @@ async fn offcpu(
     progress.phase("folding stacks");
     let trees = trees(bundles)?;
     let annotate = !opts.folded;
-    let mut buf = Vec::new();
     for (key, ns) in agg {
         let (tree, bundle) = (&trees[key.bundle], &bundles[key.bundle]);
-        let mut l = line(tree, bundle, &key.comm, key.leaf, annotate, &mut buf)?;
+        let mut l = line(tree, bundle, &key.comm, key.leaf, annotate)?;
         if key.leaf.is_none() {
             l.push_str(";[no stack sampled]");
         }
@@ -528,7 +520,7 @@ async fn offcpu(
             } else {
                 let t = samples[key.bundle].get(&waker);
                 let comm = t.map_or_else(|| format!("[tid {waker}]"), |t| t.comm.clone());
-                let waker_line = line(tree, bundle, &comm, stack, annotate, &mut buf)?;
+                let waker_line = line(tree, bundle, &comm, stack, annotate)?;
                 let mut parts: Vec<&str> = waker_line.split(';').collect();
                 parts.reverse();
                 l.push(';');

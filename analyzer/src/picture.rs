@@ -137,14 +137,30 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     result
 }
 
-/// A spinner with a row count on a terminal; nothing at all when stderr is not one.
+/// A spinner with a row count on a terminal; nothing at all when stderr is not one. With
+/// `PERFPACK_TIMINGS=1` in the environment each phase's wall time goes to stderr (benchmarks
+/// use it to split reading, aggregating and rendering).
 #[derive(Debug)]
-pub struct Progress(ProgressBar);
+pub struct Progress {
+    bar: ProgressBar,
+    timings: Option<std::cell::RefCell<(String, std::time::Instant)>>,
+}
 
 impl Progress {
     pub fn new() -> Progress {
+        let timings = std::env::var_os("PERFPACK_TIMINGS")
+            .is_some_and(|v| v == "1")
+            .then(|| {
+                std::cell::RefCell::new((
+                    "opening bundles and the SQL session".to_string(),
+                    std::time::Instant::now(),
+                ))
+            });
         if !std::io::stderr().is_terminal() {
-            return Progress(ProgressBar::hidden());
+            return Progress {
+                bar: ProgressBar::hidden(),
+                timings,
+            };
         }
         let bar = ProgressBar::new_spinner();
         bar.set_style(
@@ -152,26 +168,43 @@ impl Progress {
                 .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
-        Progress(bar)
+        Progress { bar, timings }
     }
 
     /// One that never draws (for short steps inside a phase).
     pub fn hidden() -> Progress {
-        Progress(ProgressBar::hidden())
+        Progress {
+            bar: ProgressBar::hidden(),
+            timings: None,
+        }
+    }
+
+    fn lap(&self, next: &str) {
+        if let Some(t) = &self.timings {
+            let mut t = t.borrow_mut();
+            eprintln!(
+                "perfpack: timing: {} {:.3} s",
+                t.0,
+                t.1.elapsed().as_secs_f64()
+            );
+            *t = (next.to_string(), std::time::Instant::now());
+        }
     }
 
     /// Starts a phase (`reading stack_sample`, `rendering`).
     pub fn phase(&self, msg: &str) {
-        self.0.set_message(msg.to_string());
-        self.0.set_position(0);
+        self.lap(msg);
+        self.bar.set_message(msg.to_string());
+        self.bar.set_position(0);
     }
 
     pub fn inc(&self, n: u64) {
-        self.0.inc(n);
+        self.bar.inc(n);
     }
 
     pub fn finish(&self) {
-        self.0.finish_and_clear();
+        self.lap("");
+        self.bar.finish_and_clear();
     }
 }
 

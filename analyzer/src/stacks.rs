@@ -24,9 +24,10 @@ pub enum FrameKind {
 struct Frame {
     /// The folded-stack name (see `fold::frame_name`), without the Java `L` clean-up.
     name: String,
-    /// The same for threads of a JVM (`java*` comms).
-    java_name: String,
-    kind: FrameKind,
+    /// The same for threads of a JVM (`java*` comms), where it differs.
+    java_name: Option<String>,
+    /// `name` with its colour annotation (`_[k]`, `_[j]`), where it has one.
+    annotated: Option<String>,
 }
 
 /// Frames and callsites of one bundle.
@@ -77,12 +78,20 @@ impl StackTree {
                     "user" => FrameKind::User,
                     _ => FrameKind::Unknown,
                 };
-                let name = names.value(i);
+                let raw = names.value(i);
+                let name = fold::frame_name(raw, module, false);
+                let java_name = (raw.starts_with('L') && raw.contains('/'))
+                    .then(|| fold::frame_name(raw, module, true));
+                let annotated = match kind {
+                    FrameKind::Kernel => Some(format!("{name}_[k]")),
+                    FrameKind::Jit => Some(format!("{name}_[j]")),
+                    FrameKind::User | FrameKind::Unknown => None,
+                };
                 frame_index.insert(ids.value(i), frames.len() as u32);
                 frames.push(Frame {
-                    name: fold::frame_name(name, module, false),
-                    java_name: fold::frame_name(name, module, true),
-                    kind,
+                    name,
+                    java_name,
+                    annotated,
                 });
             }
             Ok(())
@@ -114,33 +123,28 @@ impl StackTree {
 
     /// Appends the frames of `leaf` to `out`, root first, as folded-stack names (Java's
     /// clean-up for JVM threads); with `annotate`, kernel frames end in `_[k]` and JIT frames in
-    /// `_[j]` (the annotations FlameGraph's and inferno's `java` palette colour by).
-    pub fn push_path(
-        &self,
+    /// `_[j]` (the annotations FlameGraph's and inferno's `java` palette colour by). A callsite
+    /// that is missing (or a parent cycle in a damaged bundle) is returned as the error.
+    pub fn push_path<'a>(
+        &'a self,
         leaf: i64,
         java: bool,
         annotate: bool,
-        out: &mut Vec<String>,
+        out: &mut Vec<&'a str>,
     ) -> Result<(), i64> {
         let start = out.len();
         let mut at = Some(leaf);
-        let mut steps = 0usize;
         while let Some(id) = at {
             let &(parent, frame) = self.callsites.get(&id).ok_or(id)?;
             let f = &self.frames[frame as usize];
-            let mut name = if java { &f.java_name } else { &f.name }.clone();
-            if annotate {
-                match f.kind {
-                    FrameKind::Kernel => name.push_str("_[k]"),
-                    FrameKind::Jit => name.push_str("_[j]"),
-                    FrameKind::User | FrameKind::Unknown => {}
-                }
-            }
+            let name = match (&f.annotated, &f.java_name) {
+                (Some(a), _) if annotate => a,
+                (_, Some(j)) if java => j,
+                _ => &f.name,
+            };
             out.push(name);
             at = parent;
-            steps += 1;
-            // A parent cycle in a damaged bundle must not loop forever.
-            if steps > self.callsites.len() {
+            if out.len() - start > self.callsites.len() {
                 return Err(id);
             }
         }

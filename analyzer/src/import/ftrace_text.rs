@@ -13,16 +13,19 @@ use perfpack_schema::{BundleWriter, syscalls_x86_64};
 
 use super::{Lines, Report, SEGMENT_ROWS, parse_seconds_ns};
 
-/// The common prefix of an event line.
+/// The common prefix of an event line (also built by the perf script importer for tracepoint
+/// samples, whose payload is printed the same way).
 #[derive(Debug, PartialEq)]
-struct Prefix<'a> {
-    comm: Option<&'a str>,
-    tid: i32,
-    tgid: Option<i32>,
-    cpu: i32,
-    ts_ns: i64,
-    name: &'a str,
-    body: &'a str,
+pub(super) struct Prefix<'a> {
+    pub comm: Option<&'a str>,
+    pub tid: i32,
+    pub tgid: Option<i32>,
+    pub cpu: i32,
+    pub ts_ns: i64,
+    /// The tracepoint system where the text says it (perf script does, ftrace text does not).
+    pub system: Option<&'a str>,
+    pub name: &'a str,
+    pub body: &'a str,
 }
 
 fn parse_prefix(line: &str) -> Option<Prefix<'_>> {
@@ -74,6 +77,7 @@ fn parse_prefix(line: &str) -> Option<Prefix<'_>> {
         tgid,
         cpu,
         ts_ns,
+        system: None,
         name,
         body,
     })
@@ -183,8 +187,9 @@ fn plugin_task(s: &str) -> Option<(&str, i32, i32, &str)> {
     Some((comm, tid.parse().ok()?, prio.parse().ok()?, rest.trim()))
 }
 
+/// The ftrace tables being filled.
 #[derive(Debug, Default)]
-struct Tables {
+pub(super) struct Tables {
     events: FtraceEventBuilder,
     block: BlockRqBuilder,
     switches: SchedSwitchBuilder,
@@ -194,7 +199,7 @@ struct Tables {
 }
 
 impl Tables {
-    fn flush(&mut self, writer: &mut BundleWriter) -> anyhow::Result<()> {
+    pub fn flush(&mut self, writer: &mut BundleWriter) -> anyhow::Result<()> {
         writer.append(tables::FTRACE_EVENT, self.events.finish())?;
         writer.append(tables::BLOCK_RQ, self.block.finish())?;
         writer.append(tables::SCHED_SWITCH, self.switches.finish())?;
@@ -204,9 +209,14 @@ impl Tables {
         Ok(())
     }
 
+    /// Rows waiting to be written.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
     /// Adds one event; false when the body of a hot event could not be understood.
-    fn add(&mut self, p: &Prefix<'_>) -> bool {
-        let system = system_of(p.name);
+    pub fn add(&mut self, p: &Prefix<'_>) -> bool {
+        let system = p.system.unwrap_or_else(|| system_of(p.name));
         let event = format!("{system}:{}", p.name);
         let mut fields = parse_fields(p.body);
         let typed_ok = match p.name {

@@ -1,10 +1,14 @@
 //! Importer of `perf script` text for a `perf record -g` capture: an event line
 //! (`comm pid/tid [cpu] secs.frac: period event:`), then one indented line per frame, leaf
 //! first (`addr symbol+off (module)`), then a blank line. Comms and symbols may hold spaces and
-//! parentheses; modules may end in ` (deleted)`.
+//! parentheses; modules may end in ` (deleted)`. Tracepoint samples (`perf record -e
+//! sched:sched_switch -g`) print their fields after the event name; those go to `ftrace_event`
+//! and the typed tables as the ftrace importer writes them, so `sched_switch` samples give an
+//! off-CPU flame graph its exact stacks at switch-out.
 
 use perfpack_schema::BundleWriter;
 
+use super::ftrace_text::{Prefix, Tables};
 use super::stacks::{FrameRef, SampleRef, StackSink};
 use super::{Lines, Report, parse_seconds_ns};
 
@@ -18,8 +22,16 @@ struct EventLine<'a> {
     ts_ns: Option<i64>,
     period: Option<i64>,
     event: &'a str,
-    /// A frame printed on the event line itself (perf does this for one-frame stacks).
-    inline_frame: Option<&'a str>,
+    /// What follows the event name: a frame printed on the event line itself (perf does this
+    /// for one-frame stacks), or a tracepoint's fields.
+    tail: Option<&'a str>,
+}
+
+impl EventLine<'_> {
+    /// `system:name` of a tracepoint event.
+    fn tracepoint(&self) -> Option<(&str, &str)> {
+        self.event.split_once(':')
+    }
 }
 
 /// A frame line split into its parts.
@@ -76,7 +88,7 @@ fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
     let mut ts_ns = None;
     let mut period = None;
     let mut event = None;
-    let mut inline_frame = None;
+    let mut tail = None;
     loop {
         let trimmed = rest.trim_start();
         let Some((_, w)) = words(trimmed).next() else {
@@ -91,9 +103,9 @@ fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
             period = Some(w.parse().ok()?);
         } else if event.is_none() && w.ends_with(':') {
             event = Some(event_name(w));
-            let tail = after.trim();
-            if !tail.is_empty() {
-                inline_frame = Some(tail);
+            let t = after.trim();
+            if !t.is_empty() {
+                tail = Some(t);
             }
             break;
         } else {
@@ -109,7 +121,7 @@ fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
         ts_ns,
         period,
         event: event?,
-        inline_frame,
+        tail,
     })
 }
 
@@ -228,6 +240,7 @@ pub fn import<R: std::io::BufRead>(
 ) -> anyhow::Result<()> {
     report.record_kind = "samples";
     let mut sink = StackSink::default();
+    let mut tracepoints = Tables::default();
     let mut p = Pending::default();
     loop {
         let line_no = lines.line_no + 1;
@@ -280,15 +293,35 @@ pub fn import<R: std::io::BufRead>(
         p.ts_ns = ev.ts_ns.unwrap_or(0);
         p.weight = ev.period.unwrap_or(1);
         p.open = true;
-        if let Some(inline) = ev.inline_frame {
-            match parse_frame_line(inline) {
+        match (ev.tail, ev.tracepoint()) {
+            (Some(fields), Some((system, name))) => {
+                let understood = tracepoints.add(&Prefix {
+                    comm: Some(ev.comm),
+                    tid: ev.tid,
+                    tgid: ev.pid,
+                    cpu: p.cpu,
+                    ts_ns: p.ts_ns,
+                    system: Some(system),
+                    name,
+                    body: fields,
+                });
+                if !understood {
+                    report.unparsed(line_no, &line);
+                }
+                if tracepoints.len() >= super::SEGMENT_ROWS {
+                    tracepoints.flush(writer)?;
+                }
+            }
+            (Some(inline), None) => match parse_frame_line(inline) {
                 Some(f) => p.push_frame(&f, &mut sink),
                 None => report.unparsed(line_no, &line),
-            }
+            },
+            (None, _) => {}
         }
     }
     finish(&mut p, &mut sink, writer, report)?;
     sink.flush(writer)?;
+    tracepoints.flush(writer)?;
     Ok(())
 }
 
@@ -310,7 +343,7 @@ mod tests {
                 ts_ns: Some(1_234_567_890_000),
                 period: Some(250000),
                 event: "cpu-clock",
-                inline_frame: None
+                tail: None
             }
         );
         let e =
@@ -325,10 +358,7 @@ mod tests {
             "false 64414 20110.539270:      34467 cycles:u:  ffffffff9aa3c8de [unknown] ([unknown])",
         )
         .unwrap();
-        assert_eq!(
-            e.inline_frame,
-            Some("ffffffff9aa3c8de [unknown] ([unknown])")
-        );
+        assert_eq!(e.tail, Some("ffffffff9aa3c8de [unknown] ([unknown])"));
         assert_eq!(e.event, "cycles");
         let e = parse_event_line("kworker/0:1 77 [000] 1.000001: 1 sched:sched_switch:").unwrap();
         assert_eq!((e.comm, e.event), ("kworker/0:1", "sched:sched_switch"));

@@ -76,18 +76,19 @@ struct BundlePairs {
     host: String,
 }
 
-/// A request seen issued and not yet completed.
-#[derive(Debug)]
+/// A request seen issued and not yet completed. Strings are interned (`State::names`): a
+/// request costs no allocation.
+#[derive(Debug, Clone, Copy)]
 struct Issued {
     ts_ns: i64,
     queue_ns: Option<i64>,
-    disk: Option<String>,
+    disk: Option<u32>,
     nr_sector: u32,
     bytes: u64,
-    rwbs: String,
+    rwbs: u32,
     pid: Option<i32>,
     tid: i32,
-    comm: Option<String>,
+    comm: Option<u32>,
     cpu: i32,
 }
 
@@ -95,7 +96,7 @@ struct Issued {
 #[derive(Debug)]
 enum Pending {
     Inserted(i64),
-    Issued(Box<Issued>),
+    Issued(Issued),
 }
 
 #[derive(Default)]
@@ -103,16 +104,16 @@ struct Out {
     ts: Vec<i64>,
     complete: Vec<i64>,
     queue: Vec<Option<i64>>,
-    dev: Vec<Arc<str>>,
-    disk: Vec<Option<String>>,
+    dev: Vec<u32>,
+    disk: Vec<Option<u32>>,
     sector: Vec<u64>,
     nr_sector: Vec<u32>,
     bytes: Vec<u64>,
-    rwbs: Vec<String>,
+    rwbs: Vec<u32>,
     error: Vec<Option<i32>>,
     pid: Vec<Option<i32>>,
     tid: Vec<i32>,
-    comm: Vec<Option<String>>,
+    comm: Vec<Option<u32>>,
     cpu: Vec<i32>,
 }
 
@@ -124,12 +125,18 @@ impl Out {
     fn finish(
         &mut self,
         schema: &SchemaRef,
+        names: &Interner,
         bundle: &str,
         host: &str,
     ) -> datafusion::error::Result<RecordBatch> {
         let o = std::mem::take(self);
         let n = o.ts.len();
         let latency: Vec<i64> = o.complete.iter().zip(&o.ts).map(|(c, t)| c - t).collect();
+        let text = |ids: &[Option<u32>]| -> StringArray {
+            ids.iter().map(|id| id.map(|i| names.get(i))).collect()
+        };
+        let all =
+            |ids: &[u32]| -> StringArray { ids.iter().map(|&i| Some(names.get(i))).collect() };
         Ok(RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -139,19 +146,46 @@ impl Out {
                 Arc::new(arrow_array::Int64Array::from(o.complete)),
                 Arc::new(arrow_array::Int64Array::from(latency)),
                 Arc::new(arrow_array::Int64Array::from(o.queue)),
-                Arc::new(o.dev.iter().map(|d| Some(&**d)).collect::<StringArray>()),
-                Arc::new(StringArray::from(o.disk)),
+                Arc::new(all(&o.dev)),
+                Arc::new(text(&o.disk)),
                 Arc::new(arrow_array::UInt64Array::from(o.sector)),
                 Arc::new(arrow_array::UInt32Array::from(o.nr_sector)),
                 Arc::new(arrow_array::UInt64Array::from(o.bytes)),
-                Arc::new(StringArray::from(o.rwbs)),
+                Arc::new(all(&o.rwbs)),
                 Arc::new(arrow_array::Int32Array::from(o.error)),
                 Arc::new(arrow_array::Int32Array::from(o.pid)),
                 Arc::new(arrow_array::Int32Array::from(o.tid)),
-                Arc::new(StringArray::from(o.comm)),
+                Arc::new(text(&o.comm)),
                 Arc::new(arrow_array::Int32Array::from(o.cpu)),
             ],
         )?)
+    }
+}
+
+/// Strings of one bundle's block events (devices, disks, flags, comms) by small id.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: FxHashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(s.to_string(), id);
+        self.names.push(s.to_string());
+        id
+    }
+
+    fn opt_id(&mut self, a: &StringArray, i: usize) -> Option<u32> {
+        (!a.is_null(i)).then(|| self.id(a.value(i)))
+    }
+
+    fn get(&self, id: u32) -> &str {
+        &self.names[id as usize]
     }
 }
 
@@ -163,36 +197,18 @@ fn phase_order(phase: &str) -> u8 {
     }
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<String> {
-    (!a.is_null(i)).then(|| a.value(i).to_string())
-}
-
-/// Matches one segment's rows, appending finished requests to `out`.
-/// Matching state of one bundle: requests in flight by (device id, sector), device names by id.
+/// Matching state of one bundle: requests in flight by (device id, sector).
 #[derive(Debug, Default)]
 struct State {
     pending: FxHashMap<(u32, u64), Pending>,
-    devs: FxHashMap<String, u32>,
-    dev_names: Vec<Arc<str>>,
-}
-
-impl State {
-    fn dev_id(&mut self, dev: &str) -> u32 {
-        if let Some(&id) = self.devs.get(dev) {
-            return id;
-        }
-        let id = self.dev_names.len() as u32;
-        self.devs.insert(dev.to_string(), id);
-        self.dev_names.push(dev.into());
-        id
-    }
+    names: Interner,
 }
 
 fn match_segment(
     batch: &RecordBatch,
     state: &mut State,
     out: &mut Out,
-    mut emit: impl FnMut(&mut Out) -> datafusion::error::Result<()>,
+    mut emit: impl FnMut(&mut Out, &Interner) -> datafusion::error::Result<()>,
 ) -> datafusion::error::Result<()> {
     let col = |n: &str| batch.column_by_name(n).expect("block_rq column");
     let ts = col("ts_ns").as_primitive::<Int64Type>();
@@ -219,7 +235,7 @@ fn match_segment(
     }
     for (_, _, i) in order {
         let i = i as usize;
-        let key = (state.dev_id(dev.value(i)), sector.value(i));
+        let key = (state.names.id(dev.value(i)), sector.value(i));
         let pending = &mut state.pending;
         match phase.value(i) {
             "insert" => {
@@ -233,23 +249,23 @@ fn match_segment(
                 let issued = Issued {
                     ts_ns: ts.value(i),
                     queue_ns,
-                    disk: opt_str(disk, i),
+                    disk: state.names.opt_id(disk, i),
                     nr_sector: nr_sector.value(i),
                     bytes: bytes.value(i),
-                    rwbs: rwbs.value(i).to_string(),
+                    rwbs: state.names.id(rwbs.value(i)),
                     pid: (!pid.is_null(i)).then(|| pid.value(i)),
                     tid: tid.value(i),
-                    comm: opt_str(comm, i),
+                    comm: state.names.opt_id(comm, i),
                     cpu: cpu.value(i),
                 };
-                pending.insert(key, Pending::Issued(Box::new(issued)));
+                pending.insert(key, Pending::Issued(issued));
             }
             _ => {
                 if let Some(Pending::Issued(r)) = pending.remove(&key) {
                     out.ts.push(r.ts_ns);
                     out.complete.push(ts.value(i));
                     out.queue.push(r.queue_ns);
-                    out.dev.push(state.dev_names[key.0 as usize].clone());
+                    out.dev.push(key.0);
                     out.disk.push(r.disk);
                     out.sector.push(key.1);
                     out.nr_sector.push(r.nr_sector);
@@ -261,7 +277,7 @@ fn match_segment(
                     out.comm.push(r.comm);
                     out.cpu.push(r.cpu);
                     if out.len() >= BATCH_ROWS {
-                        emit(out)?;
+                        emit(out, &state.names)?;
                     }
                 }
             }
@@ -283,8 +299,8 @@ impl PartitionStream for BundlePairs {
         builder.spawn_blocking(move || {
             let mut state = State::default();
             let mut out = Out::default();
-            let mut emit = |out: &mut Out| -> datafusion::error::Result<()> {
-                let batch = out.finish(&schema, &bundle, &host)?;
+            let emit = |out: &mut Out, names: &Interner| -> datafusion::error::Result<()> {
+                let batch = out.finish(&schema, names, &bundle, &host)?;
                 // A closed receiver means the query was cancelled or has what it needs.
                 let _ = tx.blocking_send(Ok(batch));
                 Ok(())
@@ -304,11 +320,11 @@ impl PartitionStream for BundlePairs {
                             format!("{display}: {e}").into(),
                         )
                     })?;
-                    match_segment(&batch, &mut state, &mut out, &mut emit)?;
+                    match_segment(&batch, &mut state, &mut out, emit)?;
                 }
             }
             if out.len() > 0 {
-                emit(&mut out)?;
+                emit(&mut out, &state.names)?;
             }
             Ok(())
         });

@@ -135,6 +135,55 @@ fn flame_graph_titles_say_what_was_drawn_and_what_was_lost() {
     assert!(sub.contains("last CPU sample before it switched out"));
 }
 
+#[test]
+fn off_cpu_stacks_come_from_switch_out_samples_where_recorded() {
+    // A real `perf record -e sched:sched_switch -g` capture: each switch has its kernel stack.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("sw.ppk").display().to_string();
+    let text = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/import/perf-script-sched-switch.txt")
+        .display()
+        .to_string();
+    ok(&perfpack(["import", "perf-script", &text, "-o", &bundle]));
+    let switches = ok(&perfpack([
+        "sql",
+        &bundle,
+        "--format",
+        "csv",
+        "-q",
+        "SELECT COUNT(*) FROM sched_switch",
+    ]));
+    assert_eq!(switches, "count(*)\n120\n");
+    let folded = ok(&perfpack([
+        "flamegraph",
+        &bundle,
+        "--kind",
+        "offcpu",
+        "--folded",
+        "-o",
+        "-",
+    ]));
+    let lines: Vec<&str> = folded.lines().collect();
+    assert!(!lines.is_empty());
+    // Every blocked interval found its own switch-out stack, which ends in the scheduler.
+    for l in &lines {
+        let stack = l.rsplit_once(' ').unwrap().0;
+        assert!(
+            stack.ends_with("__schedule;__traceiter_sched_switch"),
+            "{l}"
+        );
+    }
+    let svg = ok(&perfpack([
+        "flamegraph",
+        &bundle,
+        "--kind",
+        "offcpu",
+        "-o",
+        "-",
+    ]));
+    assert!(svg.contains("stacks at switch-out (sched:sched_switch samples)"));
+}
+
 /// Sums folded weights by their first frame (the comm).
 fn by_comm(folded: &str) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();

@@ -21,11 +21,12 @@ use perfpack_schema::Bundle;
 use perfpack_schema::fxhash::FxHashMap;
 
 use crate::fold;
+use crate::intern::Interner;
 use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::session::BundleName;
 use crate::sql::{Session, SessionOptions};
-use crate::stacks::StackTree;
+use crate::stacks::{Paths, StackTree};
 
 /// Which flame graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,12 +83,21 @@ pub struct Folded {
 pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
     let bundles = crate::bundles::open_all(bundle_args)?;
     let progress = Progress::new();
-    let out = crate::sql_command::runtime()?.block_on(async {
-        let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        let folded = collect(&session, &bundles, opts, &progress).await?;
-        progress.phase("rendering");
-        render(&bundles, session.names(), opts, &folded)
-    });
+    let out = if opts.kind == Kind::Cpu && opts.scope.is_everything() {
+        // Everything selected: no SQL to plan, the segments are scanned directly.
+        let names = crate::sql::session::bundle_names(&bundles);
+        scan_cpu(&bundles, opts, &progress).and_then(|folded| {
+            progress.phase("rendering");
+            render(&bundles, &names, opts, &reversed(folded, opts))
+        })
+    } else {
+        crate::sql_command::runtime()?.block_on(async {
+            let session = Session::open(&bundles, &SessionOptions::default()).await?;
+            let folded = collect(&session, &bundles, opts, &progress).await?;
+            progress.phase("rendering");
+            render(&bundles, session.names(), opts, &folded)
+        })
+    };
     progress.finish();
     picture::write_output(&opts.output, &out?)
 }
@@ -99,10 +109,15 @@ pub async fn collect(
     opts: &Options,
     progress: &Progress,
 ) -> anyhow::Result<Folded> {
-    let mut folded = match opts.kind {
+    let folded = match opts.kind {
         Kind::Cpu => cpu(session, bundles, opts, progress).await?,
         Kind::Offcpu => offcpu(session, bundles, opts, progress).await?,
     };
+    Ok(reversed(folded, opts))
+}
+
+/// With `--reverse`, every line root-last, so that callers of the hottest leaves merge.
+fn reversed(mut folded: Folded, opts: &Options) -> Folded {
     if opts.reverse {
         folded.lines = folded
             .lines
@@ -113,7 +128,7 @@ pub async fn collect(
                 acc
             });
     }
-    Ok(folded)
+    folded
 }
 
 fn str_col(b: &RecordBatch, i: usize) -> &arrow_array::StringArray {
@@ -140,27 +155,262 @@ fn missing_callsite(bundle: &Bundle, id: i64) -> anyhow::Error {
     )
 }
 
-/// `comm;root;...;leaf` for a sample of `comm` at `leaf` (just `comm` without a stack).
-fn line(
-    tree: &StackTree,
-    bundle: &Bundle,
-    comm: &str,
-    leaf: Option<i64>,
+/// A stack as aggregation sees it: (bundle index, comm id, path id of the leaf).
+type StackKey = (usize, u32, Option<u32>);
+
+/// Turns (bundle, comm, leaf callsite) into small keys and keys into folded lines: callsites
+/// that fold to the same names share a path id, so each distinct line is built once.
+struct Folder<'t> {
+    bundles: &'t [Bundle],
+    trees: &'t [StackTree],
     annotate: bool,
-) -> anyhow::Result<String> {
-    let mut frames: Vec<&str> = Vec::with_capacity(64);
-    let java = comm.starts_with("java");
-    if let Some(leaf) = leaf {
-        tree.push_path(leaf, java, annotate, &mut frames)
-            .map_err(|id| missing_callsite(bundle, id))?;
+    /// Per bundle: path tables for ordinary and JVM threads, made on first use.
+    paths: Vec<[Option<Paths<'t>>; 2]>,
+    comms: Interner,
+}
+
+impl<'t> Folder<'t> {
+    fn new(bundles: &'t [Bundle], trees: &'t [StackTree], annotate: bool) -> Folder<'t> {
+        Folder {
+            bundles,
+            trees,
+            annotate,
+            paths: trees.iter().map(|_| [None, None]).collect(),
+            comms: Interner::default(),
+        }
     }
-    let mut s = fold::comm_name(comm);
-    s.reserve(frames.iter().map(|f| f.len() + 1).sum());
-    for f in frames {
-        s.push(';');
-        s.push_str(f);
+
+    fn key(&mut self, bi: usize, comm: &str, leaf: Option<i64>) -> anyhow::Result<StackKey> {
+        let comm_id = self.comms.id(comm);
+        let Some(leaf) = leaf else {
+            return Ok((bi, comm_id, None));
+        };
+        let java = comm.starts_with("java");
+        let (trees, annotate) = (self.trees, self.annotate);
+        let paths = self.paths[bi][usize::from(java)]
+            .get_or_insert_with(|| trees[bi].paths(java, annotate));
+        let path = paths
+            .resolve(leaf)
+            .map_err(|id| missing_callsite(&self.bundles[bi], id))?;
+        Ok((bi, comm_id, Some(path)))
     }
-    Ok(s)
+
+    fn paths_of(&self, key: StackKey) -> Option<&Paths<'t>> {
+        let java = self.comms.get(key.1).starts_with("java");
+        self.paths[key.0][usize::from(java)].as_ref()
+    }
+
+    /// `comm;root;...;leaf`.
+    fn line(&self, key: StackKey) -> String {
+        let mut s = fold::comm_name(self.comms.get(key.1));
+        if let (Some(path), Some(paths)) = (key.2, self.paths_of(key)) {
+            paths.write(path, &mut s);
+        }
+        s
+    }
+
+    /// `;leaf;...;root;comm`: a waker's stack stacked upside down on top of the one it woke.
+    fn upside_down(&self, key: StackKey, out: &mut String) {
+        if let (Some(path), Some(paths)) = (key.2, self.paths_of(key)) {
+            for name in paths.names_leaf_first(path) {
+                out.push(';');
+                out.push_str(name);
+            }
+        }
+        out.push(';');
+        out.push_str(&fold::comm_name(self.comms.get(key.1)));
+    }
+}
+
+/// Stack samples aggregated by (bundle, event, comm, leaf callsite).
+#[derive(Debug, Default)]
+struct Groups {
+    events: Interner,
+    comms: Interner,
+    /// (bundle index, event id, comm id, leaf) → totals.
+    map: FxHashMap<(usize, u32, u32, Option<i64>), Totals>,
+}
+
+/// Weight, sample count and time span of a group of samples.
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    weight: i64,
+    count: u64,
+    first: i64,
+    last: i64,
+}
+
+impl Totals {
+    fn merge(&mut self, o: Totals) {
+        self.weight += o.weight;
+        self.count += o.count;
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+}
+
+impl Groups {
+    fn add(&mut self, bi: usize, event: &str, comm: &str, leaf: Option<i64>, t: Totals) {
+        let (e, c) = (self.events.id(event), self.comms.id(comm));
+        self.add_ids(bi, e, c, leaf, t);
+    }
+
+    fn add_ids(&mut self, bi: usize, event: u32, comm: u32, leaf: Option<i64>, t: Totals) {
+        match self.map.get_mut(&(bi, event, comm, leaf)) {
+            Some(g) => g.merge(t),
+            None => {
+                self.map.insert((bi, event, comm, leaf), t);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Groups) {
+        let events: Vec<u32> = other
+            .events
+            .all()
+            .iter()
+            .map(|e| self.events.id(e))
+            .collect();
+        let comms: Vec<u32> = other.comms.all().iter().map(|c| self.comms.id(c)).collect();
+        self.map.reserve(other.map.len());
+        for ((bi, e, c, leaf), t) in other.map {
+            self.add_ids(bi, events[e as usize], comms[c as usize], leaf, t);
+        }
+    }
+}
+
+/// `stack_sample` as the scan reads it: `comm` and `event` as dictionaries (the Parquet pages
+/// are dictionary-encoded), so a row costs two integer look-ups instead of string hashing.
+fn scan_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field};
+    let table = perfpack_schema::tables::STACK_SAMPLE.schema();
+    let fields: Vec<Field> = table
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "comm" | "event" => Field::new(
+                f.name(),
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                f.is_nullable(),
+            ),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    std::sync::Arc::new(arrow_schema::Schema::new(fields))
+}
+
+/// Aggregates one segment of samples into `g`.
+fn scan_segment(
+    bundle: &Bundle,
+    bi: usize,
+    seg: &perfpack_schema::manifest::SegmentEntry,
+    schema: &arrow_schema::SchemaRef,
+    g: &mut Groups,
+) -> anyhow::Result<()> {
+    use arrow_array::types::Int32Type as Key;
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    let data = bundle.segment_data(seg)?;
+    let path = data.display_path().display().to_string();
+    let options = ArrowReaderOptions::new().with_schema(schema.clone());
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options)
+        .with_context(|| path.clone())?;
+    let roots: Vec<usize> = SAMPLE_COLUMNS
+        .iter()
+        .map(|c| schema.index_of(c).expect("stack_sample column"))
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(8 * 1024)
+        .build()
+        .with_context(|| path.clone())?;
+    for batch in reader {
+        let batch = batch.with_context(|| path.clone())?;
+        let c = |n: &str| batch.column_by_name(n).expect("projected column");
+        let ts = c("ts_ns").as_primitive::<Int64Type>();
+        let comm = c("comm").as_dictionary::<Key>();
+        let event = c("event").as_dictionary::<Key>();
+        let weight = c("weight").as_primitive::<Int64Type>();
+        let leaf = c("callsite_id").as_primitive::<Int64Type>();
+        let ids = |values: &dyn Array, interner: &mut Interner| -> Vec<u32> {
+            let v = values.as_string::<i32>();
+            (0..v.len()).map(|i| interner.id(v.value(i))).collect()
+        };
+        let comm_ids = ids(comm.values().as_ref(), &mut g.comms);
+        let event_ids = ids(event.values().as_ref(), &mut g.events);
+        let (comm_keys, event_keys) = (comm.keys(), event.keys());
+        for r in 0..batch.num_rows() {
+            let t = ts.value(r);
+            g.add_ids(
+                bi,
+                event_ids[event_keys.value(r) as usize],
+                comm_ids[comm_keys.value(r) as usize],
+                (!leaf.is_null(r)).then(|| leaf.value(r)),
+                Totals {
+                    weight: weight.value(r),
+                    count: 1,
+                    first: t,
+                    last: t,
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The columns of `stack_sample` a CPU flame graph reads.
+const SAMPLE_COLUMNS: &[&str] = &["ts_ns", "comm", "event", "weight", "callsite_id"];
+
+/// Aggregates every sample of every bundle straight from the segments, one segment per thread
+/// at a time, while another thread loads the stack trees.
+fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::Result<Folded> {
+    progress.phase("aggregating stack_sample, reading frame and callsite tables");
+    let work: Vec<(usize, &perfpack_schema::manifest::SegmentEntry)> = bundles
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, b)| {
+            b.segments(perfpack_schema::tables::STACK_SAMPLE)
+                .iter()
+                .map(move |s| (bi, s))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let schema = scan_schema();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (groups, trees) = std::thread::scope(|scope| {
+        let trees = scope.spawn(|| {
+            let t0 = std::time::Instant::now();
+            let r = trees(bundles);
+            progress.timing(
+                "  of which reading frame and callsite tables (in parallel)",
+                t0,
+            );
+            r
+        });
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Groups> {
+                    let mut g = Groups::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(bi, seg)) = work.get(i) else {
+                            return Ok(g);
+                        };
+                        scan_segment(&bundles[bi], bi, seg, &schema, &mut g)?;
+                    }
+                })
+            })
+            .collect();
+        let t0 = std::time::Instant::now();
+        let mut all = Groups::default();
+        for w in workers {
+            all.merge(w.join().expect("sample scan thread")?);
+        }
+        progress.timing("  of which aggregating stack_sample (in parallel)", t0);
+        anyhow::Ok((all, trees.join().expect("stack tree thread")?))
+    })?;
+    fold_cpu(bundles, &trees, groups, opts, progress)
 }
 
 async fn cpu(
@@ -177,21 +427,48 @@ async fn cpu(
          FROM stack_sample WHERE {pred} GROUP BY bundle, event, comm, callsite_id"
     );
     progress.phase("aggregating stack_sample");
-    let mut groups: Vec<RecordBatch> = Vec::new();
+    let mut groups = Groups::default();
     picture::stream(session, &sql, &Progress::hidden(), |b| {
-        groups.push(b.clone());
+        let (bundle, events, comms) = (str_col(b, 0), str_col(b, 1), str_col(b, 2));
+        let (leaves, sums, counts) = (i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
+        let (firsts, lasts) = (i64_col(b, 6), i64_col(b, 7));
+        for i in 0..b.num_rows() {
+            groups.add(
+                index[bundle.value(i)],
+                events.value(i),
+                comms.value(i),
+                (!leaves.is_null(i)).then(|| leaves.value(i)),
+                Totals {
+                    weight: sums.value(i),
+                    count: counts.value(i) as u64,
+                    first: firsts.value(i),
+                    last: lasts.value(i),
+                },
+            );
+        }
         Ok(())
     })
     .await
     .context("--where")?;
+    progress.phase("reading frame and callsite tables");
+    let trees = trees(bundles)?;
+    fold_cpu(bundles, &trees, groups, opts, progress)
+}
 
+/// Picks the event and folds its sample groups into lines.
+fn fold_cpu(
+    bundles: &[Bundle],
+    trees: &[StackTree],
+    groups: Groups,
+    opts: &Options,
+    progress: &Progress,
+) -> anyhow::Result<Folded> {
     // Pick the event: the one asked for, or the most sampled.
     let mut per_event: BTreeMap<String, u64> = BTreeMap::new();
-    for b in &groups {
-        let (events, counts) = (str_col(b, 1), i64_col(b, 5));
-        for i in 0..b.num_rows() {
-            *per_event.entry(events.value(i).to_string()).or_default() += counts.value(i) as u64;
-        }
+    for (&(_, e, _, _), t) in &groups.map {
+        *per_event
+            .entry(groups.events.get(e).to_string())
+            .or_default() += t.count;
     }
     let listing = || {
         per_event
@@ -226,11 +503,10 @@ async fn cpu(
             "--weight ns needs a clock event (cpu-clock, task-clock); {event} periods count events, not time"
         );
     }
+    let event_id = groups.events.find(&event).expect("a sampled event");
 
-    progress.phase("reading frame and callsite tables");
-    let trees = trees(bundles)?;
     progress.phase("folding stacks");
-    let annotate = !opts.folded;
+    let mut folder = Folder::new(bundles, trees, !opts.folded);
     let mut folded = Folded {
         what: format!("{event} samples"),
         unit: match opts.weight {
@@ -242,28 +518,24 @@ async fn cpu(
         ..Folded::default()
     };
     let mut span: FxHashMap<usize, (i64, i64)> = FxHashMap::default();
-    for b in &groups {
-        let (bundle, events, comms) = (str_col(b, 0), str_col(b, 1), str_col(b, 2));
-        let (leaves, sums, counts) = (i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
-        let (firsts, lasts) = (i64_col(b, 6), i64_col(b, 7));
-        for i in 0..b.num_rows() {
-            if events.value(i) != event {
-                continue;
-            }
-            let bi = index[bundle.value(i)];
-            let leaf = (!leaves.is_null(i)).then(|| leaves.value(i));
-            let l = line(&trees[bi], &bundles[bi], comms.value(i), leaf, annotate)?;
-            let w = match opts.weight {
-                Weight::Samples => counts.value(i) as u64,
-                Weight::Period | Weight::Ns => sums.value(i).max(0) as u64,
-            };
-            *folded.lines.entry(l).or_default() += w;
-            folded.events += counts.value(i) as u64;
-            let s = span.entry(bi).or_insert((i64::MAX, i64::MIN));
-            s.0 = s.0.min(firsts.value(i));
-            s.1 = s.1.max(lasts.value(i));
-            progress.inc(1);
+    let mut agg: FxHashMap<StackKey, u64> = FxHashMap::default();
+    for (&(bi, e, c, leaf), t) in &groups.map {
+        if e != event_id {
+            continue;
         }
+        let key = folder.key(bi, groups.comms.get(c), leaf)?;
+        let w = match opts.weight {
+            Weight::Samples => t.count,
+            Weight::Period | Weight::Ns => t.weight.max(0) as u64,
+        };
+        *agg.entry(key).or_default() += w;
+        folded.events += t.count;
+        let s = span.entry(bi).or_insert((i64::MAX, i64::MIN));
+        s.0 = s.0.min(t.first);
+        s.1 = s.1.max(t.last);
+    }
+    for (key, w) in agg {
+        *folded.lines.entry(folder.line(key)).or_default() += w;
     }
     folded.spans = span.into_iter().map(|(i, (a, b))| (i, a, b)).collect();
     folded.spans.sort_unstable();
@@ -506,10 +778,10 @@ async fn offcpu(
 
     progress.phase("folding stacks");
     let trees = trees(bundles)?;
-    let annotate = !opts.folded;
+    let mut folder = Folder::new(bundles, &trees, !opts.folded);
     for (key, ns) in agg {
-        let (tree, bundle) = (&trees[key.bundle], &bundles[key.bundle]);
-        let mut l = line(tree, bundle, &key.comm, key.leaf, annotate)?;
+        let own = folder.key(key.bundle, &key.comm, key.leaf)?;
+        let mut l = folder.line(own);
         if key.leaf.is_none() {
             l.push_str(";[no stack sampled]");
         }
@@ -518,13 +790,11 @@ async fn offcpu(
             if waker == 0 {
                 l.push_str(";[interrupt or idle]");
             } else {
-                let t = samples[key.bundle].get(&waker);
-                let comm = t.map_or_else(|| format!("[tid {waker}]"), |t| t.comm.clone());
-                let waker_line = line(tree, bundle, &comm, stack, annotate)?;
-                let mut parts: Vec<&str> = waker_line.split(';').collect();
-                parts.reverse();
-                l.push(';');
-                l.push_str(&parts.join(";"));
+                let comm = samples[key.bundle]
+                    .get(&waker)
+                    .map_or_else(|| format!("[tid {waker}]"), |t| t.comm.clone());
+                let waker_key = folder.key(key.bundle, &comm, stack)?;
+                folder.upside_down(waker_key, &mut l);
             }
         }
         *folded.lines.entry(l).or_default() += ns;

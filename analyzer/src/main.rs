@@ -7,6 +7,7 @@ mod fold;
 mod heatmap;
 mod import;
 mod info;
+mod intern;
 mod latency;
 mod picture;
 mod scope;

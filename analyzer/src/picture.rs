@@ -143,7 +143,7 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub struct Progress {
     bar: ProgressBar,
-    timings: Option<std::cell::RefCell<(String, std::time::Instant)>>,
+    timings: Option<std::sync::Mutex<(String, std::time::Instant)>>,
 }
 
 impl Progress {
@@ -151,8 +151,8 @@ impl Progress {
         let timings = std::env::var_os("PERFPACK_TIMINGS")
             .is_some_and(|v| v == "1")
             .then(|| {
-                std::cell::RefCell::new((
-                    "opening bundles and the SQL session".to_string(),
+                std::sync::Mutex::new((
+                    "starting (the SQL session, where one is used)".to_string(),
                     std::time::Instant::now(),
                 ))
             });
@@ -179,9 +179,19 @@ impl Progress {
         }
     }
 
+    /// Reports the time since `since` of a step inside a phase (with `PERFPACK_TIMINGS=1`).
+    pub fn timing(&self, what: &str, since: std::time::Instant) {
+        if self.timings.is_some() {
+            eprintln!(
+                "perfpack: timing: {what} {:.3} s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+
     fn lap(&self, next: &str) {
         if let Some(t) = &self.timings {
-            let mut t = t.borrow_mut();
+            let mut t = t.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             eprintln!(
                 "perfpack: timing: {} {:.3} s",
                 t.0,

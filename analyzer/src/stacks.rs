@@ -20,22 +20,71 @@ pub enum FrameKind {
     Unknown,
 }
 
-#[derive(Debug)]
-struct Frame {
-    /// The folded-stack name (see `fold::frame_name`), without the Java `L` clean-up.
-    name: String,
-    /// The same for threads of a JVM (`java*` comms), where it differs.
-    java_name: Option<String>,
-    /// `name` with its colour annotation (`_[k]`, `_[j]`), where it has one.
-    annotated: Option<String>,
+/// Name variants of a frame: plain or with a JVM's clean-up, with or without the colour
+/// annotation.
+const VARIANTS: usize = 4;
+
+fn variant(java: bool, annotate: bool) -> usize {
+    usize::from(java) | usize::from(annotate) << 1
 }
 
-/// Frames and callsites of one bundle.
+/// Frames and callsites of one bundle. Frames are kept as ids into a table of distinct folded
+/// names: a profile has many frames (one per hit address) but far fewer names.
 #[derive(Debug)]
 pub struct StackTree {
-    frames: Vec<Frame>,
-    /// callsite_id → (parent callsite_id, index into `frames`).
-    callsites: FxHashMap<i64, (Option<i64>, u32)>,
+    /// Distinct folded names.
+    names: Vec<String>,
+    /// Per frame: its name id in each variant.
+    frame_names: Vec<[u32; VARIANTS]>,
+    /// callsite_id → index into `callsites`.
+    callsite_index: IdIndex,
+    /// Per callsite: (index of the parent callsite or `NONE`, index into `frame_names`).
+    callsites: Vec<(u32, u32)>,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Maps ids to row indexes: directly through a table when the ids are dense (the recorder and
+/// the importers number from 1), through a hash map otherwise.
+#[derive(Debug)]
+enum IdIndex {
+    Dense { min: i64, slots: Vec<u32> },
+    Sparse(FxHashMap<i64, u32>),
+}
+
+impl IdIndex {
+    fn build(ids: &[i64]) -> IdIndex {
+        let (Some(&min), Some(&max)) = (ids.iter().min(), ids.iter().max()) else {
+            return IdIndex::Dense {
+                min: 0,
+                slots: Vec::new(),
+            };
+        };
+        if max.abs_diff(min) <= 2 * ids.len() as u64 + 1024 {
+            let mut slots = vec![NONE; (max - min) as usize + 1];
+            for (i, &id) in ids.iter().enumerate() {
+                slots[(id - min) as usize] = i as u32;
+            }
+            IdIndex::Dense { min, slots }
+        } else {
+            IdIndex::Sparse(
+                ids.iter()
+                    .enumerate()
+                    .map(|(i, &id)| (id, i as u32))
+                    .collect(),
+            )
+        }
+    }
+
+    fn get(&self, id: i64) -> Option<u32> {
+        match self {
+            IdIndex::Dense { min, slots } => {
+                let at = usize::try_from(id.checked_sub(*min)?).ok()?;
+                slots.get(at).copied().filter(|&i| i != NONE)
+            }
+            IdIndex::Sparse(m) => m.get(&id).copied(),
+        }
+    }
 }
 
 /// Every batch of a table, segment by segment.
@@ -63,11 +112,25 @@ fn col<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
 impl StackTree {
     /// Loads the frame and callsite tables of `bundle`.
     pub fn load(bundle: &Bundle) -> anyhow::Result<StackTree> {
-        let mut frames = Vec::new();
-        let mut frame_index: FxHashMap<i64, u32> = FxHashMap::default();
+        let mut names: Vec<String> = Vec::new();
+        let mut name_ids: FxHashMap<String, u32> = FxHashMap::default();
+        let mut intern = |s: String| -> u32 {
+            if let Some(&id) = name_ids.get(&s) {
+                return id;
+            }
+            let id = names.len() as u32;
+            name_ids.insert(s.clone(), id);
+            names.push(s);
+            id
+        };
+        // Frames with the same name (and module, for unknown symbols) and kind fold alike.
+        let mut seen: FxHashMap<String, [u32; VARIANTS]> = FxHashMap::default();
+        let mut key = String::new();
+        let mut frame_names = Vec::new();
+        let mut frame_ids: Vec<i64> = Vec::new();
         for_each_batch(bundle, tables::FRAME, |b| {
             let ids = col(b, "frame_id").as_primitive::<Int64Type>();
-            let names = col(b, "name").as_string::<i32>();
+            let raw_names = col(b, "name").as_string::<i32>();
             let modules = col(b, "module").as_string::<i32>();
             let kinds = col(b, "kind").as_string::<i32>();
             for i in 0..b.num_rows() {
@@ -78,78 +141,173 @@ impl StackTree {
                     "user" => FrameKind::User,
                     _ => FrameKind::Unknown,
                 };
-                let raw = names.value(i);
-                let name = fold::frame_name(raw, module, false);
-                let java_name = (raw.starts_with('L') && raw.contains('/'))
-                    .then(|| fold::frame_name(raw, module, true));
-                let annotated = match kind {
-                    FrameKind::Kernel => Some(format!("{name}_[k]")),
-                    FrameKind::Jit => Some(format!("{name}_[j]")),
-                    FrameKind::User | FrameKind::Unknown => None,
-                };
-                frame_index.insert(ids.value(i), frames.len() as u32);
-                frames.push(Frame {
-                    name,
-                    java_name,
-                    annotated,
+                let raw = raw_names.value(i);
+                key.clear();
+                key.push_str(raw);
+                key.push('\u{1}');
+                if raw == "[unknown]" {
+                    key.push_str(module.unwrap_or(""));
+                }
+                key.push(match kind {
+                    FrameKind::Kernel => 'k',
+                    FrameKind::Jit => 'j',
+                    FrameKind::User | FrameKind::Unknown => 'u',
                 });
-            }
-            Ok(())
-        })?;
-        let mut callsites = FxHashMap::default();
-        let mut missing_frame = None;
-        for_each_batch(bundle, tables::CALLSITE, |b| {
-            let ids = col(b, "callsite_id").as_primitive::<Int64Type>();
-            let parents = col(b, "parent_id").as_primitive::<Int64Type>();
-            let frame_ids = col(b, "frame_id").as_primitive::<Int64Type>();
-            for i in 0..b.num_rows() {
-                let parent = (!parents.is_null(i)).then(|| parents.value(i));
-                let Some(&frame) = frame_index.get(&frame_ids.value(i)) else {
-                    missing_frame.get_or_insert(frame_ids.value(i));
-                    continue;
+                let ids_of = match seen.get(key.as_str()) {
+                    Some(v) => *v,
+                    None => {
+                        let mut v = [0u32; VARIANTS];
+                        for java in [false, true] {
+                            let name = fold::frame_name(raw, module, java);
+                            let annotated = match kind {
+                                FrameKind::Kernel => format!("{name}_[k]"),
+                                FrameKind::Jit => format!("{name}_[j]"),
+                                FrameKind::User | FrameKind::Unknown => name.clone(),
+                            };
+                            v[variant(java, false)] = intern(name);
+                            v[variant(java, true)] = intern(annotated);
+                        }
+                        seen.insert(key.clone(), v);
+                        v
+                    }
                 };
-                callsites.insert(ids.value(i), (parent, frame));
+                frame_ids.push(ids.value(i));
+                frame_names.push(ids_of);
             }
             Ok(())
         })?;
-        if let Some(id) = missing_frame {
-            bail!(
-                "{}: frame {id} is referenced by the callsite table but missing",
-                bundle.path().display()
-            );
+        let frame_index = IdIndex::build(&frame_ids);
+        let (mut ids, mut parents, mut frames) = (Vec::new(), Vec::new(), Vec::new());
+        for_each_batch(bundle, tables::CALLSITE, |b| {
+            let id = col(b, "callsite_id").as_primitive::<Int64Type>();
+            let parent = col(b, "parent_id").as_primitive::<Int64Type>();
+            let frame = col(b, "frame_id").as_primitive::<Int64Type>();
+            ids.extend(id.values().iter().copied());
+            parents
+                .extend((0..b.num_rows()).map(|i| (!parent.is_null(i)).then(|| parent.value(i))));
+            frames.extend(frame.values().iter().copied());
+            Ok(())
+        })?;
+        let callsite_index = IdIndex::build(&ids);
+        let mut callsites = Vec::with_capacity(ids.len());
+        for ((&id, parent), &frame) in ids.iter().zip(&parents).zip(&frames) {
+            let Some(f) = frame_index.get(frame) else {
+                bail!(
+                    "{}: frame {frame} is referenced by callsite {id} but missing",
+                    bundle.path().display()
+                );
+            };
+            let p = match parent {
+                None => NONE,
+                Some(p) => callsite_index.get(*p).with_context(|| {
+                    format!(
+                        "{}: callsite {p} is the parent of callsite {id} but missing",
+                        bundle.path().display()
+                    )
+                })?,
+            };
+            callsites.push((p, f));
         }
-        Ok(StackTree { frames, callsites })
+        Ok(StackTree {
+            names,
+            frame_names,
+            callsite_index,
+            callsites,
+        })
     }
 
-    /// Appends the frames of `leaf` to `out`, root first, as folded-stack names (Java's
-    /// clean-up for JVM threads); with `annotate`, kernel frames end in `_[k]` and JIT frames in
-    /// `_[j]` (the annotations FlameGraph's and inferno's `java` palette colour by). A callsite
-    /// that is missing (or a parent cycle in a damaged bundle) is returned as the error.
-    pub fn push_path<'a>(
-        &'a self,
-        leaf: i64,
-        java: bool,
-        annotate: bool,
-        out: &mut Vec<&'a str>,
-    ) -> Result<(), i64> {
-        let start = out.len();
-        let mut at = Some(leaf);
-        while let Some(id) = at {
-            let &(parent, frame) = self.callsites.get(&id).ok_or(id)?;
-            let f = &self.frames[frame as usize];
-            let name = match (&f.annotated, &f.java_name) {
-                (Some(a), _) if annotate => a,
-                (_, Some(j)) if java => j,
-                _ => &f.name,
-            };
-            out.push(name);
-            at = parent;
-            if out.len() - start > self.callsites.len() {
-                return Err(id);
-            }
+    /// A path table for one name variant: folded names (Java's clean-up for JVM threads) and,
+    /// with `annotate`, `_[k]` on kernel frames and `_[j]` on JIT frames (the annotations
+    /// FlameGraph's and inferno's `java` palette colour by).
+    pub fn paths(&self, java: bool, annotate: bool) -> Paths<'_> {
+        Paths {
+            tree: self,
+            variant: variant(java, annotate),
+            nodes: Vec::new(),
+            index: FxHashMap::default(),
+            memo: vec![NO_PATH; self.callsites.len()],
         }
-        out[start..].reverse();
-        Ok(())
+    }
+}
+
+/// Name paths of one variant, hash-consed: callsites whose frames fold to the same names from
+/// the root down share one path id, so aggregation is by integer and each distinct folded line
+/// is built once.
+#[derive(Debug)]
+pub struct Paths<'t> {
+    tree: &'t StackTree,
+    variant: usize,
+    /// Path id → (parent path id or `NO_PATH`, name id).
+    nodes: Vec<(u32, u32)>,
+    index: FxHashMap<(u32, u32), u32>,
+    /// Per callsite index: its path id, once resolved.
+    memo: Vec<u32>,
+}
+
+const NO_PATH: u32 = u32::MAX;
+
+impl Paths<'_> {
+    /// The path id of a leaf callsite. A callsite that is missing (or a parent cycle in a
+    /// damaged bundle) is returned as the error.
+    pub fn resolve(&mut self, leaf: i64) -> Result<u32, i64> {
+        let mut at = self.tree.callsite_index.get(leaf).ok_or(leaf)?;
+        let mut chain = Vec::new();
+        let mut base = NO_PATH;
+        while at != NONE {
+            let memo = self.memo[at as usize];
+            if memo != NO_PATH {
+                base = memo;
+                break;
+            }
+            chain.push(at);
+            if chain.len() > self.tree.callsites.len() {
+                return Err(leaf);
+            }
+            at = self.tree.callsites[at as usize].0;
+        }
+        for &cs in chain.iter().rev() {
+            let frame = self.tree.callsites[cs as usize].1;
+            let name = self.tree.frame_names[frame as usize][self.variant];
+            let parent = base;
+            base = match self.index.get(&(parent, name)) {
+                Some(&p) => p,
+                None => {
+                    let p = self.nodes.len() as u32;
+                    self.nodes.push((parent, name));
+                    self.index.insert((parent, name), p);
+                    p
+                }
+            };
+            self.memo[cs as usize] = base;
+        }
+        Ok(base)
+    }
+
+    /// Appends `;name` for each frame of path `path`, root first.
+    pub fn write(&self, path: u32, out: &mut String) {
+        let mut ids = Vec::with_capacity(64);
+        let mut at = path;
+        while at != NO_PATH {
+            let (parent, name) = self.nodes[at as usize];
+            ids.push(name);
+            at = parent;
+        }
+        for &name in ids.iter().rev() {
+            out.push(';');
+            out.push_str(&self.tree.names[name as usize]);
+        }
+    }
+
+    /// The names of path `path`, leaf first.
+    pub fn names_leaf_first(&self, path: u32) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut at = path;
+        while at != NO_PATH {
+            let (parent, name) = self.nodes[at as usize];
+            out.push(self.tree.names[name as usize].as_str());
+            at = parent;
+        }
+        out
     }
 }
 

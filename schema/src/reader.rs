@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use bytes::Bytes;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::{ChunkReader, Length};
 
@@ -157,6 +158,16 @@ impl Bundle {
         table: &TableDef,
         seg: &SegmentEntry,
     ) -> Result<ParquetRecordBatchReader> {
+        self.open_segment_columns(table, seg, None)
+    }
+
+    /// Like [`Bundle::open_segment`], decoding only `columns` (in the table's order) when given.
+    pub fn open_segment_columns(
+        &self,
+        table: &TableDef,
+        seg: &SegmentEntry,
+        columns: Option<&[&str]>,
+    ) -> Result<ParquetRecordBatchReader> {
         let data = self.segment_data(seg)?;
         let path = data.display.clone();
         let builder = ParquetRecordBatchReaderBuilder::try_new(data)
@@ -169,7 +180,23 @@ impl Bundle {
                 format!("has {rows} rows but manifest.json lists {}", seg.rows),
             ));
         }
-        builder.build().map_err(|e| Error::parquet(&path, e))
+        let builder = match columns {
+            None => builder,
+            Some(cols) => {
+                let mut roots = Vec::with_capacity(cols.len());
+                for c in cols {
+                    roots.push(builder.schema().index_of(c).map_err(|_| {
+                        Error::invalid(&path, format!("{}: no column {c}", table.name))
+                    })?);
+                }
+                let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+                builder.with_projection(mask)
+            }
+        };
+        builder
+            .with_batch_size(8 * 1024)
+            .build()
+            .map_err(|e| Error::parquet(&path, e))
     }
 
     /// Reads a whole table into memory (tests, small tables; engines stream instead).

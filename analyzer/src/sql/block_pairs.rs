@@ -22,6 +22,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use perfpack_schema::fxhash::FxHashMap;
 use perfpack_schema::{Bundle, SegmentData, tables};
 
+use crate::intern::Interner;
+
 /// Output rows per batch.
 const BATCH_ROWS: usize = 8192;
 
@@ -162,33 +164,6 @@ impl Out {
     }
 }
 
-/// Strings of one bundle's block events (devices, disks, flags, comms) by small id.
-#[derive(Debug, Default)]
-struct Interner {
-    ids: FxHashMap<String, u32>,
-    names: Vec<String>,
-}
-
-impl Interner {
-    fn id(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.ids.insert(s.to_string(), id);
-        self.names.push(s.to_string());
-        id
-    }
-
-    fn opt_id(&mut self, a: &StringArray, i: usize) -> Option<u32> {
-        (!a.is_null(i)).then(|| self.id(a.value(i)))
-    }
-
-    fn get(&self, id: u32) -> &str {
-        &self.names[id as usize]
-    }
-}
-
 fn phase_order(phase: &str) -> u8 {
     match phase {
         "insert" => 0,
@@ -249,13 +224,13 @@ fn match_segment(
                 let issued = Issued {
                     ts_ns: ts.value(i),
                     queue_ns,
-                    disk: state.names.opt_id(disk, i),
+                    disk: (!disk.is_null(i)).then(|| state.names.id(disk.value(i))),
                     nr_sector: nr_sector.value(i),
                     bytes: bytes.value(i),
                     rwbs: state.names.id(rwbs.value(i)),
                     pid: (!pid.is_null(i)).then(|| pid.value(i)),
                     tid: tid.value(i),
-                    comm: state.names.opt_id(comm, i),
+                    comm: (!comm.is_null(i)).then(|| state.names.id(comm.value(i))),
                     cpu: cpu.value(i),
                 };
                 pending.insert(key, Pending::Issued(issued));

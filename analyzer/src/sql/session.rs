@@ -101,7 +101,8 @@ fn path_safe(s: &str) -> String {
     if out.is_empty() { "_".into() } else { out }
 }
 
-fn bundle_names(bundles: &[Bundle]) -> Vec<BundleName> {
+/// The `bundle` and `host` column values of `bundles`, as a session over them names them.
+pub fn bundle_names(bundles: &[Bundle]) -> Vec<BundleName> {
     let mut seen = HashSet::new();
     bundles
         .iter()

@@ -250,6 +250,17 @@ fn filters_select_the_same_samples_as_sql() {
             .sum()
     };
     assert_eq!(sum(&rev), sum(&fwd));
+    // Without a selection the segments are scanned directly; through SQL the result is the same.
+    let via_sql = ok(&perfpack([
+        "flamegraph",
+        &b,
+        "--where",
+        "TRUE",
+        "--folded",
+        "-o",
+        "-",
+    ]));
+    assert_eq!(fwd, via_sql);
     assert!(rev.lines().all(|l| !l.starts_with("postgres;")));
 }
 

@@ -26,7 +26,7 @@ use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::session::BundleName;
 use crate::sql::{Session, SessionOptions};
-use crate::stacks::{Paths, StackTree};
+use crate::stacks::{PathTable, Paths, StackTree};
 
 /// Which flame graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -180,12 +180,24 @@ impl<'t> Folder<'t> {
         }
     }
 
+    /// Adopts path tables of ordinary threads already built (on another thread) per bundle.
+    fn adopt(&mut self, tables: Vec<PathTable>) {
+        for (bi, table) in tables.into_iter().enumerate() {
+            self.paths[bi][0] = Some(self.trees[bi].with_table(table));
+        }
+    }
+
     fn key(&mut self, bi: usize, comm: &str, leaf: Option<i64>) -> anyhow::Result<StackKey> {
         let comm_id = self.comms.id(comm);
+        self.key_of(bi, comm_id, leaf)
+    }
+
+    /// Like [`Folder::key`] for a comm this folder has already interned.
+    fn key_of(&mut self, bi: usize, comm_id: u32, leaf: Option<i64>) -> anyhow::Result<StackKey> {
         let Some(leaf) = leaf else {
             return Ok((bi, comm_id, None));
         };
-        let java = comm.starts_with("java");
+        let java = self.comms.get(comm_id).starts_with("java");
         let (trees, annotate) = (self.trees, self.annotate);
         let paths = self.paths[bi][usize::from(java)]
             .get_or_insert_with(|| trees[bi].paths(java, annotate));
@@ -222,44 +234,134 @@ impl<'t> Folder<'t> {
     }
 }
 
-/// Stack samples aggregated by (bundle, event, comm, leaf callsite).
+/// Stack samples aggregated by (bundle, event, comm, leaf callsite). Callsite ids are dense
+/// (1..=rows, as the recorder and the importers number them), so most groups live in a table
+/// indexed by leaf id, owned by the first (event, comm) seen there; the rest (other owners of
+/// the same leaf, samples without a stack, ids out of range) go to a hash map.
 #[derive(Debug, Default)]
 struct Groups {
     events: Interner,
     comms: Interner,
+    /// (event id, comm id) of each owner id.
+    owners: Vec<(u32, u32)>,
+    owner_ids: FxHashMap<(u32, u32), u32>,
+    /// Per bundle: the leaf table (allocated on first use) and its size.
+    dense: Vec<Vec<Slot>>,
+    limits: Vec<usize>,
     /// (bundle index, event id, comm id, leaf) → totals.
     map: FxHashMap<(usize, u32, u32, Option<i64>), Totals>,
+    /// (bundle index, event id) → first and last ts_ns.
+    spans: FxHashMap<(usize, u32), (i64, i64)>,
 }
 
-/// Weight, sample count and time span of a group of samples.
+/// Weight and sample count of a group of samples.
 #[derive(Debug, Clone, Copy)]
 struct Totals {
     weight: i64,
     count: u64,
-    first: i64,
-    last: i64,
 }
 
 impl Totals {
     fn merge(&mut self, o: Totals) {
         self.weight += o.weight;
         self.count += o.count;
-        self.first = self.first.min(o.first);
-        self.last = self.last.max(o.last);
     }
 }
 
+/// One leaf's totals for its owner (16 bytes: the table is read at random, once per sample).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    owner: u32,
+    count: u32,
+    weight: i64,
+}
+
+const NO_OWNER: u32 = u32::MAX;
+
 impl Groups {
-    fn add(&mut self, bi: usize, event: &str, comm: &str, leaf: Option<i64>, t: Totals) {
-        let (e, c) = (self.events.id(event), self.comms.id(comm));
-        self.add_ids(bi, e, c, leaf, t);
+    /// Groups for `bundles`, with leaf tables sized by their callsite tables.
+    fn new(bundles: &[Bundle]) -> Groups {
+        Groups {
+            dense: bundles.iter().map(|_| Vec::new()).collect(),
+            limits: bundles
+                .iter()
+                .map(|b| {
+                    b.manifest()
+                        .tables
+                        .get(perfpack_schema::tables::CALLSITE.name)
+                        .map_or(0, |t| t.rows as usize + 1)
+                })
+                .collect(),
+            ..Groups::default()
+        }
     }
 
-    fn add_ids(&mut self, bi: usize, event: u32, comm: u32, leaf: Option<i64>, t: Totals) {
-        match self.map.get_mut(&(bi, event, comm, leaf)) {
+    fn owner(&mut self, event: u32, comm: u32) -> u32 {
+        if let Some(&o) = self.owner_ids.get(&(event, comm)) {
+            return o;
+        }
+        let o = self.owners.len() as u32;
+        self.owners.push((event, comm));
+        self.owner_ids.insert((event, comm), o);
+        o
+    }
+
+    fn add(&mut self, bi: usize, event: &str, comm: &str, leaf: Option<i64>, t: Totals) {
+        let (e, c) = (self.events.id(event), self.comms.id(comm));
+        let owner = self.owner(e, c);
+        self.add_owned(bi, owner, leaf, t);
+    }
+
+    /// Widens the time span of `event`'s samples in bundle `bi`.
+    fn saw(&mut self, bi: usize, event: u32, first: i64, last: i64) {
+        let s = self
+            .spans
+            .entry((bi, event))
+            .or_insert((i64::MAX, i64::MIN));
+        s.0 = s.0.min(first);
+        s.1 = s.1.max(last);
+    }
+
+    /// Adds to the group of `owner` (an id from [`Groups::owner`]) at `leaf`.
+    fn add_owned(&mut self, bi: usize, owner: u32, leaf: Option<i64>, t: Totals) {
+        if let Some(i) = leaf
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&i| i < self.limits[bi])
+        {
+            let dense = &mut self.dense[bi];
+            if dense.is_empty() {
+                let empty = Slot {
+                    owner: NO_OWNER,
+                    count: 0,
+                    weight: 0,
+                };
+                *dense = vec![empty; self.limits[bi]];
+            }
+            let slot = &mut dense[i];
+            if slot.owner == NO_OWNER && t.count <= u64::from(u32::MAX) {
+                *slot = Slot {
+                    owner,
+                    count: t.count as u32,
+                    weight: t.weight,
+                };
+                return;
+            }
+            if slot.owner == owner
+                && let Some(n) = slot
+                    .count
+                    .checked_add(t.count.try_into().unwrap_or(u32::MAX))
+                && n != u32::MAX
+            {
+                slot.count = n;
+                slot.weight += t.weight;
+                return;
+            }
+        }
+        let (e, c) = self.owners[owner as usize];
+        match self.map.get_mut(&(bi, e, c, leaf)) {
             Some(g) => g.merge(t),
             None => {
-                self.map.insert((bi, event, comm, leaf), t);
+                self.map.insert((bi, e, c, leaf), t);
             }
         }
     }
@@ -272,9 +374,47 @@ impl Groups {
             .map(|e| self.events.id(e))
             .collect();
         let comms: Vec<u32> = other.comms.all().iter().map(|c| self.comms.id(c)).collect();
-        self.map.reserve(other.map.len());
+        let owners: Vec<u32> = other
+            .owners
+            .iter()
+            .map(|&(e, c)| self.owner(events[e as usize], comms[c as usize]))
+            .collect();
+        for (bi, dense) in other.dense.into_iter().enumerate() {
+            for (i, slot) in dense.into_iter().enumerate() {
+                if slot.owner != NO_OWNER {
+                    let t = Totals {
+                        weight: slot.weight,
+                        count: slot.count.into(),
+                    };
+                    self.add_owned(bi, owners[slot.owner as usize], Some(i as i64), t);
+                }
+            }
+        }
         for ((bi, e, c, leaf), t) in other.map {
-            self.add_ids(bi, events[e as usize], comms[c as usize], leaf, t);
+            let owner = self.owner(events[e as usize], comms[c as usize]);
+            self.add_owned(bi, owner, leaf, t);
+        }
+        for ((bi, e), (first, last)) in other.spans {
+            self.saw(bi, events[e as usize], first, last);
+        }
+    }
+
+    /// Every group: (bundle index, event id, comm id, leaf, totals).
+    fn for_each(&self, mut f: impl FnMut(usize, u32, u32, Option<i64>, &Totals)) {
+        for (bi, dense) in self.dense.iter().enumerate() {
+            for (i, slot) in dense.iter().enumerate() {
+                if slot.owner != NO_OWNER {
+                    let (e, c) = self.owners[slot.owner as usize];
+                    let t = Totals {
+                        weight: slot.weight,
+                        count: slot.count.into(),
+                    };
+                    f(bi, e, c, Some(i as i64), &t);
+                }
+            }
+        }
+        for (&(bi, e, c, leaf), t) in &self.map {
+            f(bi, e, c, leaf, t);
         }
     }
 }
@@ -339,21 +479,37 @@ fn scan_segment(
         };
         let comm_ids = ids(comm.values().as_ref(), &mut g.comms);
         let event_ids = ids(event.values().as_ref(), &mut g.events);
+        // Owner of each (event key, comm key) of this batch's dictionaries.
+        let mut owners = Vec::with_capacity(event_ids.len() * comm_ids.len());
+        for &e in &event_ids {
+            for &c in &comm_ids {
+                owners.push(g.owner(e, c));
+            }
+        }
         let (comm_keys, event_keys) = (comm.keys(), event.keys());
+        let n_comms = comm_ids.len();
+        let mut spans = vec![(i64::MAX, i64::MIN); event_ids.len()];
         for r in 0..batch.num_rows() {
+            let ek = event_keys.value(r) as usize;
             let t = ts.value(r);
-            g.add_ids(
+            let s = &mut spans[ek];
+            s.0 = s.0.min(t);
+            s.1 = s.1.max(t);
+            let owner = owners[ek * n_comms + comm_keys.value(r) as usize];
+            g.add_owned(
                 bi,
-                event_ids[event_keys.value(r) as usize],
-                comm_ids[comm_keys.value(r) as usize],
+                owner,
                 (!leaf.is_null(r)).then(|| leaf.value(r)),
                 Totals {
                     weight: weight.value(r),
                     count: 1,
-                    first: t,
-                    last: t,
                 },
             );
+        }
+        for (ek, (first, last)) in spans.into_iter().enumerate() {
+            if first <= last {
+                g.saw(bi, event_ids[ek], first, last);
+            }
         }
     }
     Ok(())
@@ -378,20 +534,27 @@ fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::
     let next = std::sync::atomic::AtomicUsize::new(0);
     let schema = scan_schema();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (groups, trees) = std::thread::scope(|scope| {
+    let annotate = !opts.folded;
+    let (groups, (trees, tables)) = std::thread::scope(|scope| {
         let trees = scope.spawn(|| {
             let t0 = std::time::Instant::now();
-            let r = trees(bundles);
+            let trees = trees(bundles)?;
+            progress.timing("  of which reading frame and callsite tables", t0);
+            // Resolving every callsite's path needs only the tree: done here, meanwhile.
+            let tables: Vec<PathTable> = trees
+                .iter()
+                .map(|t| t.path_table(false, annotate))
+                .collect();
             progress.timing(
-                "  of which reading frame and callsite tables (in parallel)",
+                "  of which reading frame and callsite tables and resolving paths (in parallel)",
                 t0,
             );
-            r
+            anyhow::Ok((trees, tables))
         });
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| -> anyhow::Result<Groups> {
-                    let mut g = Groups::default();
+                    let mut g = Groups::new(bundles);
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(bi, seg)) = work.get(i) else {
@@ -403,14 +566,14 @@ fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::
             })
             .collect();
         let t0 = std::time::Instant::now();
-        let mut all = Groups::default();
+        let mut all = Groups::new(bundles);
         for w in workers {
             all.merge(w.join().expect("sample scan thread")?);
         }
         progress.timing("  of which aggregating stack_sample (in parallel)", t0);
         anyhow::Ok((all, trees.join().expect("stack tree thread")?))
     })?;
-    fold_cpu(bundles, &trees, groups, opts, progress)
+    fold_cpu(bundles, &trees, Some(tables), groups, opts, progress)
 }
 
 async fn cpu(
@@ -427,7 +590,7 @@ async fn cpu(
          FROM stack_sample WHERE {pred} GROUP BY bundle, event, comm, callsite_id"
     );
     progress.phase("aggregating stack_sample");
-    let mut groups = Groups::default();
+    let mut groups = Groups::new(bundles);
     picture::stream(session, &sql, &Progress::hidden(), |b| {
         let (bundle, events, comms) = (str_col(b, 0), str_col(b, 1), str_col(b, 2));
         let (leaves, sums, counts) = (i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
@@ -441,10 +604,10 @@ async fn cpu(
                 Totals {
                     weight: sums.value(i),
                     count: counts.value(i) as u64,
-                    first: firsts.value(i),
-                    last: lasts.value(i),
                 },
             );
+            let e = groups.events.id(events.value(i));
+            groups.saw(index[bundle.value(i)], e, firsts.value(i), lasts.value(i));
         }
         Ok(())
     })
@@ -452,23 +615,26 @@ async fn cpu(
     .context("--where")?;
     progress.phase("reading frame and callsite tables");
     let trees = trees(bundles)?;
-    fold_cpu(bundles, &trees, groups, opts, progress)
+    fold_cpu(bundles, &trees, None, groups, opts, progress)
 }
 
 /// Picks the event and folds its sample groups into lines.
 fn fold_cpu(
     bundles: &[Bundle],
     trees: &[StackTree],
+    tables: Option<Vec<PathTable>>,
     groups: Groups,
     opts: &Options,
     progress: &Progress,
 ) -> anyhow::Result<Folded> {
     // Pick the event: the one asked for, or the most sampled.
     let mut per_event: BTreeMap<String, u64> = BTreeMap::new();
-    for (&(_, e, _, _), t) in &groups.map {
+    let mut per_event_id: BTreeMap<u32, u64> = BTreeMap::new();
+    groups.for_each(|_, e, _, _, t| *per_event_id.entry(e).or_default() += t.count);
+    for (e, n) in per_event_id {
         *per_event
             .entry(groups.events.get(e).to_string())
-            .or_default() += t.count;
+            .or_default() += n;
     }
     let listing = || {
         per_event
@@ -507,6 +673,9 @@ fn fold_cpu(
 
     progress.phase("folding stacks");
     let mut folder = Folder::new(bundles, trees, !opts.folded);
+    if let Some(tables) = tables {
+        folder.adopt(tables);
+    }
     let mut folded = Folded {
         what: format!("{event} samples"),
         unit: match opts.weight {
@@ -517,27 +686,44 @@ fn fold_cpu(
         },
         ..Folded::default()
     };
-    let mut span: FxHashMap<usize, (i64, i64)> = FxHashMap::default();
     let mut agg: FxHashMap<StackKey, u64> = FxHashMap::default();
-    for (&(bi, e, c, leaf), t) in &groups.map {
-        if e != event_id {
-            continue;
+    let comm_ids: Vec<u32> = groups
+        .comms
+        .all()
+        .iter()
+        .map(|c| folder.comms.id(c))
+        .collect();
+    let mut failure = None;
+    groups.for_each(|bi, e, c, leaf, t| {
+        if e != event_id || failure.is_some() {
+            return;
         }
-        let key = folder.key(bi, groups.comms.get(c), leaf)?;
+        let key = match folder.key_of(bi, comm_ids[c as usize], leaf) {
+            Ok(k) => k,
+            Err(err) => {
+                failure = Some(err);
+                return;
+            }
+        };
         let w = match opts.weight {
             Weight::Samples => t.count,
             Weight::Period | Weight::Ns => t.weight.max(0) as u64,
         };
         *agg.entry(key).or_default() += w;
         folded.events += t.count;
-        let s = span.entry(bi).or_insert((i64::MAX, i64::MIN));
-        s.0 = s.0.min(t.first);
-        s.1 = s.1.max(t.last);
+    });
+    if let Some(err) = failure {
+        return Err(err);
     }
     for (key, w) in agg {
         *folded.lines.entry(folder.line(key)).or_default() += w;
     }
-    folded.spans = span.into_iter().map(|(i, (a, b))| (i, a, b)).collect();
+    folded.spans = groups
+        .spans
+        .iter()
+        .filter(|((_, e), _)| *e == event_id)
+        .map(|(&(bi, _), &(a, b))| (bi, a, b))
+        .collect();
     folded.spans.sort_unstable();
     Ok(folded)
 }

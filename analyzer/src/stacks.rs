@@ -40,6 +40,9 @@ pub struct StackTree {
     callsite_index: IdIndex,
     /// Per callsite: (index of the parent callsite or `NONE`, index into `frame_names`).
     callsites: Vec<(u32, u32)>,
+    /// Whether every parent comes before its children in `callsites` (the recorder writes the
+    /// tree that way), so paths resolve in one forward pass.
+    parents_first: bool,
 }
 
 const NONE: u32 = u32::MAX;
@@ -87,6 +90,23 @@ impl IdIndex {
     }
 }
 
+/// The callsite table's columns: ids, parent ids, frame ids.
+type CallsiteRows = (Vec<i64>, Vec<Option<i64>>, Vec<i64>);
+
+fn read_callsites(bundle: &Bundle) -> anyhow::Result<CallsiteRows> {
+    let (mut ids, mut parents, mut frames) = (Vec::new(), Vec::new(), Vec::new());
+    for_each_batch(bundle, tables::CALLSITE, |b| {
+        let id = col(b, "callsite_id").as_primitive::<Int64Type>();
+        let parent = col(b, "parent_id").as_primitive::<Int64Type>();
+        let frame = col(b, "frame_id").as_primitive::<Int64Type>();
+        ids.extend(id.values().iter().copied());
+        parents.extend((0..b.num_rows()).map(|i| (!parent.is_null(i)).then(|| parent.value(i))));
+        frames.extend(frame.values().iter().copied());
+        Ok(())
+    })?;
+    Ok((ids, parents, frames))
+}
+
 /// Every batch of a table, segment by segment.
 pub fn for_each_batch(
     bundle: &Bundle,
@@ -112,6 +132,17 @@ fn col<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
 impl StackTree {
     /// Loads the frame and callsite tables of `bundle`.
     pub fn load(bundle: &Bundle) -> anyhow::Result<StackTree> {
+        // The callsite table (the larger one) is decoded on another thread meanwhile.
+        std::thread::scope(|scope| {
+            let callsites = scope.spawn(|| read_callsites(bundle));
+            Self::load_with(bundle, callsites)
+        })
+    }
+
+    fn load_with(
+        bundle: &Bundle,
+        callsites: std::thread::ScopedJoinHandle<'_, anyhow::Result<CallsiteRows>>,
+    ) -> anyhow::Result<StackTree> {
         let mut names: Vec<String> = Vec::new();
         let mut name_ids: FxHashMap<String, u32> = FxHashMap::default();
         let mut intern = |s: String| -> u32 {
@@ -177,17 +208,7 @@ impl StackTree {
             Ok(())
         })?;
         let frame_index = IdIndex::build(&frame_ids);
-        let (mut ids, mut parents, mut frames) = (Vec::new(), Vec::new(), Vec::new());
-        for_each_batch(bundle, tables::CALLSITE, |b| {
-            let id = col(b, "callsite_id").as_primitive::<Int64Type>();
-            let parent = col(b, "parent_id").as_primitive::<Int64Type>();
-            let frame = col(b, "frame_id").as_primitive::<Int64Type>();
-            ids.extend(id.values().iter().copied());
-            parents
-                .extend((0..b.num_rows()).map(|i| (!parent.is_null(i)).then(|| parent.value(i))));
-            frames.extend(frame.values().iter().copied());
-            Ok(())
-        })?;
+        let (ids, parents, frames) = callsites.join().expect("callsite reader thread")?;
         let callsite_index = IdIndex::build(&ids);
         let mut callsites = Vec::with_capacity(ids.len());
         for ((&id, parent), &frame) in ids.iter().zip(&parents).zip(&frames) {
@@ -208,11 +229,16 @@ impl StackTree {
             };
             callsites.push((p, f));
         }
+        let parents_first = callsites
+            .iter()
+            .enumerate()
+            .all(|(i, &(p, _))| p == NONE || (p as usize) < i);
         Ok(StackTree {
             names,
             frame_names,
             callsite_index,
             callsites,
+            parents_first,
         })
     }
 
@@ -222,11 +248,39 @@ impl StackTree {
     pub fn paths(&self, java: bool, annotate: bool) -> Paths<'_> {
         Paths {
             tree: self,
-            variant: variant(java, annotate),
-            nodes: Vec::new(),
-            index: FxHashMap::default(),
-            memo: vec![NO_PATH; self.callsites.len()],
+            table: self.path_table(java, annotate),
         }
+    }
+
+    /// The path table of a variant, every callsite resolved when the tree is stored parents
+    /// first (one forward pass); otherwise callsites resolve as they are asked for. A table can
+    /// be built on another thread and paired with its tree later ([`StackTree::with_table`]).
+    pub fn path_table(&self, java: bool, annotate: bool) -> PathTable {
+        let mut paths = Paths {
+            tree: self,
+            table: PathTable {
+                variant: variant(java, annotate),
+                nodes: Vec::new(),
+                index: FxHashMap::default(),
+                memo: vec![NO_PATH; self.callsites.len()],
+            },
+        };
+        if self.parents_first {
+            for (i, &(parent, _)) in self.callsites.iter().enumerate() {
+                let base = if parent == NONE {
+                    NO_PATH
+                } else {
+                    paths.table.memo[parent as usize]
+                };
+                paths.table.memo[i] = paths.intern(base, i as u32);
+            }
+        }
+        paths.table
+    }
+
+    /// Pairs a table made by [`StackTree::path_table`] of this tree with the tree.
+    pub fn with_table(&self, table: PathTable) -> Paths<'_> {
+        Paths { tree: self, table }
     }
 }
 
@@ -236,6 +290,12 @@ impl StackTree {
 #[derive(Debug)]
 pub struct Paths<'t> {
     tree: &'t StackTree,
+    table: PathTable,
+}
+
+/// The state of [`Paths`] without the tree it belongs to.
+#[derive(Debug)]
+pub struct PathTable {
     variant: usize,
     /// Path id → (parent path id or `NO_PATH`, name id).
     nodes: Vec<(u32, u32)>,
@@ -254,7 +314,7 @@ impl Paths<'_> {
         let mut chain = Vec::new();
         let mut base = NO_PATH;
         while at != NONE {
-            let memo = self.memo[at as usize];
+            let memo = self.table.memo[at as usize];
             if memo != NO_PATH {
                 base = memo;
                 break;
@@ -266,21 +326,25 @@ impl Paths<'_> {
             at = self.tree.callsites[at as usize].0;
         }
         for &cs in chain.iter().rev() {
-            let frame = self.tree.callsites[cs as usize].1;
-            let name = self.tree.frame_names[frame as usize][self.variant];
-            let parent = base;
-            base = match self.index.get(&(parent, name)) {
-                Some(&p) => p,
-                None => {
-                    let p = self.nodes.len() as u32;
-                    self.nodes.push((parent, name));
-                    self.index.insert((parent, name), p);
-                    p
-                }
-            };
-            self.memo[cs as usize] = base;
+            base = self.intern(base, cs);
+            self.table.memo[cs as usize] = base;
         }
         Ok(base)
+    }
+
+    /// The path of callsite `cs` under the path `parent`.
+    fn intern(&mut self, parent: u32, cs: u32) -> u32 {
+        let frame = self.tree.callsites[cs as usize].1;
+        let name = self.tree.frame_names[frame as usize][self.table.variant];
+        match self.table.index.get(&(parent, name)) {
+            Some(&p) => p,
+            None => {
+                let p = self.table.nodes.len() as u32;
+                self.table.nodes.push((parent, name));
+                self.table.index.insert((parent, name), p);
+                p
+            }
+        }
     }
 
     /// Appends `;name` for each frame of path `path`, root first.
@@ -288,7 +352,7 @@ impl Paths<'_> {
         let mut ids = Vec::with_capacity(64);
         let mut at = path;
         while at != NO_PATH {
-            let (parent, name) = self.nodes[at as usize];
+            let (parent, name) = self.table.nodes[at as usize];
             ids.push(name);
             at = parent;
         }
@@ -303,7 +367,7 @@ impl Paths<'_> {
         let mut out = Vec::new();
         let mut at = path;
         while at != NO_PATH {
-            let (parent, name) = self.nodes[at as usize];
+            let (parent, name) = self.table.nodes[at as usize];
             out.push(self.tree.names[name as usize].as_str());
             at = parent;
         }

@@ -419,52 +419,24 @@ impl Groups {
     }
 }
 
-/// `stack_sample` as the scan reads it: `comm` and `event` as dictionaries (the Parquet pages
-/// are dictionary-encoded), so a row costs two integer look-ups instead of string hashing.
-fn scan_schema() -> arrow_schema::SchemaRef {
-    use arrow_schema::{DataType, Field};
-    let table = perfpack_schema::tables::STACK_SAMPLE.schema();
-    let fields: Vec<Field> = table
-        .fields()
-        .iter()
-        .map(|f| match f.name().as_str() {
-            "comm" | "event" => Field::new(
-                f.name(),
-                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
-                f.is_nullable(),
-            ),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    std::sync::Arc::new(arrow_schema::Schema::new(fields))
-}
-
 /// Aggregates one segment of samples into `g`.
 fn scan_segment(
     bundle: &Bundle,
     bi: usize,
     seg: &perfpack_schema::manifest::SegmentEntry,
-    schema: &arrow_schema::SchemaRef,
     g: &mut Groups,
 ) -> anyhow::Result<()> {
     use arrow_array::types::Int32Type as Key;
-    use parquet::arrow::ProjectionMask;
-    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    let data = bundle.segment_data(seg)?;
-    let path = data.display_path().display().to_string();
-    let options = ArrowReaderOptions::new().with_schema(schema.clone());
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options)
-        .with_context(|| path.clone())?;
-    let roots: Vec<usize> = SAMPLE_COLUMNS
-        .iter()
-        .map(|c| schema.index_of(c).expect("stack_sample column"))
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(8 * 1024)
-        .build()
-        .with_context(|| path.clone())?;
+    // comm and event read as dictionaries (the pages are dictionary-encoded): a row costs two
+    // integer look-ups instead of string hashing.
+    let path = bundle.display_path(seg).display().to_string();
+    let reader = crate::stacks::open_columns(
+        bundle,
+        perfpack_schema::tables::STACK_SAMPLE,
+        seg,
+        SAMPLE_COLUMNS,
+        &["comm", "event"],
+    )?;
     for batch in reader {
         let batch = batch.with_context(|| path.clone())?;
         let c = |n: &str| batch.column_by_name(n).expect("projected column");
@@ -532,7 +504,6 @@ fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::
         })
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let schema = scan_schema();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let annotate = !opts.folded;
     let (groups, (trees, tables)) = std::thread::scope(|scope| {
@@ -560,7 +531,7 @@ fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::
                         let Some(&(bi, seg)) = work.get(i) else {
                             return Ok(g);
                         };
-                        scan_segment(&bundles[bi], bi, seg, &schema, &mut g)?;
+                        scan_segment(&bundles[bi], bi, seg, &mut g)?;
                     }
                 })
             })

@@ -3,9 +3,14 @@
 
 use anyhow::{Context as _, bail};
 use arrow_array::cast::AsArray as _;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use perfpack_schema::fxhash::FxHashMap;
+use perfpack_schema::manifest::SegmentEntry;
 use perfpack_schema::{Bundle, TableDef, tables};
 
 use crate::fold;
@@ -90,6 +95,50 @@ impl IdIndex {
     }
 }
 
+/// Opens a segment decoding only `columns`, the `dictionaries` among them as Arrow dictionary
+/// arrays (integer keys into the page's dictionary) instead of materialized strings.
+pub fn open_columns(
+    bundle: &Bundle,
+    table: &TableDef,
+    seg: &SegmentEntry,
+    columns: &[&str],
+    dictionaries: &[&str],
+) -> anyhow::Result<ParquetRecordBatchReader> {
+    use arrow_schema::{DataType, Field, Schema};
+    let schema = table.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if dictionaries.contains(&f.name().as_str()) {
+                let dict = DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(f.data_type().clone()),
+                );
+                Field::new(f.name(), dict, f.is_nullable())
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    let data = bundle.segment_data(seg)?;
+    let path = data.display_path().display().to_string();
+    let options = ArrowReaderOptions::new().with_schema(schema.clone());
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(data, options)
+        .with_context(|| format!("{path}: not a readable {} segment", table.name))?;
+    let roots = columns
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .with_context(|| path.clone())
+}
+
 /// The callsite table's columns: ids, parent ids, frame ids.
 type CallsiteRows = (Vec<i64>, Vec<Option<i64>>, Vec<i64>);
 
@@ -159,54 +208,86 @@ impl StackTree {
         let mut key = String::new();
         let mut frame_names = Vec::new();
         let mut frame_ids: Vec<i64> = Vec::new();
-        for_each_batch(bundle, tables::FRAME, |b| {
-            let ids = col(b, "frame_id").as_primitive::<Int64Type>();
-            let raw_names = col(b, "name").as_string::<i32>();
-            let modules = col(b, "module").as_string::<i32>();
-            let kinds = col(b, "kind").as_string::<i32>();
-            for i in 0..b.num_rows() {
-                let module = (!modules.is_null(i)).then(|| modules.value(i));
-                let kind = match kinds.value(i) {
-                    "kernel" => FrameKind::Kernel,
-                    _ if module.is_some_and(is_jit_map) => FrameKind::Jit,
-                    "user" => FrameKind::User,
-                    _ => FrameKind::Unknown,
-                };
-                let raw = raw_names.value(i);
-                key.clear();
-                key.push_str(raw);
-                key.push('\u{1}');
-                if raw == "[unknown]" {
-                    key.push_str(module.unwrap_or(""));
-                }
-                key.push(match kind {
-                    FrameKind::Kernel => 'k',
-                    FrameKind::Jit => 'j',
-                    FrameKind::User | FrameKind::Unknown => 'u',
-                });
-                let ids_of = match seen.get(key.as_str()) {
-                    Some(v) => *v,
-                    None => {
-                        let mut v = [0u32; VARIANTS];
-                        for java in [false, true] {
-                            let name = fold::frame_name(raw, module, java);
-                            let annotated = match kind {
-                                FrameKind::Kernel => format!("{name}_[k]"),
-                                FrameKind::Jit => format!("{name}_[j]"),
-                                FrameKind::User | FrameKind::Unknown => name.clone(),
-                            };
-                            v[variant(java, false)] = intern(name);
-                            v[variant(java, true)] = intern(annotated);
-                        }
-                        seen.insert(key.clone(), v);
-                        v
+        // Names, modules and kinds come as dictionary keys: each distinct (name, module, kind)
+        // of a batch is looked up once, not each of the many frames (one per hit address).
+        for seg in bundle.segments(tables::FRAME) {
+            let path = bundle.display_path(seg);
+            let reader = open_columns(
+                bundle,
+                tables::FRAME,
+                seg,
+                &["frame_id", "name", "module", "kind"],
+                &["name", "module", "kind"],
+            )?;
+            for batch in reader {
+                let b = batch.with_context(|| path.display().to_string())?;
+                let ids = col(&b, "frame_id").as_primitive::<Int64Type>();
+                let raw_names = col(&b, "name").as_dictionary::<Int32Type>();
+                let modules = col(&b, "module").as_dictionary::<Int32Type>();
+                let kinds = col(&b, "kind").as_dictionary::<Int32Type>();
+                let (name_values, module_values, kind_values) = (
+                    raw_names.values().as_string::<i32>(),
+                    modules.values().as_string::<i32>(),
+                    kinds.values().as_string::<i32>(),
+                );
+                let mut batch_seen: FxHashMap<(i32, i32, i32), [u32; VARIANTS]> =
+                    FxHashMap::default();
+                for i in 0..b.num_rows() {
+                    let nk = raw_names.keys().value(i);
+                    let mk = if modules.is_null(i) {
+                        -1
+                    } else {
+                        modules.keys().value(i)
+                    };
+                    let kk = kinds.keys().value(i);
+                    if let Some(v) = batch_seen.get(&(nk, mk, kk)) {
+                        frame_ids.push(ids.value(i));
+                        frame_names.push(*v);
+                        continue;
                     }
-                };
-                frame_ids.push(ids.value(i));
-                frame_names.push(ids_of);
+                    let raw = name_values.value(nk as usize);
+                    let module = (mk >= 0).then(|| module_values.value(mk as usize));
+                    let kind = match kind_values.value(kk as usize) {
+                        "kernel" => FrameKind::Kernel,
+                        _ if module.is_some_and(is_jit_map) => FrameKind::Jit,
+                        "user" => FrameKind::User,
+                        _ => FrameKind::Unknown,
+                    };
+                    key.clear();
+                    key.push_str(raw);
+                    key.push('\u{1}');
+                    if raw == "[unknown]" {
+                        key.push_str(module.unwrap_or(""));
+                    }
+                    key.push(match kind {
+                        FrameKind::Kernel => 'k',
+                        FrameKind::Jit => 'j',
+                        FrameKind::User | FrameKind::Unknown => 'u',
+                    });
+                    let ids_of = match seen.get(key.as_str()) {
+                        Some(v) => *v,
+                        None => {
+                            let mut v = [0u32; VARIANTS];
+                            for java in [false, true] {
+                                let name = fold::frame_name(raw, module, java);
+                                let annotated = match kind {
+                                    FrameKind::Kernel => format!("{name}_[k]"),
+                                    FrameKind::Jit => format!("{name}_[j]"),
+                                    FrameKind::User | FrameKind::Unknown => name.clone(),
+                                };
+                                v[variant(java, false)] = intern(name);
+                                v[variant(java, true)] = intern(annotated);
+                            }
+                            seen.insert(key.clone(), v);
+                            v
+                        }
+                    };
+                    batch_seen.insert((nk, mk, kk), ids_of);
+                    frame_ids.push(ids.value(i));
+                    frame_names.push(ids_of);
+                }
             }
-            Ok(())
-        })?;
+        }
         let frame_index = IdIndex::build(&frame_ids);
         let (ids, parents, frames) = callsites.join().expect("callsite reader thread")?;
         let callsite_index = IdIndex::build(&ids);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use perfpack_schema::Bundle;
+use perfpack_schema::{Bundle, TableDef};
 
 /// Expands glob patterns; a plain path is taken as is (and fails later if missing).
 pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
@@ -29,13 +29,18 @@ pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Opens every bundle and checks its segment files (footers, schemas, row counts).
 pub fn open_all(args: &[String]) -> anyhow::Result<Vec<Bundle>> {
+    open_for(args, perfpack_schema::tables::ALL)
+}
+
+/// Opens every bundle and checks the segment files of the tables a command reads.
+pub fn open_for(args: &[String], reads: &[&TableDef]) -> anyhow::Result<Vec<Bundle>> {
     let mut bundles = Vec::new();
     for path in expand(args)? {
         let bundle = Bundle::open(&path)?;
         for w in bundle.warnings() {
             eprintln!("perfpack: warning: {w}");
         }
-        bundle.verify()?;
+        bundle.verify_tables(reads)?;
         bundles.push(bundle);
     }
     Ok(bundles)

@@ -81,9 +81,18 @@ pub struct Folded {
 }
 
 pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(bundle_args)?;
+    use perfpack_schema::tables;
+    let direct = opts.kind == Kind::Cpu && opts.scope.is_everything();
+    let bundles = if direct {
+        crate::bundles::open_for(
+            bundle_args,
+            &[tables::STACK_SAMPLE, tables::FRAME, tables::CALLSITE],
+        )?
+    } else {
+        crate::bundles::open_all(bundle_args)?
+    };
     let progress = Progress::new();
-    let out = if opts.kind == Kind::Cpu && opts.scope.is_everything() {
+    let out = if direct {
         // Everything selected: no SQL to plan, the segments are scanned directly.
         let names = crate::sql::session::bundle_names(&bundles);
         scan_cpu(&bundles, opts, &progress).and_then(|folded| {
@@ -504,7 +513,9 @@ fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::
         })
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One core is busy loading the stack trees meanwhile.
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
     let annotate = !opts.folded;
     let (groups, (trees, tables)) = std::thread::scope(|scope| {
         let trees = scope.spawn(|| {
@@ -537,10 +548,15 @@ fn scan_cpu(bundles: &[Bundle], opts: &Options, progress: &Progress) -> anyhow::
             })
             .collect();
         let t0 = std::time::Instant::now();
-        let mut all = Groups::new(bundles);
+        let mut all: Option<Groups> = None;
         for w in workers {
-            all.merge(w.join().expect("sample scan thread")?);
+            let g = w.join().expect("sample scan thread")?;
+            match &mut all {
+                None => all = Some(g),
+                Some(a) => a.merge(g),
+            }
         }
+        let all = all.unwrap_or_else(|| Groups::new(bundles));
         progress.timing("  of which aggregating stack_sample (in parallel)", t0);
         anyhow::Ok((all, trees.join().expect("stack tree thread")?))
     })?;

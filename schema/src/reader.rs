@@ -214,7 +214,13 @@ impl Bundle {
     /// Checks every listed segment: present, Parquet footer readable, schema and row count as
     /// declared. Reads footers only, not data pages.
     pub fn verify(&self) -> Result<()> {
-        for t in tables::ALL {
+        self.verify_tables(tables::ALL)
+    }
+
+    /// [`Bundle::verify`] for some tables only (a command that reads three tables need not
+    /// open the footers of all of them).
+    pub fn verify_tables(&self, which: &[&TableDef]) -> Result<()> {
+        for t in which {
             for seg in self.segments(t) {
                 self.open_segment(t, seg)?;
             }

@@ -251,3 +251,29 @@ fn compressed_archive_entries_are_refused() {
     assert!(out.status.success());
     super::ok(&perfpack(["info".as_ref(), stored.as_os_str()]));
 }
+
+#[test]
+fn pictures_of_damaged_tables_fail_in_one_line_and_write_nothing() {
+    for table in ["stack_sample", "callsite", "frame", "block_rq"] {
+        let dir = tempfile::tempdir().unwrap();
+        let b = copy_of_fixture(dir.path());
+        let f = b.join(format!("tables/{table}/seg-000000.parquet"));
+        let bytes = std::fs::read(&f).unwrap();
+        std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+        let out = dir.path().join("out.svg");
+        let cmd = if table == "block_rq" {
+            "heatmap"
+        } else {
+            "flamegraph"
+        };
+        let args: Vec<&std::ffi::OsStr> =
+            vec![cmd.as_ref(), b.as_os_str(), "-o".as_ref(), out.as_os_str()];
+        let err = fails(&perfpack(args));
+        assert!(
+            err.contains(&format!("tables/{table}/seg-000000.parquet"))
+                && err.contains("not a readable Parquet file"),
+            "{table}: {err}"
+        );
+        assert!(!out.exists(), "{table}: wrote {}", out.display());
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, one command on a fresh machine: record this machine for 10 s into a bundle and
-# show what it holds and what the USE checklist, the CPU profile and the block latency say. Where recording is not permitted (not root, no perf_event access), it
+# show what it holds and what the USE checklist, the CPU profile and the block latency say,
+# with a CPU flame graph and a block latency heat map. Where recording is not permitted (not root, no perf_event access), it
 # says why and shows the committed fixture bundle instead.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,4 +24,14 @@ for view in use_checklist top_processes iolatency; do
     echo "== perfpack sql $bundle $view"
     ./target/debug/perfpack sql "$bundle" "$view"
 done
-echo "demo: bundle at $bundle (perfpack sql $bundle opens a SQL shell; perfpack queries lists the views)"
+# The pictures: CPU flame graph, block I/O latency heat map and histogram (where I/O was seen).
+./target/debug/perfpack flamegraph "$bundle" -o demo-cpu.svg
+if ./target/debug/perfpack heatmap "$bundle" -o demo-io.svg 2>/dev/null; then
+    echo
+    echo "== perfpack latency $bundle --by disk"
+    ./target/debug/perfpack latency "$bundle" --by disk
+    pictures="demo-cpu.svg demo-io.svg"
+else
+    pictures="demo-cpu.svg (no completed block I/O to draw a heat map of)"
+fi
+echo "demo: bundle at $bundle, pictures: $pictures (perfpack sql $bundle opens a SQL shell; perfpack queries lists the views)"

@@ -188,6 +188,9 @@ pub struct FlamegraphArgs {
     /// Off-CPU: leave out the wakers' stacks
     #[arg(long)]
     pub no_wakers: bool,
+    /// --weight turbo: the frequency CPU time is normalized to (default: the lowest base MHz)
+    #[arg(long)]
+    pub ref_mhz: Option<f64>,
     /// Title of the picture
     #[arg(long)]
     pub title: Option<String>,

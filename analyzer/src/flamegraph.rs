@@ -46,6 +46,9 @@ pub enum Weight {
     Samples,
     /// Nanoseconds of CPU time (the period of clock events; refused for other events)
     Ns,
+    /// CPU time normalized to a reference frequency: each sample's ns × busy MHz of its CPU in
+    /// its interval / --ref-mhz (needs frequency data: MSRs, the msr PMU or cpufreq)
+    Turbo,
 }
 
 /// Options of one flame graph.
@@ -59,6 +62,8 @@ pub struct Options {
     pub reverse: bool,
     pub folded: bool,
     pub wakers: bool,
+    /// Reference frequency of `--weight turbo` (default: the lowest base MHz of the bundles).
+    pub ref_mhz: Option<f64>,
     pub title: Option<String>,
     pub output: PathBuf,
 }
@@ -82,7 +87,8 @@ pub struct Folded {
 
 pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
     use perfpack_schema::tables;
-    let direct = opts.kind == Kind::Cpu && opts.scope.is_everything();
+    let direct =
+        opts.kind == Kind::Cpu && opts.scope.is_everything() && opts.weight != Weight::Turbo;
     let bundles = if direct {
         crate::bundles::open_for(
             bundle_args,
@@ -576,8 +582,47 @@ async fn cpu(
         "SELECT bundle, event, comm, callsite_id, SUM(weight), COUNT(*), MIN(ts_ns), MAX(ts_ns) \
          FROM stack_sample WHERE {pred} GROUP BY bundle, event, comm, callsite_id"
     );
-    progress.phase("aggregating stack_sample");
     let mut groups = Groups::new(bundles);
+    if opts.weight == Weight::Turbo {
+        let turbo = Turbo::load(session, bundles, opts.ref_mhz).await?;
+        progress.phase("weighting stack_sample by frequency");
+        let sql = format!(
+            "SELECT bundle, event, comm, callsite_id, weight, cpu, ts_ns FROM stack_sample WHERE {pred}"
+        );
+        let mut outside = 0u64;
+        picture::stream(session, &sql, progress, |b| {
+            let (bundle, events, comms) = (str_col(b, 0), str_col(b, 1), str_col(b, 2));
+            let (leaves, weights, cpus, ts) =
+                (i64_col(b, 3), i64_col(b, 4), i32_col(b, 5), i64_col(b, 6));
+            for i in 0..b.num_rows() {
+                let bi = index[bundle.value(i)];
+                let (mhz, inside) = turbo.mhz(bi, cpus.value(i), ts.value(i));
+                outside += u64::from(!inside);
+                groups.add(
+                    bi,
+                    events.value(i),
+                    comms.value(i),
+                    (!leaves.is_null(i)).then(|| leaves.value(i)),
+                    Totals {
+                        weight: (weights.value(i) as f64 * mhz / turbo.ref_mhz).round() as i64,
+                        count: 1,
+                    },
+                );
+                let e = groups.events.id(events.value(i));
+                groups.saw(bi, e, ts.value(i), ts.value(i));
+            }
+            Ok(())
+        })
+        .await
+        .context("--where")?;
+        progress.phase("reading frame and callsite tables");
+        let trees = trees(bundles)?;
+        let mut folded = fold_cpu(bundles, &trees, None, groups, opts, progress)?;
+        folded.unit = format!("ns at {:.0} MHz", turbo.ref_mhz);
+        folded.notes.push(turbo.describe(outside));
+        return Ok(folded);
+    }
+    progress.phase("aggregating stack_sample");
     picture::stream(session, &sql, &Progress::hidden(), |b| {
         let (bundle, events, comms) = (str_col(b, 0), str_col(b, 1), str_col(b, 2));
         let (leaves, sums, counts) = (i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
@@ -651,9 +696,14 @@ fn fold_cpu(
         );
     }
     let clock_event = matches!(event.as_str(), "cpu-clock" | "task-clock");
-    if opts.weight == Weight::Ns && !clock_event {
+    if matches!(opts.weight, Weight::Ns | Weight::Turbo) && !clock_event {
         bail!(
-            "--weight ns needs a clock event (cpu-clock, task-clock); {event} periods count events, not time"
+            "--weight {} needs a clock event (cpu-clock, task-clock); {event} periods count events, not time",
+            if opts.weight == Weight::Ns {
+                "ns"
+            } else {
+                "turbo"
+            }
         );
     }
     let event_id = groups.events.find(&event).expect("a sampled event");
@@ -667,7 +717,7 @@ fn fold_cpu(
         what: format!("{event} samples"),
         unit: match opts.weight {
             Weight::Samples => "samples".into(),
-            Weight::Ns => "ns".into(),
+            Weight::Ns | Weight::Turbo => "ns".into(),
             Weight::Period if clock_event => "ns".into(),
             Weight::Period => event.clone(),
         },
@@ -694,7 +744,7 @@ fn fold_cpu(
         };
         let w = match opts.weight {
             Weight::Samples => t.count,
-            Weight::Period | Weight::Ns => t.weight.max(0) as u64,
+            Weight::Period | Weight::Ns | Weight::Turbo => t.weight.max(0) as u64,
         };
         *agg.entry(key).or_default() += w;
         folded.events += t.count;
@@ -769,7 +819,7 @@ async fn offcpu(
     let names = session.names();
     let index = picture::bundle_index(names);
     let pred = opts.scope.sql(bundles, names)?;
-    if opts.weight == Weight::Samples || opts.event.is_some() {
+    if matches!(opts.weight, Weight::Samples | Weight::Turbo) || opts.event.is_some() {
         bail!(
             "off-CPU flame graphs are weighted by blocked nanoseconds: --weight and --event do not apply"
         );
@@ -988,6 +1038,124 @@ async fn offcpu(
             .push("above --: the waker's last sampled stack, leaf first".into());
     }
     Ok(folded)
+}
+
+/// A measured interval of one CPU: (end ts_ns, start ts_ns, busy MHz).
+type Interval = (i64, i64, f64);
+
+/// Busy MHz per CPU over time, from the `cpu_frequency` view, for `--weight turbo`.
+struct Turbo {
+    ref_mhz: f64,
+    /// Per bundle: CPU → intervals, by end.
+    intervals: Vec<FxHashMap<i32, Vec<Interval>>>,
+    /// Where the figures come from (`msr-dev`, `perf-msr-pmu`, `cpufreq`).
+    sources: Vec<String>,
+}
+
+impl Turbo {
+    async fn load(
+        session: &Session,
+        bundles: &[Bundle],
+        ref_mhz: Option<f64>,
+    ) -> anyhow::Result<Turbo> {
+        let index = picture::bundle_index(session.names());
+        let mut intervals: Vec<FxHashMap<i32, Vec<Interval>>> =
+            bundles.iter().map(|_| FxHashMap::default()).collect();
+        let mut sources = std::collections::BTreeSet::new();
+        picture::stream(
+            session,
+            "SELECT bundle, cpu, ts_ns, dur_ns, bzy_mhz, source FROM cpu_frequency \
+             WHERE bzy_mhz IS NOT NULL AND bzy_mhz > 0 AND dur_ns > 0 ORDER BY bundle, cpu, ts_ns",
+            &Progress::hidden(),
+            |b| {
+                let (bundle, cpu, ts, dur) =
+                    (str_col(b, 0), i32_col(b, 1), i64_col(b, 2), i64_col(b, 3));
+                let mhz = b
+                    .column(4)
+                    .as_primitive::<arrow_array::types::Float64Type>();
+                let source = str_col(b, 5);
+                for i in 0..b.num_rows() {
+                    intervals[index[bundle.value(i)]]
+                        .entry(cpu.value(i))
+                        .or_default()
+                        .push((ts.value(i), ts.value(i) - dur.value(i), mhz.value(i)));
+                    sources.insert(source.value(i).to_string());
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        for (b, iv) in bundles.iter().zip(&intervals) {
+            if iv.is_empty() {
+                let why = b
+                    .manifest()
+                    .sources
+                    .iter()
+                    .find(|s| s.name == "msr")
+                    .map_or_else(
+                        || "no msr source".to_string(),
+                        |s| format!("msr {}: {}", s.status.as_str(), s.reason),
+                    );
+                bail!(
+                    "--weight turbo: {} has no busy-MHz figures ({why}); draw it with --weight ns",
+                    b.path().display()
+                );
+            }
+        }
+        let ref_mhz = match ref_mhz {
+            Some(r) if r > 0.0 => r,
+            Some(r) => bail!("--ref-mhz {r}: must be positive"),
+            None => bundles
+                .iter()
+                .filter_map(|b| b.manifest().host.base_mhz)
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))))
+                .context("--weight turbo: no base MHz in the manifest(s); give --ref-mhz")?,
+        };
+        Ok(Turbo {
+            ref_mhz,
+            intervals,
+            sources: sources.into_iter().collect(),
+        })
+    }
+
+    /// Busy MHz of `cpu` at `ts`, and whether `ts` fell inside a measured interval (otherwise
+    /// the nearest interval of that CPU, or the bundle's median over all CPUs, stands in).
+    fn mhz(&self, bi: usize, cpu: i32, ts: i64) -> (f64, bool) {
+        let Some(iv) = self.intervals[bi].get(&cpu).filter(|v| !v.is_empty()) else {
+            let mut all: Vec<f64> = self.intervals[bi].values().flatten().map(|x| x.2).collect();
+            all.sort_by(f64::total_cmp);
+            return (
+                all.get(all.len() / 2).copied().unwrap_or(self.ref_mhz),
+                false,
+            );
+        };
+        let n = iv.partition_point(|&(end, _, _)| end < ts);
+        match iv.get(n) {
+            Some(&(_, start, mhz)) if start < ts => (mhz, true),
+            Some(&(_, _, mhz)) => (mhz, false),
+            None => (iv[iv.len() - 1].2, false),
+        }
+    }
+
+    fn describe(&self, outside: u64) -> String {
+        let mut s = format!(
+            "widths: CPU time normalized to {:.0} MHz by each CPU's busy MHz ({})",
+            self.ref_mhz,
+            self.sources.join(", ")
+        );
+        if self.sources.iter().any(|x| x == "cpufreq") {
+            s.push_str("; cpufreq is the kernel's requested frequency, not a measurement");
+        }
+        if outside > 0 {
+            let _ = std::fmt::Write::write_fmt(
+                &mut s,
+                format_args!(
+                    "; {outside} samples outside a measured interval used the nearest one"
+                ),
+            );
+        }
+        s
+    }
 }
 
 /// The subtitle: bundles, span, what was counted, selection, losses, notes.

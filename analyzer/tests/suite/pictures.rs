@@ -532,3 +532,65 @@ fn bad_picture_requests_fail_in_one_line_and_write_nothing() {
         );
     }
 }
+
+/// Total weight of a folded output.
+fn total(folded: &str) -> f64 {
+    folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn turbo_weights_normalize_cpu_time_to_a_reference_frequency() {
+    // before and after did the same work at 2500 and 3000 busy MHz.
+    let busy = |name: &str, weight: &str| -> f64 {
+        let b = fixture(name).display().to_string();
+        total(&ok(&perfpack([
+            "flamegraph",
+            &b,
+            "--weight",
+            weight,
+            "--where",
+            "comm NOT LIKE 'swapper%'",
+            "--folded",
+            "-o",
+            "-",
+        ])))
+    };
+    let raw = busy("before", "ns") / busy("after", "ns");
+    assert!((raw - 1.2).abs() < 0.03, "raw before/after {raw}");
+    let normalized = busy("before", "turbo") / busy("after", "turbo");
+    assert!((normalized - 1.0).abs() < 0.03, "normalized {normalized}");
+    // At 2500 MHz (base), before's time is unchanged and after's grows by 3000/2500.
+    assert!((busy("before", "turbo") / busy("before", "ns") - 1.0).abs() < 1e-6);
+    let svg = ok(&perfpack([
+        "flamegraph",
+        &fixture("after").display().to_string(),
+        "--weight",
+        "turbo",
+        "--ref-mhz",
+        "3000",
+        "-o",
+        "-",
+    ]));
+    assert!(svg.contains("normalized to 3000 MHz"), "subtitle");
+    assert!(svg.contains("msr-dev"));
+    // No frequency data: refused with the reason, never assumed.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("cpu.ppk").display().to_string();
+    let text = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/import/perf-script-cpu-clock.txt")
+        .display()
+        .to_string();
+    ok(&perfpack(["import", "perf-script", &text, "-o", &bundle]));
+    let err = fails(&perfpack([
+        "flamegraph",
+        &bundle,
+        "--weight",
+        "turbo",
+        "-o",
+        "-",
+    ]));
+    assert!(err.contains("no busy-MHz figures"), "{err}");
+}

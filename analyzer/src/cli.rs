@@ -39,6 +39,8 @@ pub enum Command {
     Heatmap(HeatmapArgs),
     /// Log2 latency histograms with percentiles, per device, process, operation or syscall
     Latency(LatencyArgs),
+    /// Compare two bundles (before/after, this box/that box), corrected for clock frequency
+    Compare(crate::compare::CompareArgs),
     /// Import an existing capture (perf script or ftrace text) into a bundle
     Import {
         #[arg(value_enum)]

@@ -116,7 +116,7 @@ fn nearest_rank(sorted: &[i64], p: f64) -> i64 {
 }
 
 impl Group {
-    fn from_values(group: String, mut v: Vec<i64>) -> Group {
+    pub fn from_values(group: String, mut v: Vec<i64>) -> Group {
         v.sort_unstable();
         let mut buckets: BTreeMap<u32, u64> = BTreeMap::new();
         for &x in &v {
@@ -147,6 +147,22 @@ pub async fn groups(
     scope: &Scope,
     progress: &Progress,
 ) -> anyhow::Result<Vec<Group>> {
+    Ok(values(session, bundles, source, by, scope, progress)
+        .await?
+        .into_iter()
+        .map(|(g, v)| Group::from_values(g, v))
+        .collect())
+}
+
+/// The latencies themselves, by group (`all` without `by`).
+pub async fn values(
+    session: &Session,
+    bundles: &[perfpack_schema::Bundle],
+    source: Source,
+    by: Option<&str>,
+    scope: &Scope,
+    progress: &Progress,
+) -> anyhow::Result<BTreeMap<String, Vec<i64>>> {
     if let Some(by) = by
         && !source.by_columns().contains(&by)
     {
@@ -182,10 +198,7 @@ pub async fn groups(
         Ok(())
     })
     .await?;
-    Ok(values
-        .into_iter()
-        .map(|(g, v)| Group::from_values(g, v))
-        .collect())
+    Ok(values)
 }
 
 pub fn run(a: LatencyArgs) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 mod bundles;
 mod cli;
+mod compare;
 mod flamegraph;
 mod fold;
 mod heatmap;
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         )?,
         Command::Heatmap(a) => heatmap::run(a)?,
         Command::Latency(a) => latency::run(a)?,
+        Command::Compare(a) => compare::run(a)?,
         Command::Queries { format } => sql_command::list_queries(format)?,
         Command::Import {
             kind,

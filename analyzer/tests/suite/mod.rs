@@ -1,6 +1,7 @@
 //! Shared helpers of the analyzer's integration tests.
 
 mod bad_input;
+mod compare;
 mod crash;
 mod import;
 mod info;

@@ -1,0 +1,705 @@
+//! `perfpack compare A B`: a before/after (or this box/that box) comparison that says how much
+//! of a CPU-time difference the clock frequency explains. Per side: busy MHz and its spread
+//! from the `cpu_frequency` view (with its source and a confidence word), IPC where both sides
+//! counted cycles and instructions, CPU time per function per second of recording, raw and
+//! normalized to a reference frequency (`--weight turbo`'s weighting), with a z-score from the
+//! sample counts so that noise is not reported as a change, latency distributions side by side
+//! with a Kolmogorov–Smirnov distance, and optionally a differential flame graph.
+//!
+//! Not yet: system counters side by side and the HTML page (the report work), sets of bundles
+//! per side beyond what one session aggregates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use arrow_array::Array;
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::Float64Type;
+use perfpack_schema::Bundle;
+use serde::Serialize;
+
+use crate::flamegraph::{self, Folded, Kind, Weight};
+use crate::latency::{self, Group};
+use crate::picture::{self, Progress};
+use crate::scope::Scope;
+use crate::sql::{Session, SessionOptions};
+
+/// |z| at or above which a change is called significant (about 1 in 370 by chance per row).
+const Z_SIGNIFICANT: f64 = 3.0;
+
+/// Arguments of `perfpack compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline bundle(s) ("before"; a glob makes a set)
+    pub before: String,
+    /// The bundle(s) compared with it ("after")
+    pub after: String,
+    /// Frequency CPU time is normalized to (default: the lower base MHz of the two sides)
+    #[arg(long)]
+    pub ref_mhz: Option<f64>,
+    /// How many functions to list
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    #[arg(long, value_enum, default_value_t = crate::cli::Format::Table)]
+    pub format: crate::cli::Format,
+    /// Also write the differential flame graph (after vs before, normalized) to this SVG
+    #[arg(long, value_name = "OUT.svg")]
+    pub flamegraph: Option<std::path::PathBuf>,
+}
+
+/// Frequency figures of one side.
+#[derive(Debug, Serialize, Default)]
+pub struct Frequency {
+    /// Busy MHz averaged over busy time, when measured.
+    pub busy_mhz: Option<f64>,
+    /// 10th and 90th percentile of per-CPU-interval busy MHz.
+    pub busy_mhz_p10: Option<f64>,
+    pub busy_mhz_p90: Option<f64>,
+    pub busy_pct: Option<f64>,
+    pub tsc_mhz: Option<f64>,
+    /// `msr-dev`, `perf-msr-pmu`, `cpufreq` or `unavailable`.
+    pub source: String,
+    /// `measured` (APERF/MPERF), `requested` (cpufreq) or `unavailable`, with the reason.
+    pub confidence: String,
+}
+
+/// One side of the comparison.
+#[derive(Debug, Serialize)]
+pub struct Side {
+    pub bundles: String,
+    pub seconds: f64,
+    pub frequency: Frequency,
+    pub ipc: Option<f64>,
+    /// Busy (non-idle) CPU samples and their time, ns.
+    pub busy_samples: u64,
+    pub busy_ns: u64,
+    pub busy_ns_normalized: Option<u64>,
+}
+
+/// One function's CPU time on both sides.
+#[derive(Debug, Serialize)]
+pub struct FunctionChange {
+    pub function: String,
+    /// `self` (the function at the leaf) or `total` (anywhere on the stack).
+    pub kind: &'static str,
+    pub samples_before: u64,
+    pub samples_after: u64,
+    /// CPU ms per second of recording.
+    pub ms_per_s_before: f64,
+    pub ms_per_s_after: f64,
+    pub raw_change_pct: Option<f64>,
+    pub normalized_change_pct: Option<f64>,
+    /// z-score of the (normalized where possible) rate difference from the sample counts.
+    pub z: f64,
+    pub significant: bool,
+}
+
+/// Latency of one source on both sides.
+#[derive(Debug, Serialize)]
+pub struct LatencyChange {
+    pub source: &'static str,
+    pub before: Option<Group>,
+    pub after: Option<Group>,
+    /// Kolmogorov–Smirnov distance between the two distributions (0 = same, 1 = disjoint).
+    pub ks: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub before: Side,
+    pub after: Side,
+    pub ref_mhz: Option<f64>,
+    /// What explains the CPU-time difference, in words.
+    pub verdict: String,
+    pub functions: Vec<FunctionChange>,
+    pub latency: Vec<LatencyChange>,
+}
+
+/// Per-function sums of one side: (samples, raw ns, normalized ns) by (kind, name).
+type FunctionSums = BTreeMap<(&'static str, String), (u64, u64, u64)>;
+
+struct Loaded {
+    side: Side,
+    functions: FunctionSums,
+    folded_ns: Folded,
+    latencies: Vec<Option<Vec<i64>>>,
+    frequency_ok: bool,
+}
+
+const SOURCES: [(latency::Source, &str); 3] = [
+    (latency::Source::Block, "block"),
+    (latency::Source::Runq, "runq"),
+    (latency::Source::Syscall, "syscall"),
+];
+
+/// Idle threads, left out of busy time.
+const BUSY: &str = "comm NOT LIKE 'swapper%' AND pid <> 0";
+
+fn options(weight: Weight, ref_mhz: Option<f64>) -> flamegraph::Options {
+    flamegraph::Options {
+        kind: Kind::Cpu,
+        scope: Scope {
+            predicate: Some(BUSY.into()),
+            ..Scope::default()
+        },
+        event: None,
+        weight,
+        inverted: false,
+        reverse: false,
+        folded: true,
+        wakers: false,
+        ref_mhz,
+        title: None,
+        output: "-".into(),
+    }
+}
+
+async fn frequency(session: &Session, bundles: &[Bundle]) -> anyhow::Result<Frequency> {
+    let mut rows: Vec<(f64, f64, f64, f64)> = Vec::new();
+    let mut sources = BTreeSet::new();
+    picture::stream(
+        session,
+        "SELECT bzy_mhz, busy_pct, tsc_mhz, CAST(dur_ns AS DOUBLE), source FROM cpu_frequency \
+         WHERE bzy_mhz IS NOT NULL AND dur_ns > 0",
+        &Progress::hidden(),
+        |b| {
+            let col = |i: usize| b.column(i).as_primitive::<Float64Type>();
+            let (mhz, busy, tsc, dur) = (col(0), col(1), col(2), col(3));
+            let source = b.column(4).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let opt = |a: &arrow_array::Float64Array| {
+                    if a.is_null(i) { f64::NAN } else { a.value(i) }
+                };
+                rows.push((opt(mhz), opt(busy), opt(tsc), dur.value(i)));
+                sources.insert(source.value(i).to_string());
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    if rows.is_empty() {
+        let why: Vec<String> = bundles
+            .iter()
+            .flat_map(|b| b.manifest().sources.iter())
+            .filter(|s| s.name == "msr")
+            .map(|s| format!("msr {}: {}", s.status.as_str(), s.reason))
+            .collect();
+        return Ok(Frequency {
+            source: "unavailable".into(),
+            confidence: format!(
+                "unavailable ({})",
+                if why.is_empty() {
+                    "no msr source".into()
+                } else {
+                    why.join("; ")
+                }
+            ),
+            ..Frequency::default()
+        });
+    }
+    // Busy MHz weighted by busy time (busy % × interval).
+    let weight = |r: &(f64, f64, f64, f64)| {
+        if r.1.is_nan() { r.3 } else { r.1 / 100.0 * r.3 }
+    };
+    let total: f64 = rows.iter().map(weight).sum();
+    let busy_mhz = rows.iter().map(|r| r.0 * weight(r)).sum::<f64>() / total.max(f64::MIN_POSITIVE);
+    let mut mhz: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    mhz.sort_by(f64::total_cmp);
+    let pick = |p: f64| mhz[((p * mhz.len() as f64).ceil() as usize).clamp(1, mhz.len()) - 1];
+    let mean_of = |f: fn(&(f64, f64, f64, f64)) -> f64| {
+        let v: Vec<f64> = rows.iter().map(f).filter(|x| !x.is_nan()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let sources: Vec<String> = sources.into_iter().collect();
+    let measured = sources.iter().all(|s| s != "cpufreq");
+    Ok(Frequency {
+        busy_mhz: Some(busy_mhz),
+        busy_mhz_p10: Some(pick(0.10)),
+        busy_mhz_p90: Some(pick(0.90)),
+        busy_pct: mean_of(|r| r.1),
+        tsc_mhz: mean_of(|r| r.2),
+        source: sources.join(", "),
+        confidence: if measured {
+            "measured (APERF/MPERF deltas)".into()
+        } else {
+            "requested (cpufreq scaling_cur_freq, not a measurement)".into()
+        },
+    })
+}
+
+async fn ipc(session: &Session) -> anyhow::Result<Option<f64>> {
+    let mut out = None;
+    picture::stream(
+        session,
+        "SELECT CAST(SUM(CASE WHEN event = 'instructions' THEN value END) AS DOUBLE), \
+         CAST(SUM(CASE WHEN event = 'cycles' THEN value END) AS DOUBLE) FROM pmc",
+        &Progress::hidden(),
+        |b| {
+            let (i, c) = (
+                b.column(0).as_primitive::<Float64Type>(),
+                b.column(1).as_primitive::<Float64Type>(),
+            );
+            if b.num_rows() > 0 && !i.is_null(0) && !c.is_null(0) && c.value(0) > 0.0 {
+                out = Some(i.value(0) / c.value(0));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(out)
+}
+
+/// Adds each folded line's weight to its leaf function (self) and, once per line, to every
+/// function on it (total). The first frame is the comm, not a function.
+fn add_functions(folded: &Folded, slot: usize, sums: &mut FunctionSums) {
+    for (line, &w) in &folded.lines {
+        let frames: Vec<&str> = line.split(';').skip(1).collect();
+        let Some(leaf) = frames.last() else {
+            continue;
+        };
+        let mut add = |kind: &'static str, name: &str| {
+            let e = sums.entry((kind, name.to_string())).or_default();
+            match slot {
+                0 => e.0 += w,
+                1 => e.1 += w,
+                _ => e.2 += w,
+            }
+        };
+        add("self", leaf);
+        let distinct: BTreeSet<&str> = frames.iter().copied().collect();
+        for f in distinct {
+            add("total", f);
+        }
+    }
+}
+
+async fn load(args: &str, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded> {
+    let bundles = crate::bundles::open_all(std::slice::from_ref(&args.to_string()))?;
+    let session = Session::open(&bundles, &SessionOptions::default()).await?;
+    let progress = Progress::hidden();
+    let frequency = frequency(&session, &bundles).await?;
+    let ipc = ipc(&session).await?;
+    let seconds: f64 = bundles
+        .iter()
+        .map(|b| {
+            let m = b.manifest();
+            m.clocks
+                .end
+                .as_ref()
+                .map(|e| e.monotonic_ns - m.clocks.start.monotonic_ns)
+                .or_else(|| m.time_range_ns().map(|(a, b)| b - a))
+                .unwrap_or(0) as f64
+                / 1e9
+        })
+        .sum();
+    let samples = flamegraph::collect(
+        &session,
+        &bundles,
+        &options(Weight::Samples, None),
+        &progress,
+    )
+    .await
+    .context("busy CPU samples")?;
+    let ns = flamegraph::collect(&session, &bundles, &options(Weight::Ns, None), &progress).await?;
+    let normalized = if turbo {
+        Some(
+            flamegraph::collect(
+                &session,
+                &bundles,
+                &options(Weight::Turbo, Some(ref_mhz)),
+                &progress,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let mut functions = FunctionSums::new();
+    add_functions(&samples, 0, &mut functions);
+    add_functions(&ns, 1, &mut functions);
+    if let Some(n) = &normalized {
+        add_functions(n, 2, &mut functions);
+    }
+    let mut latencies = Vec::new();
+    for (source, _) in SOURCES {
+        let mut v = latency::values(
+            &session,
+            &bundles,
+            source,
+            None,
+            &Scope::default(),
+            &progress,
+        )
+        .await?;
+        latencies.push(v.remove("all").filter(|v| !v.is_empty()));
+    }
+    let sum = |f: &Folded| f.lines.values().sum::<u64>();
+    Ok(Loaded {
+        side: Side {
+            bundles: picture::describe_bundles(session.names()),
+            seconds,
+            frequency,
+            ipc,
+            busy_samples: samples.events,
+            busy_ns: sum(&ns),
+            busy_ns_normalized: normalized.as_ref().map(sum),
+        },
+        functions,
+        folded_ns: ns,
+        latencies,
+        frequency_ok: turbo,
+    })
+}
+
+/// Largest distance between the empirical CDFs of two sorted samples.
+pub fn ks_distance(a: &[i64], b: &[i64]) -> f64 {
+    let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] == x {
+            i += 1;
+        }
+        while j < b.len() && b[j] == x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// Frequency figures of a side, or why there are none, without the rest of the loading.
+async fn has_frequency(args: &str) -> anyhow::Result<(bool, Option<f64>)> {
+    let bundles = crate::bundles::open_all(std::slice::from_ref(&args.to_string()))?;
+    let session = Session::open(&bundles, &SessionOptions::default()).await?;
+    let f = frequency(&session, &bundles).await?;
+    let base = bundles
+        .iter()
+        .filter_map(|b| b.manifest().host.base_mhz)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
+    Ok((f.busy_mhz.is_some(), base))
+}
+
+pub fn run(a: CompareArgs) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    progress.phase("comparing");
+    let result = crate::sql_command::runtime()?.block_on(async {
+        let (freq_a, base_a) = has_frequency(&a.before).await?;
+        let (freq_b, base_b) = has_frequency(&a.after).await?;
+        let turbo = freq_a && freq_b;
+        let ref_mhz = a
+            .ref_mhz
+            .or(match (base_a, base_b) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            })
+            .unwrap_or(0.0);
+        let turbo = turbo && ref_mhz > 0.0;
+        let before = load(&a.before, ref_mhz, turbo).await?;
+        let after = load(&a.after, ref_mhz, turbo).await?;
+        anyhow::Ok((before, after, turbo.then_some(ref_mhz)))
+    });
+    progress.finish();
+    let (before, after, ref_mhz) = result?;
+    let cmp = compare(&before, &after, ref_mhz, a.top);
+    if let Some(path) = &a.flamegraph {
+        let svg = differential(&before.folded_ns, &after.folded_ns, &cmp)?;
+        picture::write_output(path, &svg)?;
+    }
+    let text = match a.format {
+        crate::cli::Format::Json => serde_json::to_string_pretty(&cmp)? + "\n",
+        crate::cli::Format::Table => render_text(&cmp),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn change_pct(a: f64, b: f64) -> Option<f64> {
+    (a > 0.0).then(|| 100.0 * (b - a) / a)
+}
+
+fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) -> Comparison {
+    let (da, db) = (before.side.seconds.max(1e-9), after.side.seconds.max(1e-9));
+    let normalized = before.frequency_ok && after.frequency_ok;
+    let names: BTreeSet<&(&'static str, String)> = before
+        .functions
+        .keys()
+        .chain(after.functions.keys())
+        .collect();
+    let mut functions: Vec<FunctionChange> = names
+        .into_iter()
+        .map(|key| {
+            let (ka, ra, na) = before.functions.get(key).copied().unwrap_or_default();
+            let (kb, rb, nb) = after.functions.get(key).copied().unwrap_or_default();
+            // Rates (ns per s), normalized where both sides could be.
+            let (xa, xb) = if normalized {
+                (na as f64 / da, nb as f64 / db)
+            } else {
+                (ra as f64 / da, rb as f64 / db)
+            };
+            // Each rate is a count of samples times a per-sample weight: its variance is
+            // rate² / samples (Poisson), so the z-score needs no other assumption.
+            let var = |x: f64, k: u64| if k == 0 { 0.0 } else { x * x / k as f64 };
+            let se = (var(xa, ka) + var(xb, kb)).sqrt();
+            let z = if se > 0.0 { (xb - xa) / se } else { 0.0 };
+            FunctionChange {
+                function: key.1.clone(),
+                kind: key.0,
+                samples_before: ka,
+                samples_after: kb,
+                ms_per_s_before: ra as f64 / da / 1e6,
+                ms_per_s_after: rb as f64 / db / 1e6,
+                raw_change_pct: change_pct(ra as f64 / da, rb as f64 / db),
+                normalized_change_pct: normalized
+                    .then(|| change_pct(na as f64 / da, nb as f64 / db))
+                    .flatten(),
+                z,
+                significant: z.abs() >= Z_SIGNIFICANT && ka + kb >= 10,
+            }
+        })
+        .collect();
+    functions.sort_by(|x, y| {
+        y.z.abs()
+            .total_cmp(&x.z.abs())
+            .then_with(|| x.function.cmp(&y.function))
+            .then_with(|| x.kind.cmp(y.kind))
+    });
+    let significant = functions.iter().filter(|f| f.significant).count();
+    functions.truncate(top.max(significant.min(top * 2)));
+
+    let raw = change_pct(
+        before.side.busy_ns as f64 / da,
+        after.side.busy_ns as f64 / db,
+    );
+    let norm = match (
+        before.side.busy_ns_normalized,
+        after.side.busy_ns_normalized,
+    ) {
+        (Some(a), Some(b)) => change_pct(a as f64 / da, b as f64 / db),
+        _ => None,
+    };
+    let fa = before.side.frequency.busy_mhz;
+    let fb = after.side.frequency.busy_mhz;
+    let verdict = match (raw, norm, fa, fb) {
+        (Some(r), Some(n), Some(fa), Some(fb)) => {
+            let freq = 100.0 * (fa - fb) / fb;
+            if significant == 0 {
+                format!(
+                    "busy CPU time changed {r:+.1}% raw and {n:+.1}% at {:.0} MHz; busy MHz {fa:.0} → {fb:.0}: the difference is explained by frequency (no function changed beyond noise once normalized)",
+                    ref_mhz.unwrap_or(0.0)
+                )
+            } else {
+                format!(
+                    "busy CPU time changed {r:+.1}% raw and {n:+.1}% at {:.0} MHz (frequency alone would give {freq:+.1}%); {significant} function figure(s) changed beyond noise once normalized: see the top of the table",
+                    ref_mhz.unwrap_or(0.0)
+                )
+            }
+        }
+        (Some(r), _, _, _) => {
+            let why: Vec<String> = [&before.side, &after.side]
+                .iter()
+                .zip(["before", "after"])
+                .filter(|(s, _)| s.frequency.busy_mhz.is_none())
+                .map(|(s, n)| format!("{n}: {}", s.frequency.confidence))
+                .collect();
+            format!(
+                "busy CPU time changed {r:+.1}% UNCORRECTED for frequency ({}); {significant} function figure(s) changed beyond noise",
+                why.join("; ")
+            )
+        }
+        _ => "no busy CPU samples on one side: nothing to compare".into(),
+    };
+    let latency = SOURCES
+        .iter()
+        .enumerate()
+        .map(|(i, (_, name))| {
+            let (a, b) = (&before.latencies[i], &after.latencies[i]);
+            let sorted = |v: &Option<Vec<i64>>| {
+                v.as_ref().map(|v| {
+                    let mut v = v.clone();
+                    v.sort_unstable();
+                    v
+                })
+            };
+            let (sa, sb) = (sorted(a), sorted(b));
+            LatencyChange {
+                source: name,
+                ks: match (&sa, &sb) {
+                    (Some(x), Some(y)) => Some(ks_distance(x, y)),
+                    _ => None,
+                },
+                before: sa.map(|v| Group::from_values("before".into(), v)),
+                after: sb.map(|v| Group::from_values("after".into(), v)),
+            }
+        })
+        .collect();
+    Comparison {
+        before: clone_side(&before.side),
+        after: clone_side(&after.side),
+        ref_mhz,
+        verdict,
+        functions,
+        latency,
+    }
+}
+
+fn clone_side(s: &Side) -> Side {
+    Side {
+        bundles: s.bundles.clone(),
+        seconds: s.seconds,
+        frequency: Frequency {
+            busy_mhz: s.frequency.busy_mhz,
+            busy_mhz_p10: s.frequency.busy_mhz_p10,
+            busy_mhz_p90: s.frequency.busy_mhz_p90,
+            busy_pct: s.frequency.busy_pct,
+            tsc_mhz: s.frequency.tsc_mhz,
+            source: s.frequency.source.clone(),
+            confidence: s.frequency.confidence.clone(),
+        },
+        ipc: s.ipc,
+        busy_samples: s.busy_samples,
+        busy_ns: s.busy_ns,
+        busy_ns_normalized: s.busy_ns_normalized,
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+fn render_text(c: &Comparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", c.verdict);
+    let mut t = crate::text_table::TextTable::new(&["", "before", "after"]);
+    let row = |t: &mut crate::text_table::TextTable, k: &str, f: &dyn Fn(&Side) -> String| {
+        t.row(vec![k.to_string(), f(&c.before), f(&c.after)]);
+    };
+    row(&mut t, "bundles", &|s| s.bundles.clone());
+    row(&mut t, "seconds", &|s| format!("{:.1}", s.seconds));
+    row(&mut t, "busy MHz", &|s| opt(s.frequency.busy_mhz, 0));
+    row(&mut t, "busy MHz p10-p90", &|s| {
+        format!(
+            "{}-{}",
+            opt(s.frequency.busy_mhz_p10, 0),
+            opt(s.frequency.busy_mhz_p90, 0)
+        )
+    });
+    row(&mut t, "busy %", &|s| opt(s.frequency.busy_pct, 1));
+    row(&mut t, "TSC MHz", &|s| opt(s.frequency.tsc_mhz, 0));
+    row(&mut t, "frequency source", &|s| s.frequency.source.clone());
+    row(&mut t, "confidence", &|s| s.frequency.confidence.clone());
+    row(&mut t, "IPC", &|s| opt(s.ipc, 2));
+    row(&mut t, "busy samples", &|s| s.busy_samples.to_string());
+    row(&mut t, "busy CPU s", &|s| {
+        format!("{:.3}", s.busy_ns as f64 / 1e9)
+    });
+    if let Some(r) = c.ref_mhz {
+        row(&mut t, &format!("busy CPU s at {r:.0} MHz"), &|s| {
+            opt(s.busy_ns_normalized.map(|n| n as f64 / 1e9), 3)
+        });
+    }
+    out.push_str(&t.render());
+    let _ = writeln!(
+        out,
+        "\nfunctions by |z| (CPU ms per second of recording; z from sample counts, |z| ≥ {Z_SIGNIFICANT} is beyond noise)"
+    );
+    let mut f = crate::text_table::TextTable::new(&[
+        "function",
+        "kind",
+        "samples",
+        "ms/s before",
+        "ms/s after",
+        "raw %",
+        "normalized %",
+        "z",
+        "",
+    ]);
+    for x in &c.functions {
+        f.row(vec![
+            x.function.clone(),
+            x.kind.to_string(),
+            format!("{}/{}", x.samples_before, x.samples_after),
+            format!("{:.2}", x.ms_per_s_before),
+            format!("{:.2}", x.ms_per_s_after),
+            opt(x.raw_change_pct, 1),
+            opt(x.normalized_change_pct, 1),
+            format!("{:.1}", x.z),
+            if x.significant { "CHANGED" } else { "noise" }.into(),
+        ]);
+    }
+    out.push_str(&f.render());
+    let _ = writeln!(out, "\nlatency (before → after)");
+    let mut l = crate::text_table::TextTable::new(&[
+        "source",
+        "count",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "KS distance",
+    ]);
+    let fmt = |g: &Option<Group>, f: &dyn Fn(&Group) -> String| g.as_ref().map_or("-".into(), f);
+    for x in &c.latency {
+        let both =
+            |f: &dyn Fn(&Group) -> String| format!("{} → {}", fmt(&x.before, f), fmt(&x.after, f));
+        l.row(vec![
+            x.source.to_string(),
+            both(&|g| g.count.to_string()),
+            both(&|g| crate::svg::human_ns(g.p50_ns)),
+            both(&|g| crate::svg::human_ns(g.p90_ns)),
+            both(&|g| crate::svg::human_ns(g.p99_ns)),
+            both(&|g| crate::svg::human_ns(g.max_ns)),
+            opt(x.ks, 3),
+        ]);
+    }
+    out.push_str(&l.render());
+    out
+}
+
+/// inferno's differential flame graph of the two sides' busy stacks (counts normalized to the
+/// same total, so a side with more samples does not look hotter everywhere).
+fn differential(before: &Folded, after: &Folded, c: &Comparison) -> anyhow::Result<Vec<u8>> {
+    let text = |f: &Folded| {
+        let mut s = String::new();
+        for (l, w) in &f.lines {
+            let _ = writeln!(s, "{l} {w}");
+        }
+        s
+    };
+    let mut diff = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options {
+            normalize: true,
+            strip_hex: false,
+        },
+        text(before).as_bytes(),
+        text(after).as_bytes(),
+        &mut diff,
+    )
+    .context("differential folding")?;
+    let mut o = inferno::flamegraph::Options::default();
+    o.title = "Differential CPU Flame Graph (after vs before)".into();
+    o.subtitle = Some(format!(
+        "{} vs {} · red grew, blue shrank (sample-count normalized) · {}",
+        c.after.bundles, c.before.bundles, c.verdict
+    ));
+    o.count_name = "ns".into();
+    o.deterministic = true;
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_reader(&mut o, diff.as_slice(), &mut svg)
+        .context("rendering the differential flame graph")?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ks_distance_of_samples() {
+        assert_eq!(super::ks_distance(&[1, 2, 3], &[1, 2, 3]), 0.0);
+        assert_eq!(super::ks_distance(&[1, 2], &[3, 4]), 1.0);
+        assert!((super::ks_distance(&[1, 2, 3, 4], &[3, 4, 5, 6]) - 0.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,81 @@
+//! `perfpack compare` on the before/after fixtures (the same work at 2500 and 3000 busy MHz):
+//! the raw CPU-time change is the frequency ratio, the normalized one is within noise, and the
+//! verdict says so; a side without frequency data is compared uncorrected, saying why.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{fixture, ok, perfpack};
+
+fn compare(a: &str, b: &str) -> Value {
+    serde_json::from_str(&ok(&perfpack(["compare", a, b, "--format", "json"]))).unwrap()
+}
+
+#[test]
+fn a_frequency_difference_is_explained_as_such() {
+    let (before, after) = (
+        fixture("before").display().to_string(),
+        fixture("after").display().to_string(),
+    );
+    let c = compare(&before, &after);
+    let busy = |side: &str, k: &str| c[side][k].as_f64().unwrap();
+    let raw = busy("after", "busy_ns") / busy("before", "busy_ns");
+    assert!((raw - 1.0 / 1.2).abs() < 0.03, "raw ratio {raw}");
+    let norm = busy("after", "busy_ns_normalized") / busy("before", "busy_ns_normalized");
+    assert!((norm - 1.0).abs() < 0.03, "normalized ratio {norm}");
+    assert_eq!(
+        c["before"]["frequency"]["busy_mhz"]
+            .as_f64()
+            .unwrap()
+            .round(),
+        2500.0
+    );
+    assert_eq!(
+        c["after"]["frequency"]["busy_mhz"]
+            .as_f64()
+            .unwrap()
+            .round(),
+        3000.0
+    );
+    assert_eq!(c["ref_mhz"].as_f64(), Some(2500.0));
+    let verdict = c["verdict"].as_str().unwrap();
+    assert!(verdict.contains("explained by frequency"), "{verdict}");
+    for f in c["functions"].as_array().unwrap() {
+        assert_eq!(f["significant"], false, "{f}");
+    }
+    // Same block I/O on both sides: identical distributions.
+    let block = &c["latency"][0];
+    assert_eq!(block["source"], "block");
+    assert_eq!(block["ks"].as_f64(), Some(0.0));
+    // The differential flame graph is drawn from the same stacks.
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("diff.svg");
+    ok(&perfpack([
+        "compare".as_ref(),
+        before.as_ref(),
+        after.as_ref(),
+        "--flamegraph".as_ref(),
+        svg.as_os_str(),
+    ]));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("Differential CPU Flame Graph"));
+    assert!(text.contains("ExecScan"));
+}
+
+#[test]
+fn a_side_without_frequency_data_is_compared_uncorrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("cpu.ppk").display().to_string();
+    let text = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/import/perf-script-cpu-clock.txt")
+        .display()
+        .to_string();
+    ok(&perfpack(["import", "perf-script", &text, "-o", &bundle]));
+    let c = compare(&fixture("before").display().to_string(), &bundle);
+    let verdict = c["verdict"].as_str().unwrap();
+    assert!(verdict.contains("UNCORRECTED"), "{verdict}");
+    assert!(verdict.contains("after: unavailable"), "{verdict}");
+    assert!(c["after"]["busy_ns_normalized"].is_null());
+    assert_eq!(c["after"]["frequency"]["source"], "unavailable");
+}

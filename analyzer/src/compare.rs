@@ -50,7 +50,7 @@ pub struct CompareArgs {
 }
 
 /// Frequency figures of one side.
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct Frequency {
     /// Busy MHz averaged over busy time, when measured.
     pub busy_mhz: Option<f64>,
@@ -66,7 +66,7 @@ pub struct Frequency {
 }
 
 /// One side of the comparison.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Side {
     pub bundles: String,
     pub seconds: f64,
@@ -275,11 +275,39 @@ fn add_functions(folded: &Folded, slot: usize, sums: &mut FunctionSums) {
     }
 }
 
-async fn load(args: &str, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded> {
+/// One side's bundles, SQL session and frequency figures.
+struct Opened {
+    bundles: Vec<Bundle>,
+    session: Session,
+    frequency: Frequency,
+}
+
+async fn open(args: &str) -> anyhow::Result<Opened> {
     let bundles = crate::bundles::open_all(std::slice::from_ref(&args.to_string()))?;
     let session = Session::open(&bundles, &SessionOptions::default()).await?;
-    let progress = Progress::hidden();
     let frequency = frequency(&session, &bundles).await?;
+    Ok(Opened {
+        bundles,
+        session,
+        frequency,
+    })
+}
+
+/// The lowest base MHz of a side's bundles.
+fn base_mhz(bundles: &[Bundle]) -> Option<f64> {
+    bundles
+        .iter()
+        .filter_map(|b| b.manifest().host.base_mhz)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))))
+}
+
+async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded> {
+    let Opened {
+        bundles,
+        session,
+        frequency,
+    } = side;
+    let progress = Progress::hidden();
     let ipc = ipc(&session).await?;
     let seconds: f64 = bundles
         .iter()
@@ -369,35 +397,25 @@ pub fn ks_distance(a: &[i64], b: &[i64]) -> f64 {
     d
 }
 
-/// Frequency figures of a side, or why there are none, without the rest of the loading.
-async fn has_frequency(args: &str) -> anyhow::Result<(bool, Option<f64>)> {
-    let bundles = crate::bundles::open_all(std::slice::from_ref(&args.to_string()))?;
-    let session = Session::open(&bundles, &SessionOptions::default()).await?;
-    let f = frequency(&session, &bundles).await?;
-    let base = bundles
-        .iter()
-        .filter_map(|b| b.manifest().host.base_mhz)
-        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
-    Ok((f.busy_mhz.is_some(), base))
-}
-
 pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     let progress = Progress::new();
     progress.phase("comparing");
     let result = crate::sql_command::runtime()?.block_on(async {
-        let (freq_a, base_a) = has_frequency(&a.before).await?;
-        let (freq_b, base_b) = has_frequency(&a.after).await?;
-        let turbo = freq_a && freq_b;
+        let (before, after) = (open(&a.before).await?, open(&a.after).await?);
         let ref_mhz = a
             .ref_mhz
-            .or(match (base_a, base_b) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, y) => x.or(y),
-            })
+            .or(
+                match (base_mhz(&before.bundles), base_mhz(&after.bundles)) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                },
+            )
             .unwrap_or(0.0);
-        let turbo = turbo && ref_mhz > 0.0;
-        let before = load(&a.before, ref_mhz, turbo).await?;
-        let after = load(&a.after, ref_mhz, turbo).await?;
+        let turbo = before.frequency.busy_mhz.is_some()
+            && after.frequency.busy_mhz.is_some()
+            && ref_mhz > 0.0;
+        let before = load(before, ref_mhz, turbo).await?;
+        let after = load(after, ref_mhz, turbo).await?;
         anyhow::Ok((before, after, turbo.then_some(ref_mhz)))
     });
     progress.finish();
@@ -537,32 +555,12 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
         })
         .collect();
     Comparison {
-        before: clone_side(&before.side),
-        after: clone_side(&after.side),
+        before: before.side.clone(),
+        after: after.side.clone(),
         ref_mhz,
         verdict,
         functions,
         latency,
-    }
-}
-
-fn clone_side(s: &Side) -> Side {
-    Side {
-        bundles: s.bundles.clone(),
-        seconds: s.seconds,
-        frequency: Frequency {
-            busy_mhz: s.frequency.busy_mhz,
-            busy_mhz_p10: s.frequency.busy_mhz_p10,
-            busy_mhz_p90: s.frequency.busy_mhz_p90,
-            busy_pct: s.frequency.busy_pct,
-            tsc_mhz: s.frequency.tsc_mhz,
-            source: s.frequency.source.clone(),
-            confidence: s.frequency.confidence.clone(),
-        },
-        ipc: s.ipc,
-        busy_samples: s.busy_samples,
-        busy_ns: s.busy_ns,
-        busy_ns_normalized: s.busy_ns_normalized,
     }
 }
 

@@ -41,6 +41,8 @@ pub enum Command {
     Latency(LatencyArgs),
     /// Compare two bundles (before/after, this box/that box), corrected for clock frequency
     Compare(crate::compare::CompareArgs),
+    /// Rank bundles of a fleet (one per instance) by how much they differ, and say in what
+    Fleet(crate::fleet::FleetArgs),
     /// Import an existing capture (perf script or ftrace text) into a bundle
     Import {
         #[arg(value_enum)]

@@ -20,7 +20,7 @@ use arrow_array::types::Float64Type;
 use perfpack_schema::Bundle;
 use serde::Serialize;
 
-use crate::flamegraph::{self, Folded, Kind, Weight};
+use crate::flamegraph::{self, Folded, Weight};
 use crate::latency::{self, Group};
 use crate::picture::{self, Progress};
 use crate::scope::Scope;
@@ -139,24 +139,17 @@ const BUSY: &str = "comm NOT LIKE 'swapper%' AND pid <> 0";
 
 fn options(weight: Weight, ref_mhz: Option<f64>) -> flamegraph::Options {
     flamegraph::Options {
-        kind: Kind::Cpu,
         scope: Scope {
             predicate: Some(BUSY.into()),
             ..Scope::default()
         },
-        event: None,
-        weight,
-        inverted: false,
-        reverse: false,
-        folded: true,
-        wakers: false,
         ref_mhz,
-        title: None,
-        output: "-".into(),
+        ..flamegraph::Options::folded_cpu(weight)
     }
 }
 
-async fn frequency(session: &Session, bundles: &[Bundle]) -> anyhow::Result<Frequency> {
+/// Busy MHz, busy %, TSC MHz of a session's bundles from `cpu_frequency`, or why there are none.
+pub async fn frequency(session: &Session, bundles: &[Bundle]) -> anyhow::Result<Frequency> {
     let mut rows: Vec<(f64, f64, f64, f64)> = Vec::new();
     let mut sources = BTreeSet::new();
     picture::stream(
@@ -229,7 +222,8 @@ async fn frequency(session: &Session, bundles: &[Bundle]) -> anyhow::Result<Freq
     })
 }
 
-async fn ipc(session: &Session) -> anyhow::Result<Option<f64>> {
+/// Instructions per cycle over a session's `pmc` rows, where both were counted.
+pub async fn ipc(session: &Session) -> anyhow::Result<Option<f64>> {
     let mut out = None;
     picture::stream(
         session,
@@ -352,16 +346,7 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
     }
     let mut latencies = Vec::new();
     for (source, _) in SOURCES {
-        let mut v = latency::values(
-            &session,
-            &bundles,
-            source,
-            None,
-            &Scope::default(),
-            &progress,
-        )
-        .await?;
-        latencies.push(v.remove("all").filter(|v| !v.is_empty()));
+        latencies.push(latency::all_values(&session, &bundles, source).await?);
     }
     let sum = |f: &Folded| f.lines.values().sum::<u64>();
     Ok(Loaded {

@@ -68,6 +68,26 @@ pub struct Options {
     pub output: PathBuf,
 }
 
+impl Options {
+    /// Folded CPU stacks of everything, weighted by `weight`, to stdout: what `export` writes
+    /// and what comparisons start from (set other fields with struct update syntax).
+    pub fn folded_cpu(weight: Weight) -> Options {
+        Options {
+            kind: Kind::Cpu,
+            scope: Scope::default(),
+            event: None,
+            weight,
+            inverted: false,
+            reverse: false,
+            folded: true,
+            wakers: false,
+            ref_mhz: None,
+            title: None,
+            output: "-".into(),
+        }
+    }
+}
+
 /// Folded stacks with what the title needs to say about them.
 #[derive(Debug, Default)]
 pub struct Folded {

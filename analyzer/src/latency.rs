@@ -154,6 +154,24 @@ pub async fn groups(
         .collect())
 }
 
+/// Every latency of `source` (unsorted), or none when the bundles have none.
+pub async fn all_values(
+    session: &Session,
+    bundles: &[perfpack_schema::Bundle],
+    source: Source,
+) -> anyhow::Result<Option<Vec<i64>>> {
+    let mut v = values(
+        session,
+        bundles,
+        source,
+        None,
+        &Scope::default(),
+        &Progress::hidden(),
+    )
+    .await?;
+    Ok(v.remove("all").filter(|v| !v.is_empty()))
+}
+
 /// The latencies themselves, by group (`all` without `by`).
 pub async fn values(
     session: &Session,

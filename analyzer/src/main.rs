@@ -4,6 +4,7 @@ mod bundles;
 mod cli;
 mod compare;
 mod flamegraph;
+mod fleet;
 mod fold;
 mod heatmap;
 mod import;
@@ -86,6 +87,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Heatmap(a) => heatmap::run(a)?,
         Command::Latency(a) => latency::run(a)?,
         Command::Compare(a) => compare::run(a)?,
+        Command::Fleet(a) => fleet::run(a)?,
         Command::Queries { format } => sql_command::list_queries(format)?,
         Command::Import {
             kind,
@@ -104,17 +106,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => flamegraph::run(
             &bundles.bundles,
             &flamegraph::Options {
-                kind: flamegraph::Kind::Cpu,
-                scope: scope::Scope::default(),
                 event,
-                weight: flamegraph::Weight::Period,
-                inverted: false,
-                reverse: false,
-                folded: true,
-                wakers: false,
-                ref_mhz: None,
-                title: None,
                 output: output.unwrap_or_else(|| "-".into()),
+                ..flamegraph::Options::folded_cpu(flamegraph::Weight::Period)
             },
         )?,
         Command::Pack { dir, output, force } => {

@@ -79,3 +79,37 @@ fn a_side_without_frequency_data_is_compared_uncorrected() {
     assert!(c["after"]["busy_ns_normalized"].is_null());
     assert_eq!(c["after"]["frequency"]["source"], "unavailable");
 }
+
+/// Writes a generated bundle into `dir`.
+fn generated(dir: &Path, sc: &perfpack_testgen::Scenario) -> String {
+    let out = dir.join(format!("{}.ppk", sc.name));
+    perfpack_testgen::generate(sc, &out).unwrap();
+    out.display().to_string()
+}
+
+#[test]
+fn a_real_regression_is_ranked_first_and_the_rest_is_noise() {
+    use perfpack_testgen::Scenario;
+    let dir = tempfile::tempdir().unwrap();
+    let before = generated(dir.path(), &Scenario::pair_side("base", 2500.0));
+    // Same work, same frequency, but one leaf function costs 30% more cycles.
+    let mut sc = Scenario::pair_side("regressed", 2500.0);
+    sc.cost_by_leaf.insert("heapgettup_pagemode".into(), 1.3);
+    let after = generated(dir.path(), &sc);
+    let c = compare(&before, &after);
+    let functions = c["functions"].as_array().unwrap();
+    let first = &functions[0];
+    eprintln!("regression pair: {}; first: {first}", c["verdict"]);
+    assert_eq!(first["function"], "heapgettup_pagemode", "{first}");
+    assert_eq!(first["significant"], true, "{first}");
+    let change = first["normalized_change_pct"].as_f64().unwrap();
+    assert!((15.0..45.0).contains(&change), "{first}");
+    // Other functions' own (self) time did not change beyond noise.
+    for f in functions.iter().filter(|f| f["kind"] == "self") {
+        if f["function"] != "heapgettup_pagemode" {
+            assert_eq!(f["significant"], false, "{f}");
+        }
+    }
+    let verdict = c["verdict"].as_str().unwrap();
+    assert!(verdict.contains("changed beyond noise"), "{verdict}");
+}

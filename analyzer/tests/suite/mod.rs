@@ -3,6 +3,7 @@
 mod bad_input;
 mod compare;
 mod crash;
+mod fleet;
 mod import;
 mod info;
 mod pictures;

@@ -200,6 +200,25 @@ pub fn generate(sc: &Scenario, out: &Path) -> anyhow::Result<Truth> {
     Ok(truth::truth(sc, &world))
 }
 
+/// A fleet of `n` instances (`i-000`, ...) doing the same kind of work with different seeds at
+/// 3000 busy MHz, except two outliers: `i-{n/3}` has a disk 8× slower and `i-{2n/3}` runs at
+/// 2200 MHz. For `perfpack fleet` tests and benchmarks.
+pub fn fleet(n: usize) -> Vec<Scenario> {
+    (0..n)
+        .map(|i| {
+            let mut sc = Scenario::pair_side(&format!("i-{i:03}"), 3000.0);
+            sc.seed = 100 + i as u64;
+            if i == n / 3 {
+                sc.disk_latency_scale = 8.0;
+            }
+            if i == 2 * n / 3 {
+                sc.busy_mhz = 2200.0;
+            }
+            sc
+        })
+        .collect()
+}
+
 /// The committed fixtures: `basic`, and the `before`/`after` pair (same work at 2.5 and 3.0 GHz
 /// busy frequency).
 pub fn fixtures() -> Vec<Scenario> {

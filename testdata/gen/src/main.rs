@@ -8,6 +8,23 @@ use anyhow::Context as _;
 use perfpack_testgen::fixtures;
 
 fn main() -> anyhow::Result<()> {
+    // `gen-testdata --fleet N DIR`: N instance bundles for `perfpack fleet` (see `fleet`).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--fleet") {
+        let n: usize = args
+            .get(2)
+            .and_then(|n| n.parse().ok())
+            .context("usage: gen-testdata --fleet N DIR")?;
+        let dir = PathBuf::from(args.get(3).context("usage: gen-testdata --fleet N DIR")?);
+        std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+        for sc in perfpack_testgen::fleet(n) {
+            let bundle = dir.join(format!("{}.ppk", sc.name));
+            perfpack_testgen::generate(&sc, &bundle)
+                .with_context(|| format!("generating {}", bundle.display()))?;
+        }
+        println!("wrote {n} bundles into {}", dir.display());
+        return Ok(());
+    }
     let out = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)

@@ -1,0 +1,365 @@
+//! `perfpack fleet B...`: which instances differ from the rest, and in what. Each bundle is
+//! summarized into a feature vector (busy MHz, IPC, CPU busy share, run-queue and block I/O
+//! p50 and p99, loss rate, the shares of the fleet's hottest functions), bundles in parallel and only
+//! their summaries kept; each feature gets a robust z-score (median and MAD over the fleet), and
+//! bundles are ranked by their largest |z|, each with the reason and the command that shows it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use perfpack_schema::Bundle;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::flamegraph::{self, Weight};
+use crate::latency::{self, Group};
+use crate::picture::Progress;
+use crate::sql::{Session, SessionOptions};
+
+/// |robust z| at or above which a difference is beyond the fleet's spread...
+const Z_FLAG: f64 = 3.5;
+
+/// ...and the relative difference from the median it must also reach to matter (tails of
+/// identical instances differ by 10-15% from run to run; a 20% difference is worth a look).
+const MIN_EFFECT: f64 = 0.2;
+
+/// Prefix of the function-share features.
+const SHARE: &str = "% busy samples in ";
+
+/// How many of the fleet's hottest functions become features.
+const TOP_FUNCTIONS: usize = 5;
+
+/// Arguments of `perfpack fleet`.
+#[derive(Debug, clap::Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    pub bundles: crate::cli::BundleArgs,
+    #[arg(long, value_enum, default_value_t = crate::cli::Format::Table)]
+    pub format: crate::cli::Format,
+}
+
+/// One bundle's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub bundle: String,
+    pub path: PathBuf,
+    pub host: String,
+    /// Feature name → value (absent when the bundle cannot say).
+    pub features: BTreeMap<String, f64>,
+    /// Leaf function → share of busy samples, for the fleet-wide top functions.
+    #[serde(skip)]
+    function_shares: BTreeMap<String, f64>,
+    /// Busy (non-idle) samples behind the shares.
+    #[serde(skip)]
+    busy_samples: u64,
+    /// Feature → its own sampling noise (one standard error), where known.
+    #[serde(skip)]
+    noise: BTreeMap<String, f64>,
+}
+
+/// One bundle's place in the ranking.
+#[derive(Debug, Serialize)]
+pub struct Ranked {
+    pub bundle: String,
+    pub path: PathBuf,
+    pub host: String,
+    /// Largest |z| of any feature.
+    pub score: f64,
+    pub flagged: bool,
+    /// Features with |z| ≥ the flag threshold, largest first: why it differs.
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Reason {
+    pub feature: String,
+    pub value: f64,
+    pub fleet_median: f64,
+    pub z: f64,
+    /// The command that shows the evidence.
+    pub evidence: String,
+}
+
+impl Reason {
+    /// Whether the difference is large enough to act on, not only unusual.
+    fn matters(&self) -> bool {
+        let d = (self.value - self.fleet_median).abs();
+        if self.fleet_median.abs() > 1e-9 {
+            d / self.fleet_median.abs() >= MIN_EFFECT
+        } else {
+            d >= 1.0
+        }
+    }
+}
+
+/// Summarizes one bundle with its own SQL session.
+async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
+    let bundles = vec![bundle];
+    let session = Session::open(&bundles, &SessionOptions::default()).await?;
+    let progress = Progress::hidden();
+    let mut features = BTreeMap::new();
+    let freq = crate::compare::frequency(&session, &bundles).await?;
+    if let Some(m) = freq.busy_mhz {
+        features.insert("busy MHz".into(), m);
+    }
+    if let Some(i) = crate::compare::ipc(&session).await? {
+        features.insert("IPC".into(), i);
+    }
+    // CPU busy share and leaf functions from the samples.
+    let all = flamegraph::Options::folded_cpu(Weight::Samples);
+    let mut function_shares = BTreeMap::new();
+    let mut busy_samples = 0;
+    let mut noise = BTreeMap::new();
+    if let Ok(folded) = flamegraph::collect(&session, &bundles, &all, &progress).await {
+        let mut busy = 0u64;
+        let mut leaves: BTreeMap<String, u64> = BTreeMap::new();
+        for (line, &n) in &folded.lines {
+            let comm = line.split(';').next().unwrap_or("");
+            if comm.starts_with("swapper") {
+                continue;
+            }
+            busy += n;
+            if let Some(leaf) = line.rsplit(';').next() {
+                *leaves.entry(leaf.to_string()).or_default() += n;
+            }
+        }
+        if folded.events > 0 {
+            features.insert(
+                "CPU busy %".into(),
+                100.0 * busy as f64 / folded.events as f64,
+            );
+        }
+        busy_samples = busy;
+        if busy > 0 {
+            function_shares = leaves
+                .into_iter()
+                .map(|(f, n)| (f, 100.0 * n as f64 / busy as f64))
+                .collect();
+        }
+    }
+    for (source, feature) in [
+        (latency::Source::Runq, "run-queue p99 ms"),
+        (latency::Source::Block, "block I/O p99 ms"),
+    ] {
+        if let Some(mut values) = latency::all_values(&session, &bundles, source).await? {
+            values.sort_unstable();
+            // The p99's own uncertainty: half the spread of the order statistics one binomial
+            // standard deviation of rank either side of it.
+            let n = values.len();
+            let k = (n as f64 * 0.99 * 0.01).sqrt().ceil() as usize;
+            let r = ((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1;
+            let spread = values[(r + k).min(n - 1)] - values[r.saturating_sub(k)];
+            noise.insert(feature.to_string(), spread as f64 / 2.0 / 1e6);
+            let g = Group::from_values(String::new(), values);
+            features.insert(feature.into(), g.p99_ns as f64 / 1e6);
+            // The median too: a tail already made of outliers hides a device gone slow.
+            features.insert(feature.replace("p99", "p50"), g.p50_ns as f64 / 1e6);
+        }
+    }
+    let m = bundles[0].manifest();
+    let records: u64 = m.sources.iter().map(|s| s.records).sum();
+    let lost: u64 = m.sources.iter().map(|s| s.total_lost()).sum();
+    features.insert(
+        "loss %".into(),
+        100.0 * lost as f64 / (records + lost).max(1) as f64,
+    );
+    let host = session.names()[0].host.clone();
+    Ok(Summary {
+        bundle: name,
+        path: bundles[0].path().to_path_buf(),
+        host,
+        features,
+        function_shares,
+        busy_samples,
+        noise,
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The command that shows a feature's evidence for a bundle.
+fn evidence(feature: &str, path: &std::path::Path) -> String {
+    let p = path.display();
+    match feature {
+        "block I/O p99 ms" | "block I/O p50 ms" => {
+            format!("perfpack heatmap {p} --source block -o io.svg")
+        }
+        "run-queue p99 ms" | "run-queue p50 ms" => {
+            format!("perfpack heatmap {p} --source runq --log -o runq.svg")
+        }
+        "busy MHz" | "IPC" => format!("perfpack sql {p} cpu_frequency"),
+        "loss %" => format!("perfpack info {p}"),
+        _ => format!("perfpack flamegraph {p} -o cpu.svg"),
+    }
+}
+
+/// Robust z-scores of every feature and the ranking.
+pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
+    // The fleet's hottest functions (by summed share) become features of every bundle.
+    let mut total: BTreeMap<String, f64> = BTreeMap::new();
+    for s in &summaries {
+        for (f, share) in &s.function_shares {
+            *total.entry(f.clone()).or_default() += share;
+        }
+    }
+    let mut hot: Vec<(String, f64)> = total.into_iter().collect();
+    hot.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    for (f, _) in hot.into_iter().take(TOP_FUNCTIONS) {
+        for s in &mut summaries {
+            let share = s.function_shares.get(&f).copied().unwrap_or(0.0);
+            s.features.insert(format!("{SHARE}{f}"), share);
+        }
+    }
+    let names: Vec<String> = summaries
+        .iter()
+        .flat_map(|s| s.features.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // Median and scale per feature. A MAD of zero (most of the fleet identical) falls back to
+    // 1% of the median, so one outlier in an otherwise uniform fleet still stands out.
+    let stats: BTreeMap<&str, (f64, f64)> = names
+        .iter()
+        .map(|n| {
+            let mut v: Vec<f64> = summaries
+                .iter()
+                .filter_map(|s| s.features.get(n))
+                .copied()
+                .collect();
+            let med = median(&mut v);
+            let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+            let mad = median(&mut dev) * 1.4826;
+            let scale = mad.max(0.01 * med.abs()).max(1e-9);
+            (n.as_str(), (med, scale))
+        })
+        .collect();
+    let mut ranked: Vec<Ranked> = summaries
+        .iter()
+        .map(|s| {
+            let mut reasons: Vec<Reason> = s
+                .features
+                .iter()
+                .map(|(f, &v)| {
+                    let (med, mut scale) = stats[f.as_str()];
+                    if f.starts_with(SHARE) && s.busy_samples > 0 {
+                        // A share of n samples is noisy by itself: never call less than the
+                        // binomial spread a difference.
+                        let p = (med / 100.0).clamp(0.0, 1.0);
+                        let binomial = 100.0 * (p * (1.0 - p) / s.busy_samples as f64).sqrt();
+                        scale = scale.max(binomial);
+                    }
+                    if let Some(&own) = s.noise.get(f) {
+                        scale = scale.max(own);
+                    }
+                    Reason {
+                        feature: f.clone(),
+                        value: v,
+                        fleet_median: med,
+                        z: (v - med) / scale,
+                        evidence: evidence(f, &s.path),
+                    }
+                })
+                .collect();
+            reasons.sort_by(|a, b| {
+                b.z.abs()
+                    .total_cmp(&a.z.abs())
+                    .then_with(|| a.feature.cmp(&b.feature))
+            });
+            let score = reasons.first().map_or(0.0, |r| r.z.abs());
+            reasons.retain(|r| r.z.abs() >= Z_FLAG && r.matters());
+            Ranked {
+                bundle: s.bundle.clone(),
+                path: s.path.clone(),
+                host: s.host.clone(),
+                score,
+                flagged: !reasons.is_empty(),
+                reasons,
+            }
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.flagged
+            .cmp(&a.flagged)
+            .then(b.score.total_cmp(&a.score))
+            .then_with(|| a.bundle.cmp(&b.bundle))
+    });
+    ranked
+}
+
+pub fn run(a: FleetArgs) -> anyhow::Result<()> {
+    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
+    if bundles.len() < 3 {
+        bail!(
+            "fleet needs at least 3 bundles to tell an outlier from the rest ({} given); compare two with perfpack compare",
+            bundles.len()
+        );
+    }
+    let names = crate::sql::session::bundle_names(&bundles);
+    let progress = Progress::new();
+    progress.phase("summarizing bundles");
+    // One bundle per task; each task runs its own small runtime, so rayon spreads the bundles
+    // over the cores and only the summaries stay in memory.
+    let summaries: Vec<Summary> = bundles
+        .into_par_iter()
+        .zip(names.into_par_iter())
+        .map(|(b, n)| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let s = rt.block_on(summarize(b, n.bundle));
+            progress.inc(1);
+            s
+        })
+        .collect::<anyhow::Result<_>>()?;
+    progress.finish();
+    let ranked = rank(summaries);
+    let text = match a.format {
+        crate::cli::Format::Json => serde_json::to_string_pretty(&ranked)? + "\n",
+        crate::cli::Format::Table => render_text(&ranked),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn render_text(ranked: &[Ranked]) -> String {
+    let mut out = String::new();
+    let flagged = ranked.iter().filter(|r| r.flagged).count();
+    let _ = writeln!(
+        out,
+        "{flagged} of {} bundles differ from the fleet (robust |z| ≥ {Z_FLAG} and ≥ {:.0}% from the median):\n",
+        ranked.len(),
+        MIN_EFFECT * 100.0
+    );
+    for (i, r) in ranked.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:>3}. {} ({}) max |z| {:.1}{}",
+            i + 1,
+            r.bundle,
+            r.host,
+            r.score,
+            if r.flagged { "" } else { "  (like the fleet)" }
+        );
+        for reason in &r.reasons {
+            let _ = writeln!(
+                out,
+                "       {}: {:.3} vs fleet median {:.3} (z {:+.1})  → {}",
+                reason.feature, reason.value, reason.fleet_median, reason.z, reason.evidence
+            );
+        }
+    }
+    out
+}

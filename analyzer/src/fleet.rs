@@ -3,6 +3,8 @@
 //! p50 and p99, loss rate, the shares of the fleet's hottest functions), bundles in parallel and only
 //! their summaries kept; each feature gets a robust z-score (median and MAD over the fleet), and
 //! bundles are ranked by their largest |z|, each with the reason and the command that shows it.
+//! A bundle is flagged only for differences in the worse direction (slower, lossier, more
+//! waiting; any change of a hot function's share): the question is which instance is the bad one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -83,9 +85,24 @@ pub struct Reason {
     pub evidence: String,
 }
 
+/// Which way a feature gets worse: +1 when higher is worse (latency, losses, busy share), -1
+/// when lower is worse (frequency, IPC), 0 when any change matters (function shares).
+fn worse_direction(feature: &str) -> f64 {
+    match feature {
+        "busy MHz" | "IPC" => -1.0,
+        f if f.starts_with(SHARE) => 0.0,
+        _ => 1.0,
+    }
+}
+
 impl Reason {
-    /// Whether the difference is large enough to act on, not only unusual.
+    /// Whether the difference is large enough to act on, not only unusual, and in the
+    /// direction that makes an instance the bad one (a disk faster than the fleet's is not).
     fn matters(&self) -> bool {
+        let sign = worse_direction(&self.feature);
+        if sign != 0.0 && (self.value - self.fleet_median) * sign <= 0.0 {
+            return false;
+        }
         let d = (self.value - self.fleet_median).abs();
         if self.fleet_median.abs() > 1e-9 {
             d / self.fleet_median.abs() >= MIN_EFFECT
@@ -146,13 +163,14 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
     ] {
         if let Some(mut values) = latency::all_values(&session, &bundles, source).await? {
             values.sort_unstable();
-            // The p99's own uncertainty: half the spread of the order statistics one binomial
-            // standard deviation of rank either side of it.
+            // The p99's own uncertainty: a quarter of the spread of the order statistics two
+            // binomial standard deviations of rank either side of it (a 95% interval), which
+            // also covers a p99 sitting at the edge of a small mode of outliers.
             let n = values.len();
-            let k = (n as f64 * 0.99 * 0.01).sqrt().ceil() as usize;
+            let k = 2 * (n as f64 * 0.99 * 0.01).sqrt().ceil() as usize;
             let r = ((0.99 * n as f64).ceil() as usize).clamp(1, n) - 1;
             let spread = values[(r + k).min(n - 1)] - values[r.saturating_sub(k)];
-            noise.insert(feature.to_string(), spread as f64 / 2.0 / 1e6);
+            noise.insert(feature.to_string(), spread as f64 / 4.0 / 1e6);
             let g = Group::from_values(String::new(), values);
             features.insert(feature.into(), g.p99_ns as f64 / 1e6);
             // The median too: a tail already made of outliers hides a device gone slow.
@@ -339,7 +357,7 @@ fn render_text(ranked: &[Ranked]) -> String {
     let flagged = ranked.iter().filter(|r| r.flagged).count();
     let _ = writeln!(
         out,
-        "{flagged} of {} bundles differ from the fleet (robust |z| ≥ {Z_FLAG} and ≥ {:.0}% from the median):\n",
+        "{flagged} of {} bundles are worse than the fleet (robust |z| ≥ {Z_FLAG}, ≥ {:.0}% from the median, in the worse direction):\n",
         ranked.len(),
         MIN_EFFECT * 100.0
     );

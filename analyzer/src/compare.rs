@@ -6,8 +6,8 @@
 //! sample counts so that noise is not reported as a change, latency distributions side by side
 //! with a Kolmogorov–Smirnov distance, and optionally a differential flame graph.
 //!
-//! Not yet: system counters side by side and the HTML page (the report work), sets of bundles
-//! per side beyond what one session aggregates.
+//! System counters are compared through the `use_checklist` view (utilization, saturation and
+//! errors per resource). Not yet: the HTML page (the report's work).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -106,6 +106,20 @@ pub struct LatencyChange {
     pub ks: Option<f64>,
 }
 
+/// One USE-method figure on both sides (mean over the recording; several bundles per side are
+/// averaged).
+#[derive(Debug, Serialize)]
+pub struct SystemChange {
+    pub resource: String,
+    pub kind: String,
+    pub metric: String,
+    pub unit: String,
+    pub before: Option<f64>,
+    pub after: Option<f64>,
+    pub status_before: Option<String>,
+    pub status_after: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Comparison {
     pub before: Side,
@@ -115,13 +129,18 @@ pub struct Comparison {
     pub verdict: String,
     pub functions: Vec<FunctionChange>,
     pub latency: Vec<LatencyChange>,
+    pub system: Vec<SystemChange>,
 }
 
 /// Per-function sums of one side: (samples, raw ns, normalized ns) by (kind, name).
 type FunctionSums = BTreeMap<(&'static str, String), (u64, u64, u64)>;
 
+/// USE figures of one side: (resource, type, metric) → (unit, means, worst status).
+type UseFigures = BTreeMap<(String, String, String), (String, Vec<f64>, String)>;
+
 struct Loaded {
     side: Side,
+    system: UseFigures,
     functions: FunctionSums,
     folded_ns: Folded,
     latencies: Vec<Option<Vec<i64>>>,
@@ -348,8 +367,36 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
     for (source, _) in SOURCES {
         latencies.push(latency::all_values(&session, &bundles, source).await?);
     }
+    let mut system = UseFigures::new();
+    picture::stream(
+        &session,
+        "SELECT resource, type, metric, unit, CAST(mean AS DOUBLE), status FROM use_checklist",
+        &progress,
+        |b| {
+            let t = |i: usize| b.column(i).as_string::<i32>();
+            let mean = b.column(4).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                let e = system
+                    .entry((
+                        t(0).value(i).into(),
+                        t(1).value(i).into(),
+                        t(2).value(i).into(),
+                    ))
+                    .or_insert_with(|| (t(3).value(i).into(), Vec::new(), "ok".into()));
+                if !mean.is_null(i) {
+                    e.1.push(mean.value(i));
+                }
+                if t(5).value(i) != "ok" {
+                    e.2 = t(5).value(i).into();
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
     let sum = |f: &Folded| f.lines.values().sum::<u64>();
     Ok(Loaded {
+        system,
         side: Side {
             bundles: picture::describe_bundles(session.names()),
             seconds,
@@ -539,7 +586,27 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
             }
         })
         .collect();
+    let keys: BTreeSet<&(String, String, String)> =
+        before.system.keys().chain(after.system.keys()).collect();
+    let avg = |v: &Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let system = keys
+        .into_iter()
+        .map(|k| {
+            let (b, a) = (before.system.get(k), after.system.get(k));
+            SystemChange {
+                resource: k.0.clone(),
+                kind: k.1.clone(),
+                metric: k.2.clone(),
+                unit: b.or(a).map(|x| x.0.clone()).unwrap_or_default(),
+                before: b.and_then(|x| avg(&x.1)),
+                after: a.and_then(|x| avg(&x.1)),
+                status_before: b.map(|x| x.2.clone()),
+                status_after: a.map(|x| x.2.clone()),
+            }
+        })
+        .collect();
     Comparison {
+        system,
         before: before.side.clone(),
         after: after.side.clone(),
         ref_mhz,
@@ -639,6 +706,26 @@ fn render_text(c: &Comparison) -> String {
         ]);
     }
     out.push_str(&l.render());
+    let _ = writeln!(out, "\nsystem (USE method, mean over the recording)");
+    let mut u = crate::text_table::TextTable::new(&[
+        "resource", "type", "metric", "before", "after", "unit", "status",
+    ]);
+    for x in &c.system {
+        u.row(vec![
+            x.resource.clone(),
+            x.kind.clone(),
+            x.metric.clone(),
+            opt(x.before, 2),
+            opt(x.after, 2),
+            x.unit.clone(),
+            format!(
+                "{} → {}",
+                x.status_before.as_deref().unwrap_or("-"),
+                x.status_after.as_deref().unwrap_or("-")
+            ),
+        ]);
+    }
+    out.push_str(&u.render());
     out
 }
 

@@ -1,6 +1,6 @@
 //! `perfpack fleet B...`: which instances differ from the rest, and in what. Each bundle is
-//! summarized into a feature vector (busy MHz, IPC, CPU busy share, run-queue and block I/O
-//! p50 and p99, loss rate, the shares of the fleet's hottest functions), bundles in parallel and only
+//! summarized into a feature vector (busy MHz, IPC, CPU busy share, off-CPU share, run-queue
+//! and block I/O p50 and p99, loss rate, the shares of the fleet's hottest functions), bundles in parallel and only
 //! their summaries kept; each feature gets a robust z-score (median and MAD over the fleet), and
 //! bundles are ranked by their largest |z|, each with the reason and the command that shows it.
 //! A bundle is flagged only for differences in the worse direction (slower, lossier, more
@@ -12,6 +12,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::bail;
+use arrow_array::Array as _;
+use arrow_array::cast::AsArray as _;
 use perfpack_schema::Bundle;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -157,6 +159,22 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
                 .collect();
         }
     }
+    // Off-CPU share: time threads spent sleeping or blocked, of all their recorded time.
+    crate::picture::stream(
+        &session,
+        "SELECT CAST(SUM(CASE WHEN state IN ('sleeping', 'blocked_io') THEN dur_ns ELSE 0 END) AS DOUBLE), \
+         CAST(SUM(dur_ns) AS DOUBLE) FROM thread_state",
+        &progress,
+        |b| {
+            let off = b.column(0).as_primitive::<arrow_array::types::Float64Type>();
+            let all = b.column(1).as_primitive::<arrow_array::types::Float64Type>();
+            if b.num_rows() > 0 && !all.is_null(0) && all.value(0) > 0.0 {
+                features.insert("off-CPU %".into(), 100.0 * off.value(0) / all.value(0));
+            }
+            Ok(())
+        },
+    )
+    .await?;
     for (source, feature) in [
         (latency::Source::Runq, "run-queue p99 ms"),
         (latency::Source::Block, "block I/O p99 ms"),
@@ -218,6 +236,7 @@ fn evidence(feature: &str, path: &std::path::Path) -> String {
         }
         "busy MHz" | "IPC" => format!("perfpack sql {p} cpu_frequency"),
         "loss %" => format!("perfpack info {p}"),
+        "off-CPU %" => format!("perfpack flamegraph {p} --kind offcpu -o offcpu.svg"),
         _ => format!("perfpack flamegraph {p} -o cpu.svg"),
     }
 }

@@ -44,6 +44,18 @@ fn a_frequency_difference_is_explained_as_such() {
     for f in c["functions"].as_array().unwrap() {
         assert_eq!(f["significant"], false, "{f}");
     }
+    // System counters side by side: the busier CPUs of the slower clock.
+    let busy = c["system"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["resource"] == "cpu all" && x["metric"] == "busy_pct")
+        .unwrap();
+    let (b, a) = (
+        busy["before"].as_f64().unwrap(),
+        busy["after"].as_f64().unwrap(),
+    );
+    assert!((b / a - 1.2).abs() < 0.03, "{busy}");
     // Same block I/O on both sides: identical distributions.
     let block = &c["latency"][0];
     assert_eq!(block["source"], "block");

@@ -1,0 +1,343 @@
+//! `perfpack flamegraph`: CPU and off-CPU flame graphs, aggregated in SQL over the callsite tree
+//! (one integer per sample; no text is re-parsed) and rendered with inferno.
+//!
+//! CPU: the samples of one event (the most sampled one unless `--event` names another), each
+//! adding its period (what `perf script | inferno-collapse-perf` adds) or 1 (`--weight samples`).
+//! Off-CPU: each time a thread was switched out blocked (`prev_state` not R) until it ran again,
+//! weighted by those nanoseconds (bcc's offcputime), under the stack it left the CPU with:
+//! the `sched:sched_switch` sample's stack where the bundle has `perf record -e
+//! sched:sched_switch -g`-style samples, otherwise the thread's last CPU sample before it
+//! switched out (said in the subtitle). Where wakeups were recorded, the waker's last sampled
+//! stack is stacked on top after a `--` frame, leaf first, as bcc's offwaketime draws it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::{Int32Type, Int64Type};
+use perfpack_schema::Bundle;
+
+use crate::fold;
+use crate::intern::Interner;
+use crate::picture::{self, Progress};
+use crate::scope::Scope;
+use crate::sql::session::BundleName;
+use crate::sql::{Session, SessionOptions};
+use crate::stacks::{PathTable, Paths, StackTree};
+
+mod cpu;
+mod offcpu;
+mod turbo;
+
+/// Which flame graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Where the CPUs spent their time (stack samples)
+    Cpu,
+    /// Where threads waited off the CPU (context switches, weighted by ns blocked)
+    Offcpu,
+}
+
+/// What each CPU sample adds to its stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weight {
+    /// The sample's period (ns for cpu-clock, events for cycles), as perf and inferno count
+    Period,
+    /// 1 per sample, as FlameGraph counts sample lines
+    Samples,
+    /// Nanoseconds of CPU time (the period of clock events; refused for other events)
+    Ns,
+    /// CPU time normalized to a reference frequency: each sample's ns × busy MHz of its CPU in
+    /// its interval / --ref-mhz (needs frequency data: MSRs, the msr PMU or cpufreq)
+    Turbo,
+}
+
+/// Options of one flame graph.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub kind: Kind,
+    pub scope: Scope,
+    pub event: Option<String>,
+    pub weight: Weight,
+    pub inverted: bool,
+    pub reverse: bool,
+    pub folded: bool,
+    pub wakers: bool,
+    /// Reference frequency of `--weight turbo` (default: the lowest base MHz of the bundles).
+    pub ref_mhz: Option<f64>,
+    pub title: Option<String>,
+    pub output: PathBuf,
+}
+
+impl Options {
+    /// Folded CPU stacks of everything, weighted by `weight`, to stdout: what `export` writes
+    /// and what comparisons start from (set other fields with struct update syntax).
+    pub fn folded_cpu(weight: Weight) -> Options {
+        Options {
+            kind: Kind::Cpu,
+            scope: Scope::default(),
+            event: None,
+            weight,
+            inverted: false,
+            reverse: false,
+            folded: true,
+            wakers: false,
+            ref_mhz: None,
+            title: None,
+            output: "-".into(),
+        }
+    }
+}
+
+/// Folded stacks with what the title needs to say about them.
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// Folded line (without its count) → weight.
+    pub lines: BTreeMap<String, u64>,
+    /// Samples (CPU) or blocked intervals (off-CPU) behind the lines.
+    pub events: u64,
+    /// What the events are: `cpu-clock samples`, `blocked intervals`.
+    pub what: String,
+    /// Unit of the weights: `ns`, `samples`, `cycles`.
+    pub unit: String,
+    /// (bundle index, first ts_ns, last ts_ns) of what was aggregated.
+    pub spans: Vec<(usize, i64, i64)>,
+    /// Extra words for the subtitle (where off-CPU stacks came from).
+    pub notes: Vec<String>,
+}
+
+pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
+    use perfpack_schema::tables;
+    let direct =
+        opts.kind == Kind::Cpu && opts.scope.is_everything() && opts.weight != Weight::Turbo;
+    let bundles = if direct {
+        crate::bundles::open_for(
+            bundle_args,
+            &[tables::STACK_SAMPLE, tables::FRAME, tables::CALLSITE],
+        )?
+    } else {
+        crate::bundles::open_all(bundle_args)?
+    };
+    let progress = Progress::new();
+    let out = if direct {
+        // Everything selected: no SQL to plan, the segments are scanned directly.
+        let names = crate::sql::session::bundle_names(&bundles);
+        cpu::scan_cpu(&bundles, opts, &progress).and_then(|folded| {
+            progress.phase("rendering");
+            render(&bundles, &names, opts, &reversed(folded, opts))
+        })
+    } else {
+        crate::sql_command::runtime()?.block_on(async {
+            let session = Session::open(&bundles, &SessionOptions::default()).await?;
+            let folded = collect(&session, &bundles, opts, &progress).await?;
+            progress.phase("rendering");
+            render(&bundles, session.names(), opts, &folded)
+        })
+    };
+    progress.finish();
+    picture::write_output(&opts.output, &out?)
+}
+
+/// Aggregates the folded stacks the options select.
+pub async fn collect(
+    session: &Session,
+    bundles: &[Bundle],
+    opts: &Options,
+    progress: &Progress,
+) -> anyhow::Result<Folded> {
+    let folded = match opts.kind {
+        Kind::Cpu => cpu::cpu(session, bundles, opts, progress).await?,
+        Kind::Offcpu => offcpu::offcpu(session, bundles, opts, progress).await?,
+    };
+    Ok(reversed(folded, opts))
+}
+
+/// With `--reverse`, every line root-last, so that callers of the hottest leaves merge.
+fn reversed(mut folded: Folded, opts: &Options) -> Folded {
+    if opts.reverse {
+        folded.lines = folded
+            .lines
+            .into_iter()
+            .fold(BTreeMap::new(), |mut acc, (line, w)| {
+                let rev: Vec<&str> = line.split(';').rev().collect();
+                *acc.entry(rev.join(";")).or_default() += w;
+                acc
+            });
+    }
+    folded
+}
+
+fn str_col(b: &RecordBatch, i: usize) -> &arrow_array::StringArray {
+    b.column(i).as_string::<i32>()
+}
+
+fn i64_col(b: &RecordBatch, i: usize) -> &arrow_array::Int64Array {
+    b.column(i).as_primitive::<Int64Type>()
+}
+
+fn i32_col(b: &RecordBatch, i: usize) -> &arrow_array::Int32Array {
+    b.column(i).as_primitive::<Int32Type>()
+}
+
+/// Loads each bundle's stack tree once.
+fn trees(bundles: &[Bundle]) -> anyhow::Result<Vec<StackTree>> {
+    bundles.iter().map(StackTree::load).collect()
+}
+
+fn missing_callsite(bundle: &Bundle, id: i64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: callsite {id} is referenced but missing (or its parents form a cycle)",
+        bundle.path().display()
+    )
+}
+
+/// A stack as aggregation sees it: (bundle index, comm id, path id of the leaf).
+type StackKey = (usize, u32, Option<u32>);
+
+/// Turns (bundle, comm, leaf callsite) into small keys and keys into folded lines: callsites
+/// that fold to the same names share a path id, so each distinct line is built once.
+struct Folder<'t> {
+    bundles: &'t [Bundle],
+    trees: &'t [StackTree],
+    annotate: bool,
+    /// Per bundle: path tables for ordinary and JVM threads, made on first use.
+    paths: Vec<[Option<Paths<'t>>; 2]>,
+    comms: Interner,
+}
+
+impl<'t> Folder<'t> {
+    fn new(bundles: &'t [Bundle], trees: &'t [StackTree], annotate: bool) -> Folder<'t> {
+        Folder {
+            bundles,
+            trees,
+            annotate,
+            paths: trees.iter().map(|_| [None, None]).collect(),
+            comms: Interner::default(),
+        }
+    }
+
+    /// Adopts path tables of ordinary threads already built (on another thread) per bundle.
+    fn adopt(&mut self, tables: Vec<PathTable>) {
+        for (bi, table) in tables.into_iter().enumerate() {
+            self.paths[bi][0] = Some(self.trees[bi].with_table(table));
+        }
+    }
+
+    fn key(&mut self, bi: usize, comm: &str, leaf: Option<i64>) -> anyhow::Result<StackKey> {
+        let comm_id = self.comms.id(comm);
+        self.key_of(bi, comm_id, leaf)
+    }
+
+    /// Like [`Folder::key`] for a comm this folder has already interned.
+    fn key_of(&mut self, bi: usize, comm_id: u32, leaf: Option<i64>) -> anyhow::Result<StackKey> {
+        let Some(leaf) = leaf else {
+            return Ok((bi, comm_id, None));
+        };
+        let java = self.comms.get(comm_id).starts_with("java");
+        let (trees, annotate) = (self.trees, self.annotate);
+        let paths = self.paths[bi][usize::from(java)]
+            .get_or_insert_with(|| trees[bi].paths(java, annotate));
+        let path = paths
+            .resolve(leaf)
+            .map_err(|id| missing_callsite(&self.bundles[bi], id))?;
+        Ok((bi, comm_id, Some(path)))
+    }
+
+    fn paths_of(&self, key: StackKey) -> Option<&Paths<'t>> {
+        let java = self.comms.get(key.1).starts_with("java");
+        self.paths[key.0][usize::from(java)].as_ref()
+    }
+
+    /// `comm;root;...;leaf`.
+    fn line(&self, key: StackKey) -> String {
+        let mut s = fold::comm_name(self.comms.get(key.1));
+        if let (Some(path), Some(paths)) = (key.2, self.paths_of(key)) {
+            paths.write(path, &mut s);
+        }
+        s
+    }
+
+    /// `;leaf;...;root;comm`: a waker's stack stacked upside down on top of the one it woke.
+    fn upside_down(&self, key: StackKey, out: &mut String) {
+        if let (Some(path), Some(paths)) = (key.2, self.paths_of(key)) {
+            for name in paths.names_leaf_first(path) {
+                out.push(';');
+                out.push_str(name);
+            }
+        }
+        out.push(';');
+        out.push_str(&fold::comm_name(self.comms.get(key.1)));
+    }
+}
+
+/// The subtitle: bundles, span, what was counted, selection, losses, notes.
+pub fn subtitle(
+    bundles: &[Bundle],
+    names: &[BundleName],
+    opts: &Options,
+    folded: &Folded,
+) -> String {
+    let mut parts = vec![picture::describe_bundles(names)];
+    parts.extend(picture::describe_span(bundles, &folded.spans));
+    parts.push(format!(
+        "{} {}",
+        picture::group_digits(folded.events),
+        folded.what
+    ));
+    parts.extend(opts.scope.describe());
+    let sources: &[&str] = match opts.kind {
+        Kind::Cpu => &["perf-samples"],
+        Kind::Offcpu => &["ftrace", "perf-samples"],
+    };
+    parts.push(picture::describe_losses(bundles, sources));
+    parts.extend(folded.notes.iter().cloned());
+    parts.join(" · ")
+}
+
+fn render(
+    bundles: &[Bundle],
+    names: &[BundleName],
+    opts: &Options,
+    folded: &Folded,
+) -> anyhow::Result<Vec<u8>> {
+    let mut lines: Vec<String> = Vec::with_capacity(folded.lines.len());
+    for (l, w) in &folded.lines {
+        if *w > 0 {
+            lines.push(format!("{l} {w}"));
+        }
+    }
+    if opts.folded {
+        let mut out = lines.join("\n");
+        out.push('\n');
+        return Ok(out.into_bytes());
+    }
+    if lines.is_empty() {
+        bail!("nothing to draw: every selected stack has zero weight");
+    }
+    use inferno::flamegraph::{self, Direction, color};
+    let mut o = flamegraph::Options::default();
+    o.title = opts.title.clone().unwrap_or_else(|| {
+        match opts.kind {
+            Kind::Cpu => "CPU Flame Graph",
+            Kind::Offcpu => "Off-CPU Flame Graph",
+        }
+        .into()
+    });
+    o.subtitle = Some(subtitle(bundles, names, opts, folded));
+    o.count_name = folded.unit.clone();
+    o.deterministic = true;
+    o.colors = match opts.kind {
+        // Kernel frames orange, JIT green, C++ yellow, other user code red.
+        Kind::Cpu => color::Palette::Multi(color::MultiPalette::Java),
+        Kind::Offcpu => color::Palette::Basic(color::BasicPalette::Io),
+    };
+    if opts.inverted {
+        o.direction = Direction::Inverted;
+    }
+    let mut svg = Vec::new();
+    flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), &mut svg)
+        .context("rendering the flame graph")?;
+    Ok(svg)
+}

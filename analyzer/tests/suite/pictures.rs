@@ -594,3 +594,26 @@ fn turbo_weights_normalize_cpu_time_to_a_reference_frequency() {
     ]));
     assert!(err.contains("no busy-MHz figures"), "{err}");
 }
+
+#[test]
+fn a_packed_bundle_draws_the_same_pictures_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed = dir.path().join("basic.ppk").display().to_string();
+    ok(&perfpack([
+        "pack",
+        &fixture("basic").display().to_string(),
+        "-o",
+        &packed,
+    ]));
+    for args in [
+        &["flamegraph", "--folded", "-o", "-"][..],
+        &["heatmap", "--source", "runq", "-o", "-"][..],
+    ] {
+        let run = |b: &str| {
+            let mut a = vec![args[0], b];
+            a.extend_from_slice(&args[1..]);
+            ok(&perfpack(a))
+        };
+        assert_eq!(run(&packed), run(&basic()), "{args:?}");
+    }
+}

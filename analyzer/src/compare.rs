@@ -7,7 +7,7 @@
 //! with a Kolmogorov–Smirnov distance, and optionally a differential flame graph.
 //!
 //! System counters are compared through the `use_checklist` view (utilization, saturation and
-//! errors per resource). Not yet: the HTML page (the report's work).
+//! errors per resource). `-o OUT.html` writes all of it as one self-contained page.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -47,6 +47,13 @@ pub struct CompareArgs {
     /// Also write the differential flame graph (after vs before, normalized) to this SVG
     #[arg(long, value_name = "OUT.svg")]
     pub flamegraph: Option<std::path::PathBuf>,
+    /// Also write the latency histograms of both sides, bucket by bucket, to this SVG
+    #[arg(long, value_name = "OUT.svg")]
+    pub histograms: Option<std::path::PathBuf>,
+    /// Also write everything as one self-contained HTML page (tables, histograms, differential
+    /// flame graph)
+    #[arg(short, long, value_name = "OUT.html")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// Frequency figures of one side.
@@ -72,6 +79,9 @@ pub struct Side {
     pub seconds: f64,
     pub frequency: Frequency,
     pub ipc: Option<f64>,
+    /// Cycles and instructions per second of recording (all CPUs), where counted.
+    pub cycles_per_s: Option<f64>,
+    pub instructions_per_s: Option<f64>,
     /// Busy (non-idle) CPU samples and their time, ns.
     pub busy_samples: u64,
     pub busy_ns: u64,
@@ -142,6 +152,8 @@ struct Loaded {
     side: Side,
     system: UseFigures,
     functions: FunctionSums,
+    /// Busy stacks for the differential flame graph: normalized ns where both sides have
+    /// frequency figures, raw ns otherwise.
     folded_ns: Folded,
     latencies: Vec<Option<Vec<i64>>>,
     frequency_ok: bool,
@@ -241,8 +253,8 @@ pub async fn frequency(session: &Session, bundles: &[Bundle]) -> anyhow::Result<
     })
 }
 
-/// Instructions per cycle over a session's `pmc` rows, where both were counted.
-pub async fn ipc(session: &Session) -> anyhow::Result<Option<f64>> {
+/// Instructions and cycles counted over a session's `pmc` rows, where both were.
+pub async fn counted(session: &Session) -> anyhow::Result<Option<(f64, f64)>> {
     let mut out = None;
     picture::stream(
         session,
@@ -255,13 +267,18 @@ pub async fn ipc(session: &Session) -> anyhow::Result<Option<f64>> {
                 b.column(1).as_primitive::<Float64Type>(),
             );
             if b.num_rows() > 0 && !i.is_null(0) && !c.is_null(0) && c.value(0) > 0.0 {
-                out = Some(i.value(0) / c.value(0));
+                out = Some((i.value(0), c.value(0)));
             }
             Ok(())
         },
     )
     .await?;
     Ok(out)
+}
+
+/// Instructions per cycle over a session's `pmc` rows, where both were counted.
+pub async fn ipc(session: &Session) -> anyhow::Result<Option<f64>> {
+    Ok(counted(session).await?.map(|(i, c)| i / c))
 }
 
 /// Adds each folded line's weight to its leaf function (self) and, once per line, to every
@@ -321,7 +338,7 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
         frequency,
     } = side;
     let progress = Progress::hidden();
-    let ipc = ipc(&session).await?;
+    let counts = counted(&session).await?;
     let seconds: f64 = bundles
         .iter()
         .map(|b| {
@@ -401,13 +418,15 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
             bundles: picture::describe_bundles(session.names()),
             seconds,
             frequency,
-            ipc,
+            ipc: counts.map(|(i, c)| i / c),
+            cycles_per_s: counts.map(|(_, c)| c / seconds.max(1e-9)),
+            instructions_per_s: counts.map(|(i, _)| i / seconds.max(1e-9)),
             busy_samples: samples.events,
             busy_ns: sum(&ns),
             busy_ns_normalized: normalized.as_ref().map(sum),
         },
         functions,
-        folded_ns: ns,
+        folded_ns: normalized.unwrap_or(ns),
         latencies,
         frequency_ok: turbo,
     })
@@ -453,9 +472,21 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     progress.finish();
     let (before, after, ref_mhz) = result?;
     let cmp = compare(&before, &after, ref_mhz, a.top);
-    if let Some(path) = &a.flamegraph {
-        let svg = differential(&before.folded_ns, &after.folded_ns, &cmp)?;
-        picture::write_output(path, &svg)?;
+    let diff = if a.flamegraph.is_some() || a.output.is_some() {
+        differential(&before.folded_ns, &after.folded_ns, &cmp).map(Some)?
+    } else {
+        None
+    };
+    if let (Some(path), Some(svg)) = (&a.flamegraph, &diff) {
+        picture::write_output(path, svg)?;
+    }
+    let histograms = render_histograms(&cmp);
+    if let Some(path) = &a.histograms {
+        picture::write_output(path, histograms.as_bytes())?;
+    }
+    if let Some(path) = &a.output {
+        let html = render_html(&cmp, &histograms, diff.as_deref());
+        picture::write_output(path, html.as_bytes())?;
     }
     let text = match a.format {
         crate::cli::Format::Json => serde_json::to_string_pretty(&cmp)? + "\n",
@@ -620,112 +651,152 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
 }
 
-fn render_text(c: &Comparison) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{}\n", c.verdict);
-    let mut t = crate::text_table::TextTable::new(&["", "before", "after"]);
-    let row = |t: &mut crate::text_table::TextTable, k: &str, f: &dyn Fn(&Side) -> String| {
-        t.row(vec![k.to_string(), f(&c.before), f(&c.after)]);
+/// One table of the comparison, as plain strings, for the text and the HTML renderings.
+struct Section {
+    title: String,
+    head: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The comparison's tables: sides, functions, latency, system.
+fn sections(c: &Comparison) -> Vec<Section> {
+    let mut sides = Vec::new();
+    let mut row = |k: &str, f: &dyn Fn(&Side) -> String| {
+        sides.push(vec![k.to_string(), f(&c.before), f(&c.after)]);
     };
-    row(&mut t, "bundles", &|s| s.bundles.clone());
-    row(&mut t, "seconds", &|s| format!("{:.1}", s.seconds));
-    row(&mut t, "busy MHz", &|s| opt(s.frequency.busy_mhz, 0));
-    row(&mut t, "busy MHz p10-p90", &|s| {
+    row("bundles", &|s| s.bundles.clone());
+    row("seconds", &|s| format!("{:.1}", s.seconds));
+    row("busy MHz", &|s| opt(s.frequency.busy_mhz, 0));
+    row("busy MHz p10-p90", &|s| {
         format!(
             "{}-{}",
             opt(s.frequency.busy_mhz_p10, 0),
             opt(s.frequency.busy_mhz_p90, 0)
         )
     });
-    row(&mut t, "busy %", &|s| opt(s.frequency.busy_pct, 1));
-    row(&mut t, "TSC MHz", &|s| opt(s.frequency.tsc_mhz, 0));
-    row(&mut t, "frequency source", &|s| s.frequency.source.clone());
-    row(&mut t, "confidence", &|s| s.frequency.confidence.clone());
-    row(&mut t, "IPC", &|s| opt(s.ipc, 2));
-    row(&mut t, "busy samples", &|s| s.busy_samples.to_string());
-    row(&mut t, "busy CPU s", &|s| {
-        format!("{:.3}", s.busy_ns as f64 / 1e9)
+    row("busy %", &|s| opt(s.frequency.busy_pct, 1));
+    row("TSC MHz", &|s| opt(s.frequency.tsc_mhz, 0));
+    row("frequency source", &|s| s.frequency.source.clone());
+    row("confidence", &|s| s.frequency.confidence.clone());
+    row("IPC", &|s| opt(s.ipc, 2));
+    row("G cycles/s", &|s| opt(s.cycles_per_s.map(|x| x / 1e9), 3));
+    row("G instructions/s", &|s| {
+        opt(s.instructions_per_s.map(|x| x / 1e9), 3)
     });
+    row("busy samples", &|s| s.busy_samples.to_string());
+    row("busy CPU s", &|s| format!("{:.3}", s.busy_ns as f64 / 1e9));
     if let Some(r) = c.ref_mhz {
-        row(&mut t, &format!("busy CPU s at {r:.0} MHz"), &|s| {
+        row(&format!("busy CPU s at {r:.0} MHz"), &|s| {
             opt(s.busy_ns_normalized.map(|n| n as f64 / 1e9), 3)
         });
     }
-    out.push_str(&t.render());
-    let _ = writeln!(
-        out,
-        "\nfunctions by |z| (CPU ms per second of recording; z from sample counts, |z| ≥ {Z_SIGNIFICANT} is beyond noise)"
-    );
-    let mut f = crate::text_table::TextTable::new(&[
-        "function",
-        "kind",
-        "samples",
-        "ms/s before",
-        "ms/s after",
-        "raw %",
-        "normalized %",
-        "z",
-        "",
-    ]);
-    for x in &c.functions {
-        f.row(vec![
-            x.function.clone(),
-            x.kind.to_string(),
-            format!("{}/{}", x.samples_before, x.samples_after),
-            format!("{:.2}", x.ms_per_s_before),
-            format!("{:.2}", x.ms_per_s_after),
-            opt(x.raw_change_pct, 1),
-            opt(x.normalized_change_pct, 1),
-            format!("{:.1}", x.z),
-            if x.significant { "CHANGED" } else { "noise" }.into(),
-        ]);
-    }
-    out.push_str(&f.render());
-    let _ = writeln!(out, "\nlatency (before → after)");
-    let mut l = crate::text_table::TextTable::new(&[
-        "source",
-        "count",
-        "p50",
-        "p90",
-        "p99",
-        "max",
-        "KS distance",
-    ]);
-    let fmt = |g: &Option<Group>, f: &dyn Fn(&Group) -> String| g.as_ref().map_or("-".into(), f);
-    for x in &c.latency {
-        let both =
-            |f: &dyn Fn(&Group) -> String| format!("{} → {}", fmt(&x.before, f), fmt(&x.after, f));
-        l.row(vec![
-            x.source.to_string(),
-            both(&|g| g.count.to_string()),
-            both(&|g| crate::svg::human_ns(g.p50_ns)),
-            both(&|g| crate::svg::human_ns(g.p90_ns)),
-            both(&|g| crate::svg::human_ns(g.p99_ns)),
-            both(&|g| crate::svg::human_ns(g.max_ns)),
-            opt(x.ks, 3),
-        ]);
-    }
-    out.push_str(&l.render());
-    let _ = writeln!(out, "\nsystem (USE method, mean over the recording)");
-    let mut u = crate::text_table::TextTable::new(&[
-        "resource", "type", "metric", "before", "after", "unit", "status",
-    ]);
-    for x in &c.system {
-        u.row(vec![
-            x.resource.clone(),
-            x.kind.clone(),
-            x.metric.clone(),
-            opt(x.before, 2),
-            opt(x.after, 2),
-            x.unit.clone(),
-            format!(
-                "{} → {}",
-                x.status_before.as_deref().unwrap_or("-"),
-                x.status_after.as_deref().unwrap_or("-")
+    let functions = c
+        .functions
+        .iter()
+        .map(|x| {
+            vec![
+                x.function.clone(),
+                x.kind.to_string(),
+                format!("{}/{}", x.samples_before, x.samples_after),
+                format!("{:.2}", x.ms_per_s_before),
+                format!("{:.2}", x.ms_per_s_after),
+                opt(x.raw_change_pct, 1),
+                opt(x.normalized_change_pct, 1),
+                format!("{:.1}", x.z),
+                if x.significant { "CHANGED" } else { "noise" }.into(),
+            ]
+        })
+        .collect();
+    let both = |l: &LatencyChange, f: &dyn Fn(&Group) -> String| {
+        let one = |g: &Option<Group>| g.as_ref().map_or("-".into(), f);
+        format!("{} → {}", one(&l.before), one(&l.after))
+    };
+    let latency = c
+        .latency
+        .iter()
+        .map(|l| {
+            vec![
+                l.source.to_string(),
+                both(l, &|g| g.count.to_string()),
+                both(l, &|g| crate::svg::human_ns(g.p50_ns)),
+                both(l, &|g| crate::svg::human_ns(g.p90_ns)),
+                both(l, &|g| crate::svg::human_ns(g.p99_ns)),
+                both(l, &|g| crate::svg::human_ns(g.max_ns)),
+                opt(l.ks, 3),
+            ]
+        })
+        .collect();
+    let system = c
+        .system
+        .iter()
+        .map(|x| {
+            vec![
+                x.resource.clone(),
+                x.kind.clone(),
+                x.metric.clone(),
+                opt(x.before, 2),
+                opt(x.after, 2),
+                x.unit.clone(),
+                format!(
+                    "{} → {}",
+                    x.status_before.as_deref().unwrap_or("-"),
+                    x.status_after.as_deref().unwrap_or("-")
+                ),
+            ]
+        })
+        .collect();
+    vec![
+        Section {
+            title: String::new(),
+            head: vec!["", "before", "after"],
+            rows: sides,
+        },
+        Section {
+            title: format!(
+                "functions by |z| (CPU ms per second of recording; z from sample counts, |z| ≥ {Z_SIGNIFICANT} is beyond noise)"
             ),
-        ]);
+            head: vec![
+                "function",
+                "kind",
+                "samples",
+                "ms/s before",
+                "ms/s after",
+                "raw %",
+                "normalized %",
+                "z",
+                "",
+            ],
+            rows: functions,
+        },
+        Section {
+            title: "latency (before → after)".into(),
+            head: vec!["source", "count", "p50", "p90", "p99", "max", "KS distance"],
+            rows: latency,
+        },
+        Section {
+            title: "system (USE method, mean over the recording)".into(),
+            head: vec![
+                "resource", "type", "metric", "before", "after", "unit", "status",
+            ],
+            rows: system,
+        },
+    ]
+}
+
+fn render_text(c: &Comparison) -> String {
+    let mut out = format!("{}\n", c.verdict);
+    for s in sections(c) {
+        if !s.title.is_empty() {
+            let _ = write!(out, "\n{}\n", s.title);
+        } else {
+            out.push('\n');
+        }
+        let mut t = crate::text_table::TextTable::new(&s.head);
+        for r in s.rows {
+            t.row(r);
+        }
+        out.push_str(&t.render());
     }
-    out.push_str(&u.render());
     out
 }
 
@@ -752,8 +823,12 @@ fn differential(before: &Folded, after: &Folded, c: &Comparison) -> anyhow::Resu
     .context("differential folding")?;
     let mut o = inferno::flamegraph::Options::default();
     o.title = "Differential CPU Flame Graph (after vs before)".into();
+    let widths = match c.ref_mhz {
+        Some(r) => format!("CPU time at {r:.0} MHz"),
+        None => "CPU time, not frequency-corrected".into(),
+    };
     o.subtitle = Some(format!(
-        "{} vs {} · red grew, blue shrank (sample-count normalized) · {}",
+        "{} vs {} · widths: {widths}; red grew, blue shrank (totals equalized) · {}",
         c.after.bundles, c.before.bundles, c.verdict
     ));
     o.count_name = "ns".into();
@@ -762,6 +837,164 @@ fn differential(before: &Folded, after: &Folded, c: &Comparison) -> anyhow::Resu
     inferno::flamegraph::from_reader(&mut o, diff.as_slice(), &mut svg)
         .context("rendering the differential flame graph")?;
     Ok(svg)
+}
+
+/// Latency histograms of both sides, one panel per source, the two sides' bars next to each
+/// other in every log2 bucket; heights are each side's share of its own events, so a side with
+/// more events does not look worse everywhere.
+fn render_histograms(c: &Comparison) -> String {
+    use crate::svg::{esc, human_ns, px};
+    let panels: Vec<&LatencyChange> = c
+        .latency
+        .iter()
+        .filter(|l| l.before.is_some() || l.after.is_some())
+        .collect();
+    let (left, width, panel_h, gap) = (70.0, 1000.0, 170.0, 70.0);
+    let height = 80.0 + panels.len().max(1) as f64 * (panel_h + gap);
+    let mut out = String::new();
+    crate::svg::open(
+        &mut out,
+        left + width + 30.0,
+        height,
+        "Latency distributions: before vs after",
+        &format!(
+            "{} (blue) vs {} (orange) · bar height = share of that side's events",
+            c.before.bundles, c.after.bundles
+        ),
+    );
+    let share = |g: &Option<Group>| -> BTreeMap<u32, (u64, f64)> {
+        g.as_ref().map_or_else(BTreeMap::new, |g| {
+            g.buckets
+                .iter()
+                .map(|&(k, n)| (k, (n, n as f64 / g.count.max(1) as f64)))
+                .collect()
+        })
+    };
+    for (pi, l) in panels.iter().enumerate() {
+        let (b, a) = (share(&l.before), share(&l.after));
+        let ks: Vec<u32> = b.keys().chain(a.keys()).copied().collect();
+        let (kmin, kmax) = (
+            ks.iter().min().copied().unwrap_or(0),
+            ks.iter().max().copied().unwrap_or(0),
+        );
+        let top = 80.0 + pi as f64 * (panel_h + gap);
+        let base = top + panel_h;
+        let max = b
+            .values()
+            .chain(a.values())
+            .map(|x| x.1)
+            .fold(0.0, f64::max)
+            .max(1e-9);
+        let slot = width / f64::from(kmax - kmin + 1);
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\">{} latency · KS distance {}</text>",
+            px(left),
+            px(top - 8.0),
+            esc(l.source),
+            opt(l.ks, 3)
+        );
+        let _ = writeln!(
+            out,
+            "<line x1=\"{l}\" y1=\"{y}\" x2=\"{r}\" y2=\"{y}\" stroke=\"#999\"/>",
+            l = px(left),
+            r = px(left + width),
+            y = px(base)
+        );
+        for k in kmin..=kmax {
+            let x0 = left + f64::from(k - kmin) * slot;
+            let lo = if k == 0 { 0 } else { 1i64 << k };
+            for (side, colour, map, dx) in [
+                ("before", "#4a7bd0", &b, 0.0),
+                ("after", "#e8701a", &a, slot / 2.0),
+            ] {
+                let Some(&(n, f)) = map.get(&k) else { continue };
+                let h = f / max * (panel_h - 12.0);
+                let _ = writeln!(
+                    out,
+                    "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{colour}\"><title>{side} [{}, {}): {n} ({:.1}%)</title></rect>",
+                    px(x0 + dx + 1.0),
+                    px(base - h),
+                    px((slot / 2.0 - 2.0).max(0.5)),
+                    px(h),
+                    esc(&human_ns(lo)),
+                    esc(&human_ns(1i64 << (k + 1))),
+                    100.0 * f
+                );
+            }
+            if (k - kmin) % 2 == 0 {
+                let _ = writeln!(
+                    out,
+                    "<text class=\"axis mid\" x=\"{}\" y=\"{}\">{}</text>",
+                    px(x0),
+                    px(base + 15.0),
+                    esc(&human_ns(lo))
+                );
+            }
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// Escaped text for HTML.
+fn h(s: &str) -> String {
+    crate::svg::esc(s)
+}
+
+/// The comparison as one self-contained HTML page (no external fetches): verdict, tables,
+/// the histograms and the differential flame graph inline.
+fn render_html(c: &Comparison, histograms: &str, diff: Option<&[u8]>) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>perfpack compare: {b} vs {a}</title>\n\
+         <style>body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; margin: 1em 0; }} \
+         td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }} td:first-child, th:first-child {{ text-align: left; }} \
+         .changed {{ color: #b00; font-weight: bold; }} .verdict {{ font-size: 1.2em; }}</style></head><body>\n\
+         <h1>{b} vs {a}</h1>\n<p class=\"verdict\">{v}</p>\n",
+        b = h(&c.before.bundles),
+        a = h(&c.after.bundles),
+        v = h(&c.verdict)
+    );
+    for (i, s) in sections(c).into_iter().enumerate() {
+        if !s.title.is_empty() {
+            let _ = writeln!(o, "<h2>{}</h2>", h(&s.title));
+        }
+        o.push_str("<table><tr>");
+        for x in &s.head {
+            let _ = write!(o, "<th>{}</th>", h(x));
+        }
+        o.push_str("</tr>\n");
+        for r in s.rows {
+            o.push_str("<tr>");
+            for x in r {
+                if x == "CHANGED" {
+                    o.push_str("<td class=\"changed\">CHANGED</td>");
+                } else {
+                    let _ = write!(o, "<td>{}</td>", h(&x));
+                }
+            }
+            o.push_str("</tr>\n");
+        }
+        o.push_str("</table>\n");
+        // The histograms under the latency table.
+        if i == 2 {
+            o.push_str(strip_prolog(histograms));
+            o.push('\n');
+        }
+    }
+    if let Some(svg) = diff {
+        o.push_str("<h2>Differential flame graph</h2>\n");
+        o.push_str(strip_prolog(&String::from_utf8_lossy(svg)));
+    }
+    o.push_str("\n</body></html>\n");
+    o
+}
+
+/// An SVG document without its XML declaration and doctype, for inlining into HTML.
+fn strip_prolog(svg: &str) -> &str {
+    svg.find("<svg").map_or(svg, |i| &svg[i..])
 }
 
 #[cfg(test)]

@@ -73,6 +73,33 @@ fn a_frequency_difference_is_explained_as_such() {
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("Differential CPU Flame Graph"));
     assert!(text.contains("ExecScan"));
+    // One self-contained page (twice the same bytes), and the histogram picture.
+    let page = |name: &str| {
+        let html = dir.path().join(name);
+        let hist = dir.path().join(format!("{name}.svg"));
+        ok(&perfpack([
+            "compare".as_ref(),
+            before.as_ref(),
+            after.as_ref(),
+            "-o".as_ref(),
+            html.as_os_str(),
+            "--histograms".as_ref(),
+            hist.as_os_str(),
+        ]));
+        (
+            std::fs::read_to_string(html).unwrap(),
+            std::fs::read_to_string(hist).unwrap(),
+        )
+    };
+    let (html, hist) = page("a.html");
+    assert_eq!(page("b.html"), (html.clone(), hist.clone()));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.contains("explained by frequency"));
+    assert!(html.contains("Differential flame graph") && html.contains("Latency distributions"));
+    for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(external), "external fetch {external}");
+    }
+    super::golden("pictures/compare-histograms.svg", &hist);
 }
 
 #[test]

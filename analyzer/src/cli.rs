@@ -95,6 +95,8 @@ pub enum Command {
 pub enum ExportFormat {
     /// Folded stacks (`comm;root;...;leaf weight`) for FlameGraph and inferno
     Folded,
+    /// Chrome trace-event JSON (thread slices, block I/O, samples) for the Perfetto UI
+    PerfettoJson,
 }
 
 /// Arguments of `perfpack sql`.

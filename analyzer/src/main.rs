@@ -11,6 +11,7 @@ mod import;
 mod info;
 mod intern;
 mod latency;
+mod perfetto;
 mod picture;
 mod scope;
 mod sql;
@@ -98,6 +99,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = import::run(kind, &file, &output, force)?;
             report.print(&mut stdout, &file, &output)?;
         }
+        Command::Export {
+            bundles,
+            format: cli::ExportFormat::PerfettoJson,
+            output,
+            ..
+        } => perfetto::run(&bundles.bundles, output.as_deref())?,
         Command::Export {
             bundles,
             format: cli::ExportFormat::Folded,

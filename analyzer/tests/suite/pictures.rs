@@ -617,3 +617,79 @@ fn a_packed_bundle_draws_the_same_pictures_in_place() {
         assert_eq!(run(&packed), run(&basic()), "{args:?}");
     }
 }
+
+#[test]
+fn perfetto_json_export_has_every_slice_request_and_sample() {
+    let b = basic();
+    let text = ok(&perfpack([
+        "export",
+        &b,
+        "--format",
+        "perfetto-json",
+        "-o",
+        "-",
+    ]));
+    let trace: Value = serde_json::from_str(&text).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let count = |ph: &str, cat: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph && e["cat"].as_str().unwrap_or("") == cat)
+            .count()
+    };
+    let sql = |q: &str| -> usize {
+        ok(&perfpack(["sql", &b, "--format", "csv", "-q", q]))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        count("X", "sched"),
+        sql("SELECT COUNT(*) FROM thread_state WHERE state = 'running'")
+    );
+    assert_eq!(
+        count("i", "sample"),
+        sql("SELECT COUNT(*) FROM stack_sample")
+    );
+    let requests = sql("SELECT COUNT(*) FROM block_io");
+    assert_eq!(
+        (count("b", "block"), count("e", "block")),
+        (requests, requests)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "M" && e["args"]["name"] == "disk nvme0n1")
+    );
+    // Deterministic.
+    assert_eq!(
+        text,
+        ok(&perfpack([
+            "export",
+            &b,
+            "--format",
+            "perfetto-json",
+            "-o",
+            "-"
+        ]))
+    );
+    // Hostile names stay data.
+    let dir = tempfile::tempdir().unwrap();
+    let (cpu, _) = hostile_bundles(dir.path());
+    let trace: Value = serde_json::from_str(&ok(&perfpack([
+        "export",
+        &cpu,
+        "--format",
+        "perfetto-json",
+    ])))
+    .unwrap();
+    assert!(
+        trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["args"]["name"] == HOSTILE)
+    );
+}

@@ -97,6 +97,8 @@ pub enum ExportFormat {
     Folded,
     /// Chrome trace-event JSON (thread slices, block I/O, samples) for the Perfetto UI
     PerfettoJson,
+    /// Gzipped pprof profile (go tool pprof, Pyroscope, speedscope)
+    Pprof,
 }
 
 /// Arguments of `perfpack sql`.

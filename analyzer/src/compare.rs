@@ -341,16 +341,7 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
     let counts = counted(&session).await?;
     let seconds: f64 = bundles
         .iter()
-        .map(|b| {
-            let m = b.manifest();
-            m.clocks
-                .end
-                .as_ref()
-                .map(|e| e.monotonic_ns - m.clocks.start.monotonic_ns)
-                .or_else(|| m.time_range_ns().map(|(a, b)| b - a))
-                .unwrap_or(0) as f64
-                / 1e9
-        })
+        .map(|b| picture::recorded_ns(b) as f64 / 1e9)
         .sum();
     let samples = flamegraph::collect(
         &session,

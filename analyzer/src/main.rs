@@ -13,6 +13,7 @@ mod intern;
 mod latency;
 mod perfetto;
 mod picture;
+mod pprof;
 mod scope;
 mod sql;
 mod sql_command;
@@ -99,6 +100,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = import::run(kind, &file, &output, force)?;
             report.print(&mut stdout, &file, &output)?;
         }
+        Command::Export {
+            bundles,
+            format: cli::ExportFormat::Pprof,
+            event,
+            output,
+        } => pprof::run(&bundles.bundles, event, output.as_deref())?,
         Command::Export {
             bundles,
             format: cli::ExportFormat::PerfettoJson,

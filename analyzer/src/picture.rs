@@ -96,6 +96,18 @@ pub fn describe_losses(bundles: &[Bundle], sources: &[&str]) -> String {
     format!("LOSSES: {}", parts.join(", "))
 }
 
+/// How long a bundle recorded, ns: start to end clock snapshot, or the span of its rows when
+/// it never finalized.
+pub fn recorded_ns(b: &Bundle) -> i64 {
+    let m = b.manifest();
+    m.clocks
+        .end
+        .as_ref()
+        .map(|e| e.monotonic_ns - m.clocks.start.monotonic_ns)
+        .or_else(|| m.time_range_ns().map(|(a, b)| b - a))
+        .unwrap_or(0)
+}
+
 /// Thousands separators for counts in titles: `1,234,567`.
 pub fn group_digits(n: u64) -> String {
     let s = n.to_string();

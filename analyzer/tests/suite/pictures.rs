@@ -9,6 +9,16 @@ use serde_json::Value;
 
 use super::{fails, fixture, golden, ok, perfpack};
 
+/// The single number a SQL query over `bundle` returns.
+fn count(bundle: &str, q: &str) -> u64 {
+    ok(&perfpack(["sql", bundle, "--format", "csv", "-q", q]))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Runs perfpack twice with the same arguments and checks the outputs are byte-identical.
 fn twice(args: &[&str]) -> String {
     let a = ok(&perfpack(args));
@@ -631,31 +641,24 @@ fn perfetto_json_export_has_every_slice_request_and_sample() {
     ]));
     let trace: Value = serde_json::from_str(&text).unwrap();
     let events = trace["traceEvents"].as_array().unwrap();
-    let count = |ph: &str, cat: &str| {
+    let events_of = |ph: &str, cat: &str| {
         events
             .iter()
             .filter(|e| e["ph"] == ph && e["cat"].as_str().unwrap_or("") == cat)
             .count()
     };
-    let sql = |q: &str| -> usize {
-        ok(&perfpack(["sql", &b, "--format", "csv", "-q", q]))
-            .lines()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let sql = |q: &str| count(&b, q) as usize;
     assert_eq!(
-        count("X", "sched"),
+        events_of("X", "sched"),
         sql("SELECT COUNT(*) FROM thread_state WHERE state = 'running'")
     );
     assert_eq!(
-        count("i", "sample"),
+        events_of("i", "sample"),
         sql("SELECT COUNT(*) FROM stack_sample")
     );
     let requests = sql("SELECT COUNT(*) FROM block_io");
     assert_eq!(
-        (count("b", "block"), count("e", "block")),
+        (events_of("b", "block"), events_of("e", "block")),
         (requests, requests)
     );
     assert!(
@@ -691,5 +694,71 @@ fn perfetto_json_export_has_every_slice_request_and_sample() {
             .unwrap()
             .iter()
             .any(|e| e["args"]["name"] == HOSTILE)
+    );
+}
+
+#[test]
+fn pprof_export_parses_and_counts_every_sample() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    if Command::new("protoc").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPED: `protoc` is not installed (apt-get install protobuf-compiler); .ci/run installs it"
+        );
+        return;
+    }
+    let b = basic();
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("cpu.pb.gz");
+    let gz_arg = gz.display().to_string();
+    ok(&perfpack([
+        "export", &b, "--format", "pprof", "-o", &gz_arg,
+    ]));
+    let raw = Command::new("gunzip")
+        .args(["-c", &gz_arg])
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "not gzip");
+    // protoc decodes any protobuf message without its schema.
+    let mut protoc = Command::new("protoc")
+        .arg("--decode_raw")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    protoc.stdin.take().unwrap().write_all(&raw.stdout).unwrap();
+    let decoded = protoc.wait_with_output().unwrap();
+    assert!(decoded.status.success(), "protoc could not decode it");
+    let text = String::from_utf8(decoded.stdout).unwrap();
+    // Top-level field 2 is a sample: its first `2:` value is the sample count, the second
+    // the summed period.
+    let (mut samples, mut period, mut blocks) = (0u64, 0u64, 0);
+    let mut in_sample = false;
+    let mut values = Vec::new();
+    for line in text.lines() {
+        if line == "2 {" {
+            in_sample = true;
+            values.clear();
+        } else if in_sample && line == "}" {
+            in_sample = false;
+            blocks += 1;
+            samples += values[0];
+            period += values[1];
+        } else if in_sample && let Some(v) = line.strip_prefix("  2: ") {
+            values.push(v.parse::<u64>().unwrap());
+        }
+    }
+    let sql = |q: &str| count(&b, q);
+    assert_eq!(samples, sql("SELECT COUNT(*) FROM stack_sample"));
+    assert_eq!(period, sql("SELECT SUM(weight) FROM stack_sample"));
+    let folded = ok(&perfpack(["flamegraph", &b, "--folded", "-o", "-"]));
+    assert_eq!(
+        blocks,
+        folded.lines().count(),
+        "one pprof sample per folded line"
+    );
+    assert!(
+        text.contains("\"ExecScan\""),
+        "function names in the string table"
     );
 }

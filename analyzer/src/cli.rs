@@ -43,6 +43,9 @@ pub enum Command {
     Compare(crate::compare::CompareArgs),
     /// Rank bundles of a fleet (one per instance) by how much they differ, and say in what
     Fleet(crate::fleet::FleetArgs),
+    /// One self-contained HTML report of bundles: sources and losses, USE checklist, flame
+    /// graphs, frequency, latency heat maps and histograms, fleet ranking or comparison
+    Report(crate::report::ReportArgs),
     /// Import an existing capture (perf script or ftrace text) into a bundle
     Import {
         #[arg(value_enum)]

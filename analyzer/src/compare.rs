@@ -439,13 +439,28 @@ pub fn ks_distance(a: &[i64], b: &[i64]) -> f64 {
     d
 }
 
-pub fn run(a: CompareArgs) -> anyhow::Result<()> {
+/// A comparison with its pictures.
+pub struct Computed {
+    pub comparison: Comparison,
+    /// Paired latency histograms (SVG).
+    pub histograms: String,
+    /// Differential flame graph (SVG), when asked for.
+    pub differential: Option<Vec<u8>>,
+}
+
+/// Compares the bundles `before` and `after` name (paths or globs).
+pub fn compute(
+    before: &str,
+    after: &str,
+    ref_mhz: Option<f64>,
+    top: usize,
+    differential_graph: bool,
+) -> anyhow::Result<Computed> {
     let progress = Progress::new();
     progress.phase("comparing");
     let result = crate::sql_command::runtime()?.block_on(async {
-        let (before, after) = (open(&a.before).await?, open(&a.after).await?);
-        let ref_mhz = a
-            .ref_mhz
+        let (before, after) = (open(before).await?, open(after).await?);
+        let ref_mhz = ref_mhz
             .or(
                 match (base_mhz(&before.bundles), base_mhz(&after.bundles)) {
                     (Some(x), Some(y)) => Some(x.min(y)),
@@ -462,26 +477,41 @@ pub fn run(a: CompareArgs) -> anyhow::Result<()> {
     });
     progress.finish();
     let (before, after, ref_mhz) = result?;
-    let cmp = compare(&before, &after, ref_mhz, a.top);
-    let diff = if a.flamegraph.is_some() || a.output.is_some() {
-        differential(&before.folded_ns, &after.folded_ns, &cmp).map(Some)?
+    let comparison = compare(&before, &after, ref_mhz, top);
+    let differential = if differential_graph {
+        differential(&before.folded_ns, &after.folded_ns, &comparison).map(Some)?
     } else {
         None
     };
-    if let (Some(path), Some(svg)) = (&a.flamegraph, &diff) {
+    let histograms = render_histograms(&comparison);
+    Ok(Computed {
+        comparison,
+        histograms,
+        differential,
+    })
+}
+
+pub fn run(a: CompareArgs) -> anyhow::Result<()> {
+    let c = compute(
+        &a.before,
+        &a.after,
+        a.ref_mhz,
+        a.top,
+        a.flamegraph.is_some() || a.output.is_some(),
+    )?;
+    if let (Some(path), Some(svg)) = (&a.flamegraph, &c.differential) {
         picture::write_output(path, svg)?;
     }
-    let histograms = render_histograms(&cmp);
     if let Some(path) = &a.histograms {
-        picture::write_output(path, histograms.as_bytes())?;
+        picture::write_output(path, c.histograms.as_bytes())?;
     }
     if let Some(path) = &a.output {
-        let html = render_html(&cmp, &histograms, diff.as_deref());
+        let html = render_html(&c);
         picture::write_output(path, html.as_bytes())?;
     }
     let text = match a.format {
-        crate::cli::Format::Json => serde_json::to_string_pretty(&cmp)? + "\n",
-        crate::cli::Format::Table => render_text(&cmp),
+        crate::cli::Format::Json => serde_json::to_string_pretty(&c.comparison)? + "\n",
+        crate::cli::Format::Table => render_text(&c.comparison),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
@@ -935,7 +965,8 @@ fn h(s: &str) -> String {
 
 /// The comparison as one self-contained HTML page (no external fetches): verdict, tables,
 /// the histograms and the differential flame graph inline.
-fn render_html(c: &Comparison, histograms: &str, diff: Option<&[u8]>) -> String {
+fn render_html(c: &Computed) -> String {
+    let cmp = &c.comparison;
     let mut o = String::new();
     let _ = write!(
         o,
@@ -943,14 +974,23 @@ fn render_html(c: &Comparison, histograms: &str, diff: Option<&[u8]>) -> String 
          <style>body {{ font-family: sans-serif; margin: 2em; }} table {{ border-collapse: collapse; margin: 1em 0; }} \
          td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }} td:first-child, th:first-child {{ text-align: left; }} \
          .changed {{ color: #b00; font-weight: bold; }} .verdict {{ font-size: 1.2em; }}</style></head><body>\n\
-         <h1>{b} vs {a}</h1>\n<p class=\"verdict\">{v}</p>\n",
-        b = h(&c.before.bundles),
-        a = h(&c.after.bundles),
-        v = h(&c.verdict)
+         <h1>{b} vs {a}</h1>\n",
+        b = h(&cmp.before.bundles),
+        a = h(&cmp.after.bundles),
     );
-    for (i, s) in sections(c).into_iter().enumerate() {
+    o.push_str(&render_body(c, "h2"));
+    o.push_str("\n</body></html>\n");
+    o
+}
+
+/// The comparison as HTML to put inside a page: verdict, tables (headings at `level`), the
+/// histograms, the differential flame graph.
+pub fn render_body(c: &Computed, level: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "<p class=\"verdict\">{}</p>", h(&c.comparison.verdict));
+    for (i, s) in sections(&c.comparison).into_iter().enumerate() {
         if !s.title.is_empty() {
-            let _ = writeln!(o, "<h2>{}</h2>", h(&s.title));
+            let _ = writeln!(o, "<{level}>{}</{level}>", h(&s.title));
         }
         o.push_str("<table><tr>");
         for x in &s.head {
@@ -971,20 +1011,19 @@ fn render_html(c: &Comparison, histograms: &str, diff: Option<&[u8]>) -> String 
         o.push_str("</table>\n");
         // The histograms under the latency table.
         if i == 2 {
-            o.push_str(strip_prolog(histograms));
+            o.push_str(strip_prolog(&c.histograms));
             o.push('\n');
         }
     }
-    if let Some(svg) = diff {
-        o.push_str("<h2>Differential flame graph</h2>\n");
+    if let Some(svg) = &c.differential {
+        let _ = writeln!(o, "<{level}>Differential flame graph</{level}>");
         o.push_str(strip_prolog(&String::from_utf8_lossy(svg)));
     }
-    o.push_str("\n</body></html>\n");
     o
 }
 
 /// An SVG document without its XML declaration and doctype, for inlining into HTML.
-fn strip_prolog(svg: &str) -> &str {
+pub fn strip_prolog(svg: &str) -> &str {
     svg.find("<svg").map_or(svg, |i| &svg[i..])
 }
 

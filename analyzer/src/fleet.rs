@@ -336,6 +336,19 @@ pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
 
 pub fn run(a: FleetArgs) -> anyhow::Result<()> {
     let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
+    let ranked = ranking(bundles)?;
+    let text = match a.format {
+        crate::cli::Format::Json => serde_json::to_string_pretty(&ranked)? + "\n",
+        crate::cli::Format::Table => render_text(&ranked),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Summarizes every bundle (in parallel) and ranks them.
+pub fn ranking(bundles: Vec<Bundle>) -> anyhow::Result<Vec<Ranked>> {
     if bundles.len() < 3 {
         bail!(
             "fleet needs at least 3 bundles to tell an outlier from the rest ({} given); compare two with perfpack compare",
@@ -360,18 +373,10 @@ pub fn run(a: FleetArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     progress.finish();
-    let ranked = rank(summaries);
-    let text = match a.format {
-        crate::cli::Format::Json => serde_json::to_string_pretty(&ranked)? + "\n",
-        crate::cli::Format::Table => render_text(&ranked),
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
+    Ok(rank(summaries))
 }
 
-fn render_text(ranked: &[Ranked]) -> String {
+pub fn render_text(ranked: &[Ranked]) -> String {
     let mut out = String::new();
     let flagged = ranked.iter().filter(|r| r.flagged).count();
     let _ = writeln!(

@@ -37,7 +37,7 @@ pub enum Source {
 
 /// How latencies map to rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
+pub enum Rows {
     /// Row k = [2^k, 2^(k+1)) ns.
     Log2,
     /// Row r = [r·h, (r+1)·h) ns for h = 2^shift ns, at most `n` rows (grown by doubling h).
@@ -132,16 +132,27 @@ impl Cells {
 
 /// Where time starts for each bundle: a shared wall-clock origin when the recordings overlap,
 /// otherwise each bundle's own start (a before/after pair lines up from zero).
-struct Origin {
+#[derive(Debug, Clone)]
+pub struct Origin {
     /// Per bundle: ts_ns that maps to x = 0.
-    zero: Vec<i64>,
+    pub zero: Vec<i64>,
     /// Wall-clock time of x = 0 when shared.
-    wall: Option<i64>,
+    pub wall: Option<i64>,
     /// Longest span after the origin, ns.
-    span: i64,
+    pub span: i64,
 }
 
-fn origin(bundles: &[Bundle]) -> Origin {
+impl Origin {
+    /// What x = 0 is, for subtitles.
+    pub fn describe(&self) -> String {
+        match self.wall {
+            Some(w) => format!("x = time from {}", format_wall_ns(w)),
+            None => "x = time since each bundle started".into(),
+        }
+    }
+}
+
+pub fn origin(bundles: &[Bundle]) -> Origin {
     let ranges: Vec<(i64, i64, i64)> = bundles
         .iter()
         .map(|b| {
@@ -180,19 +191,26 @@ fn origin(bundles: &[Bundle]) -> Origin {
 
 /// The SELECT that yields (bundle, ts_ns, latency_ns) for the options.
 fn query(a: &HeatmapArgs, pred: &str) -> String {
-    match (&a.sql, a.source) {
-        (Some(sql), _) => format!("SELECT * FROM ({sql}) WHERE {pred}"),
-        (None, Source::Samples) => {
+    match &a.sql {
+        Some(sql) => format!("SELECT * FROM ({sql}) WHERE {pred}"),
+        None => source_query(a.source, pred),
+    }
+}
+
+/// The SELECT that yields (bundle, ts_ns, latency_ns) of a source (0 latency for samples).
+pub fn source_query(source: Source, pred: &str) -> String {
+    match source {
+        Source::Samples => {
             format!("SELECT bundle, ts_ns, 0 AS latency_ns FROM stack_sample WHERE {pred}")
         }
-        (None, s) => format!(
+        s => format!(
             "SELECT bundle, ts_ns, latency_ns FROM ({}) WHERE latency_ns IS NOT NULL AND {pred}",
             latency_source(s).relation()
         ),
     }
 }
 
-fn latency_source(s: Source) -> latency::Source {
+pub fn latency_source(s: Source) -> latency::Source {
     match s {
         Source::Block => latency::Source::Block,
         Source::Runq => latency::Source::Runq,
@@ -243,36 +261,10 @@ pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
     let result = crate::sql_command::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
         let pred = scope.sql(&bundles, session.names())?;
-        let index = picture::bundle_index(session.names());
-        let mut cells = Cells::new(rows, step);
         progress.phase("binning");
-        let sql = query(&a, &pred);
-        let mut checked = false;
-        picture::stream(&session, &sql, &progress, |b: &RecordBatch| {
-            if !checked {
-                check_columns(b)?;
-                checked = true;
-            }
-            let ts = b
-                .column_by_name("ts_ns")
-                .expect("checked")
-                .as_primitive::<Int64Type>();
-            let lat = b
-                .column_by_name("latency_ns")
-                .expect("checked")
-                .as_primitive::<Int64Type>();
-            let bundle = b.column_by_name("bundle").map(|c| c.as_string::<i32>());
-            for i in 0..b.num_rows() {
-                if ts.is_null(i) || lat.is_null(i) {
-                    continue;
-                }
-                let bi = bundle.map_or(0, |c| index.get(c.value(i)).copied().unwrap_or(0));
-                cells.add(ts.value(i) - origin.zero[bi], lat.value(i));
-            }
-            Ok(())
-        })
-        .await
-        .with_context(|| if a.sql.is_some() { "--sql" } else { "--where" })?;
+        let cells = bin(&session, &query(&a, &pred), rows, step, &origin, &progress)
+            .await
+            .with_context(|| if a.sql.is_some() { "--sql" } else { "--where" })?;
         let names = session.names().to_vec();
         anyhow::Ok((cells, names))
     });
@@ -313,11 +305,7 @@ pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
     } else {
         latency_source(a.source).noun()
     };
-    let mut sub = vec![picture::describe_bundles(&names)];
-    sub.push(match origin.wall {
-        Some(w) => format!("x = time from {}", format_wall_ns(w)),
-        None => "x = time since each bundle started".into(),
-    });
+    let mut sub = vec![picture::describe_bundles(&names), origin.describe()];
     sub.push(format!("{} {noun}", picture::group_digits(cells.events)));
     if cells.above > 0 {
         sub.push(format!(
@@ -343,6 +331,46 @@ pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
     });
     let out = render(&cells, &title, &sub.join(" · "), noun, samples);
     picture::write_output(&a.output, out.as_bytes())
+}
+
+/// Bins the (bundle, ts_ns, latency_ns) rows of `sql` into cells as they stream in, x measured
+/// from `origin`.
+pub async fn bin(
+    session: &Session,
+    sql: &str,
+    rows: Rows,
+    step: i64,
+    origin: &Origin,
+    progress: &Progress,
+) -> anyhow::Result<Cells> {
+    let index = picture::bundle_index(session.names());
+    let mut cells = Cells::new(rows, step);
+    let mut checked = false;
+    picture::stream(session, sql, progress, |b: &RecordBatch| {
+        if !checked {
+            check_columns(b)?;
+            checked = true;
+        }
+        let ts = b
+            .column_by_name("ts_ns")
+            .expect("checked")
+            .as_primitive::<Int64Type>();
+        let lat = b
+            .column_by_name("latency_ns")
+            .expect("checked")
+            .as_primitive::<Int64Type>();
+        let bundle = b.column_by_name("bundle").map(|c| c.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            if ts.is_null(i) || lat.is_null(i) {
+                continue;
+            }
+            let bi = bundle.map_or(0, |c| index.get(c.value(i)).copied().unwrap_or(0));
+            cells.add(ts.value(i) - origin.zero[bi], lat.value(i));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(cells)
 }
 
 fn check_columns(b: &RecordBatch) -> anyhow::Result<()> {
@@ -403,14 +431,20 @@ pub fn render(cells: &Cells, title: &str, subtitle: &str, noun: &str, samples: b
     // graphs of their time range).
     let _ = writeln!(
         out,
-        "<g id=\"cells\" data-step-ns=\"{}\" data-rows=\"{}\" data-row-ns=\"{}\">",
+        "<g id=\"cells\" data-step-ns=\"{}\" data-rows=\"{}\" data-row-ns=\"{}\" \
+         data-col-min=\"{col_min}\" data-ncols=\"{ncols}\" data-row-min=\"{row_min}\" data-nrows=\"{nrows}\" \
+         data-plot=\"{} {} {} {}\">",
         cells.step,
         if matches!(cells.rows, Rows::Log2) {
             "log2"
         } else {
             "linear"
         },
-        cells.row_ns().unwrap_or(0)
+        cells.row_ns().unwrap_or(0),
+        px(left),
+        px(top),
+        px(pw),
+        px(ph),
     );
     for (&(c, r), &n) in &sorted {
         let x = left + (c - col_min) as f64 * cw;

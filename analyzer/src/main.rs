@@ -14,6 +14,7 @@ mod latency;
 mod perfetto;
 mod picture;
 mod pprof;
+mod report;
 mod scope;
 mod sql;
 mod sql_command;
@@ -90,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Latency(a) => latency::run(a)?,
         Command::Compare(a) => compare::run(a)?,
         Command::Fleet(a) => fleet::run(a)?,
+        Command::Report(a) => report::run(a)?,
         Command::Queries { format } => sql_command::list_queries(format)?,
         Command::Import {
             kind,

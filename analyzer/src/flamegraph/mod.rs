@@ -29,7 +29,10 @@ use crate::stacks::{PathTable, Paths, StackTree};
 
 mod cpu;
 mod offcpu;
+mod timed;
 mod turbo;
+
+pub use timed::{Timed, timed};
 
 /// Which flame graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,12 +1,14 @@
 //! Shared helpers of the analyzer's integration tests.
 
 mod bad_input;
+mod browser;
 mod compare;
 mod crash;
 mod fleet;
 mod import;
 mod info;
 mod pictures;
+mod report;
 mod shell;
 mod sql;
 

@@ -285,7 +285,7 @@ fn cells(svg: &str) -> (i64, String, i64, BTreeMap<(i64, i64), u64>) {
     let rows = attr(g, "data-rows");
     let row_ns = attr(g, "data-row-ns").parse().unwrap();
     let mut m = BTreeMap::new();
-    for rect in svg.split("<rect ").filter(|r| r.contains("data-col")) {
+    for rect in svg.split("<rect ").filter(|r| r.contains("data-col=\"")) {
         let c = attr(rect, "data-col").parse().unwrap();
         let r = attr(rect, "data-row").parse().unwrap();
         m.insert((c, r), attr(rect, "data-count").parse().unwrap());
@@ -387,15 +387,16 @@ fn histogram_percentiles_equal_the_block_io_view() {
     assert_eq!(ours, theirs);
 }
 
-const HOSTILE: &str = "<script>alert(1)</script>";
+pub(super) const HOSTILE: &str = "<script>alert(1)</script>";
 
 /// A bundle whose process, symbol and block requests carry a hostile name.
-fn hostile_bundles(dir: &Path) -> (String, String) {
+pub(super) fn hostile_bundles(dir: &Path) -> (String, String) {
     let perf = dir.join("perf.txt");
     std::fs::write(
         &perf,
         format!(
             "{HOSTILE} 4242 [000] 100.000000:   10101010 cpu-clock:pppH: \n\
+             \t    3333 [unknown] (/opt/<script>alert(3)<\\script>.so)\n\
              \t    1111 <img src=x onerror=alert(2)>&amp;+0x1 (/usr/bin/{HOSTILE})\n\
              \t    2222 main+0x2 (/usr/bin/{HOSTILE})\n\n\
              {HOSTILE} 4242 [000] 100.010000:   10101010 cpu-clock:pppH: \n\

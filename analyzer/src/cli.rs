@@ -46,6 +46,8 @@ pub enum Command {
     /// One self-contained HTML report of bundles: sources and losses, USE checklist, flame
     /// graphs, frequency, latency heat maps and histograms, fleet ranking or comparison
     Report(crate::report::ReportArgs),
+    /// Copy a bundle with thread names, paths and command lines replaced by stable hashes
+    Redact(crate::redact::RedactArgs),
     /// Import an existing capture (perf script or ftrace text) into a bundle
     Import {
         #[arg(value_enum)]

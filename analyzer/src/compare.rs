@@ -588,7 +588,12 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
     let verdict = match (raw, norm, fa, fb) {
         (Some(r), Some(n), Some(fa), Some(fb)) => {
             let freq = 100.0 * (fa - fb) / fb;
-            if significant == 0 {
+            if significant == 0 && r.abs() < 1.0 && freq.abs() < 1.0 {
+                format!(
+                    "busy CPU time unchanged ({r:+.1}% raw, {n:+.1}% at {:.0} MHz; busy MHz {fa:.0} → {fb:.0}): no function changed beyond noise",
+                    ref_mhz.unwrap_or(0.0)
+                )
+            } else if significant == 0 {
                 format!(
                     "busy CPU time changed {r:+.1}% raw and {n:+.1}% at {:.0} MHz; busy MHz {fa:.0} → {fb:.0}: the difference is explained by frequency (no function changed beyond noise once normalized)",
                     ref_mhz.unwrap_or(0.0)

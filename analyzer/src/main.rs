@@ -14,6 +14,7 @@ mod latency;
 mod perfetto;
 mod picture;
 mod pprof;
+mod redact;
 mod report;
 mod scope;
 mod sql;
@@ -92,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compare(a) => compare::run(a)?,
         Command::Fleet(a) => fleet::run(a)?,
         Command::Report(a) => report::run(a)?,
+        Command::Redact(a) => redact::run(a)?,
         Command::Queries { format } => sql_command::list_queries(format)?,
         Command::Import {
             kind,

@@ -64,12 +64,10 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         );
     }
     let progress = Progress::new();
-    let started = std::time::Instant::now();
     let mut body = crate::sql_command::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
         build(&session, &bundles, &progress).await
     })?;
-    progress.timing("report sections", started);
     if bundles.len() >= 3 {
         progress.phase("ranking the fleet");
         let reopened = bundles
@@ -143,17 +141,16 @@ async fn build(
 ) -> anyhow::Result<String> {
     let origin = heatmap::origin(bundles);
     let mut o = String::new();
-    progress.phase("header");
+    progress.phase("header and USE checklist");
     o.push_str(&header(bundles));
-    progress.phase("USE checklist");
     o.push_str(&use_section(session, bundles).await?);
-    progress.phase("CPU flame graph");
+    progress.phase("CPU flame graph data and top tables");
     o.push_str(&cpu_section(session, bundles, &origin).await?);
     progress.phase("off-CPU flame graph");
     o.push_str(&offcpu_section(session, bundles).await?);
     progress.phase("frequency");
     o.push_str(&frequency_section(session, bundles, &origin).await?);
-    progress.phase("latency");
+    progress.phase("heat maps and latency");
     o.push_str(&latency_section(session, bundles, &origin).await?);
     Ok(o)
 }

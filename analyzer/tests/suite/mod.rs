@@ -8,6 +8,7 @@ mod fleet;
 mod import;
 mod info;
 mod pictures;
+mod redact;
 mod report;
 mod shell;
 mod sql;

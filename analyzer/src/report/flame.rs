@@ -152,6 +152,12 @@ pub fn script_json<T: Serialize>(v: &T) -> String {
 
 /// The flame graph's place on the page: controls, the canvas the script draws on, and its data.
 pub fn html(id: &str, title: &str, subtitle: &str, unit: &str, data: &Data) -> String {
+    let json = script_json(data);
+    let subtitle = format!(
+        "{subtitle} · {} frames, {:.0} KB of data in this page",
+        crate::picture::group_digits(data.parent.len() as u64),
+        json.len() as f64 / 1024.0
+    );
     let mut o = String::new();
     let _ = write!(
         o,
@@ -164,8 +170,7 @@ pub fn html(id: &str, title: &str, subtitle: &str, unit: &str, data: &Data) -> S
         id = h(id),
         unit = h(unit),
         title = h(title),
-        subtitle = h(subtitle),
-        json = script_json(data),
+        subtitle = h(&subtitle),
     );
     o
 }

@@ -170,12 +170,19 @@ fn unavailable(bundles: &[Bundle], what: &str, sources: &[&str]) -> String {
     for b in bundles {
         for s in &b.manifest().sources {
             if sources.contains(&s.name.as_str()) {
-                let reason = if s.reason.is_empty() {
-                    "recorded no rows"
+                why.push(if s.reason.is_empty() {
+                    format!(
+                        "{} recorded, but not this ({})",
+                        s.name,
+                        if s.detail.is_empty() {
+                            "no detail"
+                        } else {
+                            &s.detail
+                        }
+                    )
                 } else {
-                    &s.reason
-                };
-                why.push(format!("{}: {} {}", s.name, s.status.as_str(), reason));
+                    format!("{} {}: {}", s.name, s.status.as_str(), s.reason)
+                });
             }
         }
     }

@@ -46,11 +46,7 @@
     var n = d.parent.length;
     this.n = n;
     this.depth = new Int32Array(n);
-    this.maxDepth = 0;
-    for (var i = 1; i < n; i++) {
-      this.depth[i] = this.depth[d.parent[i]] + 1;
-      if (this.depth[i] > this.maxDepth) this.maxDepth = this.depth[i];
-    }
+    for (var i = 1; i < n; i++) this.depth[i] = this.depth[d.parent[i]] + 1;
     this.value = new Float64Array(n);
     this.x = new Float64Array(n);
     this.zoom = 0;
@@ -120,7 +116,29 @@
   Flame.prototype.draw = function () {
     var d = this.d, cv = this.canvas, box = cv.parentNode;
     var W = Math.max(300, box.clientWidth || 1200);
-    var H = (this.maxDepth + 1) * ROW;
+    var z = this.zoom, v = this.value;
+    // What is wide enough to see, first: the picture is as tall as its deepest visible frame.
+    var rects = [], deepest = 0;
+    if (v[0] > 0) {
+      var ancestors = {};
+      for (var a = z; a >= 0; a = d.parent[a]) ancestors[a] = true;
+      var x0 = this.x[z], scale = W / v[z], zd = this.depth[z];
+      for (var i = 0; i < this.n; i++) {
+        if (v[i] <= 0) continue;
+        var px, w;
+        if (this.depth[i] < zd || (this.depth[i] === zd && i !== z)) {
+          if (!ancestors[i]) continue;
+          px = 0; w = W;
+        } else {
+          px = (this.x[i] - x0) * scale;
+          w = v[i] * scale;
+          if (px >= W || px + w <= 0 || w < 0.4 || this.x[i] < x0 || this.x[i] >= x0 + v[z]) continue;
+        }
+        rects.push([px, w, i]);
+        if (this.depth[i] > deepest) deepest = this.depth[i];
+      }
+    }
+    var H = (deepest + 1) * ROW;
     var dpr = window.devicePixelRatio || 1;
     cv.width = Math.round(W * dpr);
     cv.height = Math.round(H * dpr);
@@ -132,45 +150,30 @@
     g.font = '12px Verdana, sans-serif';
     g.textBaseline = 'middle';
     this.rects = [];
-    var z = this.zoom, v = this.value;
-    if (v[0] <= 0) {
+    if (rects.length === 0) {
       g.fillStyle = '#666';
       g.fillText('no samples in this range', 10, H - ROW / 2);
       return;
     }
-    var ancestors = {};
-    for (var a = z; a >= 0; a = d.parent[a]) ancestors[a] = true;
-    var x0 = this.x[z], scale = W / v[z], zd = this.depth[z];
-    for (var i = 0; i < this.n; i++) {
-      if (v[i] <= 0) continue;
-      var px, w;
-      if (this.depth[i] < zd || (this.depth[i] === zd && i !== z)) {
-        if (!ancestors[i]) continue;
-        px = 0; w = W;
-      } else {
-        px = (this.x[i] - x0) * scale;
-        w = v[i] * scale;
-        if (px >= W || px + w <= 0 || w < 0.4 || this.x[i] < x0 || this.x[i] >= x0 + v[z]) continue;
-      }
-      var y = (this.maxDepth - this.depth[i]) * ROW;
-      var name = d.names[d.name[i]];
-      g.fillStyle = this.matched && this.matched[i] ? 'rgb(230,0,230)' : (i === 0 ? 'rgb(250,200,200)' : colour(name));
-      g.fillRect(px, y, Math.max(w - 0.5, 0.4), ROW - 1);
-      if (ancestors[i] && i !== z) {
-        g.globalAlpha = 0.5;
-      }
-      if (w > 28) {
-        g.fillStyle = '#000';
-        var text = name, max = w - 6;
+    for (var k = 0; k < rects.length; k++) {
+      var r = rects[k], node = r[2];
+      var y = (deepest - this.depth[node]) * ROW;
+      var name = d.names[d.name[node]];
+      g.fillStyle = this.matched && this.matched[node] ? 'rgb(230,0,230)' : (node === 0 ? 'rgb(250,200,200)' : colour(name));
+      g.fillRect(r[0], y, Math.max(r[1] - 0.5, 0.4), ROW - 1);
+      if (r[1] > 28) {
+        g.fillStyle = ancestors[node] && node !== z ? '#555' : '#000';
+        var text = name, max = r[1] - 6;
         if (g.measureText(text).width > max) {
           var keep = Math.floor(max / 7.2) - 2;
           text = keep > 0 ? text.slice(0, keep) + '..' : '';
         }
-        if (text) g.fillText(text, px + 3, y + ROW / 2);
+        if (text) g.fillText(text, r[0] + 3, y + ROW / 2);
       }
-      g.globalAlpha = 1;
-      this.rects.push([px, y, w, i]);
+      this.rects.push([r[0], y, r[1], node]);
     }
+    // Deep stacks scroll inside the box; the roots, where the width is, stay in view.
+    box.scrollTop = box.scrollHeight;
   };
 
   Flame.prototype.hit = function (e) {

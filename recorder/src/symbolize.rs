@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSegment, ObjectSymbol, ObjectSymbolTable, SymbolIndex, SymbolKind};
 
 /// A symbol: start address, size (0 when unknown) and demangled name.
 #[derive(Debug, Clone)]
@@ -14,20 +14,36 @@ struct Sym<N = String> {
     name: N,
 }
 
-/// Sorted symbols with a nearest-below lookup.
-#[derive(Debug, Default)]
-struct SymTable<N = String>(Vec<Sym<N>>);
+/// Sorted symbols with a nearest-below lookup. The start addresses are kept apart from the
+/// rest so that the binary search walks one compact array (kallsyms has ~100 k entries).
+#[derive(Debug)]
+struct SymTable<N = String> {
+    addrs: Vec<u64>,
+    syms: Vec<Sym<N>>,
+}
+
+impl<N> Default for SymTable<N> {
+    fn default() -> Self {
+        SymTable {
+            addrs: Vec::new(),
+            syms: Vec::new(),
+        }
+    }
+}
 
 impl<N> SymTable<N> {
     fn new(mut syms: Vec<Sym<N>>) -> Self {
         syms.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.size.cmp(&a.size)));
         syms.dedup_by_key(|s| s.addr);
-        SymTable(syms)
+        SymTable {
+            addrs: syms.iter().map(|s| s.addr).collect(),
+            syms,
+        }
     }
 
     fn lookup(&self, addr: u64) -> Option<&Sym<N>> {
-        let i = self.0.partition_point(|s| s.addr <= addr);
-        let s = self.0.get(i.checked_sub(1)?)?;
+        let i = self.addrs.partition_point(|&a| a <= addr);
+        let s = self.syms.get(i.checked_sub(1)?)?;
         (s.size == 0 || addr < s.addr + s.size).then_some(s)
     }
 }
@@ -78,8 +94,9 @@ impl ElfInfo {
                 (off, size, s.address())
             })
             .collect();
-        // (address, size) of each function: all the frame-pointer check needs.
-        let spans = |syms: Vec<Sym<&str>>| {
+        // (address, size) of each function: all the frame-pointer check needs (names are not
+        // read: finding where each name ends is most of the cost of a symbol table).
+        let spans = |syms: Vec<Sym<SymRef>>| {
             syms.into_iter()
                 .map(|s| (s.addr, s.size))
                 .collect::<Vec<_>>()
@@ -108,40 +125,58 @@ impl ElfInfo {
     }
 
     /// Names of the functions containing each file offset (`None` where no symbol covers it).
-    /// Only the names found are demangled.
+    /// Only the names of the symbols found are read and demangled.
     pub fn symbolize(&self, offsets: &[u64]) -> Vec<Option<String>> {
         let data = self
             .symbols_from
             .as_deref()
             .and_then(|p| crate::sys::MappedFile::open(p).ok());
         let file = data.as_deref().and_then(|d| object::File::parse(d).ok());
-        let table = file.as_ref().map(|f| SymTable::new(text_symbols(f)));
+        let Some(file) = file else {
+            return vec![None; offsets.len()];
+        };
+        let table = SymTable::new(text_symbols(&file));
+        let dynamic = file.dynamic_symbol_table();
         offsets
             .iter()
             .map(|&off| {
-                let table = table.as_ref()?;
                 let (foff, _, vaddr) = self
                     .loads
                     .iter()
                     .find(|(o, size, _)| off >= *o && off < o + size)?;
-                table.lookup(off - foff + vaddr).map(|s| demangle(s.name))
+                let sym = table.lookup(off - foff + vaddr)?;
+                let name = match sym.name {
+                    SymRef::Static(i) => file.symbol_by_index(i).ok()?.name().ok()?,
+                    SymRef::Dynamic(i) => dynamic.as_ref()?.symbol_by_index(i).ok()?.name().ok()?,
+                };
+                Some(demangle(name))
             })
             .collect()
     }
 }
 
-/// Function symbols of a file, names as stored (mangled), borrowing the mapped file.
-fn text_symbols<'a>(file: &object::File<'a>) -> Vec<Sym<&'a str>> {
+/// Where a symbol is: its index in the static or the dynamic symbol table.
+#[derive(Debug, Clone, Copy)]
+enum SymRef {
+    Static(SymbolIndex),
+    Dynamic(SymbolIndex),
+}
+
+/// Function symbols of a file, without their names (read later, for the symbols hit).
+fn text_symbols(file: &object::File<'_>) -> Vec<Sym<SymRef>> {
+    let text = |s: &object::Symbol<'_, '_>| s.kind() == SymbolKind::Text && s.address() != 0;
     file.symbols()
-        .chain(file.dynamic_symbols())
-        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
-        .filter_map(|s| {
-            Some(Sym {
-                addr: s.address(),
-                size: s.size(),
-                name: s.name().ok()?,
-            })
+        .filter(text)
+        .map(|s| Sym {
+            addr: s.address(),
+            size: s.size(),
+            name: SymRef::Static(s.index()),
         })
+        .chain(file.dynamic_symbols().filter(text).map(|s| Sym {
+            addr: s.address(),
+            size: s.size(),
+            name: SymRef::Dynamic(s.index()),
+        }))
         .collect()
 }
 

@@ -12,6 +12,7 @@ use arrow_ord::sort::{SortOptions, sort_to_indices};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -267,8 +268,15 @@ impl BundleWriter {
                 ZstdLevel::try_new(self.opts.zstd_level).unwrap_or_default(),
             ))
             .set_max_row_group_row_count(Some(self.opts.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page);
+            // Min/max per row group for every column; per page (the page index) only for the
+            // sort key, where time ranges prune pages. A page index on every column costs more
+            // than it saves in the many small files of a short capture.
+            .set_statistics_enabled(EnabledStatistics::Chunk);
         if let Some(key) = table.sort_key {
+            props = props.set_column_statistics_enabled(
+                parquet::schema::types::ColumnPath::from(key),
+                EnabledStatistics::Page,
+            );
             let column_idx = schema.index_of(key).expect("sort key is a declared column");
             props = props.set_sorting_columns(Some(vec![SortingColumn {
                 column_idx: column_idx as i32,
@@ -277,7 +285,12 @@ impl BundleWriter {
             }]));
         }
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props.build()))
+        // The Arrow schema is embedded only where reading the Parquet schema back would not give
+        // the same types (maps name their parts); elsewhere it is ~1 KB of every file for nothing.
+        let options = ArrowWriterOptions::new()
+            .with_properties(props.build())
+            .with_skip_arrow_metadata(!needs_arrow_schema(&schema));
+        let mut writer = ArrowWriter::try_new_with_options(file, schema, options)
             .map_err(|e| Error::parquet(&path, e))?;
         for batch in &batches {
             // The writer cuts row groups at `row_group_rows` across calls.
@@ -304,6 +317,27 @@ impl BundleWriter {
             self.manifest.to_json().as_bytes(),
         )
     }
+}
+
+/// Whether a schema has types that Parquet alone does not round-trip exactly.
+fn needs_arrow_schema(schema: &arrow_schema::Schema) -> bool {
+    schema.fields().iter().any(|f| {
+        !matches!(
+            f.data_type(),
+            arrow_schema::DataType::Int8
+                | arrow_schema::DataType::Int16
+                | arrow_schema::DataType::Int32
+                | arrow_schema::DataType::Int64
+                | arrow_schema::DataType::UInt8
+                | arrow_schema::DataType::UInt16
+                | arrow_schema::DataType::UInt32
+                | arrow_schema::DataType::UInt64
+                | arrow_schema::DataType::Float32
+                | arrow_schema::DataType::Float64
+                | arrow_schema::DataType::Boolean
+                | arrow_schema::DataType::Utf8
+        )
+    })
 }
 
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.

@@ -12,6 +12,9 @@ pub struct SysStat {
     /// Files that could not be read at the first attempt (reported once).
     pub missing: Vec<String>,
     first: bool,
+    /// The procfs files, kept open and read again from the start each interval: opening a
+    /// procfs file costs more than reading it.
+    open: std::collections::HashMap<&'static str, std::fs::File>,
 }
 
 struct Out<'a> {
@@ -88,13 +91,30 @@ impl SysStat {
             ns_per_tick: 1e9 / hz,
             missing: Vec::new(),
             first: true,
+            open: std::collections::HashMap::new(),
         }
     }
 
-    fn read(&mut self, path: &str) -> Option<String> {
-        match std::fs::read_to_string(path) {
+    fn read(&mut self, path: &'static str) -> Option<String> {
+        use std::io::{Read as _, Seek as _};
+        let reread = |f: &mut std::fs::File| -> std::io::Result<String> {
+            let mut s = String::new();
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.read_to_string(&mut s)?;
+            Ok(s)
+        };
+        let result = match self.open.get_mut(path) {
+            Some(f) => reread(f),
+            None => std::fs::File::open(path).and_then(|mut f| {
+                let s = reread(&mut f)?;
+                self.open.insert(path, f);
+                Ok(s)
+            }),
+        };
+        match result {
             Ok(s) => Some(s),
             Err(e) => {
+                self.open.remove(path);
                 if self.first {
                     self.missing.push(format!("{path}: {e}"));
                 }
@@ -210,8 +230,12 @@ impl SysStat {
                 );
             }
         }
-        for res in ["cpu", "io", "memory"] {
-            if let Some(t) = self.read(&format!("/proc/pressure/{res}")) {
+        for (res, path) in [
+            ("cpu", "/proc/pressure/cpu"),
+            ("io", "/proc/pressure/io"),
+            ("memory", "/proc/pressure/memory"),
+        ] {
+            if let Some(t) = self.read(path) {
                 parse_pressure(res, &t, &mut out);
             }
         }
@@ -357,7 +381,30 @@ mod tests {
     #[test]
     fn samples_this_machine() {
         let mut b = SysCounterBuilder::default();
-        let n = SysStat::new().sample(1, &mut b);
+        let mut s = SysStat::new();
+        let n = s.sample(1, &mut b);
         assert!(n > 50, "only {n} procfs rows");
+        // The files stay open between intervals: the second reading must be fresh, not the
+        // first one again (the system-wide tick, context-switch and interrupt counts only grow).
+        let ticks = |batch: &arrow_array::RecordBatch| -> f64 {
+            use arrow_array::Array as _;
+            use arrow_array::cast::AsArray as _;
+            let src = batch.column_by_name("source").unwrap().as_string::<i32>();
+            let inst = batch.column_by_name("instance").unwrap().as_string::<i32>();
+            let val = batch
+                .column_by_name("value")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>();
+            (0..batch.num_rows())
+                .filter(|&i| src.value(i) == "stat" && inst.is_null(i))
+                .map(|i| val.value(i))
+                .sum()
+        };
+        let first = ticks(&b.finish());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut b = SysCounterBuilder::default();
+        assert_eq!(s.sample(2, &mut b), n);
+        let second = ticks(&b.finish());
+        assert!(second > first, "{first} then {second}: a stale reading");
     }
 }

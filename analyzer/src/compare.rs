@@ -137,9 +137,21 @@ pub struct Comparison {
     pub ref_mhz: Option<f64>,
     /// What explains the CPU-time difference, in words.
     pub verdict: String,
+    /// Settings whose values differ (or that only one side has), by key: what changed.
+    pub config_changes: Vec<ConfigChange>,
+    /// Whether each side has a configuration snapshot at all.
+    pub config_recorded: (bool, bool),
     pub functions: Vec<FunctionChange>,
     pub latency: Vec<LatencyChange>,
     pub system: Vec<SystemChange>,
+}
+
+/// One configuration setting that differs.
+#[derive(Debug, Serialize)]
+pub struct ConfigChange {
+    pub key: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
 }
 
 /// Per-function sums of one side: (samples, raw ns, normalized ns) by (kind, name).
@@ -151,6 +163,8 @@ type UseFigures = BTreeMap<(String, String, String), (String, Vec<f64>, String)>
 struct Loaded {
     side: Side,
     system: UseFigures,
+    /// Configuration settings (`config` table); several bundles that disagree give `a | b`.
+    config: BTreeMap<String, String>,
     functions: FunctionSums,
     /// Busy stacks for the differential flame graph: normalized ns where both sides have
     /// frequency figures, raw ns otherwise.
@@ -402,9 +416,29 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
         },
     )
     .await?;
+    let mut settings: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    picture::stream(&session, "SELECT key, value FROM config", &progress, |b| {
+        let (k, v) = (
+            b.column(0).as_string::<i32>(),
+            b.column(1).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            settings
+                .entry(k.value(i).to_string())
+                .or_default()
+                .insert(v.value(i).to_string());
+        }
+        Ok(())
+    })
+    .await?;
+    let config = settings
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect::<Vec<_>>().join(" | ")))
+        .collect();
     let sum = |f: &Folded| f.lines.values().sum::<u64>();
     Ok(Loaded {
         system,
+        config,
         side: Side {
             bundles: picture::describe_bundles(session.names()),
             seconds,
@@ -662,8 +696,37 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
             }
         })
         .collect();
+    let keys: BTreeSet<&String> = before.config.keys().chain(after.config.keys()).collect();
+    let config_changes: Vec<ConfigChange> = keys
+        .into_iter()
+        .filter(|k| before.config.get(*k) != after.config.get(*k))
+        .map(|k| ConfigChange {
+            key: k.clone(),
+            before: before.config.get(k).cloned(),
+            after: after.config.get(k).cloned(),
+        })
+        .collect();
+    let verdict = if config_changes.is_empty() {
+        verdict
+    } else {
+        let mut names: Vec<&str> = config_changes
+            .iter()
+            .map(|c| c.key.as_str())
+            .take(3)
+            .collect();
+        if config_changes.len() > 3 {
+            names.push("...");
+        }
+        format!(
+            "{verdict}; {} configuration setting(s) differ ({}), listed first",
+            config_changes.len(),
+            names.join(", ")
+        )
+    };
     Comparison {
         system,
+        config_changes,
+        config_recorded: (!before.config.is_empty(), !after.config.is_empty()),
         before: before.side.clone(),
         after: after.side.clone(),
         ref_mhz,
@@ -771,9 +834,35 @@ fn sections(c: &Comparison) -> Vec<Section> {
             ]
         })
         .collect();
+    let (had_before, had_after) = c.config_recorded;
+    let config_title = match (had_before, had_after) {
+        (true, true) => format!(
+            "what changed: {} configuration setting(s) differ",
+            c.config_changes.len()
+        ),
+        (false, false) => "what changed: neither side recorded its configuration".into(),
+        (false, true) => "what changed: the before side recorded no configuration".into(),
+        (true, false) => "what changed: the after side recorded no configuration".into(),
+    };
+    let config = if had_before && had_after {
+        c.config_changes
+            .iter()
+            .map(|x| {
+                let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "(absent)".into());
+                vec![x.key.clone(), v(&x.before), v(&x.after)]
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     vec![
         Section {
-            title: String::new(),
+            title: config_title,
+            head: vec!["setting", "before", "after"],
+            rows: config,
+        },
+        Section {
+            title: "sides".into(),
             head: vec!["", "before", "after"],
             rows: sides,
         },
@@ -812,7 +901,7 @@ fn sections(c: &Comparison) -> Vec<Section> {
 fn render_text(c: &Comparison) -> String {
     let mut out = format!("{}\n", c.verdict);
     for s in sections(c) {
-        if !s.title.is_empty() {
+        if !s.title.is_empty() && s.title != "sides" {
             let _ = write!(out, "\n{}\n", s.title);
         } else {
             out.push('\n');
@@ -993,8 +1082,8 @@ fn render_html(c: &Computed) -> String {
 pub fn render_body(c: &Computed, level: &str) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "<p class=\"verdict\">{}</p>", h(&c.comparison.verdict));
-    for (i, s) in sections(&c.comparison).into_iter().enumerate() {
-        if !s.title.is_empty() {
+    for s in sections(&c.comparison) {
+        if !s.title.is_empty() && s.title != "sides" {
             let _ = writeln!(o, "<{level}>{}</{level}>", h(&s.title));
         }
         o.push_str("<table><tr>");
@@ -1015,7 +1104,7 @@ pub fn render_body(c: &Computed, level: &str) -> String {
         }
         o.push_str("</table>\n");
         // The histograms under the latency table.
-        if i == 2 {
+        if s.title.starts_with("latency") {
             o.push_str(strip_prolog(&c.histograms));
             o.push('\n');
         }

@@ -185,7 +185,63 @@ fn field_kind(key: &str) -> Option<What> {
     }
 }
 
+/// A configuration value with every path in it replaced (`root=/dev/x`, `(/dev/x)`, `/x`).
+fn config_value(r: &mut Redactor, v: &str) -> String {
+    v.split(' ')
+        .map(|word| {
+            if !word.contains('/') {
+                return word.to_string();
+            }
+            let (pre, rest) = match word.find(['=', '(']) {
+                Some(i)
+                    if word[..i]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    word.split_at(i + 1)
+                }
+                _ => ("", word),
+            };
+            let (path, post) = match rest.strip_suffix(')') {
+                Some(p) => (p, ")"),
+                None => (rest, ""),
+            };
+            format!("{pre}{}{post}", r.token(What::Path, path))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The `config` table: mount points in keys, and paths in values, under `--paths`.
+fn redact_config(r: &mut Redactor, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+    let keys = batch.column(0).as_string::<i32>();
+    let values = batch.column(1).as_string::<i32>();
+    let (mut k, mut v): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for i in 0..batch.num_rows() {
+        let key = keys.value(i);
+        k.push(match key.strip_prefix("mount.") {
+            Some(at) => format!("mount.{}", r.token(What::Path, at)),
+            None => key.to_string(),
+        });
+        v.push(config_value(r, values.value(i)));
+    }
+    Ok(RecordBatch::try_new(
+        batch.schema(),
+        vec![
+            Arc::new(StringArray::from(k)),
+            Arc::new(StringArray::from(v)),
+        ],
+    )?)
+}
+
 fn redact_batch(r: &mut Redactor, table: &str, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+    if table == "config" {
+        return if r.paths {
+            redact_config(r, batch)
+        } else {
+            Ok(batch)
+        };
+    }
     let schema = batch.schema();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     for (i, f) in schema.fields().iter().enumerate() {
@@ -355,5 +411,15 @@ mod tests {
         assert_eq!(a.token(What::Path, "[vdso]"), "[vdso]");
         assert_eq!(a.token(What::Path, "/tmp/perf-12.map"), "/tmp/perf-12.map");
         assert!(a.token(What::Path, "/usr/bin/x").starts_with("/redacted/"));
+        let v = config_value(&mut a, "BOOT_IMAGE=/vmlinuz ro quiet root=/dev/vda1");
+        assert!(
+            v.starts_with("BOOT_IMAGE=/redacted/") && v.contains(" ro quiet root=/redacted/"),
+            "{v}"
+        );
+        let v = config_value(&mut a, "ext4 rw,relatime (/dev/vda1)");
+        assert!(
+            v.starts_with("ext4 rw,relatime (/redacted/") && v.ends_with(')'),
+            "{v}"
+        );
     }
 }

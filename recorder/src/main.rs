@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+mod config;
 mod ftrace;
 mod host;
 mod msr;

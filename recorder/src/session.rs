@@ -12,7 +12,9 @@ use anyhow::Context as _;
 use perfpack_schema::manifest::{
     Loss, Manifest, RecorderInfo, SelfCost, Source, SourceStatus, State,
 };
-use perfpack_schema::tables::{self, MsrBuilder, PmcBuilder, SysCounterBuilder};
+use perfpack_schema::tables::{
+    self, CONFIG, Config, ConfigBuilder, MsrBuilder, PmcBuilder, SysCounterBuilder,
+};
 use perfpack_schema::{BundleWriter, WriterOptions};
 
 use crate::cli::RecordConfig;
@@ -232,12 +234,31 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         )
     };
     let mut writer = writer;
+    // The configuration, once, into the first segment.
+    let cgroup = match &cfg.scope {
+        perf::Scope::Cgroup(p) => Some(p.as_path()),
+        _ => None,
+    };
+    let settings = crate::config::snapshot(std::path::Path::new("/"), cgroup);
+    let mut config_rows = ConfigBuilder::default();
+    for (key, value) in &settings {
+        config_rows.push(&Config { key, value });
+    }
+    writer.append(CONFIG, config_rows.finish())?;
+    let mut config_source = source(
+        "config",
+        SourceStatus::Ok,
+        String::new(),
+        "kernel command line, sysctls, THP, CPU governor and boost, NUMA, clocksource, cgroup limits, mounts, block queues, NICs (procfs, sysfs)".into(),
+    );
+    config_source.records = settings.len() as u64;
     writer.manifest_mut().sources = vec![
         perf_source,
         ftrace_source,
         pmc_source,
         msr_source,
         source("procfs", SourceStatus::Ok, String::new(), String::new()),
+        config_source,
     ];
     for s in &writer.manifest().sources {
         if s.status != SourceStatus::Ok {

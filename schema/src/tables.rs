@@ -335,6 +335,20 @@ table! {
     }
 }
 
+table! {
+    /// Configuration of the recorded machine, read once at the start (kernel command line,
+    /// sysctls, transparent huge pages, CPU governor and boost, NUMA, clocksource, cgroup
+    /// limits of the traced scope, mounts, block queues, NICs): what `perfpack compare` lists
+    /// first when two bundles differ.
+    CONFIG, Config, ConfigBuilder, "config", sort_key = None, dictionary = true, {
+        /// Setting, dotted: `sysctl.vm.swappiness`, `kernel.cmdline`, `thp.enabled`,
+        /// `cpu0.scaling_governor`, `block.sda.scheduler`, `net.eth0.mtu`, `mount./var`, ...
+        key: Str,
+        /// Its value as the file shows it (whitespace collapsed).
+        value: Str,
+    }
+}
+
 /// Every table of format version 1, in documentation order.
 pub const ALL: &[&crate::TableDef] = &[
     FRAME,
@@ -351,6 +365,7 @@ pub const ALL: &[&crate::TableDef] = &[
     PMC,
     MSR,
     SYS_COUNTER,
+    CONFIG,
 ];
 
 /// Looks a table up by name.

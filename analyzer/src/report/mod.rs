@@ -142,7 +142,21 @@ async fn build(
     let origin = heatmap::origin(bundles);
     let mut o = String::new();
     progress.phase("header and USE checklist");
-    o.push_str(&header(bundles));
+    let names = crate::sql::session::bundle_names(bundles);
+    let mut configs = Vec::new();
+    for n in &names {
+        configs.push(
+            query_rows(
+                session,
+                &format!(
+                    "SELECT key, value FROM config WHERE bundle = {} ORDER BY key",
+                    quote(&n.bundle)
+                ),
+            )
+            .await?,
+        );
+    }
+    o.push_str(&header(bundles, &configs));
     o.push_str(&use_section(session, bundles).await?);
     progress.phase("CPU flame graph data and top tables");
     o.push_str(&cpu_section(session, bundles, &origin).await?);
@@ -252,10 +266,10 @@ async fn query_rows(session: &Session, sql: &str) -> anyhow::Result<Vec<Vec<Stri
     Ok(rows)
 }
 
-/// Host, kernel, CPU, window, recorder and the sources table of each bundle.
-fn header(bundles: &[Bundle]) -> String {
+/// Host, kernel, CPU, window, recorder, the sources table and the configuration of each bundle.
+fn header(bundles: &[Bundle], configs: &[Vec<Vec<String>>]) -> String {
     let mut o = String::from("<section id=\"host\"><h2>Host and sources</h2>\n");
-    for b in bundles {
+    for (i, b) in bundles.iter().enumerate() {
         let info = crate::info::summarize(b);
         let m = b.manifest();
         let hst = &m.host;
@@ -376,6 +390,15 @@ fn header(bundles: &[Bundle]) -> String {
         ));
         for w in b.warnings() {
             let _ = writeln!(o, "<p class=\"note\">warning: {}</p>", h(w));
+        }
+        if let Some(settings) = configs.get(i).filter(|c| !c.is_empty()) {
+            let _ = writeln!(
+                o,
+                "<details><summary>Configuration ({} settings: kernel command line, sysctls, THP, governor, NUMA, clocksource, mounts, block queues, NICs)</summary>",
+                settings.len()
+            );
+            o.push_str(&table(&["setting", "value"], settings, "config"));
+            o.push_str("</details>\n");
         }
     }
     o.push_str("</section>\n");

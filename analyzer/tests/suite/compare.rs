@@ -152,3 +152,54 @@ fn a_real_regression_is_ranked_first_and_the_rest_is_noise() {
     let verdict = c["verdict"].as_str().unwrap();
     assert!(verdict.contains("changed beyond noise"), "{verdict}");
 }
+
+#[test]
+fn configuration_differences_are_listed_first() {
+    // The fixtures differ in exactly two sysctls (testdata/gen: `fixtures`).
+    let (before, after) = (
+        fixture("before").display().to_string(),
+        fixture("after").display().to_string(),
+    );
+    let c = compare(&before, &after);
+    let changes: Vec<(String, String, String)> = c["config_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let s = |k: &str| x[k].as_str().unwrap().to_string();
+            (s("key"), s("before"), s("after"))
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "sysctl.net.ipv4.tcp_congestion_control".to_string(),
+                "cubic".to_string(),
+                "bbr".to_string()
+            ),
+            (
+                "sysctl.vm.swappiness".to_string(),
+                "60".to_string(),
+                "10".to_string()
+            ),
+        ]
+    );
+    // In the text, right after the verdict, before anything else.
+    let text = ok(&perfpack(["compare", &before, &after]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].contains("2 configuration setting(s) differ"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[2], "what changed: 2 configuration setting(s) differ");
+    assert!(
+        lines[4].starts_with("sysctl.net.ipv4.tcp_congestion_control"),
+        "{text}"
+    );
+    assert!(lines[5].starts_with("sysctl.vm.swappiness"), "{text}");
+    // A bundle compared with itself: nothing.
+    let same = compare(&before, &before);
+    assert_eq!(same["config_changes"].as_array().unwrap().len(), 0);
+}

@@ -38,6 +38,17 @@ fn originals(bundle: &str) -> BTreeSet<String> {
     ] {
         out.extend(column(bundle, sql));
     }
+    // Paths inside configuration values (`root=/dev/x`, `(/dev/x)`) and mount points.
+    for v in column(bundle, "SELECT value FROM config") {
+        for w in v.split(' ') {
+            if let Some(i) = w.find('/') {
+                out.insert(w[i..].trim_end_matches(')').to_string());
+            }
+        }
+    }
+    for k in column(bundle, "SELECT key FROM config WHERE key LIKE 'mount.%'") {
+        out.insert(k["mount.".len()..].to_string());
+    }
     out.retain(|s| {
         !(s.starts_with("swapper")
             || s == "<idle>"
@@ -106,6 +117,7 @@ fn no_original_name_is_left_and_the_copy_compares_unchanged() {
         "sched_process",
         "ftrace_event",
         "syscall",
+        "config",
     ] {
         let dump = ok(&perfpack([
             "sql",

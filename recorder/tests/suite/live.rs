@@ -145,6 +145,34 @@ fn unavailable_sources_are_reported_and_the_capture_succeeds() {
     let procfs = sources.iter().find(|s| s["name"] == "procfs").unwrap();
     assert!(procfs["records"].as_u64().unwrap() > 100);
     assert!(m["self_cost"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // The configuration snapshot: this machine's kernel command line and swappiness, as the
+    // files say them.
+    let config = sources.iter().find(|s| s["name"] == "config").unwrap();
+    assert_eq!(config["status"], "ok", "{config}");
+    let b = perfpack_schema::Bundle::open(&bundle).unwrap();
+    let mut settings = std::collections::BTreeMap::new();
+    for batch in b.read_table(perfpack_schema::tables::CONFIG).unwrap() {
+        use arrow_array::cast::AsArray as _;
+        let (k, v) = (
+            batch.column(0).as_string::<i32>(),
+            batch.column(1).as_string::<i32>(),
+        );
+        for i in 0..batch.num_rows() {
+            settings.insert(k.value(i).to_string(), v.value(i).to_string());
+        }
+    }
+    assert_eq!(config["records"].as_u64().unwrap(), settings.len() as u64);
+    let swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    assert_eq!(settings["sysctl.vm.swappiness"], swappiness.trim());
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap();
+    assert_eq!(
+        settings["kernel.cmdline"],
+        cmdline.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    assert!(
+        settings.keys().any(|k| k.starts_with("mount.")),
+        "{settings:?}"
+    );
 }
 
 #[test]

@@ -114,6 +114,7 @@ struct Segment {
     pmc: PmcBuilder,
     msr: MsrBuilder,
     sys: SysCounterBuilder,
+    config: ConfigBuilder,
 }
 
 impl Segment {
@@ -132,6 +133,7 @@ impl Segment {
         w.append(PMC, self.pmc.finish())?;
         w.append(MSR, self.msr.finish())?;
         w.append(SYS_COUNTER, self.sys.finish())?;
+        w.append(CONFIG, self.config.finish())?;
         w.close_segment()?;
         Ok(())
     }
@@ -197,6 +199,9 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
     }
 
     write_threads(sc, world, &mut segs[0]);
+    for (key, value) in &sc.config_rows() {
+        segs[0].config.push(&Config { key, value });
+    }
     write_process_events(sc, &mut segs);
 
     for r in &world.requests {
@@ -674,6 +679,12 @@ fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64) -> Manifest {
             "procfs",
             "stat, meminfo, vmstat, diskstats, net/dev, net/snmp, loadavg, pressure, schedstat every 1 s",
             world.sys.len() as u64,
+            Vec::new(),
+        ),
+        ok(
+            "config",
+            "kernel command line, sysctls, THP, CPU governor and boost, NUMA, clocksource, cgroup limits, mounts, block queues, NICs (procfs, sysfs)",
+            sc.config_rows().len() as u64,
             Vec::new(),
         ),
     ];

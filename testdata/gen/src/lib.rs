@@ -53,6 +53,8 @@ pub struct Scenario {
     pub with_pmc: bool,
     /// Wall-clock time of the start, ns since the epoch.
     pub realtime_start_ns: i64,
+    /// Settings that differ from the common configuration (`config` table).
+    pub config: BTreeMap<String, String>,
 }
 
 impl Scenario {
@@ -77,6 +79,7 @@ impl Scenario {
             with_pmc: true,
             // 2026-11-02T09:30:00Z
             realtime_start_ns: 1_793_611_800_000_000_000,
+            config: BTreeMap::new(),
         }
     }
 
@@ -99,6 +102,40 @@ impl Scenario {
     /// Cycle multiplier of jobs whose stack ends in `leaf`.
     pub fn cost_of(&self, leaf: &str) -> f64 {
         self.cost_by_leaf.get(leaf).copied().unwrap_or(1.0)
+    }
+
+    /// The `config` rows: a common configuration with this scenario's settings over it.
+    pub fn config_rows(&self) -> Vec<(String, String)> {
+        let mut c: BTreeMap<String, String> = [
+            (
+                "kernel.cmdline",
+                "BOOT_IMAGE=/vmlinuz-6.1.0-27-cloud-amd64 root=/dev/nvme0n1p1 ro console=ttyS0",
+            ),
+            ("kernel.release", "6.1.0-27-cloud-amd64"),
+            ("sysctl.vm.swappiness", "60"),
+            ("sysctl.vm.dirty_ratio", "20"),
+            ("sysctl.vm.dirty_background_ratio", "10"),
+            ("sysctl.kernel.sched_autogroup_enabled", "1"),
+            ("sysctl.net.core.somaxconn", "4096"),
+            ("sysctl.net.ipv4.tcp_congestion_control", "cubic"),
+            ("sysctl.net.ipv4.tcp_rmem", "4096 131072 6291456"),
+            ("thp.enabled", "always [madvise] never"),
+            ("thp.defrag", "always defer defer+madvise [madvise] never"),
+            ("clocksource.current", "tsc"),
+            ("block.nvme0n1.scheduler", "[none] mq-deadline"),
+            ("block.nvme0n1.read_ahead_kb", "128"),
+            ("block.sda.scheduler", "[mq-deadline] none"),
+            ("net.eth0.mtu", "9001"),
+            ("mount./", "ext4 rw,relatime,discard (/dev/nvme0n1p1)"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for cpu in 0..self.n_cpus {
+            c.insert(format!("cpu{cpu}.scaling_governor"), "performance".into());
+        }
+        c.extend(self.config.clone());
+        c.into_iter().collect()
     }
 
     fn start_ns(&self) -> i64 {
@@ -225,6 +262,16 @@ pub fn fixtures() -> Vec<Scenario> {
     vec![
         Scenario::basic(),
         Scenario::pair_side("before", 2500.0),
-        Scenario::pair_side("after", 3000.0),
+        Scenario {
+            // Two sysctls changed as well, for `compare`'s "what changed".
+            config: [
+                ("sysctl.vm.swappiness", "10"),
+                ("sysctl.net.ipv4.tcp_congestion_control", "bbr"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Scenario::pair_side("after", 3000.0)
+        },
     ]
 }

@@ -237,6 +237,9 @@ pub struct HeatmapArgs {
     /// Linear rows: how many (samples: rows per second)
     #[arg(long, default_value_t = 50)]
     pub rows: u32,
+    /// `--source process`: how many of the busiest processes
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
     /// Title of the picture
     #[arg(long)]
     pub title: Option<String>,

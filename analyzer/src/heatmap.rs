@@ -33,6 +33,10 @@ pub enum Source {
     Syscall,
     /// CPU samples by offset within each second (FlameScope)
     Samples,
+    /// Utilization: busy % of each CPU over time (procfs counters)
+    Cpu,
+    /// Utilization: CPU % of the busiest processes over time (stack samples of a clock event)
+    Process,
 }
 
 /// How latencies map to rows.
@@ -214,12 +218,17 @@ pub fn latency_source(s: Source) -> latency::Source {
     match s {
         Source::Block => latency::Source::Block,
         Source::Runq => latency::Source::Runq,
-        Source::Syscall | Source::Samples => latency::Source::Syscall,
+        Source::Syscall | Source::Samples | Source::Cpu | Source::Process => {
+            latency::Source::Syscall
+        }
     }
 }
 
 pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
     let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
+    if a.sql.is_none() && matches!(a.source, Source::Cpu | Source::Process) {
+        return utilization(&a, &bundles);
+    }
     let scope = a.scope.scope()?;
     let samples = a.sql.is_none() && a.source == Source::Samples;
     if a.rows == 0 {
@@ -371,6 +380,76 @@ pub async fn bin(
     })
     .await?;
     Ok(cells)
+}
+
+/// `--source cpu|process`: the utilization heat maps.
+fn utilization(a: &HeatmapArgs, bundles: &[Bundle]) -> anyhow::Result<()> {
+    if a.log || a.max.is_some() || !a.scope.scope()?.is_everything() {
+        bail!("--log, --max and selections are for latency heat maps, not --source cpu|process");
+    }
+    if a.step.is_some_and(|s| s <= 0) {
+        bail!("--step must be a positive duration");
+    }
+    let origin = origin(bundles);
+    let step = a.step.unwrap_or(1_000_000_000);
+    let (u, names) = crate::sql_command::runtime()?.block_on(async {
+        let session = Session::open(bundles, &SessionOptions::default()).await?;
+        let u = match a.source {
+            Source::Cpu => crate::utilization::cpus(&session, &origin, step).await?,
+            _ => {
+                let event = clock_event(&session).await?;
+                crate::utilization::processes(&session, bundles, &origin, step, a.top, &event)
+                    .await?
+            }
+        };
+        anyhow::Ok((u, session.names().to_vec()))
+    })?;
+    if u.is_empty() {
+        bail!(
+            "nothing to draw: {}",
+            if a.source == Source::Cpu {
+                "no CPU counters (the procfs source) in the bundle(s)"
+            } else {
+                "no clock-event stack samples of any process but the idle loop"
+            }
+        );
+    }
+    let (title, sources): (&str, &[&str]) = if a.source == Source::Cpu {
+        ("CPU Utilization Heat Map", &["procfs"])
+    } else {
+        ("Process CPU Heat Map", &["perf-samples"])
+    };
+    let sub = [
+        picture::describe_bundles(&names),
+        origin.describe(),
+        format!("{} rows, {}", u.rows.len(), u.unit),
+        picture::describe_losses(bundles, sources),
+    ]
+    .join(" · ");
+    let out = crate::utilization::render(&u, a.title.as_deref().unwrap_or(title), &sub);
+    picture::write_output(&a.output, out.as_bytes())
+}
+
+/// The clock event with the most samples (process CPU % needs CPU time per sample).
+pub async fn clock_event(session: &Session) -> anyhow::Result<String> {
+    let mut found = None;
+    picture::stream(
+        session,
+        "SELECT event, COUNT(*) AS n FROM stack_sample WHERE event IN ('cpu-clock', 'task-clock')          GROUP BY event ORDER BY n DESC, event LIMIT 1",
+        &Progress::hidden(),
+        |b| {
+            if b.num_rows() > 0 {
+                found = Some(b.column(0).as_string::<i32>().value(0).to_string());
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no cpu-clock or task-clock samples: process CPU % needs a clock event's CPU time per sample"
+        )
+    })
 }
 
 fn check_columns(b: &RecordBatch) -> anyhow::Result<()> {

@@ -22,6 +22,7 @@ mod sql_command;
 mod stacks;
 mod svg;
 mod text_table;
+mod utilization;
 
 use std::io::Write as _;
 use std::process::ExitCode;

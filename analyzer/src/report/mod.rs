@@ -887,6 +887,50 @@ async fn latency_section(
             ))
         );
     }
+    // Utilization beside latency: every CPU, and the busiest processes.
+    if rows_of(bundles, tables::SYS_COUNTER) > 0 {
+        let u = crate::utilization::cpus(session, origin, 1_000_000_000).await?;
+        if !u.is_empty() {
+            o.push_str("<h3>CPU utilization</h3>\n");
+            let sub = format!(
+                "{} · {} · busy % per CPU per second (procfs)",
+                picture::describe_bundles(&names),
+                origin.describe()
+            );
+            let _ = writeln!(
+                o,
+                "<div class=\"heat\" data-kind=\"time\" data-target=\"fg-cpu\">{}</div>",
+                crate::compare::strip_prolog(&crate::utilization::render(
+                    &u,
+                    "CPU Utilization Heat Map",
+                    &sub
+                ))
+            );
+        }
+    }
+    if rows_of(bundles, tables::STACK_SAMPLE) > 0
+        && let Ok(event) = heatmap::clock_event(session).await
+    {
+        let u = crate::utilization::processes(session, bundles, origin, 1_000_000_000, 15, &event)
+            .await?;
+        if !u.is_empty() {
+            o.push_str("<h3>Process CPU</h3>\n");
+            let sub = format!(
+                "{} · {} · % of one CPU per second, the 15 busiest processes ({event} samples)",
+                picture::describe_bundles(&names),
+                origin.describe()
+            );
+            let _ = writeln!(
+                o,
+                "<div class=\"heat\" data-kind=\"time\" data-target=\"fg-cpu\">{}</div>",
+                crate::compare::strip_prolog(&crate::utilization::render(
+                    &u,
+                    "Process CPU Heat Map",
+                    &sub
+                ))
+            );
+        }
+    }
     for (source, rows_table, lsource) in [
         (
             heatmap::Source::Block,

@@ -85,6 +85,16 @@ fn pictures_match_their_golden_files_and_are_deterministic() {
             &["heatmap", &b, "--source", "samples", "-o", "-"],
         ),
         (
+            "heatmap-cpu.svg",
+            &["heatmap", &b, "--source", "cpu", "-o", "-"],
+        ),
+        (
+            "heatmap-process.svg",
+            &[
+                "heatmap", &b, "--source", "process", "--top", "5", "-o", "-",
+            ],
+        ),
+        (
             "latency-block-by-disk.txt",
             &["latency", &b, "--by", "disk"],
         ),
@@ -762,4 +772,95 @@ fn pprof_export_parses_and_counts_every_sample() {
         text.contains("\"ExecScan\""),
         "function names in the string table"
     );
+}
+
+/// (row label, column) → value of a utilization heat map's cells.
+fn util_cells(svg: &str) -> BTreeMap<(String, i64), f64> {
+    let attr = |s: &str, name: &str| -> String {
+        let i = s.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        s[i..i + s[i..].find('"').unwrap()].to_string()
+    };
+    svg.split("<rect ")
+        .filter(|r| r.contains("data-value=\""))
+        .map(|r| {
+            let title = &r[r.find("<title>").unwrap() + 7..];
+            let label = title[..title.find(" · ").unwrap()].to_string();
+            (
+                (label, attr(r, "data-col").parse().unwrap()),
+                attr(r, "data-value").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn utilization_heat_maps_equal_the_counters_and_the_samples() {
+    let b = basic();
+    let info: Value =
+        serde_json::from_str(&ok(&perfpack(["info", &b, "--format", "json"]))).unwrap();
+    let start = info[0]["manifest"]["clocks"]["start"]["monotonic_ns"]
+        .as_i64()
+        .unwrap();
+    // CPUs: each cell is the busy % of the counter interval whose middle falls in its second.
+    let got = util_cells(&ok(&perfpack([
+        "heatmap", &b, "--source", "cpu", "-o", "-",
+    ])));
+    let csv = ok(&perfpack([
+        "sql",
+        &b,
+        "--format",
+        "csv",
+        "-q",
+        &format!(
+            "SELECT cpu, CAST(FLOOR((ts_ns - dur_ns / 2 - {start}) / 1e9) AS BIGINT) AS col, busy_pct \
+             FROM cpu_utilization WHERE cpu <> 'all' AND busy_pct IS NOT NULL"
+        ),
+    ]));
+    let want: BTreeMap<(String, i64), f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                (f[0].to_string(), f[1].parse().unwrap()),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got.len() >= 36, "{}", got.len());
+    for (k, v) in &want {
+        assert!((got[k] - v).abs() < 0.006, "{k:?}: {} vs {v}", got[k]);
+    }
+    // Processes: % of one CPU = sampled ns in the second / 1 s; the top 3 by CPU time.
+    let got = util_cells(&ok(&perfpack([
+        "heatmap", &b, "--source", "process", "--top", "3", "-o", "-",
+    ])));
+    let csv = ok(&perfpack([
+        "sql",
+        &b,
+        "--format",
+        "csv",
+        "-q",
+        &format!(
+            "WITH t AS (SELECT pid FROM stack_sample WHERE pid <> 0 GROUP BY pid ORDER BY SUM(weight) DESC LIMIT 3) \
+             SELECT s.pid, CAST(FLOOR((ts_ns - {start}) / 1e9) AS BIGINT) AS col, 100.0 * SUM(weight) / 1e9 AS pct \
+             FROM stack_sample s JOIN t ON s.pid = t.pid GROUP BY s.pid, col"
+        ),
+    ]));
+    let mut n = 0;
+    for l in csv.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        let (pid, col, pct): (&str, i64, f64) =
+            (f[0], f[1].parse().unwrap(), f[2].parse().unwrap());
+        let (_, v) = got
+            .iter()
+            .find(|((label, c), _)| *c == col && label.split(' ').next() == Some(pid))
+            .unwrap_or_else(|| panic!("no cell for pid {pid} at {col}"));
+        assert!((v - pct).abs() < 0.006, "pid {pid} col {col}: {v} vs {pct}");
+        n += 1;
+    }
+    assert_eq!(n, got.len());
+    let rows: std::collections::BTreeSet<&str> = got.keys().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
 }

@@ -1,0 +1,279 @@
+//! Utilization heat maps, beside the latency ones: x = time, y = CPU (busy % from the procfs
+//! counters, the `cpu_utilization` view) or one of the busiest processes (% of one CPU from
+//! the stack samples of a clock event), colour = the percentage, linear from 0 to 100.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use perfpack_schema::Bundle;
+
+use crate::heatmap::Origin;
+use crate::picture::{self, Progress};
+use crate::sql::Session;
+use crate::svg::{self, esc, human_ns, px};
+
+/// Percentages per (column, row), rows labelled.
+#[derive(Debug, Default)]
+pub struct Util {
+    pub rows: Vec<String>,
+    /// Column width, ns.
+    pub step: i64,
+    /// (column, row) → (sum of percentages, readings): drawn as their mean.
+    pub cells: BTreeMap<(i64, usize), (f64, u32)>,
+    /// What a cell's value is: `% busy`, `% of one CPU`.
+    pub unit: String,
+}
+
+impl Util {
+    fn add(&mut self, col: i64, row: usize, pct: f64) {
+        let e = self.cells.entry((col, row)).or_default();
+        e.0 += pct;
+        e.1 += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+}
+
+/// Busy % of every CPU per column (the mean of the counter intervals whose middle falls in it).
+pub async fn cpus(session: &Session, origin: &Origin, step: i64) -> anyhow::Result<Util> {
+    let index = picture::bundle_index(session.names());
+    let several = session.names().len() > 1;
+    // Rows in bundle order, then CPU number.
+    let mut keyed: BTreeMap<(usize, i64, String), Vec<(i64, f64)>> = BTreeMap::new();
+    picture::stream(
+        session,
+        "SELECT bundle, ts_ns, dur_ns, cpu, busy_pct FROM cpu_utilization \
+         WHERE cpu <> 'all' AND busy_pct IS NOT NULL AND dur_ns > 0",
+        &Progress::hidden(),
+        |b| {
+            let bundle = b.column(0).as_string::<i32>();
+            let ts = b.column(1).as_primitive::<Int64Type>();
+            let dur = b.column(2).as_primitive::<Int64Type>();
+            let cpu = b.column(3).as_string::<i32>();
+            let busy = b.column(4).as_primitive::<Float64Type>();
+            for i in 0..b.num_rows() {
+                let bi = index[bundle.value(i)];
+                let name = cpu.value(i);
+                let n = name
+                    .strip_prefix("cpu")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(i64::MAX);
+                let label = if several {
+                    format!("{} {name}", bundle.value(i))
+                } else {
+                    name.to_string()
+                };
+                let mid = ts.value(i) - dur.value(i) / 2 - origin.zero[bi];
+                keyed
+                    .entry((bi, n, label))
+                    .or_default()
+                    .push((mid.div_euclid(step), busy.value(i)));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    let mut u = Util {
+        step,
+        unit: "% busy".into(),
+        ..Util::default()
+    };
+    for ((_, _, label), points) in keyed {
+        let row = u.rows.len();
+        u.rows.push(label);
+        for (col, pct) in points {
+            u.add(col, row, pct);
+        }
+    }
+    Ok(u)
+}
+
+/// CPU % (of one CPU) of the `top` busiest processes per column, from the samples of `event`
+/// (a clock event: each sample's weight is CPU ns). The idle loop (pid 0) is left out.
+pub async fn processes(
+    session: &Session,
+    bundles: &[Bundle],
+    origin: &Origin,
+    step: i64,
+    top: usize,
+    event: &str,
+) -> anyhow::Result<Util> {
+    let names = session.names();
+    let zero = if names.len() == 1 {
+        origin.zero[0].to_string()
+    } else {
+        let arms: Vec<String> = names
+            .iter()
+            .zip(&origin.zero)
+            .map(|(n, z)| format!("WHEN {} THEN {z}", crate::scope::quote(&n.bundle)))
+            .collect();
+        format!("CASE bundle {} END", arms.join(" "))
+    };
+    let ev = crate::scope::quote(event);
+    let sql = format!(
+        "WITH s AS (SELECT bundle, pid, comm, weight, \
+           CAST(FLOOR(CAST(ts_ns - {zero} AS DOUBLE) / {step}) AS BIGINT) AS col \
+           FROM stack_sample WHERE event = {ev} AND pid <> 0), \
+         t AS (SELECT bundle, pid, SUM(weight) AS w FROM s GROUP BY bundle, pid \
+           ORDER BY w DESC, bundle, pid LIMIT {top}), \
+         c AS (SELECT bundle, pid, comm, COUNT(*) AS n, \
+           ROW_NUMBER() OVER (PARTITION BY bundle, pid ORDER BY COUNT(*) DESC, comm) AS r \
+           FROM s GROUP BY bundle, pid, comm) \
+         SELECT s.bundle, s.pid, c.comm, t.w, s.col, SUM(s.weight) \
+         FROM s JOIN t ON s.bundle = t.bundle AND s.pid = t.pid \
+         JOIN c ON c.bundle = s.bundle AND c.pid = s.pid AND c.r = 1 \
+         GROUP BY s.bundle, s.pid, c.comm, t.w, s.col"
+    );
+    let several = bundles.len() > 1;
+    // (total weight desc, bundle, pid) → label and (col, ns).
+    type Key = (std::cmp::Reverse<i64>, String, i32);
+    let mut by: BTreeMap<Key, (String, Vec<(i64, i64)>)> = BTreeMap::new();
+    picture::stream(session, &sql, &Progress::hidden(), |b| {
+        let bundle = b.column(0).as_string::<i32>();
+        let pid = b.column(1).as_primitive::<Int32Type>();
+        let comm = b.column(2).as_string::<i32>();
+        let total = b.column(3).as_primitive::<Int64Type>();
+        let col = b.column(4).as_primitive::<Int64Type>();
+        let w = b.column(5).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let label = if several {
+                format!("{} {} {}", bundle.value(i), pid.value(i), comm.value(i))
+            } else {
+                format!("{} {}", pid.value(i), comm.value(i))
+            };
+            by.entry((
+                std::cmp::Reverse(total.value(i)),
+                bundle.value(i).to_string(),
+                pid.value(i),
+            ))
+            .or_insert_with(|| (label, Vec::new()))
+            .1
+            .push((col.value(i), w.value(i)));
+        }
+        Ok(())
+    })
+    .await?;
+    let mut u = Util {
+        step,
+        unit: "% of one CPU".into(),
+        ..Util::default()
+    };
+    for (_, (label, points)) in by {
+        let row = u.rows.len();
+        u.rows.push(label);
+        for (col, ns) in points {
+            u.add(col, row, 100.0 * ns as f64 / step as f64);
+        }
+    }
+    Ok(u)
+}
+
+/// The picture: one row per CPU or process (first row at the top), colour linear in the
+/// percentage (100 and above darkest). The cells carry the same binning attributes as the
+/// latency heat maps, so the report selects time ranges on them too.
+pub fn render(u: &Util, title: &str, subtitle: &str) -> String {
+    let col_min = u.cells.keys().map(|k| k.0).min().unwrap_or(0).min(0);
+    let col_max = u.cells.keys().map(|k| k.0).max().unwrap_or(0);
+    let ncols = (col_max - col_min + 1) as f64;
+    let nrows = u.rows.len().max(1) as f64;
+    let rh = (480.0 / nrows).clamp(8.0, 24.0);
+    let (left, top, pw) = (190.0, 64.0, 990.0);
+    let ph = rh * nrows;
+    let cw = pw / ncols;
+    let mut out = String::new();
+    svg::open(&mut out, left + pw + 30.0, top + ph + 90.0, title, subtitle);
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" stroke=\"#bbb\"/>",
+        px(left),
+        px(top),
+        px(pw),
+        px(ph)
+    );
+    // Rows count from the bottom in the binning attributes, as in the latency maps.
+    let nr = u.rows.len();
+    let _ = writeln!(
+        out,
+        "<g id=\"cells\" data-step-ns=\"{}\" data-rows=\"labels\" data-row-ns=\"0\" data-col-min=\"{col_min}\" \
+         data-ncols=\"{ncols}\" data-row-min=\"0\" data-nrows=\"{nr}\" data-plot=\"{} {} {} {}\">",
+        u.step,
+        px(left),
+        px(top),
+        px(pw),
+        px(ph)
+    );
+    for (&(c, r), &(sum, n)) in &u.cells {
+        let v = sum / f64::from(n);
+        let x = left + (c - col_min) as f64 * cw;
+        let y = top + r as f64 * rh;
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" data-col=\"{c}\" data-row=\"{}\" data-value=\"{v:.2}\"><title>{} · {}–{}: {v:.1} {}</title></rect>",
+            px(x),
+            px(y),
+            px(cw),
+            px(rh),
+            svg::heat(v / 100.0),
+            nr - 1 - r,
+            esc(&u.rows[r]),
+            esc(&human_ns(c * u.step)),
+            esc(&human_ns((c + 1) * u.step)),
+            esc(&u.unit),
+        );
+    }
+    out.push_str("</g>\n");
+    for (r, label) in u.rows.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<text class=\"axis end\" x=\"{}\" y=\"{}\">{}</text>",
+            px(left - 6.0),
+            px(top + (r as f64 + 0.5) * rh + 4.0),
+            esc(label)
+        );
+    }
+    let span = (col_max - col_min + 1) * u.step;
+    let tick = svg::nice_step(span.max(1), 10);
+    let mut t = (col_min * u.step).div_euclid(tick) * tick;
+    while t <= (col_max + 1) * u.step {
+        let x = left + (t - col_min * u.step) as f64 / span as f64 * pw;
+        if x >= left - 0.5 {
+            let _ = writeln!(
+                out,
+                "<text class=\"axis mid\" x=\"{}\" y=\"{}\">{}</text>",
+                px(x),
+                px(top + ph + 19.0),
+                esc(&human_ns(t))
+            );
+        }
+        t += tick;
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"axis mid\" x=\"{}\" y=\"{}\">time (columns of {})</text>",
+        px(left + pw / 2.0),
+        px(top + ph + 40.0),
+        esc(&human_ns(u.step))
+    );
+    let ky = top + ph + 58.0;
+    for i in 0..=20 {
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
+            px(left + i as f64 * 12.0),
+            px(ky),
+            svg::heat(i as f64 / 20.0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"axis\" x=\"{}\" y=\"{}\">{}: 0 to 100 (linear; hover a cell for its value)</text>\n</svg>",
+        px(left + 21.0 * 12.0 + 8.0),
+        px(ky + 10.0),
+        esc(&u.unit)
+    );
+    out
+}

@@ -79,9 +79,13 @@ pub struct RecordArgs {
     /// Close a segment (and rewrite the manifest) this often
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub segment: Duration,
-    /// Counter read interval (PMC, MSR, procfs)
+    /// Counter read interval (PMC, MSR, procfs, per-process stats)
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: Duration,
+    /// Per-process stats (pidstat): write processes that used at least this % of one CPU in
+    /// an interval (at most 100 per interval); 0 disables
+    #[arg(long, default_value_t = 1.0)]
+    pub pidstat_min_pct: f64,
     /// Ring mode: keep only the newest segments covering this long
     #[arg(long, value_parser = parse_duration)]
     pub ring: Option<Duration>,
@@ -153,6 +157,7 @@ pub struct RecordConfig {
     pub scope: Scope,
     pub segment: Duration,
     pub interval: Duration,
+    pub pidstat_min_pct: f64,
     pub ring: Option<Duration>,
     pub max_bytes: Option<u64>,
     pub on_segment: Option<String>,
@@ -190,6 +195,7 @@ impl RecordArgs {
             scope,
             segment: self.segment,
             interval: self.interval,
+            pidstat_min_pct: self.pidstat_min_pct,
             ring: self.ring,
             max_bytes: self.max_bytes,
             on_segment: self.on_segment,

@@ -9,6 +9,7 @@ mod ftrace;
 mod host;
 mod msr;
 mod perf;
+mod pidstat;
 mod pmc;
 mod procfs;
 mod profile;

@@ -13,7 +13,8 @@ use perfpack_schema::manifest::{
     Loss, Manifest, RecorderInfo, SelfCost, Source, SourceStatus, State,
 };
 use perfpack_schema::tables::{
-    self, CONFIG, Config, ConfigBuilder, MsrBuilder, PmcBuilder, SysCounterBuilder,
+    self, CONFIG, Config, ConfigBuilder, MsrBuilder, PmcBuilder, ProcessStatBuilder,
+    SysCounterBuilder,
 };
 use perfpack_schema::{BundleWriter, WriterOptions};
 
@@ -73,6 +74,7 @@ struct Pending {
     pmc: PmcBuilder,
     msr: MsrBuilder,
     sys: SysCounterBuilder,
+    process: ProcessStatBuilder,
 }
 
 /// A segment being encoded and written on another thread, so that the ring buffers keep being
@@ -90,8 +92,10 @@ struct Capture {
     counters: Counters,
     msrs: Option<Msrs>,
     sysstat: SysStat,
+    pidstat: Option<crate::pidstat::PidStat>,
     pending: Pending,
     n_pmc: u64,
+    n_process: u64,
     n_msr: u64,
     n_sys: u64,
     missed_polls: u64,
@@ -234,6 +238,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         )
     };
     let mut writer = writer;
+    let pidstat_min_pct = cfg.pidstat_min_pct;
     // The configuration, once, into the first segment.
     let cgroup = match &cfg.scope {
         perf::Scope::Cgroup(p) => Some(p.as_path()),
@@ -258,6 +263,24 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         pmc_source,
         msr_source,
         source("procfs", SourceStatus::Ok, String::new(), String::new()),
+        if pidstat_min_pct > 0.0 {
+            source(
+                "pidstat",
+                SourceStatus::Ok,
+                String::new(),
+                format!(
+                    "/proc/PID/stat, status, io of processes above {pidstat_min_pct}% of one CPU per interval (at most {})",
+                    crate::pidstat::MAX_PER_INTERVAL
+                ),
+            )
+        } else {
+            source(
+                "pidstat",
+                SourceStatus::Unavailable,
+                "disabled (--pidstat-min-pct 0)".into(),
+                String::new(),
+            )
+        },
         config_source,
     ];
     for s in &writer.manifest().sources {
@@ -276,8 +299,10 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         counters,
         msrs,
         sysstat: SysStat::new(),
+        pidstat: (pidstat_min_pct > 0.0).then(|| crate::pidstat::PidStat::new(pidstat_min_pct)),
         pending: Pending::default(),
         n_pmc: 0,
+        n_process: 0,
         n_msr: 0,
         n_sys: 0,
         missed_polls: 0,
@@ -491,6 +516,10 @@ impl Capture {
             self.n_msr += m.read(ts_ns, &mut self.pending.msr) as u64;
         }
         self.n_sys += self.sysstat.sample(ts_ns, &mut self.pending.sys) as u64;
+        if let Some(p) = &mut self.pidstat {
+            let interval = self.cfg.interval.as_nanos() as i64;
+            self.n_process += p.sample(ts_ns, interval, &mut self.pending.process) as u64;
+        }
     }
 
     fn update_manifest(&mut self) {
@@ -505,11 +534,12 @@ impl Capture {
                 })
                 .collect()
         };
-        let (n_samples, n_pmc, n_msr, n_sys, missed) = (
+        let (n_samples, n_pmc, n_msr, n_sys, n_process, missed) = (
             self.profile.n_samples,
             self.n_pmc,
             self.n_msr,
             self.n_sys,
+            self.n_process,
             self.missed_polls,
         );
         let (user, system, rss) = sys::self_usage();
@@ -530,6 +560,9 @@ impl Capture {
         }
         if let Some(s) = m.source_mut("msr") {
             s.records = n_msr;
+        }
+        if let Some(s) = m.source_mut("pidstat") {
+            s.records = n_process;
         }
         if let Some(s) = m.source_mut("procfs") {
             s.records = n_sys;
@@ -560,6 +593,7 @@ impl Capture {
         w.append(tables::PMC, self.pending.pmc.finish())?;
         w.append(tables::MSR, self.pending.msr.finish())?;
         w.append(tables::SYS_COUNTER, self.pending.sys.finish())?;
+        w.append(tables::PROCESS_STAT, self.pending.process.finish())?;
         Ok(())
     }
 

@@ -336,6 +336,38 @@ table! {
 }
 
 table! {
+    /// Per-process CPU, memory, context switches and I/O (pidstat), read every interval from
+    /// /proc/PID/{stat,status,io} for the processes that used at least the recorder's threshold
+    /// of CPU in the interval (1% of one CPU by default, at most 100 per interval). Counters are
+    /// cumulative since the process started: take deltas between a process's rows.
+    PROCESS_STAT, ProcessStat, ProcessStatBuilder, "process_stat", sort_key = Some("ts_ns"), dictionary = false, {
+        /// Read time, CLOCK_MONOTONIC nanoseconds.
+        ts_ns: I64,
+        /// Process id.
+        pid: I32,
+        /// Process name.
+        comm: Str,
+        /// User CPU time since the process started, ns.
+        utime_ns: I64,
+        /// System CPU time since the process started, ns.
+        stime_ns: I64,
+        /// Resident set size, bytes.
+        rss_bytes: I64,
+        /// Threads.
+        threads: I32,
+        /// Voluntary context switches (blocking) of the main thread since it started
+        /// (/proc/PID/status, as `pidstat -w` shows per task).
+        voluntary_switches: OptI64,
+        /// Involuntary context switches (preemption) of the main thread since it started.
+        involuntary_switches: OptI64,
+        /// Bytes read from storage since the process started (/proc/PID/io), when readable.
+        read_bytes: OptI64,
+        /// Bytes written to storage since the process started, when readable.
+        write_bytes: OptI64,
+    }
+}
+
+table! {
     /// Configuration of the recorded machine, read once at the start (kernel command line,
     /// sysctls, transparent huge pages, CPU governor and boost, NUMA, clocksource, cgroup
     /// limits of the traced scope, mounts, block queues, NICs): what `perfpack compare` lists
@@ -365,6 +397,7 @@ pub const ALL: &[&crate::TableDef] = &[
     PMC,
     MSR,
     SYS_COUNTER,
+    PROCESS_STAT,
     CONFIG,
 ];
 

@@ -843,7 +843,7 @@ fn utilization_heat_maps_equal_the_counters_and_the_samples() {
         "csv",
         "-q",
         &format!(
-            "WITH t AS (SELECT pid FROM stack_sample WHERE pid <> 0 GROUP BY pid ORDER BY SUM(weight) DESC LIMIT 3) \
+            "WITH t AS (SELECT pid FROM stack_sample WHERE pid <> 0 GROUP BY pid ORDER BY SUM(weight) DESC, pid LIMIT 3) \
              SELECT s.pid, CAST(FLOOR((ts_ns - {start}) / 1e9) AS BIGINT) AS col, 100.0 * SUM(weight) / 1e9 AS pct \
              FROM stack_sample s JOIN t ON s.pid = t.pid GROUP BY s.pid, col"
         ),

@@ -337,3 +337,71 @@ fn disk_full_stops_cleanly_and_keeps_closed_segments() {
     let b = readable.expect("closed segments stay readable");
     assert!(!b.segments(perfpack_schema::tables::STACK_SAMPLE).is_empty());
 }
+
+#[test]
+fn process_stat_shows_a_cpu_bound_child_using_one_cpu() {
+    use arrow_array::cast::AsArray as _;
+    use arrow_array::types::{Int32Type, Int64Type};
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("pidstat.ppk");
+    let mut workload = Command::new(WORKLOAD)
+        .arg("5")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = record(&[
+        "-d",
+        "4s",
+        "--preset",
+        "cpu",
+        "--interval",
+        "500ms",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    workload.wait().unwrap();
+    let b = perfpack_schema::Bundle::open(&bundle).unwrap();
+    let mut rows: Vec<(i64, i64, i64)> = Vec::new();
+    for batch in b.read_table(perfpack_schema::tables::PROCESS_STAT).unwrap() {
+        let pid = batch.column(1).as_primitive::<Int32Type>();
+        let ts = batch.column(0).as_primitive::<Int64Type>();
+        let (ut, st) = (
+            batch.column(3).as_primitive::<Int64Type>(),
+            batch.column(4).as_primitive::<Int64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            if pid.value(i) == workload.id() as i32 {
+                rows.push((ts.value(i), ut.value(i), st.value(i)));
+            }
+        }
+    }
+    rows.sort();
+    assert!(rows.len() >= 5, "{} rows for the workload", rows.len());
+    let (first, last) = (rows[0], rows[rows.len() - 1]);
+    let secs = (last.0 - first.0) as f64 / 1e9;
+    let user = (last.1 - first.1) as f64 / 1e9;
+    let cpu = user + (last.2 - first.2) as f64 / 1e9;
+    // One spinning thread: about one CPU second per second, nearly all of it user time (the
+    // recorder and the rest of this 2-CPU machine take a little).
+    assert!(
+        cpu / secs > 0.6 && cpu / secs < 1.1,
+        "{cpu} CPU s in {secs} s"
+    );
+    assert!(user / cpu > 0.8, "{user} of {cpu} CPU s in user mode");
+    let m = manifest(&bundle);
+    let src = m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pidstat")
+        .unwrap()
+        .clone();
+    assert_eq!(src["status"], "ok", "{src}");
+    assert!(src["records"].as_u64().unwrap() >= rows.len() as u64);
+}

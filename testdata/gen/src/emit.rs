@@ -14,6 +14,66 @@ use perfpack_schema::{BundleWriter, WriterOptions};
 use crate::world::{self, Template};
 use crate::{Scenario, World};
 
+/// `process_stat` at the end of every second for each process that was sampled in it (the
+/// recorder's threshold), from the samples (CPU time: a fifth of it system time) and the
+/// context switches of its main thread.
+fn write_process_stat(sc: &Scenario, world: &World, segs: &mut [Segment]) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let period = sc.sample_period_ns();
+    // pid → (comm, cumulative samples, tids seen, voluntary, involuntary)
+    type Acc = (String, i64, BTreeSet<i32>, i64, i64);
+    let mut acc: BTreeMap<i32, Acc> = BTreeMap::new();
+    let (mut si, mut wi) = (0, 0);
+    let mut samples: Vec<_> = world.samples.iter().filter(|s| s.pid != 0).collect();
+    samples.sort_by_key(|s| s.ts_ns);
+    let mut switches: Vec<_> = world.switches.iter().collect();
+    switches.sort_by_key(|s| s.ts_ns);
+    let seconds = sc.duration_ns / 1_000_000_000;
+    for k in 1..=seconds {
+        let t = sc.start_ns() + k * 1_000_000_000;
+        let mut active: BTreeSet<i32> = BTreeSet::new();
+        while si < samples.len() && samples[si].ts_ns < t {
+            let s = samples[si];
+            let e = acc
+                .entry(s.pid)
+                .or_insert_with(|| (s.comm.clone(), 0, BTreeSet::new(), 0, 0));
+            e.1 += 1;
+            e.2.insert(s.tid);
+            active.insert(s.pid);
+            si += 1;
+        }
+        while wi < switches.len() && switches[wi].ts_ns < t {
+            let w = switches[wi];
+            if let Some(e) = acc.get_mut(&w.prev.0) {
+                if w.prev_state == "R" {
+                    e.4 += 1;
+                } else {
+                    e.3 += 1;
+                }
+            }
+            wi += 1;
+        }
+        let ts = t - 1;
+        for pid in active {
+            let (comm, n, tids, vol, invol) = &acc[&pid];
+            let cpu = n * period;
+            segs[seg_of(sc, ts)].pidstat.push(&ProcessStat {
+                ts_ns: ts,
+                pid,
+                comm,
+                utime_ns: cpu - cpu / 5,
+                stime_ns: cpu / 5,
+                rss_bytes: (64 + i64::from(pid % 7) * 8) << 20,
+                threads: tids.len() as i32,
+                voluntary_switches: Some(*vol),
+                involuntary_switches: Some(*invol),
+                read_bytes: None,
+                write_bytes: None,
+            });
+        }
+    }
+}
+
 fn seg_of(sc: &Scenario, ts: i64) -> usize {
     let n = (sc.duration_ns + sc.segment_ns - 1) / sc.segment_ns;
     (((ts - sc.start_ns()) / sc.segment_ns).clamp(0, n - 1)) as usize
@@ -114,6 +174,7 @@ struct Segment {
     pmc: PmcBuilder,
     msr: MsrBuilder,
     sys: SysCounterBuilder,
+    pidstat: ProcessStatBuilder,
     config: ConfigBuilder,
 }
 
@@ -133,6 +194,7 @@ impl Segment {
         w.append(PMC, self.pmc.finish())?;
         w.append(MSR, self.msr.finish())?;
         w.append(SYS_COUNTER, self.sys.finish())?;
+        w.append(PROCESS_STAT, self.pidstat.finish())?;
         w.append(CONFIG, self.config.finish())?;
         w.close_segment()?;
         Ok(())
@@ -421,8 +483,11 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         });
     }
 
+    write_process_stat(sc, world, &mut segs);
+
     let ftrace_rows = segs.iter().map(|s| s.ftrace.len() as u64).sum();
-    let manifest = manifest(sc, world, ftrace_rows);
+    let process_rows = segs.iter().map(|s| s.pidstat.len() as u64).sum();
+    let manifest = manifest(sc, world, ftrace_rows, process_rows);
     let mut w = BundleWriter::create(out, manifest, WriterOptions::default().overwrite(true))?;
     for seg in &mut segs {
         seg.flush(&mut w)?;
@@ -582,7 +647,7 @@ fn clock(sc: &Scenario, mono: i64) -> ClockSnapshot {
     }
 }
 
-fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64) -> Manifest {
+fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64, segs_process_rows: u64) -> Manifest {
     let host = Host {
         hostname: format!("fixture-{}", sc.name),
         kernel_release: "6.1.0-27-cloud-amd64".into(),
@@ -679,6 +744,12 @@ fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64) -> Manifest {
             "procfs",
             "stat, meminfo, vmstat, diskstats, net/dev, net/snmp, loadavg, pressure, schedstat every 1 s",
             world.sys.len() as u64,
+            Vec::new(),
+        ),
+        ok(
+            "pidstat",
+            "/proc/PID/stat, status, io of processes above 1% of one CPU per interval (at most 100)",
+            segs_process_rows,
             Vec::new(),
         ),
         ok(

@@ -41,6 +41,9 @@ pub enum Command {
     Latency(LatencyArgs),
     /// Compare two bundles (before/after, this box/that box), corrected for clock frequency
     Compare(crate::compare::CompareArgs),
+    /// Which resource metrics move with a latency (rank correlation per second), and each
+    /// disk's demand by Little's law
+    Correlate(crate::correlate::CorrelateArgs),
     /// Rank bundles of a fleet (one per instance) by how much they differ, and say in what
     Fleet(crate::fleet::FleetArgs),
     /// One self-contained HTML report of bundles: sources and losses, USE checklist, flame

@@ -3,6 +3,7 @@
 mod bundles;
 mod cli;
 mod compare;
+mod correlate;
 mod flamegraph;
 mod fleet;
 mod fold;
@@ -93,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Latency(a) => latency::run(a)?,
         Command::Compare(a) => compare::run(a)?,
         Command::Fleet(a) => fleet::run(a)?,
+        Command::Correlate(a) => correlate::run(a)?,
         Command::Report(a) => report::run(a)?,
         Command::Redact(a) => redact::run(a)?,
         Command::Queries { format } => sql_command::list_queries(format)?,

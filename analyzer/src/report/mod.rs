@@ -1015,6 +1015,55 @@ async fn latency_section(
             o.push_str(crate::compare::strip_prolog(&svg));
             o.push('\n');
         }
+        let c = crate::correlate::correlations(session, bundles, origin, lsource).await?;
+        if !c.ranked.is_empty() {
+            let _ = writeln!(
+                o,
+                "<h4>What moves with it</h4>\n<p class=\"note\">{}; Spearman's rho of per-second series.</p>",
+                h(&capitalized(c.note))
+            );
+            let rows: Vec<Vec<String>> = c
+                .ranked
+                .iter()
+                .take(10)
+                .map(|r| {
+                    vec![
+                        r.metric.clone(),
+                        format!("{:+.2}", r.rho),
+                        r.seconds.to_string(),
+                    ]
+                })
+                .collect();
+            o.push_str(&table(&["metric", "rho", "seconds"], &rows, "correlation"));
+        }
+        if !c.demand.is_empty() {
+            o.push_str("<p>Little's law per disk: requests in service = mean latency × completions per second.</p>\n");
+            let rows: Vec<Vec<String>> = c
+                .demand
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.disk.clone(),
+                        format!("{:.1}", d.completions_per_s),
+                        format!("{:.3}", d.mean_latency_ms),
+                        format!("{:.3}", d.in_service),
+                        d.measured_aqu_sz
+                            .map_or_else(|| "-".into(), |a| format!("{a:.3}")),
+                    ]
+                })
+                .collect();
+            o.push_str(&table(
+                &[
+                    "disk",
+                    "completions/s",
+                    "mean latency ms",
+                    "in service",
+                    "measured aqu-sz",
+                ],
+                &rows,
+                "demand",
+            ));
+        }
     }
     o.push_str("</section>\n");
     Ok(o)

@@ -411,3 +411,36 @@ fn sql_from_stdin_when_no_query_is_given_and_stdin_is_not_a_terminal() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(ok(&out), "n\n3\n");
 }
+
+#[test]
+fn disk_utilization_ranks_first_against_block_latency() {
+    // In the basic fixture the nvme disk's busy time comes from its requests: its utilization
+    // and queue length move with the latency second by second, the other disk's do not.
+    let out = ok(&perfpack([
+        "correlate".as_ref(),
+        fixture("basic").as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]));
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ranked = c["ranked"].as_array().unwrap();
+    let top: Vec<&str> = ranked[..2]
+        .iter()
+        .map(|r| r["metric"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        top,
+        ["disk nvme0n1 aqu_sz", "disk nvme0n1 util_pct"],
+        "{out}"
+    );
+    assert!(ranked[0]["rho"].as_f64().unwrap() > 0.8, "{out}");
+    assert!(c["note"].as_str().unwrap().contains("not causation"));
+    // Little's law: latency × throughput is the queue length diskstats measured.
+    for d in c["demand"].as_array().unwrap() {
+        let (l, m) = (
+            d["in_service"].as_f64().unwrap(),
+            d["measured_aqu_sz"].as_f64().unwrap(),
+        );
+        assert!((l - m).abs() <= 0.05 * m.max(0.01), "{d}");
+    }
+}

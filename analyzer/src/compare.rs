@@ -696,7 +696,13 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
             }
         })
         .collect();
-    let keys: BTreeSet<&String> = before.config.keys().chain(after.config.keys()).collect();
+    // Only two snapshots can differ: a side without one (an older recorder) compares nothing.
+    let both = !before.config.is_empty() && !after.config.is_empty();
+    let keys: BTreeSet<&String> = if both {
+        before.config.keys().chain(after.config.keys()).collect()
+    } else {
+        BTreeSet::new()
+    };
     let config_changes: Vec<ConfigChange> = keys
         .into_iter()
         .filter(|k| before.config.get(*k) != after.config.get(*k))

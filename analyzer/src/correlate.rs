@@ -263,6 +263,12 @@ async fn disk_demand(session: &Session, bundles: &[Bundle]) -> anyhow::Result<Ve
 
 pub fn render_text(c: &Correlations, top: usize) -> String {
     let mut out = format!("What moves with {} ({}):\n\n", c.latency, c.note);
+    if c.ranked.is_empty() {
+        out.push_str(
+            "nothing to rank: fewer than 5 seconds with both this latency and per-interval metrics\n",
+        );
+        return out;
+    }
     let mut t = crate::text_table::TextTable::new(&["metric", "rho", "seconds"]);
     for r in c.ranked.iter().take(top) {
         t.row(vec![

@@ -202,4 +202,26 @@ fn configuration_differences_are_listed_first() {
     // A bundle compared with itself: nothing.
     let same = compare(&before, &before);
     assert_eq!(same["config_changes"].as_array().unwrap().len(), 0);
+    // A side without a snapshot (an older recorder): nothing compared, and said so.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.ppk");
+    super::copy_dir(&fixture("after"), &old);
+    let manifest = old.join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["tables"].as_object_mut().unwrap().remove("config");
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    std::fs::remove_dir_all(old.join("tables/config")).unwrap();
+    let old_s = old.display().to_string();
+    let c = compare(&before, &old_s);
+    assert_eq!(c["config_changes"].as_array().unwrap().len(), 0, "{c}");
+    assert!(
+        !c["verdict"].as_str().unwrap().contains("configuration"),
+        "{}",
+        c["verdict"]
+    );
+    let text = ok(&perfpack(["compare", &before, &old_s]));
+    assert!(
+        text.contains("what changed: the after side recorded no configuration"),
+        "{text}"
+    );
 }

@@ -28,6 +28,8 @@ use crate::sql::{Session, SessionOptions};
 
 /// |z| at or above which a change is called significant (about 1 in 370 by chance per row).
 const Z_SIGNIFICANT: f64 = 3.0;
+/// Metrics listed per side in "what moves with block I/O latency".
+const CORRELATED: usize = 5;
 
 /// Arguments of `perfpack compare`.
 #[derive(Debug, clap::Args)]
@@ -141,6 +143,10 @@ pub struct Comparison {
     pub config_changes: Vec<ConfigChange>,
     /// Whether each side has a configuration snapshot at all.
     pub config_recorded: (bool, bool),
+    /// Per side, the metrics that move most with block I/O latency (Spearman's rho of
+    /// per-second series; correlation, not causation).
+    pub correlated_before: Vec<crate::correlate::Correlation>,
+    pub correlated_after: Vec<crate::correlate::Correlation>,
     pub functions: Vec<FunctionChange>,
     pub latency: Vec<LatencyChange>,
     pub system: Vec<SystemChange>,
@@ -165,6 +171,8 @@ struct Loaded {
     system: UseFigures,
     /// Configuration settings (`config` table); several bundles that disagree give `a | b`.
     config: BTreeMap<String, String>,
+    /// The metrics that move most with block I/O latency on this side.
+    correlated: Vec<crate::correlate::Correlation>,
     functions: FunctionSums,
     /// Busy stacks for the differential flame graph: normalized ns where both sides have
     /// frequency figures, raw ns otherwise.
@@ -435,10 +443,17 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().collect::<Vec<_>>().join(" | ")))
         .collect();
+    let origin = crate::heatmap::origin(&bundles);
+    let mut correlated =
+        crate::correlate::correlations(&session, &bundles, &origin, latency::Source::Block)
+            .await?
+            .ranked;
+    correlated.truncate(CORRELATED);
     let sum = |f: &Folded| f.lines.values().sum::<u64>();
     Ok(Loaded {
         system,
         config,
+        correlated,
         side: Side {
             bundles: picture::describe_bundles(session.names()),
             seconds,
@@ -733,6 +748,8 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
         system,
         config_changes,
         config_recorded: (!before.config.is_empty(), !after.config.is_empty()),
+        correlated_before: before.correlated.clone(),
+        correlated_after: after.correlated.clone(),
         before: before.side.clone(),
         after: after.side.clone(),
         ref_mhz,
@@ -893,6 +910,23 @@ fn sections(c: &Comparison) -> Vec<Section> {
             title: "latency (before → after)".into(),
             head: vec!["source", "count", "p50", "p90", "p99", "max", "KS distance"],
             rows: latency,
+        },
+        Section {
+            title: "what moves with block I/O latency (Spearman's rho per second; correlation, not causation)".into(),
+            head: vec!["", "before", "after"],
+            rows: (0..c.correlated_before.len().max(c.correlated_after.len()))
+                .map(|i| {
+                    let cell = |v: &[crate::correlate::Correlation]| {
+                        v.get(i)
+                            .map_or_else(String::new, |x| format!("{} ({:+.2})", x.metric, x.rho))
+                    };
+                    vec![
+                        (i + 1).to_string(),
+                        cell(&c.correlated_before),
+                        cell(&c.correlated_after),
+                    ]
+                })
+                .collect(),
         },
         Section {
             title: "system (USE method, mean over the recording)".into(),

@@ -34,7 +34,7 @@ pub struct CorrelateArgs {
 }
 
 /// One metric's rank correlation with the latency.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Correlation {
     pub metric: String,
     /// Spearman's rho over the seconds both have, −1 to 1.

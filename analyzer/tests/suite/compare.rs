@@ -199,6 +199,17 @@ fn configuration_differences_are_listed_first() {
         "{text}"
     );
     assert!(lines[5].starts_with("sysctl.vm.swappiness"), "{text}");
+    // Each side says what moves with its block latency (the same work: the same metrics).
+    let names = |k: &str| -> Vec<String> {
+        c[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["metric"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("correlated_before").len(), 5, "{c}");
+    assert_eq!(names("correlated_before"), names("correlated_after"));
+    assert!(text.contains("what moves with block I/O latency"), "{text}");
     // A bundle compared with itself: nothing.
     let same = compare(&before, &before);
     assert_eq!(same["config_changes"].as_array().unwrap().len(), 0);

@@ -134,6 +134,9 @@ pub struct SqlArgs {
     /// quarter of RAM)
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<usize>,
+    /// Give up on a query (-q, -f or a view) that runs longer than this, e.g. 30s or 5m
+    #[arg(long, value_parser = crate::scope::parse_duration_ns)]
+    pub timeout: Option<i64>,
 }
 
 /// The selection options every picture command shares.

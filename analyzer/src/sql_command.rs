@@ -55,6 +55,9 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
     if let Some(m) = a.memory_limit {
         opts = opts.memory_limit(m);
     }
+    if let (Some(ns), Some(_)) = (a.timeout, &sql) {
+        watchdog(ns, a.output.clone());
+    }
     runtime()?.block_on(async {
         let session = Session::open(&bundles, &opts).await?;
         match sql {
@@ -71,6 +74,28 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `--timeout`: a thread that ends the process when the query outlives its time. The engine's
+/// tasks do not yield to a timer while they compute, so a timer inside the runtime would not
+/// fire; a plain thread does, removes the output's temporary file, and exits with an error.
+fn watchdog(ns: i64, output: Option<std::path::PathBuf>) {
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_nanos(ns.max(0) as u64));
+        if let Some(p) = &output {
+            let _ = std::fs::remove_file(crate::sql::output::temp_path(p));
+        }
+        eprintln!(
+            "perfpack: the query ran longer than --timeout {} and was stopped{}",
+            crate::svg::human_ns(ns),
+            if output.is_some() {
+                "; nothing was written"
+            } else {
+                ""
+            }
+        );
+        std::process::exit(1);
+    });
 }
 
 /// `perfpack queries`: the library's views.

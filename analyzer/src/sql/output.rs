@@ -60,7 +60,16 @@ pub async fn write(df: DataFrame, format: OutFormat, out: Option<&Path>) -> anyh
         }
         Some(path) => {
             let tmp = temp_path(path);
-            let result = async {
+            // Removes the temporary file however this ends: an error, or the future dropped
+            // (`--timeout`).
+            struct Cleanup<'a>(&'a Path);
+            impl Drop for Cleanup<'_> {
+                fn drop(&mut self) {
+                    let _ = std::fs::remove_file(self.0);
+                }
+            }
+            let _cleanup = Cleanup(&tmp);
+            async {
                 let file = std::fs::File::create(&tmp)
                     .with_context(|| format!("{}: cannot create", tmp.display()))?;
                 let mut w = std::io::BufWriter::new(file);
@@ -71,11 +80,7 @@ pub async fn write(df: DataFrame, format: OutFormat, out: Option<&Path>) -> anyh
                     .with_context(|| format!("{}: cannot rename into place", path.display()))?;
                 anyhow::Ok(n)
             }
-            .await;
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
+            .await
         }
     }
 }
@@ -133,7 +138,7 @@ impl<W: Write> Write for PipeWatch<W> {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());

@@ -163,6 +163,10 @@ impl Session {
         // decodes only the matching pages' other columns.
         config.options_mut().execution.parquet.pushdown_filters = true;
         config.options_mut().execution.parquet.reorder_filters = true;
+        // A sort keeps this much back for merging what it spilled (10 MB by default); under a
+        // small --memory-limit that reserve alone would fail the query instead of spilling.
+        let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
+        *reserve = (*reserve).min(opts.memory_limit / 8);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(opts.memory_limit, 1.0)
             .build_arc()?;

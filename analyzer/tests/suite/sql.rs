@@ -444,3 +444,72 @@ fn disk_utilization_ranks_first_against_block_latency() {
         assert!((l - m).abs() <= 0.05 * m.max(0.01), "{d}");
     }
 }
+
+#[test]
+fn memory_limit_spills_or_fails_cleanly_and_timeout_stops_a_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = fixture("basic").display().to_string();
+    // A join, an aggregation and a sort under 256 KiB: the same rows as without a limit.
+    let q = "SELECT a.comm, b.comm, COUNT(*) AS n FROM stack_sample a JOIN stack_sample b \
+             ON a.cpu = b.cpu GROUP BY a.comm, b.comm ORDER BY n DESC, a.comm, b.comm";
+    let free = ok(&perfpack(["sql", &b, "-q", q, "--format", "csv"]));
+    let tight = ok(&perfpack([
+        "sql",
+        &b,
+        "-q",
+        q,
+        "--format",
+        "csv",
+        "--memory-limit",
+        "256K",
+    ]));
+    assert_eq!(free, tight);
+    assert!(free.lines().count() > 50);
+    // A sort of wide rows that cannot fit in 1 MiB: one line, and no output file.
+    let out = dir.path().join("sorted.csv");
+    let err = fails(&perfpack([
+        "sql",
+        &b,
+        "-q",
+        "SELECT * FROM ftrace_event ORDER BY comm, ts_ns",
+        "--memory-limit",
+        "1M",
+        "-o",
+        &out.display().to_string(),
+    ]));
+    assert!(err.contains("memory"), "{err}");
+    assert!(!out.exists());
+    // --timeout: a triple cross join of 3,960 samples would run for hours.
+    let out = dir.path().join("cross.csv");
+    let t = std::time::Instant::now();
+    let err = fails(&perfpack([
+        "sql",
+        &b,
+        "-q",
+        "SELECT SUM(a.ts_ns % 7 + b.ts_ns % 5 + c.ts_ns % 3) FROM stack_sample a, stack_sample b, stack_sample c",
+        "--timeout",
+        "500ms",
+        "-o",
+        &out.display().to_string(),
+    ]));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(err.contains("--timeout 500 ms"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A query that ends in time is not affected.
+    let n = ok(&perfpack([
+        "sql",
+        &b,
+        "-q",
+        "SELECT COUNT(*) AS n FROM stack_sample",
+        "--format",
+        "csv",
+        "--timeout",
+        "60s",
+    ]));
+    assert_eq!(n.lines().nth(1), Some("3960"));
+}

@@ -768,8 +768,9 @@ fn line_chart(
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
-    let y0 = (y0 * 0.95).min(0.0f64.max(y0 - 1.0)).max(0.0).min(y0);
-    let y1 = if y1 <= y0 { y0 + 1.0 } else { y1 * 1.02 };
+    // 5% of the range (at least 1) above and below, not below zero.
+    let pad = ((y1 - y0) * 0.05).max(1.0);
+    let (y0, y1) = ((y0 - pad).max(0.0), y1 + pad);
     let (left, top, pw, ph) = (70.0, 10.0, 1000.0, 140.0);
     let mut o = format!(
         "<figure class=\"chart\"><figcaption>{}</figcaption><svg width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" xmlns=\"http://www.w3.org/2000/svg\">\n",
@@ -787,15 +788,16 @@ fn line_chart(
         px(pw),
         px(ph)
     );
+    // Enough decimals that the five labels differ.
+    let digits = if y1 - y0 < 8.0 { 1 } else { 0 };
     for k in 0..=4 {
         let v = y0 + (y1 - y0) * k as f64 / 4.0;
         let y = top + ph - ph * k as f64 / 4.0;
         let _ = writeln!(
             o,
-            "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{:.0}</text>",
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{v:.digits$}</text>",
             px(left - 5.0),
             px(y + 4.0),
-            v
         );
     }
     let tick = svg::nice_step((x1.ceil() as i64).max(1) * 1_000_000_000, 10) as f64 / 1e9;

@@ -147,6 +147,19 @@ pub struct Origin {
 }
 
 impl Origin {
+    /// A SQL expression of the `ts_ns` that maps to x = 0 for the row's bundle.
+    pub fn zero_sql(&self, names: &[crate::sql::session::BundleName]) -> String {
+        if let [_] = names {
+            return self.zero[0].to_string();
+        }
+        let arms: Vec<String> = names
+            .iter()
+            .zip(&self.zero)
+            .map(|(n, z)| format!("WHEN {} THEN {z}", crate::scope::quote(&n.bundle)))
+            .collect();
+        format!("CASE bundle {} END", arms.join(" "))
+    }
+
     /// What x = 0 is, for subtitles.
     pub fn describe(&self) -> String {
         match self.wall {
@@ -550,32 +563,11 @@ pub fn render(cells: &Cells, title: &str, subtitle: &str, noun: &str, samples: b
         );
     }
     out.push_str("</g>\n");
-    // X axis: ticks at a round time step.
-    let span = (col_max - col_min + 1) * cells.step;
-    let tick = svg::nice_step(span.max(1), 10);
-    let first_tick = (col_min * cells.step).div_euclid(tick) * tick;
-    let mut t = first_tick;
-    while t <= (col_max + 1) * cells.step {
-        let x = left + (t - col_min * cells.step) as f64 / span as f64 * pw;
-        if x >= left - 0.5 {
-            let _ = writeln!(
-                out,
-                "<line x1=\"{x}\" y1=\"{b}\" x2=\"{x}\" y2=\"{b2}\" stroke=\"#666\"/><text class=\"axis mid\" x=\"{x}\" y=\"{ty}\">{}</text>",
-                esc(&human_ns(t)),
-                x = px(x),
-                b = px(top + ph),
-                b2 = px(top + ph + 5.0),
-                ty = px(top + ph + 19.0)
-            );
-        }
-        t += tick;
-    }
-    let _ = writeln!(
-        out,
-        "<text class=\"axis mid\" x=\"{}\" y=\"{}\">time (columns of {})</text>",
-        px(left + pw / 2.0),
-        px(top + ph + 40.0),
-        esc(&human_ns(cells.step))
+    svg::time_axis(
+        &mut out,
+        (left, top, pw, ph),
+        (col_min, col_max),
+        cells.step,
     );
     // Y axis: log2 rows labelled by their lower edge; linear rows at round values.
     match cells.rows {
@@ -628,16 +620,7 @@ pub fn render(cells: &Cells, title: &str, subtitle: &str, noun: &str, samples: b
     );
     // Colour key.
     let ky = top + ph + 58.0;
-    for i in 0..=20 {
-        let f = i as f64 / 20.0;
-        let _ = writeln!(
-            out,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
-            px(left + i as f64 * 12.0),
-            px(ky),
-            svg::heat(f)
-        );
-    }
+    svg::heat_key(&mut out, left, ky);
     let _ = writeln!(
         out,
         "<text class=\"axis\" x=\"{}\" y=\"{}\">{} per cell: 1 to {} (colour ∝ √count; hover a cell for its count)</text>\n</svg>",

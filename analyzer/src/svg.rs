@@ -97,6 +97,51 @@ pub fn open(out: &mut String, width: f64, height: f64, title: &str, subtitle: &s
     );
 }
 
+/// The time axis of a heat map: ticks at a round step under a plot at (left, top, width,
+/// height) whose columns `col_min..=col_max` are `step` ns wide, and the axis title.
+pub fn time_axis(out: &mut String, plot: (f64, f64, f64, f64), cols: (i64, i64), step: i64) {
+    let (left, top, pw, ph) = plot;
+    let (col_min, col_max) = cols;
+    let span = (col_max - col_min + 1) * step;
+    let tick = nice_step(span.max(1), 10);
+    let mut t = (col_min * step).div_euclid(tick) * tick;
+    while t <= (col_max + 1) * step {
+        let x = left + (t - col_min * step) as f64 / span as f64 * pw;
+        if x >= left - 0.5 {
+            let _ = writeln!(
+                out,
+                "<line x1=\"{x}\" y1=\"{b}\" x2=\"{x}\" y2=\"{b2}\" stroke=\"#666\"/><text class=\"axis mid\" x=\"{x}\" y=\"{ty}\">{}</text>",
+                esc(&human_ns(t)),
+                x = px(x),
+                b = px(top + ph),
+                b2 = px(top + ph + 5.0),
+                ty = px(top + ph + 19.0)
+            );
+        }
+        t += tick;
+    }
+    let _ = writeln!(
+        out,
+        "<text class=\"axis mid\" x=\"{}\" y=\"{}\">time (columns of {})</text>",
+        px(left + pw / 2.0),
+        px(top + ph + 40.0),
+        esc(&human_ns(step))
+    );
+}
+
+/// The colour ramp of heat maps, 21 squares from `heat(0)` to `heat(1)` starting at (x, y).
+pub fn heat_key(out: &mut String, x: f64, y: f64) {
+    for i in 0..=20 {
+        let _ = writeln!(
+            out,
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
+            px(x + i as f64 * 12.0),
+            px(y),
+            heat(i as f64 / 20.0)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

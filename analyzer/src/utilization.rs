@@ -103,16 +103,7 @@ pub async fn processes(
     event: &str,
 ) -> anyhow::Result<Util> {
     let names = session.names();
-    let zero = if names.len() == 1 {
-        origin.zero[0].to_string()
-    } else {
-        let arms: Vec<String> = names
-            .iter()
-            .zip(&origin.zero)
-            .map(|(n, z)| format!("WHEN {} THEN {z}", crate::scope::quote(&n.bundle)))
-            .collect();
-        format!("CASE bundle {} END", arms.join(" "))
-    };
+    let zero = origin.zero_sql(names);
     let ev = crate::scope::quote(event);
     let sql = format!(
         "WITH s AS (SELECT bundle, pid, comm, weight, \
@@ -235,39 +226,9 @@ pub fn render(u: &Util, title: &str, subtitle: &str) -> String {
             esc(label)
         );
     }
-    let span = (col_max - col_min + 1) * u.step;
-    let tick = svg::nice_step(span.max(1), 10);
-    let mut t = (col_min * u.step).div_euclid(tick) * tick;
-    while t <= (col_max + 1) * u.step {
-        let x = left + (t - col_min * u.step) as f64 / span as f64 * pw;
-        if x >= left - 0.5 {
-            let _ = writeln!(
-                out,
-                "<text class=\"axis mid\" x=\"{}\" y=\"{}\">{}</text>",
-                px(x),
-                px(top + ph + 19.0),
-                esc(&human_ns(t))
-            );
-        }
-        t += tick;
-    }
-    let _ = writeln!(
-        out,
-        "<text class=\"axis mid\" x=\"{}\" y=\"{}\">time (columns of {})</text>",
-        px(left + pw / 2.0),
-        px(top + ph + 40.0),
-        esc(&human_ns(u.step))
-    );
+    svg::time_axis(&mut out, (left, top, pw, ph), (col_min, col_max), u.step);
     let ky = top + ph + 58.0;
-    for i in 0..=20 {
-        let _ = writeln!(
-            out,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>",
-            px(left + i as f64 * 12.0),
-            px(ky),
-            svg::heat(i as f64 / 20.0)
-        );
-    }
+    svg::heat_key(&mut out, left, ky);
     let _ = writeln!(
         out,
         "<text class=\"axis\" x=\"{}\" y=\"{}\">{}: 0 to 100 (linear; hover a cell for its value)</text>\n</svg>",

@@ -21,28 +21,19 @@ pub struct Timed {
     pub cells: Vec<(i64, u32, u64, u64)>,
 }
 
-/// Folds the samples of `event` by `bucket_ns` buckets measured from `zero[bundle]`, then
+/// Folds the samples of `event` by `bucket_ns` buckets measured from `origin`, then
 /// doubles the bucket width until at most `max_cells` (bucket, stack) pairs remain.
 pub async fn timed(
     session: &Session,
     bundles: &[Bundle],
     event: &str,
-    zero: &[i64],
+    origin: &crate::heatmap::Origin,
     bucket_ns: i64,
     max_cells: usize,
 ) -> anyhow::Result<Timed> {
     let names = session.names();
     let index = picture::bundle_index(names);
-    let zero_expr = if names.len() == 1 {
-        zero[0].to_string()
-    } else {
-        let arms: Vec<String> = names
-            .iter()
-            .zip(zero)
-            .map(|(n, z)| format!("WHEN {} THEN {z}", quote(&n.bundle)))
-            .collect();
-        format!("CASE bundle {} END", arms.join(" "))
-    };
+    let zero_expr = origin.zero_sql(names);
     let sql = format!(
         "SELECT bundle, comm, callsite_id, CAST(FLOOR(CAST(ts_ns - {zero_expr} AS DOUBLE) / {bucket_ns}) AS BIGINT) AS b, \
          SUM(weight), COUNT(*) FROM stack_sample WHERE event = {} GROUP BY 1, 2, 3, 4",

@@ -524,7 +524,7 @@ async fn cpu_section(
         session,
         bundles,
         &event,
-        &origin.zero,
+        origin,
         FINEST_BUCKET_NS,
         MAX_TIMED_CELLS,
     )
@@ -877,61 +877,36 @@ async fn latency_section(
             picture::group_digits(cells.events)
         );
         o.push_str("<h3>CPU samples: sub-second offset heat map</h3>\n");
-        let _ = writeln!(
-            o,
-            "<div class=\"heat\" data-kind=\"offset\" data-target=\"fg-cpu\">{}</div>",
-            crate::compare::strip_prolog(&heatmap::render(
-                &cells,
-                "Sub-second Offset Heat Map",
-                &sub,
-                "samples",
-                true
-            ))
-        );
+        o.push_str(&heat_div(
+            "offset",
+            &heatmap::render(&cells, "Sub-second Offset Heat Map", &sub, "samples", true),
+        ));
     }
     // Utilization beside latency: every CPU, and the busiest processes.
     if rows_of(bundles, tables::SYS_COUNTER) > 0 {
         let u = crate::utilization::cpus(session, origin, 1_000_000_000).await?;
-        if !u.is_empty() {
-            o.push_str("<h3>CPU utilization</h3>\n");
-            let sub = format!(
-                "{} · {} · busy % per CPU per second (procfs)",
-                picture::describe_bundles(&names),
-                origin.describe()
-            );
-            let _ = writeln!(
-                o,
-                "<div class=\"heat\" data-kind=\"time\" data-target=\"fg-cpu\">{}</div>",
-                crate::compare::strip_prolog(&crate::utilization::render(
-                    &u,
-                    "CPU Utilization Heat Map",
-                    &sub
-                ))
-            );
-        }
+        o.push_str(&utilization_block(
+            "CPU utilization",
+            "CPU Utilization Heat Map",
+            &u,
+            &names,
+            origin,
+            "busy % per CPU per second (procfs)",
+        ));
     }
     if rows_of(bundles, tables::STACK_SAMPLE) > 0
         && let Ok(event) = heatmap::clock_event(session).await
     {
         let u = crate::utilization::processes(session, bundles, origin, 1_000_000_000, 15, &event)
             .await?;
-        if !u.is_empty() {
-            o.push_str("<h3>Process CPU</h3>\n");
-            let sub = format!(
-                "{} · {} · % of one CPU per second, the 15 busiest processes ({event} samples)",
-                picture::describe_bundles(&names),
-                origin.describe()
-            );
-            let _ = writeln!(
-                o,
-                "<div class=\"heat\" data-kind=\"time\" data-target=\"fg-cpu\">{}</div>",
-                crate::compare::strip_prolog(&crate::utilization::render(
-                    &u,
-                    "Process CPU Heat Map",
-                    &sub
-                ))
-            );
-        }
+        o.push_str(&utilization_block(
+            "Process CPU",
+            "Process CPU Heat Map",
+            &u,
+            &names,
+            origin,
+            &format!("% of one CPU per second, the 15 busiest processes ({event} samples)"),
+        ));
     }
     for (source, rows_table, lsource) in [
         (
@@ -982,17 +957,16 @@ async fn latency_section(
             picture::group_digits(cells.events),
             lsource.noun()
         );
-        let _ = writeln!(
-            o,
-            "<div class=\"heat\" data-kind=\"time\" data-target=\"fg-cpu\">{}</div>",
-            crate::compare::strip_prolog(&heatmap::render(
+        o.push_str(&heat_div(
+            "time",
+            &heatmap::render(
                 &cells,
                 &format!("Latency Heat Map: {what}"),
                 &sub,
                 lsource.noun(),
-                false
-            ))
-        );
+                false,
+            ),
+        ));
         if let Some(values) = latency::all_values(session, bundles, lsource).await? {
             let g = Group::from_values("all".into(), values);
             o.push_str(&table(
@@ -1069,6 +1043,39 @@ async fn latency_section(
     }
     o.push_str("</section>\n");
     Ok(o)
+}
+
+/// A heat map the page's script can select time ranges on (`kind`: `time` or `offset`); the
+/// selection redraws the CPU flame graph.
+fn heat_div(kind: &str, svg: &str) -> String {
+    format!(
+        "<div class=\"heat\" data-kind=\"{kind}\" data-target=\"fg-cpu\">{}</div>\n",
+        crate::compare::strip_prolog(svg)
+    )
+}
+
+/// A utilization heat map under its heading, when it has cells.
+fn utilization_block(
+    heading: &str,
+    title: &str,
+    u: &crate::utilization::Util,
+    names: &[crate::sql::session::BundleName],
+    origin: &Origin,
+    what: &str,
+) -> String {
+    if u.is_empty() {
+        return String::new();
+    }
+    let sub = format!(
+        "{} · {} · {what}",
+        picture::describe_bundles(names),
+        origin.describe()
+    );
+    format!(
+        "<h3>{}</h3>\n{}",
+        h(heading),
+        heat_div("time", &crate::utilization::render(u, title, &sub))
+    )
 }
 
 fn capitalized(s: &str) -> String {

@@ -1,0 +1,143 @@
+//! The CPU and off-CPU sections: flame graph data, top processes and functions.
+
+use super::*;
+
+/// The sampled event with the most samples.
+pub(super) async fn main_event(session: &Session) -> anyhow::Result<Option<String>> {
+    let rows = query_rows(
+        session,
+        "SELECT event, COUNT(*) AS n FROM stack_sample GROUP BY event ORDER BY n DESC, event LIMIT 1",
+    )
+    .await?;
+    Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))
+}
+
+/// CPU flame graph (range-selectable), top processes and functions.
+pub(super) async fn cpu_section(
+    session: &Session,
+    bundles: &[Bundle],
+    origin: &Origin,
+) -> anyhow::Result<String> {
+    let mut o = String::from("<section id=\"cpu\"><h2>CPU</h2>\n");
+    let Some(event) = main_event(session).await? else {
+        o.push_str(&unavailable(bundles, "CPU samples", &["perf-samples"]));
+        o.push_str("</section>\n");
+        return Ok(o);
+    };
+    let timed = flamegraph::timed(
+        session,
+        bundles,
+        &event,
+        origin,
+        FINEST_BUCKET_NS,
+        MAX_TIMED_CELLS,
+    )
+    .await?;
+    let samples: u64 = timed.cells.iter().map(|c| c.3).sum();
+    let unit = if matches!(event.as_str(), "cpu-clock" | "task-clock") {
+        "ns".to_string()
+    } else {
+        event.clone()
+    };
+    let names = crate::sql::session::bundle_names(bundles);
+    let sub = [
+        picture::describe_bundles(&names),
+        format!("{} {event} samples", picture::group_digits(samples)),
+        picture::describe_losses(bundles, &["perf-samples"]),
+        format!("time ranges snap to {} buckets", human_ns(timed.bucket_ns)),
+    ]
+    .join(" · ");
+    o.push_str(&flame::html(
+        "fg-cpu",
+        "CPU flame graph",
+        &sub,
+        &unit,
+        &flame::Data::timed(&timed),
+    ));
+    // Top processes.
+    let rows = query_rows(
+        session,
+        "SELECT bundle, pid, comm, samples, pct, weight FROM (SELECT *, ROW_NUMBER() OVER \
+         (PARTITION BY bundle ORDER BY samples DESC, pid) AS r FROM top_processes) WHERE r <= 15 \
+         ORDER BY bundle, samples DESC, pid",
+    )
+    .await?;
+    o.push_str("<div class=\"tops\"><div><h3>Top processes</h3>\n");
+    let skip = usize::from(bundles.len() == 1);
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r[skip..].to_vec()).collect();
+    let head = ["bundle", "pid", "comm", "samples", "%", "weight"];
+    o.push_str(&table(&head[skip..], &rows, "top"));
+    o.push_str("</div><div><h3>Top functions</h3>\n");
+    o.push_str(&table(
+        &["function", "self %", "total %"],
+        &top_functions(&timed, 20),
+        "top",
+    ));
+    o.push_str("</div></div>\n</section>\n");
+    Ok(o)
+}
+
+/// The functions with the most self (leaf) weight, with their total (anywhere on the stack).
+pub(super) fn top_functions(timed: &flamegraph::Timed, n: usize) -> Vec<Vec<String>> {
+    let mut per_stack = vec![0u64; timed.lines.len()];
+    for c in &timed.cells {
+        per_stack[c.1 as usize] += c.2;
+    }
+    let all: u64 = per_stack.iter().sum();
+    let mut own: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for (line, &w) in timed.lines.iter().zip(&per_stack) {
+        let frames: Vec<&str> = line.split(';').skip(1).collect();
+        if let Some(leaf) = frames.last() {
+            own.entry(leaf).or_default().0 += w;
+        }
+        let mut seen: Vec<&str> = frames.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        for f in seen {
+            own.entry(f).or_default().1 += w;
+        }
+    }
+    let mut v: Vec<(&str, u64, u64)> = own.into_iter().map(|(f, (s, t))| (f, s, t)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)).then(a.0.cmp(b.0)));
+    let pct = |x: u64| format!("{:.2}", 100.0 * x as f64 / all.max(1) as f64);
+    v.into_iter()
+        .filter(|x| x.1 > 0)
+        .take(n)
+        .map(|(f, s, t)| vec![f.to_string(), pct(s), pct(t)])
+        .collect()
+}
+
+/// Off-CPU flame graph, where context switches were recorded.
+pub(super) async fn offcpu_section(
+    session: &Session,
+    bundles: &[Bundle],
+) -> anyhow::Result<String> {
+    let mut o = String::from("<section id=\"offcpu\"><h2>Off-CPU</h2>\n");
+    if rows_of(bundles, tables::SCHED_SWITCH) == 0 {
+        o.push_str(&unavailable(bundles, "context switches", &["ftrace"]));
+        o.push_str("</section>\n");
+        return Ok(o);
+    }
+    let opts = flamegraph::Options {
+        kind: Kind::Offcpu,
+        folded: false,
+        wakers: true,
+        ..flamegraph::Options::folded_cpu(flamegraph::Weight::Ns)
+    };
+    let folded = flamegraph::collect(session, bundles, &opts, &Progress::hidden()).await?;
+    if folded.lines.values().all(|&w| w == 0) {
+        o.push_str("<p class=\"note\">No thread blocked off the CPU in the capture.</p>\n");
+    } else {
+        let names = crate::sql::session::bundle_names(bundles);
+        let sub = flamegraph::subtitle(bundles, &names, &opts, &folded);
+        o.push_str(&flame::html(
+            "fg-offcpu",
+            "Off-CPU flame graph (time blocked; wakers stacked above --)",
+            &sub,
+            &folded.unit,
+            &flame::Data::folded(&folded.lines),
+        ));
+    }
+    o.push_str("</section>\n");
+    Ok(o)
+}

@@ -41,9 +41,15 @@ def run_with_load(cmd, duration, rate):
         g = subprocess.run([sys.executable, "-c", GEN, str(rate), str(duration)], capture_output=True, text=True)
         made = int(g.stdout.strip() or 0)
     else:
-        dd = subprocess.run(["timeout", "-s", "INT", str(duration), "dd", "if=/dev/zero", "of=/dev/null", "bs=1"],
-                            capture_output=True, text=True)
-        m = re.search(r"^(\d+) bytes", dd.stderr, re.M)
+        # dd prints its counts on SIGUSR1 (killed by SIGINT it prints nothing here).
+        dd = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=1"], stderr=subprocess.PIPE, text=True)
+        time.sleep(duration)
+        dd.send_signal(10)
+        time.sleep(0.2)
+        dd.terminate()
+        _, dd_err = dd.communicate()
+        m = re.findall(r"^(\d+) bytes", dd_err, re.M)
+        m = m and re.match(r"(\d+)", m[-1])
         made = 2 * int(m.group(1)) if m else 0
     if p.args[0] == REC:
         p.send_signal(2)  # SIGINT: stop now, finalize

@@ -67,6 +67,17 @@ impl TableDef {
     pub fn segment_path(&self, index: u32) -> String {
         segment_path(self.name, index)
     }
+
+    /// The name SQL sessions give the stored table: its own, except `ftrace_event`, whose name
+    /// goes to the analyzer's view of every event (the hot events are stored in their typed
+    /// tables only, and the view adds them back).
+    pub fn sql_name(&self) -> &'static str {
+        if self.name == "ftrace_event" {
+            "ftrace_event_stored"
+        } else {
+            self.name
+        }
+    }
 }
 
 /// Relative path of segment `index` of `table` inside a bundle.

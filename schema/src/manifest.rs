@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The bundle format this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The bundle format this crate reads and writes. 2: the hot tracepoint events are stored in
+/// their typed tables only, no longer also in `ftrace_event` (version 1 stored both; a reader
+/// of 2 would count them twice).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -115,8 +115,10 @@ table! {
 }
 
 table! {
-    /// Every captured tracepoint event, with its fields by name. The typed tables below are built
-    /// from the same stream.
+    /// Captured tracepoint events with their fields by name, except the hot ones (raw_syscalls
+    /// sys_enter/sys_exit, sched_switch, sched_wakeup, sched_wakeup_new), which are stored once,
+    /// in their typed tables below. SQL reads these files as `ftrace_event_stored`; its
+    /// `ftrace_event` is a view of every event, these and the typed ones rebuilt.
     FTRACE_EVENT, FtraceEvent, FtraceEventBuilder, "ftrace_event", sort_key = Some("ts_ns"), dictionary = false, {
         /// Event time, CLOCK_MONOTONIC nanoseconds (trace_clock `mono`).
         ts_ns: I64,

@@ -13,7 +13,7 @@ use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
@@ -273,10 +273,14 @@ impl BundleWriter {
             // than it saves in the many small files of a short capture.
             .set_statistics_enabled(EnabledStatistics::Chunk);
         if let Some(key) = table.sort_key {
-            props = props.set_column_statistics_enabled(
-                parquet::schema::types::ColumnPath::from(key),
-                EnabledStatistics::Page,
-            );
+            let path = parquet::schema::types::ColumnPath::from(key);
+            props = props.set_column_statistics_enabled(path.clone(), EnabledStatistics::Page);
+            // Sorted timestamps are nearly all distinct: a dictionary never pays (the writer
+            // hashes every value before giving up on it), while their deltas are small.
+            // DELTA_BINARY_PACKED stores ~1-2 bytes per event row instead of 8 (then zstd).
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
             let column_idx = schema.index_of(key).expect("sort key is a declared column");
             props = props.set_sorting_columns(Some(vec![SortingColumn {
                 column_idx: column_idx as i32,

@@ -209,9 +209,14 @@ impl Tables {
         Ok(())
     }
 
-    /// Rows waiting to be written.
+    /// Rows waiting to be written, all tables.
     pub fn len(&self) -> usize {
         self.events.len()
+            + self.block.len()
+            + self.switches.len()
+            + self.wakeups.len()
+            + self.syscalls.len()
+            + self.process.len()
     }
 
     /// Adds one event; false when the body of a hot event could not be understood.
@@ -231,6 +236,12 @@ impl Tables {
             "sys_enter" | "sys_exit" => self.syscall(p, &mut fields),
             _ => true,
         };
+        // The hot events are stored once, in their typed table (the analyzer's `ftrace_event`
+        // view rebuilds them from it), as the recorder stores them; one whose line could not be
+        // understood keeps what was found in `ftrace_event`.
+        if typed_ok && is_typed_only(p.name) {
+            return true;
+        }
         let ints: Vec<(&str, i64)> = fields
             .iter()
             .filter_map(|(k, v)| parse_int(v).map(|i| (*k, i)))
@@ -481,6 +492,19 @@ impl Tables {
     }
 }
 
+/// Events stored in their typed table only (as the recorder stores them).
+fn is_typed_only(name: &str) -> bool {
+    matches!(
+        name,
+        "sched_switch"
+            | "sched_wakeup"
+            | "sched_wakeup_new"
+            | "sched_waking"
+            | "sys_enter"
+            | "sys_exit"
+    )
+}
+
 /// Lines of headers and bookkeeping that carry no event.
 fn is_header(line: &str) -> bool {
     let t = line.trim();
@@ -519,7 +543,7 @@ pub fn import<R: std::io::BufRead>(
         }
         report.records += 1;
         report.saw(p.ts_ns, Some(p.cpu));
-        if t.events.len() >= SEGMENT_ROWS {
+        if t.len() >= SEGMENT_ROWS {
             t.flush(writer)?;
             writer.close_segment()?;
         }

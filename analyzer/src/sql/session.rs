@@ -186,7 +186,7 @@ impl Session {
                 .with_listing_options(options)
                 .with_schema(table.schema());
             let provider = ListingTable::try_new(config)?;
-            ctx.register_table(table.name, Arc::new(provider))?;
+            ctx.register_table(table.sql_name(), Arc::new(provider))?;
         }
 
         // Native operators the views build on (see their modules for why they are not SQL).

@@ -72,12 +72,12 @@ fn manifest_of_another_format_version() {
     let m = std::fs::read_to_string(b.join("manifest.json")).unwrap();
     std::fs::write(
         b.join("manifest.json"),
-        m.replace("\"format_version\": 1", "\"format_version\": 2"),
+        m.replace("\"format_version\": 2", "\"format_version\": 1"),
     )
     .unwrap();
     let err = info_error(&b);
     assert!(
-        err.contains("manifest.json") && err.contains("format_version 2 is not supported"),
+        err.contains("manifest.json") && err.contains("format_version 1 is not supported"),
         "{err}"
     );
 }

@@ -1,7 +1,8 @@
 //! ftrace capture from the binary ring buffer: a private tracefs instance, `trace_pipe_raw` of
-//! every CPU read one page per read(2) (draining a CPU until a page comes back less than half
-//! full, as Perfetto does), pages walked and events decoded with their format files into
-//! `ftrace_event` and the typed tables, and losses taken from the per-CPU stats and the pages'
+//! every CPU read one page per read(2) until it has nothing (the loop comes back in 10 ms while
+//! pages keep coming, in 100 ms when idle, as Perfetto does), pages walked and events decoded
+//! with their format files into the typed tables (the hot events only there) and
+//! `ftrace_event` (every other event), and losses taken from the per-CPU stats and the pages'
 //! missed-events flags.
 
 mod decode;
@@ -20,6 +21,12 @@ use decode::{Event, Names, Rows};
 
 /// Rows per chunk moved out of the builders.
 const SPILL_ROWS: usize = 32 * 1024;
+
+/// Bytes of pages read per drain at most (a drain normally empties every CPU buffer).
+const MAX_DRAIN_BYTES: usize = 64 << 20;
+
+/// Events this recent are left for the next drain (see [`Ftrace::drain`]).
+const HOLD_BACK_NS: u64 = 1_000_000;
 
 /// The `--preset` event sets: `default` is io + sched, `all` adds syscalls, `cpu` has none.
 pub fn preset(name: &str) -> Option<Vec<&'static str>> {
@@ -89,6 +96,8 @@ pub struct Ftrace {
     pub missing: Vec<String>,
     /// The enabled events, for the manifest.
     pub enabled: Vec<String>,
+    /// `system:name.field` of fields no table keeps (see [`decode::Event::dropped_fields`]).
+    pub dropped_fields: Vec<String>,
 }
 
 impl Ftrace {
@@ -103,6 +112,7 @@ impl Ftrace {
         let mut events: Vec<Option<Event>> = Vec::new();
         let mut missing = Vec::new();
         let mut enabled = Vec::new();
+        let mut dropped_fields = Vec::new();
         let wanted = cfg
             .preset
             .iter()
@@ -136,7 +146,9 @@ impl Ftrace {
                 Some(f) => format!("{event} if {f}"),
                 None => event.to_string(),
             });
-            events[id] = Some(Event::new(fmt));
+            let ev = Event::new(fmt);
+            dropped_fields.extend(ev.dropped_fields.iter().map(|f| format!("{event}.{f}")));
+            events[id] = Some(ev);
         }
         let mut pipes = Vec::new();
         for &cpu in cpus {
@@ -168,6 +180,7 @@ impl Ftrace {
             bad_pages: 0,
             missing,
             enabled,
+            dropped_fields,
         })
     }
 
@@ -179,7 +192,12 @@ impl Ftrace {
     /// Reads what every CPU buffer holds now, then decodes all of it in time order, so rows
     /// reach the segment writer sorted. Returns the pages read.
     pub fn drain(&mut self) -> usize {
-        self.drain_before(crate::sys::clock_ns(libc::CLOCK_MONOTONIC) as u64)
+        // An event's time is taken when it reserves its slot, and it becomes readable only when
+        // committed: one stamped just before now may not be readable yet, and would arrive in
+        // the next drain behind newer rows. Holding back the last millisecond keeps rows in
+        // order (the segment writer would otherwise sort the whole segment).
+        let now = crate::sys::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        self.drain_before(now.saturating_sub(HOLD_BACK_NS))
     }
 
     /// The last drain after tracing stopped: everything, nothing held back.
@@ -222,19 +240,23 @@ impl Ftrace {
                     order.push((ts, cpu, at as u32, payload.len() as u32));
                 });
                 match walked {
+                    // A page less than half full does not mean the buffer is drained: it may be
+                    // the rest of a page read partly last time, with full pages queued behind
+                    // it. Those hold events older than the watermark, so stopping here would
+                    // decode them a drain late, out of order. Read until nothing comes back.
                     Ok(info) => {
                         if info.missed {
                             self.missed_pages[i].1 += 1;
-                        }
-                        // A page less than half full means the buffer is drained for now.
-                        if info.data_len < (self.page_size - self.data_offset) / 2 {
-                            break;
                         }
                     }
                     Err(_) => {
                         self.bad_pages += 1;
                         break;
                     }
+                }
+                // Bounded, so a flooded CPU cannot keep the others waiting.
+                if self.raw.len() >= MAX_DRAIN_BYTES {
+                    break;
                 }
             }
         }
@@ -251,7 +273,7 @@ impl Ftrace {
             if let Some(Some(ev)) = self.events.get(usize::from(id)) {
                 decode::decode(ev, ts as i64, cpu, payload, &mut self.names, &mut self.rows);
                 self.n_events += 1;
-                if self.rows.ftrace.len() >= SPILL_ROWS {
+                if self.rows.n_rows() >= SPILL_ROWS {
                     spill(&mut self.rows, &mut self.spilled, &mut self.spilled_bytes);
                 }
             }
@@ -267,7 +289,7 @@ impl Ftrace {
     /// Bytes of rows held for the open segment (the session closes the segment early when the
     /// recorder's memory budget is reached).
     pub fn buffered_bytes(&self) -> usize {
-        self.spilled_bytes + self.rows.ftrace.len() * 128
+        self.spilled_bytes + self.rows.n_rows() * 128
     }
 
     /// Appends the rows of the open segment to the writer.

@@ -1,6 +1,7 @@
 //! Writes a simulated world as a bundle: rows go to the segment their timestamp falls in; frames
 //! and callsites to the segment of their first sample (so every closed segment is complete on
-//! its own, as the recorder does it); ftrace-derived rows also go to `ftrace_event`.
+//! its own, as the recorder does it); block and process events also go to `ftrace_event`, the
+//! hot ones (switches, wakeups, system calls) only to their typed tables, as the recorder does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -147,14 +148,6 @@ impl StackTable {
 
 fn dev_t(dev: (u32, u32)) -> i64 {
     (i64::from(dev.0) << 20) | i64::from(dev.1)
-}
-
-fn state_bits(state: &str) -> i64 {
-    match state {
-        "S" => 1,
-        "D" => 2,
-        _ => 0,
-    }
 }
 
 /// Collects one segment's rows of every table.
@@ -344,33 +337,12 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
             next_comm: &s.next.1,
             next_prio: s.next.2,
         });
-        seg.ftrace.push(&FtraceEvent {
-            ts_ns: s.ts_ns,
-            cpu: s.cpu,
-            pid: None,
-            tid: s.prev.0,
-            comm: Some(&s.prev.1),
-            event: "sched:sched_switch",
-            int_fields: &[
-                ("prev_pid", i64::from(s.prev.0)),
-                ("prev_prio", i64::from(s.prev.2)),
-                ("prev_state", state_bits(s.prev_state)),
-                ("next_pid", i64::from(s.next.0)),
-                ("next_prio", i64::from(s.next.2)),
-            ],
-            str_fields: &[("prev_comm", &s.prev.1), ("next_comm", &s.next.1)],
-        });
     }
 
     for tl in &world.timelines {
         for j in tl.jobs.iter().filter(|j| j.wake_ns < end) {
             let t = &tl.threads[j.thread];
             let seg = &mut segs[seg_of(sc, j.wake_ns)];
-            let waker_comm = tl
-                .threads
-                .iter()
-                .find(|x| x.tid == j.waker_tid)
-                .map_or_else(|| format!("swapper/{}", tl.cpu), |x| x.comm.clone());
             seg.wakeup.push(&SchedWakeup {
                 ts_ns: j.wake_ns,
                 cpu: tl.cpu,
@@ -380,20 +352,6 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
                 prio: t.prio,
                 target_cpu: tl.cpu,
                 new: false,
-            });
-            seg.ftrace.push(&FtraceEvent {
-                ts_ns: j.wake_ns,
-                cpu: tl.cpu,
-                pid: None,
-                tid: j.waker_tid,
-                comm: Some(&waker_comm),
-                event: "sched:sched_wakeup",
-                int_fields: &[
-                    ("pid", i64::from(t.tid)),
-                    ("prio", i64::from(t.prio)),
-                    ("target_cpu", i64::from(tl.cpu)),
-                ],
-                str_fields: &[("comm", &t.comm)],
             });
         }
     }
@@ -419,34 +377,6 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
             arg3: a(3),
             arg4: a(4),
             arg5: a(5),
-        });
-        let args = format!(
-            "({})",
-            c.args
-                .iter()
-                .map(|v| format!("{v:#x}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let (event, (ints, strs)): (_, Fields) = if enter {
-            let ints = vec![("id", i64::from(nr))];
-            (
-                "raw_syscalls:sys_enter",
-                (ints, vec![("args", args.as_str())]),
-            )
-        } else {
-            let ints = vec![("id", i64::from(nr)), ("ret", c.ret.unwrap_or(0))];
-            ("raw_syscalls:sys_exit", (ints, vec![]))
-        };
-        seg.ftrace.push(&FtraceEvent {
-            ts_ns: c.ts_ns,
-            cpu: c.cpu,
-            pid: Some(c.pid),
-            tid: c.tid,
-            comm: Some(&c.comm),
-            event,
-            int_fields: &ints,
-            str_fields: &strs,
         });
     }
 
@@ -485,7 +415,11 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
 
     write_process_stat(sc, world, &mut segs);
 
-    let ftrace_rows = segs.iter().map(|s| s.ftrace.len() as u64).sum();
+    // Every tracepoint event: the hot ones live in their typed tables only.
+    let ftrace_rows = segs
+        .iter()
+        .map(|s| (s.ftrace.len() + s.switch.len() + s.wakeup.len() + s.syscall.len()) as u64)
+        .sum();
     let process_rows = segs.iter().map(|s| s.pidstat.len() as u64).sum();
     let manifest = manifest(sc, world, ftrace_rows, process_rows);
     let mut w = BundleWriter::create(out, manifest, WriterOptions::default().overwrite(true))?;

@@ -213,19 +213,20 @@ impl Sampler {
     }
 
     /// Waits up to `timeout_ms` for a ring to fill, then drains every ring, calling `f` with the
-    /// ring's CPU and each record. Returns the number of records.
+    /// ring's CPU and each record. Returns the CLOCK_MONOTONIC time at which reading began:
+    /// records stamped before it (less a margin for records being written) were all readable.
     pub fn drain(
         &mut self,
         timeout_ms: i32,
         mut f: impl FnMut(u32, &[u8]),
-    ) -> std::io::Result<usize> {
+    ) -> std::io::Result<u64> {
         let fds: Vec<&OwnedFd> = self.rings.iter().map(|(_, fd, _)| fd).collect();
         sys::poll_readable(&fds, timeout_ms)?;
-        let mut n = 0;
+        let began = sys::clock_ns(libc::CLOCK_MONOTONIC) as u64;
         for (cpu, _, ring) in &mut self.rings {
             let cpu = *cpu;
-            n += ring.drain(&mut self.scratch, |rec| f(cpu, rec));
+            ring.drain(&mut self.scratch, |rec| f(cpu, rec));
         }
-        Ok(n)
+        Ok(began)
     }
 }

@@ -123,6 +123,11 @@ pub fn read_process(pid: i32, boot_to_mono_ns: i64, with_maps: bool) -> Option<P
 
 /// Every process now, with threads and executable mappings.
 pub fn snapshot(boot_to_mono_ns: i64) -> Vec<ProcInfo> {
+    snapshot_except(boot_to_mono_ns, |_| false)
+}
+
+/// Every process now that `known` does not know, with threads and executable mappings.
+pub fn snapshot_except(boot_to_mono_ns: i64, known: impl Fn(i32) -> bool) -> Vec<ProcInfo> {
     let mut pids: Vec<i32> = fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -131,6 +136,7 @@ pub fn snapshot(boot_to_mono_ns: i64) -> Vec<ProcInfo> {
         .unwrap_or_default();
     pids.sort_unstable();
     pids.into_iter()
+        .filter(|&pid| !known(pid))
         .filter_map(|pid| read_process(pid, boot_to_mono_ns, true))
         .collect()
 }

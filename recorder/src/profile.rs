@@ -113,6 +113,18 @@ impl Profile {
             lost: HashMap::new(),
             n_unknown_frames: 0,
         };
+        p.seed(snapshot, ts_ns);
+        p
+    }
+
+    /// Whether a thread is known (from a snapshot or a record).
+    pub fn knows(&self, tid: i32) -> bool {
+        self.threads.contains_key(&tid)
+    }
+
+    /// Adds the threads and mappings of snapshot processes as of `ts_ns`.
+    pub fn seed(&mut self, snapshot: &[ProcInfo], ts_ns: i64) {
+        let p = self;
         for proc in snapshot {
             for (tid, comm) in &proc.threads {
                 p.threads.insert(*tid, (proc.pid, comm.clone()));
@@ -133,7 +145,6 @@ impl Profile {
                 p.add_map(proc.pid, m);
             }
         }
-        p
     }
 
     fn file_id(&mut self, path: &str) -> u32 {

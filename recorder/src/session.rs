@@ -101,6 +101,8 @@ struct Capture {
     missed_polls: u64,
     children: Vec<(u32, Child)>,
     failed_hooks: Vec<String>,
+    /// CLOCK_MONOTONIC − CLOCK_BOOTTIME at the start, for process start times.
+    boot_to_mono: i64,
 }
 
 /// Records until the duration passes or a signal arrives.
@@ -201,6 +203,12 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
                 let mut reasons = Vec::new();
                 if !f.missing.is_empty() {
                     reasons.push(format!("not on this kernel: {}", f.missing.join(", ")));
+                }
+                if !f.dropped_fields.is_empty() {
+                    reasons.push(format!(
+                        "fields no table keeps: {}",
+                        f.dropped_fields.join(", ")
+                    ));
                 }
                 if !f.excludes_self() {
                     reasons.push(
@@ -307,6 +315,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         n_sys: 0,
         missed_polls: 0,
         children: Vec::new(),
+        boot_to_mono,
         failed_hooks: Vec::new(),
     };
     let pack_to = cap.cfg.pack.then(|| cap.cfg.output.clone());
@@ -425,6 +434,13 @@ impl Capture {
     fn run(&mut self) -> anyhow::Result<()> {
         if let Some(s) = &self.sampler {
             s.enable().context("enabling the sampler")?;
+            // Processes that started between the /proc snapshot and now have no fork, exec or
+            // mmap records (the events were not on yet): read them now, or their samples would
+            // have no name and no mappings. Later ones come with their records.
+            let profile = &self.profile;
+            let late = procfs::snapshot_except(self.boot_to_mono, |pid| profile.knows(pid));
+            let now = sys::clock_ns(libc::CLOCK_MONOTONIC);
+            self.profile.seed(&late, now);
         }
         let began = Instant::now();
         let t0 = sys::clock_ns(libc::CLOCK_MONOTONIC);
@@ -438,7 +454,7 @@ impl Capture {
         let mut chain = Vec::new();
         let mut timeout_ms = 100;
         while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
-            self.drain(&mut sorter, &mut chain, timeout_ms)?;
+            self.drain(&mut sorter, &mut chain, timeout_ms, false)?;
             // A busy ftrace buffer is read again soon (Perfetto's heuristic); an idle one waits.
             let pages = self.ftrace.as_mut().map_or(0, Ftrace::drain);
             timeout_ms = if pages > 1 { 10 } else { 100 };
@@ -475,7 +491,7 @@ impl Capture {
             f.stop();
             while f.drain_all() > 0 {}
         }
-        self.drain(&mut sorter, &mut chain, 0)?;
+        self.drain(&mut sorter, &mut chain, 0, true)?;
         self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
         Ok(())
     }
@@ -494,13 +510,22 @@ impl Capture {
         sorter: &mut Sorter,
         chain: &mut Vec<u64>,
         timeout_ms: i32,
+        last: bool,
     ) -> anyhow::Result<()> {
         match &mut self.sampler {
             Some(s) => {
-                s.drain(timeout_ms, |cpu, rec| sorter.push(cpu, rec))
+                let began = s
+                    .drain(timeout_ms, |cpu, rec| sorter.push(cpu, rec))
                     .context("reading perf ring buffers")?;
+                // The last drain takes everything; others leave the last millisecond before
+                // the read for the next (a record is stamped a little before it is readable).
+                let watermark = if last {
+                    u64::MAX
+                } else {
+                    began.saturating_sub(1_000_000)
+                };
                 let profile = &mut self.profile;
-                sorter.flush(|cpu, rec| {
+                sorter.flush_before(watermark, |cpu, rec| {
                     let r = records::decode(rec, chain);
                     profile.handle(cpu, r, chain);
                 });

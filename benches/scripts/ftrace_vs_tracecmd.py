@@ -8,7 +8,7 @@ recorder's own CPU seconds (wait4, children included), bytes per event of the bu
 trace.dat and zstd-compressed trace.dat. Then perfpack alone for a long run at the same load:
 the highest rate it sustains without loss. Writes benches/runs/DATE/ftrace_vs_tracecmd.md.
 
-usage: ftrace_vs_tracecmd.py [--duration 10] [--long 30] [--buffer-kb 4096]
+usage: ftrace_vs_tracecmd.py [--duration 10] [--long 30] [--long-rate N] [--buffer-kb 4096]
 Needs root, tracefs, trace-cmd, zstd, and `cargo build --release -p perfpack-recorder`.
 """
 import argparse, datetime, json, os, re, subprocess, sys, tempfile, time
@@ -100,11 +100,13 @@ def main():
     ap.add_argument("--long", type=int, default=30)
     ap.add_argument("--buffer-kb", type=int, default=4096)
     ap.add_argument("--rate", type=int, default=250_000, help="getppid() calls/s of the side-by-side load")
+    ap.add_argument("--long-rate", type=int, default=0, help="getppid() calls/s of the long run (default: --rate)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         pp = perfpack(tmp, a.duration, a.buffer_kb, "a.ppk", a.rate)
         tc = tracecmd(tmp, a.duration, a.buffer_kb, a.rate)
-        long = perfpack(tmp, a.long, a.buffer_kb, "long.ppk", a.rate) if a.long else None
+        long_rate = a.long_rate or a.rate
+        long = perfpack(tmp, a.long, a.buffer_kb, "long.ppk", long_rate) if a.long else None
         flood = perfpack(tmp, 5, a.buffer_kb, "flood.ppk", 0)
     date = datetime.date.today().isoformat()
     outdir = os.path.join(ROOT, "benches", "runs", date)
@@ -132,7 +134,7 @@ def main():
           f"(ftrace tables alone: {pp['ftrace_bytes'] / max(pp['events'], 1):.2f} bytes/event)",
           f"- perfpack losses: {pp['losses'] or 'none'}"]
     if long:
-        L += ["", f"Sustained: {a.long} s of the same load: {long['events']:,} events "
+        L += ["", f"Sustained: {a.long} s of {long_rate:,} getppid() calls/s: {long['events']:,} events "
               f"({long['events'] / a.long:,.0f}/s), lost {long['lost']} ({long['losses'] or 'none'}), "
               f"recorder CPU {long['cpu']:.2f} s ({100 * long['cpu'] / a.long:.1f}% of one CPU)."]
     L += ["", f"Flood: `dd if=/dev/zero of=/dev/null bs=1` for 5 s ({flood['dd']:,} syscalls made): perfpack captured "

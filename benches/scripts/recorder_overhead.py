@@ -7,7 +7,11 @@ whole machine for DURATION seconds with `perfpack-record`, `perf record -a -g` a
 peak RSS with wait4(2), and the bytes it wrote per stack sample. Optionally a long run for
 the recorder's peak RSS over time. Writes a Markdown table to benches/runs/DATE/.
 
-usage: recorder_overhead.py [--duration 30] [--freqs 99,999] [--long 300]
+With --repeat N, perfpack-record and `perf record -g` run N times each, alternating, and the
+table shows the run of median CPU with every pair's ratio (this VM's CPU figures vary up to 2×
+between runs, so one pair proves little).
+
+usage: recorder_overhead.py [--duration 30] [--freqs 99,999] [--long 300] [--repeat 1]
 Needs root, perf (linux-perf), and `cargo build --release -p perfpack-recorder`.
 """
 import argparse, datetime, json, os, re, shutil, subprocess, sys, tempfile, time
@@ -58,23 +62,32 @@ def perf(tmp, duration, freq, compress):
     return dict(cpu=cpu, rss=rss, samples=samples, lost=None, bytes=os.path.getsize(out), stack_bytes=None)
 
 
+def median_run(runs):
+    """The run of median CPU time."""
+    return sorted(runs, key=lambda r: r["cpu"])[len(runs) // 2]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=30)
     ap.add_argument("--freqs", default="99,999")
     ap.add_argument("--long", type=int, default=0, help="seconds of a long perfpack run for peak RSS")
+    ap.add_argument("--repeat", type=int, default=1, help="alternating runs of perfpack-record and perf record -g")
     a = ap.parse_args()
     ncpu = os.cpu_count()
     load = [subprocess.Popen([WORK, str(10_000)], stdout=subprocess.DEVNULL) for _ in range(ncpu)]
     rows = []
+    repeats = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for f in map(int, a.freqs.split(",")):
-                pp = perfpack(tmp, a.duration, f)
+                pairs = [(perfpack(tmp, a.duration, f), perf(tmp, a.duration, f, False)) for _ in range(a.repeat)]
+                pp = median_run([p for p, _ in pairs])
+                pr = median_run([r for _, r in pairs])
                 pd = perfpack(tmp, a.duration, f, "default")
-                pr = perf(tmp, a.duration, f, False)
                 pz = perf(tmp, a.duration, f, True)
                 rows.append((f, pp, pr, pz, pd))
+                repeats.append((f, pairs))
             long = perfpack(tmp, a.long, 999, "default") if a.long else None
     finally:
         for p in load:
@@ -102,6 +115,14 @@ def main():
                      f"{(pp['bytes'] / pp['samples']) / (pr['bytes'] / pr['samples']):.3f}× of perf.data, "
                      f"{(pp['bytes'] / pp['samples']) / (pz['bytes'] / pz['samples']):.3f}× of `perf record -z` "
                      f"(stack tables alone: {pp['stack_bytes'] / pp['samples']:.1f} B/sample; the rest is procfs/PMC/MSR counters)")
+    if a.repeat > 1:
+        lines += ["", f"Alternating runs ({a.repeat} pairs; the table above shows the median-CPU run of each tool):", ""]
+        for f, pairs in repeats:
+            ratios = sorted(p["cpu"] / max(r["cpu"], 1e-9) for p, r in pairs)
+            ours = ", ".join("%.2f" % p["cpu"] for p, _ in pairs)
+            theirs = ", ".join("%.2f" % r["cpu"] for _, r in pairs)
+            lines.append(f"- {f} Hz: perfpack-record CPU s {ours}; perf record -g {theirs}; pair ratios "
+                         f"{', '.join('%.2f' % x for x in ratios)} (median {ratios[len(ratios) // 2]:.2f}×)")
     if long:
         lines += ["", f"Long run, default preset: {a.long} s at 999 Hz: peak RSS {long['rss'] / 2**20:.1f} MiB, CPU {long['cpu']:.2f} s "
                   f"({100 * long['cpu'] / a.long:.2f}% of one CPU), {long['samples']} samples, {long['lost']} lost, {long['bytes']} bytes."]

@@ -112,6 +112,12 @@ pub fn run() -> Vec<Check> {
             "not mounted (mount -t tracefs nodev /sys/kernel/tracing)",
         ),
     });
+    for (what, result) in crate::ftrace::probe_functions() {
+        out.push(match result {
+            Ok(detail) => check(what, true, detail),
+            Err(why) => check(what, false, why),
+        });
+    }
     out
 }
 

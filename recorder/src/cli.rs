@@ -64,6 +64,20 @@ pub struct RecordArgs {
     /// ftrace ring buffer per CPU, KiB
     #[arg(long, default_value_t = 4096)]
     pub buffer_kb: u64,
+    /// Count calls of the kernel functions matching this pattern per interval ('vfs_*'; the
+    /// function tracer, where the kernel allows it)
+    #[arg(long, value_name = "PATTERN", conflicts_with = "funcgraph")]
+    pub funccount: Vec<String>,
+    /// Trace calls of this kernel function and its children with their durations (the
+    /// function_graph tracer, where the kernel allows it)
+    #[arg(long, value_name = "FUNC")]
+    pub funcgraph: Vec<String>,
+    /// Define a kprobe and record it like a tracepoint: 'p:NAME SYMBOL [ARGS]' or 'r:NAME SYMBOL [$retval]'
+    #[arg(long, value_name = "SPEC")]
+    pub kprobe: Vec<String>,
+    /// Stop function tracing when the recorder uses more than this % of one CPU in an interval
+    #[arg(long, default_value_t = 10.0)]
+    pub max_cpu_pct: f64,
     /// Performance counters to read every interval (comma-separated)
     #[arg(long, default_value = crate::pmc::DEFAULT)]
     pub pmc: String,
@@ -207,6 +221,12 @@ impl RecordArgs {
                     .collect(),
                 events: self.events,
                 buffer_kb: self.buffer_kb,
+                functions: crate::ftrace::functions::FunctionConfig {
+                    count: self.funccount,
+                    graph: self.funcgraph,
+                    kprobes: self.kprobe,
+                    max_cpu_pct: self.max_cpu_pct,
+                },
             },
             command_line: std::env::args().collect(),
         }

@@ -52,11 +52,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let start_wall = sys::clock_ns(libc::CLOCK_REALTIME);
     let hostname = host::host(0).hostname;
     let cfg = cli.record.into_config(&hostname, start_wall);
-    eprintln!(
-        "perfpack-record: recording {} for {:?} (Ctrl-C stops early)",
-        cfg.output.display(),
-        cfg.duration
-    );
     let outcome = session::record(cfg)?;
     eprint!("{}", summary(&outcome));
     Ok(match outcome.error {

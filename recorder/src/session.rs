@@ -68,6 +68,50 @@ fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> S
     }
 }
 
+/// The manifest sources of `--funccount`, `--funcgraph` and `--kprobe`.
+fn function_sources(
+    cfg: &crate::ftrace::functions::FunctionConfig,
+    ftrace: Option<&Ftrace>,
+    ftrace_source: &Source,
+) -> Vec<Source> {
+    let asked = [
+        ("funccount", !cfg.count.is_empty()),
+        ("funcgraph", !cfg.graph.is_empty()),
+        ("kprobe", !cfg.kprobes.is_empty()),
+    ];
+    let mut out = Vec::new();
+    for (name, wanted) in asked {
+        if !wanted {
+            continue;
+        }
+        let Some(f) = ftrace else {
+            out.push(source(
+                name,
+                SourceStatus::Unavailable,
+                format!("ftrace unavailable: {}", ftrace_source.reason),
+                String::new(),
+            ));
+            continue;
+        };
+        let outcomes: Vec<_> = f.functions.iter().filter(|o| o.source == name).collect();
+        let ok: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok().map(String::as_str))
+            .collect();
+        let refused: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().err().map(String::as_str))
+            .collect();
+        let status = match (ok.is_empty(), refused.is_empty()) {
+            (false, true) => SourceStatus::Ok,
+            (false, false) => SourceStatus::Partial,
+            (true, _) => SourceStatus::Unavailable,
+        };
+        out.push(source(name, status, refused.join("; "), ok.join("; ")));
+    }
+    out
+}
+
 /// Everything captured for the open segment besides the stack tables.
 #[derive(Default)]
 struct Pending {
@@ -103,6 +147,10 @@ struct Capture {
     failed_hooks: Vec<String>,
     /// CLOCK_MONOTONIC − CLOCK_BOOTTIME at the start, for process start times.
     boot_to_mono: i64,
+    /// (time, recorder CPU seconds) at the last interval, for the function tracing budget.
+    last_usage: Option<(i64, f64)>,
+    /// Why function tracing was stopped, once it was.
+    functions_stopped: Option<String>,
 }
 
 /// Records until the duration passes or a signal arrives.
@@ -196,7 +244,9 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
             m.sources.join(", "),
         ),
     };
-    let wants_ftrace = !cfg.ftrace.preset.is_empty() || !cfg.ftrace.events.is_empty();
+    let wants_ftrace = !cfg.ftrace.preset.is_empty()
+        || !cfg.ftrace.events.is_empty()
+        || !cfg.ftrace.functions.is_empty();
     let (ftrace, ftrace_source) = if wants_ftrace {
         match Ftrace::open(&cfg.ftrace, &cpus) {
             Ok(f) => {
@@ -227,8 +277,9 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
                     source("ftrace", status, reasons.join("; "), detail),
                 )
             }
-            // An explicit --event that does not exist is the user's mistake: stop now.
-            Err(e) if e.starts_with("--event") => {
+            // An explicit --event that does not exist, or a malformed --kprobe, is the user's
+            // mistake: stop now.
+            Err(e) if e.starts_with("--event") || e.starts_with("--kprobe") => {
                 drop(writer);
                 let _ = std::fs::remove_dir_all(&bundle_dir);
                 anyhow::bail!("{e}");
@@ -265,6 +316,8 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         "kernel command line, sysctls, THP, CPU governor and boost, NUMA, clocksource, cgroup limits, mounts, block queues, NICs (procfs, sysfs)".into(),
     );
     config_source.records = settings.len() as u64;
+    // One source per kind of function tracing asked for, with the kernel's words where refused.
+    let function_sources = function_sources(&cfg.ftrace.functions, ftrace.as_ref(), &ftrace_source);
     writer.manifest_mut().sources = vec![
         perf_source,
         ftrace_source,
@@ -291,6 +344,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         },
         config_source,
     ];
+    writer.manifest_mut().sources.extend(function_sources);
     for s in &writer.manifest().sources {
         if s.status != SourceStatus::Ok {
             warnings.push(format!("{}: {}: {}", s.name, s.status.as_str(), s.reason));
@@ -316,6 +370,8 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         missed_polls: 0,
         children: Vec::new(),
         boot_to_mono,
+        last_usage: None,
+        functions_stopped: None,
         failed_hooks: Vec::new(),
     };
     let pack_to = cap.cfg.pack.then(|| cap.cfg.output.clone());
@@ -442,6 +498,12 @@ impl Capture {
             let now = sys::clock_ns(libc::CLOCK_MONOTONIC);
             self.profile.seed(&late, now);
         }
+        // Said once every source is on, so a caller waiting for it knows recording has begun.
+        eprintln!(
+            "perfpack-record: recording {} for {:?} (Ctrl-C stops early)",
+            self.cfg.output.display(),
+            self.cfg.duration
+        );
         let began = Instant::now();
         let t0 = sys::clock_ns(libc::CLOCK_MONOTONIC);
         self.read_counters(t0);
@@ -536,6 +598,7 @@ impl Capture {
     }
 
     fn read_counters(&mut self, ts_ns: i64) {
+        self.function_interval(ts_ns);
         self.n_pmc += self.counters.read(ts_ns, &mut self.pending.pmc) as u64;
         if let Some(m) = &mut self.msrs {
             self.n_msr += m.read(ts_ns, &mut self.pending.msr) as u64;
@@ -545,6 +608,36 @@ impl Capture {
             let interval = self.cfg.interval.as_nanos() as i64;
             self.n_process += p.sample(ts_ns, interval, &mut self.pending.process) as u64;
         }
+    }
+
+    /// Ends an interval of function tracing: counts become rows, and the tracer stops when the
+    /// recorder used more than `--max-cpu-pct` of one CPU since the last interval.
+    fn function_interval(&mut self, ts_ns: i64) {
+        let Some(f) = &mut self.ftrace else {
+            return;
+        };
+        f.count_functions(ts_ns);
+        let (user, system, _) = sys::self_usage();
+        let cpu_s = user + system;
+        if let Some((t0, cpu0)) = self.last_usage
+            && f.tracer_on
+            && ts_ns > t0
+        {
+            let pct = 100.0 * (cpu_s - cpu0) / ((ts_ns - t0) as f64 / 1e9);
+            let budget = self.cfg.ftrace.functions.max_cpu_pct;
+            if pct > budget {
+                let stopped = f
+                    .stop_functions()
+                    .err()
+                    .map_or_else(String::new, |e| format!(" (turning it off failed: {e})"));
+                let why = format!(
+                    "function tracing stopped: the recorder used {pct:.1}% of one CPU, over --max-cpu-pct {budget}{stopped}"
+                );
+                eprintln!("warning: {why}");
+                self.functions_stopped = Some(why);
+            }
+        }
+        self.last_usage = Some((ts_ns, cpu_s));
     }
 
     fn update_manifest(&mut self) {
@@ -579,6 +672,16 @@ impl Capture {
         if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut("ftrace")) {
             s.records = f.n_events;
             s.losses = f.losses();
+        }
+        if let Some(why) = &self.functions_stopped {
+            for name in ["funccount", "funcgraph"] {
+                if let Some(s) = m.source_mut(name)
+                    && s.status == SourceStatus::Ok
+                {
+                    s.status = SourceStatus::Partial;
+                    s.reason = why.clone();
+                }
+            }
         }
         if let Some(s) = m.source_mut("pmc") {
             s.records = n_pmc;

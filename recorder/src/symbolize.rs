@@ -243,7 +243,7 @@ impl Kallsyms {
         Self::parse(&text)
     }
 
-    fn parse(text: &str) -> Result<Kallsyms, String> {
+    pub(crate) fn parse(text: &str) -> Result<Kallsyms, String> {
         let mut syms = Vec::new();
         let mut modules = HashMap::new();
         for line in text.lines() {

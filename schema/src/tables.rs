@@ -276,6 +276,42 @@ table! {
 }
 
 table! {
+    /// Kernel function calls counted per function, CPU and interval (`--funccount`, the
+    /// function tracer filtered by `set_ftrace_filter`).
+    FUNC_COUNT, FuncCount, FuncCountBuilder, "func_count", sort_key = Some("ts_ns"), dictionary = false, {
+        /// End of the interval, CLOCK_MONOTONIC nanoseconds.
+        ts_ns: I64,
+        /// CPU the calls ran on.
+        cpu: I32,
+        /// Kernel function (from /proc/kallsyms; hex when unknown).
+        function: Str,
+        /// Calls in the interval.
+        count: U64,
+    }
+}
+
+table! {
+    /// Kernel function calls with their durations (`--funcgraph`, the function_graph tracer
+    /// filtered by `set_graph_function`): one row per return.
+    FUNC_GRAPH, FuncGraph, FuncGraphBuilder, "func_graph", sort_key = Some("ts_ns"), dictionary = false, {
+        /// Call time, CLOCK_MONOTONIC nanoseconds.
+        ts_ns: I64,
+        /// CPU the call returned on.
+        cpu: I32,
+        /// Process of the calling thread, when known.
+        pid: OptI32,
+        /// Calling thread.
+        tid: I32,
+        /// Call depth below the traced function (0 = the traced function itself).
+        depth: I32,
+        /// Kernel function (from /proc/kallsyms; hex when unknown).
+        function: Str,
+        /// Call to return, nanoseconds.
+        dur_ns: I64,
+    }
+}
+
+table! {
     /// Performance-monitoring counters, read every interval from counting groups.
     PMC, Pmc, PmcBuilder, "pmc", sort_key = Some("ts_ns"), dictionary = false, {
         /// End of the interval, CLOCK_MONOTONIC nanoseconds.
@@ -396,6 +432,8 @@ pub const ALL: &[&crate::TableDef] = &[
     SCHED_WAKEUP,
     SYSCALL,
     SCHED_PROCESS,
+    FUNC_COUNT,
+    FUNC_GRAPH,
     PMC,
     MSR,
     SYS_COUNTER,

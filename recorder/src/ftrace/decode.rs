@@ -9,8 +9,9 @@ use std::sync::Arc;
 use perfpack_schema::fxhash::FxHashMap;
 
 use perfpack_schema::tables::{
-    BlockRq, BlockRqBuilder, FtraceEvent, FtraceEventBuilder, SchedProcess, SchedProcessBuilder,
-    SchedSwitch, SchedSwitchBuilder, SchedWakeup, SchedWakeupBuilder, Syscall, SyscallBuilder,
+    BlockRq, BlockRqBuilder, FtraceEvent, FtraceEventBuilder, FuncCountBuilder, FuncGraph,
+    FuncGraphBuilder, SchedProcess, SchedProcessBuilder, SchedSwitch, SchedSwitchBuilder,
+    SchedWakeup, SchedWakeupBuilder, Syscall, SyscallBuilder,
 };
 
 use super::format::{EventFormat, Field};
@@ -21,10 +22,18 @@ use perfpack_schema::syscalls_x86_64;
 pub enum Kind {
     Block(&'static str),
     Switch,
-    Wakeup { new: bool },
+    Wakeup {
+        new: bool,
+    },
     SysEnter,
     SysExit,
     Process(&'static str),
+    /// The function tracer's `ftrace:function` (counted, `--funccount`).
+    Function,
+    /// The function_graph tracer's `ftrace:funcgraph_entry` (the exit carries all) and
+    /// `ftrace:funcgraph_exit` (`--funcgraph`).
+    GraphEntry,
+    GraphExit,
     Other,
 }
 
@@ -47,7 +56,12 @@ impl Kind {
             Kind::Wakeup { .. } => Some(&["comm", "pid", "prio", "target_cpu", "success"]),
             Kind::SysEnter => Some(&["id", "args"]),
             Kind::SysExit => Some(&["id", "ret"]),
-            Kind::Block(_) | Kind::Process(_) | Kind::Other => None,
+            Kind::Block(_)
+            | Kind::Process(_)
+            | Kind::Function
+            | Kind::GraphEntry
+            | Kind::GraphExit
+            | Kind::Other => None,
         }
     }
 
@@ -64,6 +78,9 @@ impl Kind {
             ("sched", "sched_process_fork") => Kind::Process("fork"),
             ("sched", "sched_process_exec") => Kind::Process("exec"),
             ("sched", "sched_process_exit") => Kind::Process("exit"),
+            ("ftrace", "function") => Kind::Function,
+            ("ftrace", "funcgraph_entry") => Kind::GraphEntry,
+            ("ftrace", "funcgraph_exit") => Kind::GraphExit,
             _ => Kind::Other,
         }
     }
@@ -125,6 +142,10 @@ pub struct Rows {
     pub wakeup: SchedWakeupBuilder,
     pub syscall: SyscallBuilder,
     pub process: SchedProcessBuilder,
+    pub func_graph: FuncGraphBuilder,
+    pub func_count: FuncCountBuilder,
+    /// Calls per (CPU, function address) since the last interval (`--funccount`).
+    pub func_calls: FxHashMap<(u32, u64), u64>,
 }
 
 impl Rows {
@@ -136,6 +157,8 @@ impl Rows {
             + self.wakeup.len()
             + self.syscall.len()
             + self.process.len()
+            + self.func_graph.len()
+            + self.func_count.len()
     }
 }
 
@@ -215,6 +238,8 @@ pub struct Names {
     idle: FxHashMap<u32, Rc<str>>,
     /// `major:minor` and disk name per dev_t.
     disks: FxHashMap<i64, (Rc<str>, Option<Rc<str>>)>,
+    /// Kernel symbols, loaded when functions are traced.
+    pub kernel: Option<crate::symbolize::Kallsyms>,
 }
 
 impl Names {
@@ -258,6 +283,14 @@ impl Names {
         );
         self.comm.insert(tid, c.clone());
         Some(c)
+    }
+
+    /// The kernel function at `addr` (hex when /proc/kallsyms does not know it).
+    pub fn kernel_name(&self, addr: u64) -> Cow<'_, str> {
+        match self.kernel.as_ref().and_then(|k| k.lookup(addr)) {
+            Some((name, _)) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("{addr:#x}")),
+        }
     }
 
     /// `major:minor` and the disk name (`sda`) of a kernel dev_t.
@@ -319,7 +352,9 @@ pub fn decode(
     let comm = comm.as_deref();
     let cpu_i = cpu as i32;
 
-    if !ev.typed_only {
+    // Function tracer events are aggregated, never stored one by one.
+    let traced_function = matches!(ev.kind, Kind::Function | Kind::GraphEntry | Kind::GraphExit);
+    if !ev.typed_only && !traced_function {
         generic(ev, ts_ns, cpu_i, pid, tid, comm, payload, &mut rows.ftrace);
     }
 
@@ -411,7 +446,28 @@ pub fn decode(
                 filename: text("filename"),
             });
         }
-        Kind::Other => {}
+        Kind::Function => {
+            if let Some(ip) = get("ip") {
+                *rows.func_calls.entry((cpu, ip as u64)).or_default() += 1;
+            }
+        }
+        Kind::GraphExit => {
+            let (Some(func), Some(call), Some(ret)) =
+                (get("func"), get("calltime"), get("rettime"))
+            else {
+                return;
+            };
+            rows.func_graph.push(&FuncGraph {
+                ts_ns: call,
+                cpu: cpu_i,
+                pid,
+                tid,
+                depth: get("depth").unwrap_or(0) as i32,
+                function: &names.kernel_name(func as u64),
+                dur_ns: ret.saturating_sub(call),
+            });
+        }
+        Kind::GraphEntry | Kind::Other => {}
     }
 }
 
@@ -511,6 +567,126 @@ mod tests {
         // Block events keep their generic rows (their typed rows leave `cmd` out).
         let block = "name: block_rq_issue\nID: 2104\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\n\tfield:dev_t dev;\toffset:8;\tsize:4;\tsigned:0;\n\nprint fmt: \"%d\", REC->dev\n";
         assert!(!event("block", block).typed_only);
+    }
+
+    /// An event payload: common header (type, flags, preempt count, pid) then `body`, padded
+    /// to 4 bytes, as the page's 32-bit words.
+    fn payload(id: u16, pid: i32, body: &[u8]) -> Vec<u32> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&id.to_ne_bytes());
+        b.extend_from_slice(&[0, 0]);
+        b.extend_from_slice(&pid.to_ne_bytes());
+        b.extend_from_slice(body);
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        b.chunks(4)
+            .map(|w| u32::from_ne_bytes(w.try_into().unwrap()))
+            .collect()
+    }
+
+    /// A kprobe's format as the kernel writes it for
+    /// `p:perfpack_1/myopen do_sys_openat2 dfd=%di:s32 filename=+0(%si):string`.
+    const KPROBE: &str = "name: myopen\nID: 1901\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long __probe_ip;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:s32 dfd;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:__data_loc char[] filename;\toffset:20;\tsize:4;\tsigned:1;\n\nprint fmt: \"(%lx) dfd=%d filename=\\\"%s\\\"\", REC->__probe_ip, REC->dfd, __get_str(filename)\n";
+
+    #[test]
+    fn function_graph_and_kprobe_events_decode() {
+        let function = event(
+            "ftrace",
+            include_str!("../../tests/data/ftrace/function.format"),
+        );
+        let exit = event(
+            "ftrace",
+            include_str!("../../tests/data/ftrace/funcgraph_exit.format"),
+        );
+        let kprobe = event("perfpack_1", KPROBE);
+        let (vfs_read, ksys_read) = (0xffff_ffff_8130_0000u64, 0xffff_ffff_8130_0400u64);
+        let mut names = Names {
+            kernel: Some(
+                crate::symbolize::Kallsyms::parse(&format!(
+                    "{vfs_read:x} T vfs_read\n{ksys_read:x} T ksys_read\n"
+                ))
+                .unwrap(),
+            ),
+            ..Names::default()
+        };
+        let word = |v: u64| v.to_ne_bytes();
+        // Three calls of vfs_read (two from ksys_read), one return with its times, one probe hit.
+        let call = |ip: u64, parent: u64| payload(1, 77, &[word(ip), word(parent)].concat());
+        let ret = payload(
+            10,
+            77,
+            &[
+                word(vfs_read).as_slice(),
+                &1u32.to_ne_bytes(),
+                &0u32.to_ne_bytes(),
+                &word(5_000),
+                &word(5_750),
+            ]
+            .concat(),
+        );
+        let path = b"/etc/hosts\0";
+        let loc = ((path.len() as u32) << 16) | 24;
+        let probe = payload(
+            1901,
+            77,
+            &[
+                word(0xffff_ffff_8140_0000).as_slice(),
+                &(-100i32).to_ne_bytes(),
+                &loc.to_ne_bytes(),
+                path,
+            ]
+            .concat(),
+        );
+        let entries: Vec<(u32, u32, Vec<u32>)> = [
+            call(vfs_read + 4, ksys_read + 0x20),
+            call(vfs_read + 4, ksys_read + 0x20),
+            call(vfs_read + 4, 0xffff_ffff_8100_0000),
+            ret,
+            probe,
+        ]
+        .into_iter()
+        .map(|words| (words.len() as u32, 10, words))
+        .collect();
+        let raw = super::super::page::tests::page(1_000, 0, &entries, None);
+        let mut rows = Rows::default();
+        super::super::page::walk(&raw, 16, |ts, p| {
+            let ev = match u16::from_ne_bytes([p[0], p[1]]) {
+                1 => &function,
+                10 => &exit,
+                _ => &kprobe,
+            };
+            decode(ev, ts as i64, 0, p, &mut names, &mut rows);
+        })
+        .unwrap();
+        // The function tracer's ip is the call site inside the function (mcount/fentry).
+        assert_eq!(rows.func_calls.get(&(0, vfs_read + 4)), Some(&3));
+        let graph = rows.func_graph.finish();
+        assert_eq!(graph.num_rows(), 1);
+        let col = |n: &str| graph.column_by_name(n).unwrap().clone();
+        use arrow_array::Array as _;
+        use arrow_array::cast::AsArray as _;
+        use arrow_array::types::{Int32Type, Int64Type};
+        assert_eq!(col("ts_ns").as_primitive::<Int64Type>().value(0), 5_000);
+        assert_eq!(col("dur_ns").as_primitive::<Int64Type>().value(0), 750);
+        assert_eq!(col("depth").as_primitive::<Int32Type>().value(0), 1);
+        assert_eq!(col("function").as_string::<i32>().value(0), "vfs_read");
+        // Neither kind is stored event by event; the kprobe is, with its typed fields.
+        let generic = rows.ftrace.finish();
+        assert_eq!(generic.num_rows(), 1);
+        let event_col = generic.column_by_name("event").unwrap();
+        assert_eq!(event_col.as_string::<i32>().value(0), "perfpack_1:myopen");
+        let entries_of = |name: &str| {
+            let m = generic.column_by_name(name).unwrap().as_map().value(0);
+            let keys: Vec<String> = (0..m.len())
+                .map(|i| m.column(0).as_string::<i32>().value(i).to_string())
+                .collect();
+            (keys, m.column(1).clone())
+        };
+        let (int_keys, int_values) = entries_of("int_fields");
+        assert_eq!(int_keys, ["__probe_ip", "dfd"]);
+        assert_eq!(int_values.as_primitive::<Int64Type>().value(1), -100);
+        let (str_keys, str_values) = entries_of("str_fields");
+        assert_eq!(str_keys, ["filename"]);
+        assert_eq!(str_values.as_string::<i32>().value(0), "/etc/hosts");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod decode;
 pub mod format;
+pub mod functions;
 mod page;
 mod tracefs;
 
@@ -64,6 +65,8 @@ pub struct FtraceConfig {
     /// `--event 'system:name[,filter]'` (missing ones are an error).
     pub events: Vec<String>,
     pub buffer_kb: u64,
+    /// `--funccount`, `--funcgraph`, `--kprobe`.
+    pub functions: functions::FunctionConfig,
 }
 
 /// A running capture.
@@ -98,6 +101,12 @@ pub struct Ftrace {
     pub enabled: Vec<String>,
     /// `system:name.field` of fields no table keeps (see [`decode::Event::dropped_fields`]).
     pub dropped_fields: Vec<String>,
+    /// What came of each requested kind of function tracing.
+    pub functions: Vec<functions::Outcome>,
+    /// Kprobes this recorder defined (`group/name`), removed at the end.
+    kprobes: Vec<String>,
+    /// Whether the instance's function or function_graph tracer is on.
+    pub tracer_on: bool,
 }
 
 impl Ftrace {
@@ -138,17 +147,35 @@ impl Ftrace {
             }
             let fmt = format::parse(system, &instance.format(system, name)?)?;
             instance.enable(system, name, filter)?;
-            let id = usize::from(fmt.id);
-            if events.len() <= id {
-                events.resize_with(id + 1, || None);
-            }
             enabled.push(match filter {
                 Some(f) => format!("{event} if {f}"),
                 None => event.to_string(),
             });
             let ev = Event::new(fmt);
             dropped_fields.extend(ev.dropped_fields.iter().map(|f| format!("{event}.{f}")));
-            events[id] = Some(ev);
+            put_event(&mut events, ev);
+        }
+        let mut fns = Vec::new();
+        let mut kprobes = Vec::new();
+        let mut tracer_on = false;
+        let mut names = Names::default();
+        if !cfg.functions.is_empty() {
+            names.kernel = crate::symbolize::Kallsyms::load().ok();
+            for outcome in functions::set_tracer(&instance, &cfg.functions) {
+                if outcome.result.is_ok() {
+                    tracer_on = true;
+                    let wanted: &[&str] = if outcome.source == "funccount" {
+                        &["function"]
+                    } else {
+                        &["funcgraph_entry", "funcgraph_exit"]
+                    };
+                    for name in wanted {
+                        let fmt = format::parse("ftrace", &instance.format("ftrace", name)?)?;
+                        put_event(&mut events, Event::new(fmt));
+                    }
+                }
+                fns.push(outcome);
+            }
         }
         let mut pipes = Vec::new();
         for &cpu in cpus {
@@ -161,13 +188,36 @@ impl Ftrace {
             pipes.push((cpu, f));
         }
         instance.set_on(true)?;
+        // Kprobes last, every definition checked before the first is added: nothing after
+        // them can fail, so an error here leaves none behind.
+        let group = format!("perfpack_{}", std::process::id());
+        let definitions = cfg
+            .functions
+            .kprobes
+            .iter()
+            .map(|spec| functions::kprobe_definition(spec, &group))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (definition, group, name) in definitions {
+            let added = functions::add_kprobe(&root, &definition).and_then(|()| {
+                kprobes.push(format!("{group}/{name}"));
+                let fmt = format::parse(&group, &instance.format(&group, &name)?)?;
+                instance.enable(&group, &name, None)?;
+                put_event(&mut events, Event::new(fmt));
+                enabled.push(format!("{group}:{name}"));
+                Ok(definition)
+            });
+            fns.push(functions::Outcome {
+                source: "kprobe",
+                result: added,
+            });
+        }
         Ok(Ftrace {
             instance,
             events,
             pipes,
             page_size,
             data_offset,
-            names: Names::default(),
+            names,
             rows: Rows::default(),
             raw: Vec::new(),
             order: Vec::new(),
@@ -181,6 +231,9 @@ impl Ftrace {
             missing,
             enabled,
             dropped_fields,
+            functions: fns,
+            kprobes,
+            tracer_on,
         })
     }
 
@@ -338,11 +391,103 @@ impl Ftrace {
         let _ = self.instance.set_on(false);
     }
 
-    /// Closes the pipes and removes the instance.
+    /// Turns the function tracer off (the `--max-cpu-pct` budget); events go on.
+    pub fn stop_functions(&mut self) -> Result<(), String> {
+        self.tracer_on = false;
+        functions::set_current_tracer(&self.instance, "nop")
+    }
+
+    /// Moves the function call counts of the interval ending at `ts_ns` into `func_count`
+    /// rows, in (CPU, function) order.
+    pub fn count_functions(&mut self, ts_ns: i64) {
+        let mut calls: Vec<_> = self.rows.func_calls.drain().collect();
+        calls.sort_unstable();
+        for ((cpu, ip), count) in calls {
+            self.rows
+                .func_count
+                .push(&perfpack_schema::tables::FuncCount {
+                    ts_ns,
+                    cpu: cpu as i32,
+                    function: &self.names.kernel_name(ip),
+                    count,
+                });
+        }
+    }
+
+    /// Closes the pipes and removes the instance (and, on drop, the kprobes).
     pub fn close(mut self) -> Result<(), String> {
         self.pipes.clear();
         self.instance.remove()
     }
+}
+
+impl Drop for Ftrace {
+    /// Every exit path: the instance goes first (its events must be off before their kprobes
+    /// can be removed), then the kprobes this recorder defined.
+    fn drop(&mut self) {
+        self.pipes.clear();
+        let _ = self.instance.remove();
+        for k in &self.kprobes {
+            functions::remove_kprobe(&self.instance.root, k);
+        }
+    }
+}
+
+/// What `perfpack-record check` says of function tracing: for `--funccount`, `--funcgraph`
+/// and `--kprobe`, whether this kernel takes them, tried in a scratch instance (removed again).
+pub fn probe_functions() -> Vec<(&'static str, Result<String, String>)> {
+    let root = match tracefs::root() {
+        Ok(r) => r,
+        Err(e) => return vec![("function tracing", Err(e))],
+    };
+    let inst = match tracefs::Instance::create(&root, 8) {
+        Ok(i) => i,
+        Err(e) => return vec![("function tracing", Err(e))],
+    };
+    let mut out = Vec::new();
+    for (what, cfg) in [
+        (
+            "function tracer (--funccount)",
+            functions::FunctionConfig {
+                count: vec!["vfs_read".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "function_graph tracer (--funcgraph)",
+            functions::FunctionConfig {
+                graph: vec!["vfs_read".into()],
+                ..Default::default()
+            },
+        ),
+    ] {
+        for o in functions::set_tracer(&inst, &cfg) {
+            out.push((what, o.result));
+        }
+        let _ = functions::set_current_tracer(&inst, "nop");
+    }
+    let kprobe_events = root.join("kprobe_events");
+    out.push((
+        "kprobes (--kprobe)",
+        if kprobe_events.exists() {
+            Ok(format!("{} present", kprobe_events.display()))
+        } else {
+            Err(format!(
+                "{}: absent (kernel without kprobe events)",
+                kprobe_events.display()
+            ))
+        },
+    ));
+    out
+}
+
+/// Registers an event's decoder under its format id.
+fn put_event(events: &mut Vec<Option<Event>>, ev: Event) {
+    let id = usize::from(ev.format.id);
+    if events.len() <= id {
+        events.resize_with(id + 1, || None);
+    }
+    events[id] = Some(ev);
 }
 
 /// Moves the builders' rows into `out` as batches, counting their bytes.
@@ -358,6 +503,8 @@ fn spill(
         (tables::SCHED_WAKEUP, rows.wakeup.finish()),
         (tables::SYSCALL, rows.syscall.finish()),
         (tables::SCHED_PROCESS, rows.process.finish()),
+        (tables::FUNC_GRAPH, rows.func_graph.finish()),
+        (tables::FUNC_COUNT, rows.func_count.finish()),
     ];
     for (t, b) in batches {
         if b.num_rows() > 0 {

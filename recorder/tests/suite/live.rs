@@ -15,18 +15,32 @@ fn hot_function_of_a_workload_is_symbolized_with_kernel_frames_named() {
     require_recording!();
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("live.ppk");
-    let recorder = Command::new(super::RECORDER)
+    let mut recorder = Command::new(super::RECORDER)
         .args(["-d", "3s", "--freq", "999", "-o", bundle.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The workloads start once the recorder is set up (its manifest exists), so the short one's
-    // 1.2 s all fall inside the recording however long the setup took on a loaded machine.
-    let started = std::time::Instant::now();
-    while !bundle.join("manifest.json").exists() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
+    // The workloads start once the recorder says it is recording (sampling is on), so the
+    // short one's 1.2 s all fall inside the recording however long setup took on a loaded
+    // machine; the rest of its stderr is collected on a thread.
+    let mut stderr = std::io::BufReader::new(recorder.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        said.push_str(&line);
+        if line.contains("recording") {
+            break;
+        }
     }
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
     let mut workload = Command::new(WORKLOAD)
         .arg("2.5")
         .stdout(Stdio::null())
@@ -38,12 +52,9 @@ fn hot_function_of_a_workload_is_symbolized_with_kernel_frames_named() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let out = recorder.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = recorder.wait().unwrap();
+    said.push_str(&rest.join().unwrap());
+    assert!(status.success(), "{said}");
     workload.wait().unwrap();
     assert!(short.wait().unwrap().success());
 

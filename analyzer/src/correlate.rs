@@ -1,5 +1,5 @@
 //! `perfpack correlate`: which resource metrics move with a latency. Per-second series of every
-//! metric of the per-interval views (CPU, disks, memory, pressure, network) are ranked by their
+//! metric of the `metric_series` view (CPU, disks, memory, pressure, network) are ranked by their
 //! Spearman rank correlation with the latency's per-second mean, and each disk's demand is
 //! worked out with Little's law (requests in service = latency × throughput) next to the
 //! queue length the kernel measured. Correlation, not causation: the output says so.
@@ -64,45 +64,6 @@ pub struct Correlations {
 
 const NOTE: &str =
     "correlation, not causation: metrics that rise and fall with the latency, second by second";
-
-/// Per-interval metrics: (SQL yielding bundle, ts_ns, dur_ns, label, value).
-fn metric_queries() -> Vec<String> {
-    let mut q = Vec::new();
-    for col in ["busy_pct", "iowait_pct", "sys_pct", "steal_pct"] {
-        q.push(format!(
-            "SELECT bundle, ts_ns, dur_ns, 'cpu {col}' AS label, {col} AS v FROM cpu_utilization WHERE cpu = 'all'"
-        ));
-    }
-    for col in ["util_pct", "aqu_sz", "iops", "r_await_ms", "w_await_ms"] {
-        q.push(format!(
-            "SELECT bundle, ts_ns, dur_ns, 'disk ' || disk || ' {col}' AS label, CAST({col} AS DOUBLE) AS v FROM disk_utilization"
-        ));
-    }
-    q.push(
-        "SELECT bundle, ts_ns, dur_ns, 'disk ' || disk || ' kB/s' AS label, CAST(rkb_per_s + wkb_per_s AS DOUBLE) AS v FROM disk_utilization"
-            .into(),
-    );
-    for col in [
-        "cpu_some_pct",
-        "io_some_pct",
-        "io_full_pct",
-        "memory_some_pct",
-    ] {
-        q.push(format!(
-            "SELECT bundle, ts_ns, dur_ns, 'pressure {col}' AS label, CAST({col} AS DOUBLE) AS v FROM pressure"
-        ));
-    }
-    for col in ["used_pct", "pgmajfault_per_s", "pgscan_kswapd_per_s"] {
-        q.push(format!(
-            "SELECT bundle, ts_ns, CAST(1000000000 AS BIGINT) AS dur_ns, 'memory {col}' AS label, CAST({col} AS DOUBLE) AS v FROM memory"
-        ));
-    }
-    q.push(
-        "SELECT bundle, ts_ns, dur_ns, 'net ' || interface || ' kB/s' AS label, CAST(rx_kb_per_s + tx_kb_per_s AS DOUBLE) AS v FROM network"
-            .into(),
-    );
-    q
-}
 
 /// Ranks (1-based, ties averaged) of values.
 fn ranks(v: &[f64]) -> Vec<f64> {
@@ -169,8 +130,11 @@ pub async fn correlations(
     .await?;
     // Metrics: (label) → (bundle, second) → value (the interval's middle decides the second).
     let mut series: BTreeMap<String, BTreeMap<(usize, i64), f64>> = BTreeMap::new();
-    for q in metric_queries() {
-        picture::stream(session, &q, &Progress::hidden(), |b: &RecordBatch| {
+    // The library's `metric_series` view (queries/sys/correlation.sql) is the one list of
+    // metrics; its `latency_correlation` ranks them per bundle in SQL the same way.
+    {
+        let q = "SELECT bundle, ts_ns, dur_ns, metric, value FROM metric_series";
+        picture::stream(session, q, &Progress::hidden(), |b: &RecordBatch| {
             let bundle = b.column(0).as_string::<i32>();
             let ts = b.column(1).as_primitive::<Int64Type>();
             let dur = b.column(2).as_primitive::<Int64Type>();

@@ -435,6 +435,25 @@ fn disk_utilization_ranks_first_against_block_latency() {
     );
     assert!(ranked[0]["rho"].as_f64().unwrap() > 0.8, "{out}");
     assert!(c["note"].as_str().unwrap().contains("not causation"));
+    // The library's view ranks the same way in SQL, with the same rho.
+    let view = ok(&perfpack([
+        "sql".as_ref(),
+        fixture("basic").as_os_str(),
+        "-q".as_ref(),
+        "SELECT metric, rho FROM latency_correlation WHERE source = 'block' \
+         ORDER BY abs(rho) DESC, metric LIMIT 2"
+            .as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&view).unwrap();
+    let view_top: Vec<&str> = rows.iter().map(|r| r["metric"].as_str().unwrap()).collect();
+    assert_eq!(view_top, top, "{view}");
+    let rho = rows[0]["rho"].as_f64().unwrap();
+    assert!(
+        (rho - ranked[0]["rho"].as_f64().unwrap()).abs() < 1e-9,
+        "{view}\n{out}"
+    );
     // Little's law: latency × throughput is the queue length diskstats measured.
     for d in c["demand"].as_array().unwrap() {
         let (l, m) = (

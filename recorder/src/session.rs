@@ -413,9 +413,15 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
                 // Not even the manifest fits: the last one written still lists every closed
                 // segment, with state `recording`.
                 warnings.push(format!("could not mark the bundle interrupted: {e}"));
-                perfpack_schema::Bundle::open(&bundle_dir)?
-                    .manifest()
-                    .clone()
+                match perfpack_schema::Bundle::open(&bundle_dir) {
+                    Ok(b) => b.manifest().clone(),
+                    // The output directory itself is gone (removed mid-capture): say what
+                    // stopped the capture first, then that nothing is left.
+                    Err(gone) => anyhow::bail!(
+                        "{}; nothing could be kept: {gone}",
+                        error.as_deref().unwrap_or("the capture failed")
+                    ),
+                }
             }
         },
         _ => cap

@@ -6,30 +6,31 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong with a bundle, always with the file (or bundle) it concerns. The cause is
-/// part of the message (not a `source()`), so `{:#}` chains print it once.
+/// part of the message (not a `source()`: thiserror makes a field named `source` one), so
+/// `{:#}` chains print it once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An I/O error on a file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The bundle or one of its files is malformed.
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
     /// A Parquet file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Parquet {
         path: PathBuf,
-        source: parquet::errors::ParquetError,
+        cause: parquet::errors::ParquetError,
     },
     /// An Arrow operation failed on a table's data.
-    #[error("{table}: {source}")]
+    #[error("{table}: {cause}")]
     Arrow {
         table: String,
-        source: arrow_schema::ArrowError,
+        cause: arrow_schema::ArrowError,
     },
 }
 
@@ -37,7 +38,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -51,7 +52,7 @@ impl Error {
     pub(crate) fn parquet(path: impl Into<PathBuf>, source: parquet::errors::ParquetError) -> Self {
         Error::Parquet {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -251,9 +251,9 @@ impl BundleWriter {
         let batches = if in_order(table, &batches) {
             batches
         } else {
-            let batch = concat_batches(&schema, &batches).map_err(|source| Error::Arrow {
+            let batch = concat_batches(&schema, &batches).map_err(|cause| Error::Arrow {
                 table: table.name.to_string(),
-                source,
+                cause,
             })?;
             vec![sort_batch(table, batch)?]
         };
@@ -373,9 +373,9 @@ fn sort_batch(table: &TableDef, batch: RecordBatch) -> Result<RecordBatch> {
     {
         return Ok(batch);
     }
-    let arrow_err = |source| Error::Arrow {
+    let arrow_err = |cause| Error::Arrow {
         table: table.name.to_string(),
-        source,
+        cause,
     };
     let indices = sort_to_indices(column, Some(SortOptions::default()), None).map_err(arrow_err)?;
     take_record_batch(&batch, &indices).map_err(arrow_err)

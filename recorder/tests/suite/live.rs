@@ -433,3 +433,31 @@ fn process_stat_shows_a_cpu_bound_child_using_one_cpu() {
     assert_eq!(src["status"], "ok", "{src}");
     assert!(src["records"].as_u64().unwrap() >= rows.len() as u64);
 }
+
+#[test]
+fn output_directory_removed_mid_capture_fails_in_one_line() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("gone.ppk");
+    let child = Command::new(super::RECORDER)
+        .args(["-d", "6s", "--segment", "1s", "--preset", "cpu", "-o"])
+        .arg(&bundle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2_500));
+    std::fs::remove_dir_all(&bundle).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("perfpack-record: ")
+            && last.contains(bundle.to_str().unwrap())
+            && last.contains("nothing could be kept"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!bundle.exists());
+}

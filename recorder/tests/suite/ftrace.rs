@@ -453,3 +453,85 @@ fn function_graph_is_recorded_or_said_unavailable() {
         eprintln!("SKIPPED (tracing part): function_graph unavailable here: {why}");
     }
 }
+
+#[test]
+fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
+    require_recording!();
+    if !require_tracefs() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Deterministic "random" kill times (an LCG), so a failure replays: 50 ms to 1.5 s after the
+    // start, or 0.3 to 2.8 s after recording began.
+    let mut seed: u64 = 0x5eed;
+    let mut killed = Vec::new();
+    let mut with_segments = 0;
+    for run in 0..50 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let after = if run % 2 == 1 {
+            Duration::from_millis(300 + (seed >> 33) % 2_500)
+        } else {
+            Duration::from_millis(50 + (seed >> 33) % 1_450)
+        };
+        let bundle = dir.path().join(format!("k{run}.ppk"));
+        let mut child = Command::new(RECORDER)
+            .args(["-d", "10s", "--segment", "200ms", "--preset", "io", "-o"])
+            .arg(&bundle)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Even runs die anywhere from setup on; odd runs once recording (segments closing).
+        let stderr = child.stderr.take().unwrap();
+        if run % 2 == 1 {
+            let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+            while let Some(Ok(line)) = lines.next() {
+                if line.contains("recording") {
+                    break;
+                }
+            }
+        } else {
+            drop(stderr);
+        }
+        std::thread::sleep(after);
+        // SAFETY: kill(2) of our child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        killed.push(child.id());
+        // Killed before the manifest was first written: nothing to read.
+        if !bundle.join("manifest.json").exists() {
+            continue;
+        }
+        let b = Bundle::open(&bundle).unwrap_or_else(|e| panic!("run {run} ({after:?}): {e}"));
+        for t in tables::ALL {
+            b.read_table(t)
+                .unwrap_or_else(|e| panic!("run {run} ({after:?}) {}: {e}", t.name));
+        }
+        if !b.segments(tables::STACK_SAMPLE).is_empty() {
+            with_segments += 1;
+        }
+    }
+    // A run killed before it reached its own instance setup leaves the earlier ones for the
+    // next start: after one start that completes, none of the fifty is left.
+    let out = Command::new(RECORDER)
+        .args(["-d", "100ms", "--preset", "io", "-o"])
+        .arg(dir.path().join("last.ppk"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = killed
+        .iter()
+        .filter(|&&p| instance_of(p).exists())
+        .collect();
+    assert!(left.is_empty(), "instances left by {left:?}");
+    assert!(
+        with_segments >= 10,
+        "only {with_segments} runs closed a segment"
+    );
+}

@@ -277,3 +277,44 @@ fn pictures_of_damaged_tables_fail_in_one_line_and_write_nothing() {
         assert!(!out.exists(), "{table}: wrote {}", out.display());
     }
 }
+
+#[test]
+fn segment_that_is_a_symlink_out_of_the_bundle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = copy_of_fixture(dir.path());
+    let seg = b.join("tables/frame/seg-000000.parquet");
+    // A real Parquet file outside the bundle, so only the link itself can be the reason.
+    let outside = dir.path().join("elsewhere.parquet");
+    std::fs::rename(&seg, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &seg).unwrap();
+    let err = info_error(&b);
+    assert!(
+        err.contains("seg-000000.parquet") && err.contains("outside the bundle"),
+        "{err}"
+    );
+    // A directory on the way that links out is refused the same way.
+    std::fs::create_dir(dir.path().join("two")).unwrap();
+    let b2 = copy_of_fixture(&dir.path().join("two"));
+    let frames = b2.join("tables/frame");
+    let moved = dir.path().join("frames-elsewhere");
+    std::fs::rename(&frames, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &frames).unwrap();
+    assert!(info_error(&b2).contains("outside the bundle"));
+}
+
+#[test]
+fn manifest_of_a_hundred_megabytes_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = copy_of_fixture(dir.path());
+    // Sparse: its size is what is checked, before one byte is read.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(b.join("manifest.json"))
+        .unwrap();
+    f.set_len(100_000_000).unwrap();
+    let err = info_error(&b);
+    assert!(
+        err.contains("manifest.json") && err.contains("larger than a manifest can be"),
+        "{err}"
+    );
+}

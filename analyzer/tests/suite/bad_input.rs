@@ -318,3 +318,53 @@ fn manifest_of_a_hundred_megabytes_is_refused_before_it_is_read() {
         "{err}"
     );
 }
+
+#[test]
+fn callsite_parents_that_form_a_cycle_fail_in_one_line() {
+    use datafusion::arrow::array::{Array, Int64Array};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let b = copy_of_fixture(dir.path());
+    // The root callsite 1 gets a parent deep below it: 1 → … → 5 → 1.
+    let bundle = perfpack_schema::Bundle::open(&b).unwrap();
+    let batch = bundle
+        .read_table(perfpack_schema::tables::CALLSITE)
+        .unwrap()
+        .remove(0);
+    let parent = batch
+        .column_by_name("parent_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert!(parent.is_null(0), "callsite 1 is a root in the fixture");
+    let cyclic: Int64Array = (0..parent.len())
+        .map(|i| {
+            if i == 0 {
+                Some(5)
+            } else {
+                parent.is_valid(i).then(|| parent.value(i))
+            }
+        })
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns[batch.schema().index_of("parent_id").unwrap()] = Arc::new(cyclic);
+    let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+    let f = b.join("tables/callsite/seg-000000.parquet");
+    let file = std::fs::File::create(&f).unwrap();
+    let mut w =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let out = dir.path().join("out.svg");
+    let err = fails(&perfpack([
+        "flamegraph".as_ref(),
+        b.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    assert!(err.contains("cycle"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists());
+}

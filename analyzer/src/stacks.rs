@@ -1,6 +1,8 @@
 //! The stacks of one bundle: its `frame` table and `callsite` tree, loaded once (both hold only
 //! what was hit, so they are small), and the frames of any callsite from root to leaf.
 
+use std::path::Path;
+
 use anyhow::{Context as _, bail};
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Int32Type, Int64Type};
@@ -137,6 +139,52 @@ pub fn open_columns(
         .with_batch_size(64 * 1024)
         .build()
         .with_context(|| path.clone())
+}
+
+/// Stacks deeper than this are refused: perf records at most `kernel.perf_event_max_stack`
+/// frames per context (127 by default). A hostile bundle's 100,000-deep chain would otherwise
+/// become a flame graph of 100,000 nested boxes (318 MB of SVG).
+pub const MAX_STACK_DEPTH: usize = 4096;
+
+/// Checks that no callsite is deeper than [`MAX_STACK_DEPTH`] and that parent chains end (a
+/// cycle never does), in one pass: each callsite's depth is worked out once, walking up only
+/// to the first ancestor already known.
+fn check_depths(callsites: &[(u32, u32)], ids: &[i64], bundle: &Path) -> anyhow::Result<()> {
+    const UNKNOWN: u32 = u32::MAX;
+    let mut depth = vec![UNKNOWN; callsites.len()];
+    let mut walk = Vec::new();
+    for (start, &id) in ids.iter().enumerate() {
+        walk.clear();
+        let mut i = start;
+        let base = loop {
+            if depth[i] != UNKNOWN {
+                break depth[i];
+            }
+            walk.push(i);
+            if walk.len() > MAX_STACK_DEPTH {
+                bail!(
+                    "{}: callsite {id} is more than {MAX_STACK_DEPTH} frames deep (or its parents form a cycle); refused",
+                    bundle.display(),
+                );
+            }
+            match callsites[i].0 {
+                NONE => break 0,
+                p => i = p as usize,
+            }
+        };
+        let mut d = base;
+        for &n in walk.iter().rev() {
+            d += 1;
+            depth[n] = d;
+        }
+        if d as usize > MAX_STACK_DEPTH {
+            bail!(
+                "{}: callsite {id} is {d} frames deep, more than the {MAX_STACK_DEPTH} a stack can have; refused",
+                bundle.display(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The callsite table's columns: ids, parent ids, frame ids.
@@ -310,6 +358,7 @@ impl StackTree {
             };
             callsites.push((p, f));
         }
+        check_depths(&callsites, &ids, bundle.path())?;
         let parents_first = callsites
             .iter()
             .enumerate()

@@ -368,3 +368,71 @@ fn callsite_parents_that_form_a_cycle_fail_in_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_hundred_thousand_deep_callsite_chain_is_refused() {
+    use datafusion::arrow::array::{Int32Array, Int64Array};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    const N: i64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let b = copy_of_fixture(dir.path());
+    let bundle = perfpack_schema::Bundle::open(&b).unwrap();
+    let first = bundle
+        .read_table(perfpack_schema::tables::CALLSITE)
+        .unwrap()
+        .remove(0);
+    let frame = first
+        .column_by_name("frame_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    // One chain: callsite i's parent is i - 1, all on the same frame.
+    let batch = RecordBatch::try_new(
+        first.schema(),
+        vec![
+            Arc::new((1..=N).collect::<Int64Array>()),
+            Arc::new(
+                (1..=N)
+                    .map(|i| (i > 1).then_some(i - 1))
+                    .collect::<Int64Array>(),
+            ),
+            Arc::new(std::iter::repeat_n(frame, N as usize).collect::<Int64Array>()),
+            Arc::new((0..N as i32).collect::<Int32Array>()),
+        ],
+    )
+    .unwrap();
+    let f = b.join("tables/callsite/seg-000000.parquet");
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&f).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    // The manifest agrees, so only the depth can be the reason.
+    let mpath = b.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let t = &mut m["tables"]["callsite"];
+    let old = t["segments"][0]["rows"].as_i64().unwrap();
+    t["segments"][0]["rows"] = N.into();
+    t["segments"][0]["bytes"] = std::fs::metadata(&f).unwrap().len().into();
+    t["rows"] = (t["rows"].as_i64().unwrap() - old + N).into();
+    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let out = dir.path().join("out.svg");
+    let err = fails(&perfpack([
+        "flamegraph".as_ref(),
+        b.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    assert!(
+        err.contains("frames deep") && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

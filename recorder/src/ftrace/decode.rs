@@ -347,8 +347,18 @@ pub fn decode(
         }
         _ => {}
     }
-    let pid = names.pid_of(tid);
-    let comm = names.comm_of(tid, cpu);
+    // The current task's pid and name only for the rows that carry them: switches and wakeups
+    // name their tasks themselves and function calls are counted, so at their rates the lookup
+    // (a /proc read for each thread first seen) would be work for nothing.
+    let task_rows = !matches!(
+        ev.kind,
+        Kind::Switch | Kind::Wakeup { .. } | Kind::Function | Kind::GraphEntry
+    );
+    let (pid, comm) = if task_rows {
+        (names.pid_of(tid), names.comm_of(tid, cpu))
+    } else {
+        (None, None)
+    };
     let comm = comm.as_deref();
     let cpu_i = cpu as i32;
 

@@ -319,6 +319,54 @@ fn manifest_of_a_hundred_megabytes_is_refused_before_it_is_read() {
     );
 }
 
+/// The rows of the bundle's first callsite segment.
+fn first_callsites(b: &Path) -> datafusion::arrow::record_batch::RecordBatch {
+    perfpack_schema::Bundle::open(b)
+        .unwrap()
+        .read_table(perfpack_schema::tables::CALLSITE)
+        .unwrap()
+        .remove(0)
+}
+
+/// Writes `batch` as the bundle's first callsite segment, the manifest's counts made to agree,
+/// so that only the rows themselves can be a reason to refuse the bundle.
+fn replace_first_callsites(b: &Path, batch: &datafusion::arrow::record_batch::RecordBatch) {
+    let f = b.join("tables/callsite/seg-000000.parquet");
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&f).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    let mpath = b.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let t = &mut m["tables"]["callsite"];
+    let (old, new) = (
+        t["segments"][0]["rows"].as_i64().unwrap(),
+        batch.num_rows() as i64,
+    );
+    t["segments"][0]["rows"] = new.into();
+    t["segments"][0]["bytes"] = std::fs::metadata(&f).unwrap().len().into();
+    t["rows"] = (t["rows"].as_i64().unwrap() - old + new).into();
+    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+/// The error of `perfpack flamegraph B -o OUT`, which must fail and write nothing.
+fn flamegraph_error(dir: &Path, b: &Path) -> String {
+    let out = dir.join("out.svg");
+    let err = fails(&perfpack([
+        "flamegraph".as_ref(),
+        b.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    assert!(!out.exists());
+    err
+}
+
 #[test]
 fn callsite_parents_that_form_a_cycle_fail_in_one_line() {
     use datafusion::arrow::array::{Array, Int64Array};
@@ -327,11 +375,7 @@ fn callsite_parents_that_form_a_cycle_fail_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let b = copy_of_fixture(dir.path());
     // The root callsite 1 gets a parent deep below it: 1 → … → 5 → 1.
-    let bundle = perfpack_schema::Bundle::open(&b).unwrap();
-    let batch = bundle
-        .read_table(perfpack_schema::tables::CALLSITE)
-        .unwrap()
-        .remove(0);
+    let batch = first_callsites(&b);
     let parent = batch
         .column_by_name("parent_id")
         .unwrap()
@@ -350,23 +394,10 @@ fn callsite_parents_that_form_a_cycle_fail_in_one_line() {
         .collect();
     let mut columns = batch.columns().to_vec();
     columns[batch.schema().index_of("parent_id").unwrap()] = Arc::new(cyclic);
-    let batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
-    let f = b.join("tables/callsite/seg-000000.parquet");
-    let file = std::fs::File::create(&f).unwrap();
-    let mut w =
-        datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    let out = dir.path().join("out.svg");
-    let err = fails(&perfpack([
-        "flamegraph".as_ref(),
-        b.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]));
+    replace_first_callsites(&b, &RecordBatch::try_new(batch.schema(), columns).unwrap());
+    let err = flamegraph_error(dir.path(), &b);
     assert!(err.contains("cycle"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(!out.exists());
 }
 
 #[test]
@@ -377,11 +408,7 @@ fn a_hundred_thousand_deep_callsite_chain_is_refused() {
     const N: i64 = 100_000;
     let dir = tempfile::tempdir().unwrap();
     let b = copy_of_fixture(dir.path());
-    let bundle = perfpack_schema::Bundle::open(&b).unwrap();
-    let first = bundle
-        .read_table(perfpack_schema::tables::CALLSITE)
-        .unwrap()
-        .remove(0);
+    let first = first_callsites(&b);
     let frame = first
         .column_by_name("frame_id")
         .unwrap()
@@ -404,35 +431,10 @@ fn a_hundred_thousand_deep_callsite_chain_is_refused() {
         ],
     )
     .unwrap();
-    let f = b.join("tables/callsite/seg-000000.parquet");
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&f).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    // The manifest agrees, so only the depth can be the reason.
-    let mpath = b.join("manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
-    let t = &mut m["tables"]["callsite"];
-    let old = t["segments"][0]["rows"].as_i64().unwrap();
-    t["segments"][0]["rows"] = N.into();
-    t["segments"][0]["bytes"] = std::fs::metadata(&f).unwrap().len().into();
-    t["rows"] = (t["rows"].as_i64().unwrap() - old + N).into();
-    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
-    let out = dir.path().join("out.svg");
-    let err = fails(&perfpack([
-        "flamegraph".as_ref(),
-        b.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]));
+    replace_first_callsites(&b, &batch);
+    let err = flamegraph_error(dir.path(), &b);
     assert!(
         err.contains("frames deep") && err.contains("refused"),
         "{err}"
     );
-    assert!(!out.exists());
 }

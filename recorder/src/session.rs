@@ -57,7 +57,7 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
+pub(crate) fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
     Source {
         name: name.into(),
         status,
@@ -66,50 +66,6 @@ fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> S
         records: 0,
         losses: Vec::new(),
     }
-}
-
-/// The manifest sources of `--funccount`, `--funcgraph` and `--kprobe`.
-fn function_sources(
-    cfg: &crate::ftrace::functions::FunctionConfig,
-    ftrace: Option<&Ftrace>,
-    ftrace_source: &Source,
-) -> Vec<Source> {
-    let asked = [
-        ("funccount", !cfg.count.is_empty()),
-        ("funcgraph", !cfg.graph.is_empty()),
-        ("kprobe", !cfg.kprobes.is_empty()),
-    ];
-    let mut out = Vec::new();
-    for (name, wanted) in asked {
-        if !wanted {
-            continue;
-        }
-        let Some(f) = ftrace else {
-            out.push(source(
-                name,
-                SourceStatus::Unavailable,
-                format!("ftrace unavailable: {}", ftrace_source.reason),
-                String::new(),
-            ));
-            continue;
-        };
-        let outcomes: Vec<_> = f.functions.iter().filter(|o| o.source == name).collect();
-        let ok: Vec<&str> = outcomes
-            .iter()
-            .filter_map(|o| o.result.as_ref().ok().map(String::as_str))
-            .collect();
-        let refused: Vec<&str> = outcomes
-            .iter()
-            .filter_map(|o| o.result.as_ref().err().map(String::as_str))
-            .collect();
-        let status = match (ok.is_empty(), refused.is_empty()) {
-            (false, true) => SourceStatus::Ok,
-            (false, false) => SourceStatus::Partial,
-            (true, _) => SourceStatus::Unavailable,
-        };
-        out.push(source(name, status, refused.join("; "), ok.join("; ")));
-    }
-    out
 }
 
 /// Everything captured for the open segment besides the stack tables.
@@ -317,7 +273,11 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     );
     config_source.records = settings.len() as u64;
     // One source per kind of function tracing asked for, with the kernel's words where refused.
-    let function_sources = function_sources(&cfg.ftrace.functions, ftrace.as_ref(), &ftrace_source);
+    let function_sources = crate::ftrace::functions::sources(
+        &cfg.ftrace.functions,
+        ftrace.as_ref().map(|f| f.functions.as_slice()),
+        &ftrace_source,
+    );
     writer.manifest_mut().sources = vec![
         perf_source,
         ftrace_source,

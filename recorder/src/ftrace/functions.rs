@@ -12,7 +12,10 @@ use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
+use perfpack_schema::manifest::{Source, SourceStatus};
+
 use super::tracefs::{self, Instance};
+use crate::session::source;
 
 /// What function tracing to do.
 #[derive(Debug, Clone, Default)]
@@ -186,6 +189,50 @@ pub fn remove_kprobe(root: &Path, event: &str) {
     {
         let _ = f.write_all(format!("-:{event}").as_bytes());
     }
+}
+
+/// The manifest sources of `--funccount`, `--funcgraph` and `--kprobe`.
+pub fn sources(
+    cfg: &FunctionConfig,
+    outcomes: Option<&[Outcome]>,
+    ftrace_source: &Source,
+) -> Vec<Source> {
+    let asked = [
+        ("funccount", !cfg.count.is_empty()),
+        ("funcgraph", !cfg.graph.is_empty()),
+        ("kprobe", !cfg.kprobes.is_empty()),
+    ];
+    let mut out = Vec::new();
+    for (name, wanted) in asked {
+        if !wanted {
+            continue;
+        }
+        let Some(all) = outcomes else {
+            out.push(source(
+                name,
+                SourceStatus::Unavailable,
+                format!("ftrace unavailable: {}", ftrace_source.reason),
+                String::new(),
+            ));
+            continue;
+        };
+        let outcomes: Vec<_> = all.iter().filter(|o| o.source == name).collect();
+        let ok: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok().map(String::as_str))
+            .collect();
+        let refused: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().err().map(String::as_str))
+            .collect();
+        let status = match (ok.is_empty(), refused.is_empty()) {
+            (false, true) => SourceStatus::Ok,
+            (false, false) => SourceStatus::Partial,
+            (true, _) => SourceStatus::Unavailable,
+        };
+        out.push(source(name, status, refused.join("; "), ok.join("; ")));
+    }
+    out
 }
 
 #[cfg(test)]

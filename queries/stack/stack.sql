@@ -5,6 +5,7 @@
 
 -- Each callsite's full stack, root first, as a list and as a folded string.
 -- Semicolons inside frame names become colons in `folded`, which uses `;` as separator.
+-- Callsites deeper than 4,096 frames (no recorder writes them) are left out.
 --
 -- Columns:
 --   bundle       bundle
@@ -32,6 +33,9 @@ WITH RECURSIVE paths AS (
   FROM callsite c
   JOIN paths p ON p.bundle = c.bundle AND p.callsite_id = c.parent_id
   JOIN frame f ON f.bundle = c.bundle AND f.frame_id = c.frame_id
+  -- A hostile bundle can chain callsites 100,000 deep: paths stop at 4,096 frames (the depth
+  -- `perfpack flamegraph` refuses past), so time and memory stay bounded.
+  WHERE array_length(p.frames) < 4096
 )
 SELECT bundle, host, callsite_id, depth, frames, folded, leaf, leaf_module, leaf_kind
 FROM paths

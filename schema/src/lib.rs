@@ -15,6 +15,7 @@ pub mod column;
 mod docs;
 mod error;
 pub mod fxhash;
+pub mod harness;
 pub mod manifest;
 pub mod pack;
 mod reader;

@@ -3,8 +3,11 @@
 //! hold each table.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
 
 /// The bundle format this crate reads and writes. 2: the hot tracepoint events are stored in
 /// their typed tables only, no longer also in `ftrace_event` (version 1 stored both; a reader
@@ -268,6 +271,32 @@ impl Manifest {
     /// Looks a source up by name.
     pub fn source_mut(&mut self, name: &str) -> Option<&mut Source> {
         self.sources.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Parses a manifest read from `path`, checking the format version before anything else so
+    /// that a newer bundle gets a clear message rather than a field error.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::invalid(path, format!("not valid JSON: {e}")))?;
+        match value.get("format_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "format_version {v} is not supported (this perfpack reads {FORMAT_VERSION})"
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::invalid(
+                    path,
+                    "no format_version: not a perfpack manifest",
+                ));
+            }
+        }
+        serde_json::from_value(value)
+            .map_err(|e| Error::invalid(path, format!("invalid manifest: {e}")))
     }
 
     /// Serializes to the pretty JSON stored in bundles.

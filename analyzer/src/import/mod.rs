@@ -7,7 +7,7 @@ mod ftrace_text;
 mod perf_script;
 mod stacks;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -20,6 +20,9 @@ use crate::cli::ImportKind;
 
 /// Rows an importer buffers before it closes a segment.
 const SEGMENT_ROWS: usize = 1 << 20;
+
+/// The longest line read (perf script and ftrace lines are well under a kilobyte).
+const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// How many unparsed lines are kept as examples.
 const MAX_EXAMPLES: usize = 5;
@@ -115,13 +118,29 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    /// The next line without its line ending, or None at the end.
+    /// The next line without its line ending, or None at the end. A line longer than
+    /// [`MAX_LINE_BYTES`] is an error (the input is not the text it claims to be), so memory
+    /// stays bounded whatever the file holds.
     fn next_line(&mut self) -> std::io::Result<Option<std::borrow::Cow<'_, str>>> {
         self.buf.clear();
-        if self.reader.read_until(b'\n', &mut self.buf)? == 0 {
+        let limit = MAX_LINE_BYTES as u64 + 1;
+        if (&mut self.reader)
+            .take(limit)
+            .read_until(b'\n', &mut self.buf)?
+            == 0
+        {
             return Ok(None);
         }
         self.line_no += 1;
+        if self.buf.len() > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "longer than {} MiB: not a text capture perfpack imports",
+                    MAX_LINE_BYTES >> 20
+                ),
+            ));
+        }
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
@@ -137,6 +156,18 @@ pub fn run(kind: ImportKind, file: &Path, out: &Path, force: bool) -> anyhow::Re
         let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
+    import(kind, input, file, out, force)
+}
+
+/// Imports the text `input` (read from `file`, which names the host and the messages) into a
+/// new bundle directory `out`.
+pub fn import(
+    kind: ImportKind,
+    input: impl BufRead,
+    file: &Path,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<Report> {
     let (source_name, tool) = match kind {
         ImportKind::PerfScript => ("perf-script-import", "perf script"),
         ImportKind::FtraceText => ("ftrace-text-import", "ftrace text"),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{copy_dir, fails, fixture, perfpack};
+use super::{copy_dir, fails, fixture, ok, perfpack};
 
 /// A writable copy of the `before` fixture.
 fn copy_of_fixture(dir: &Path) -> PathBuf {
@@ -319,19 +319,30 @@ fn manifest_of_a_hundred_megabytes_is_refused_before_it_is_read() {
     );
 }
 
-/// The rows of the bundle's first callsite segment.
-fn first_callsites(b: &Path) -> datafusion::arrow::record_batch::RecordBatch {
+/// The rows of the bundle's first segment of `table`.
+fn first_rows(
+    b: &Path,
+    table: &perfpack_schema::TableDef,
+) -> datafusion::arrow::record_batch::RecordBatch {
     perfpack_schema::Bundle::open(b)
         .unwrap()
-        .read_table(perfpack_schema::tables::CALLSITE)
+        .read_table(table)
         .unwrap()
         .remove(0)
 }
 
-/// Writes `batch` as the bundle's first callsite segment, the manifest's counts made to agree,
-/// so that only the rows themselves can be a reason to refuse the bundle.
-fn replace_first_callsites(b: &Path, batch: &datafusion::arrow::record_batch::RecordBatch) {
-    let f = b.join("tables/callsite/seg-000000.parquet");
+fn first_callsites(b: &Path) -> datafusion::arrow::record_batch::RecordBatch {
+    first_rows(b, perfpack_schema::tables::CALLSITE)
+}
+
+/// Writes `batch` as the bundle's first segment of `table`, the manifest's counts made to
+/// agree, so that only the rows themselves can be a reason to refuse the bundle.
+fn replace_first_segment(
+    b: &Path,
+    table: &str,
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+) {
+    let f = b.join(format!("tables/{table}/seg-000000.parquet"));
     let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
         std::fs::File::create(&f).unwrap(),
         batch.schema(),
@@ -343,7 +354,7 @@ fn replace_first_callsites(b: &Path, batch: &datafusion::arrow::record_batch::Re
     let mpath = b.join("manifest.json");
     let mut m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
-    let t = &mut m["tables"]["callsite"];
+    let t = &mut m["tables"][table];
     let (old, new) = (
         t["segments"][0]["rows"].as_i64().unwrap(),
         batch.num_rows() as i64,
@@ -352,6 +363,10 @@ fn replace_first_callsites(b: &Path, batch: &datafusion::arrow::record_batch::Re
     t["segments"][0]["bytes"] = std::fs::metadata(&f).unwrap().len().into();
     t["rows"] = (t["rows"].as_i64().unwrap() - old + new).into();
     std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+fn replace_first_callsites(b: &Path, batch: &datafusion::arrow::record_batch::RecordBatch) {
+    replace_first_segment(b, "callsite", batch);
 }
 
 /// The error of `perfpack flamegraph B -o OUT`, which must fail and write nothing.
@@ -437,4 +452,297 @@ fn a_hundred_thousand_deep_callsite_chain_is_refused() {
         err.contains("frames deep") && err.contains("refused"),
         "{err}"
     );
+    // The `stack` view expands paths only up to 4,096 frames, but expanding them is a join
+    // per level: `--timeout` ends it in one line, in bounded memory.
+    let started = std::time::Instant::now();
+    let (out, rss_mib) = perfpack_measured(&[
+        "sql".as_ref(),
+        b.as_os_str(),
+        "--timeout".as_ref(),
+        "3s".as_ref(),
+        "--memory-limit".as_ref(),
+        "256M".as_ref(),
+        "-q".as_ref(),
+        "SELECT count(*) AS n, max(array_length(frames)) AS deepest FROM stack".as_ref(),
+    ]);
+    let secs = started.elapsed().as_secs_f64();
+    let err = fails(&out);
+    eprintln!("stack view over a {N}-deep chain: {secs:.1} s, peak RSS {rss_mib:.0} MiB: {err}");
+    assert!(err.contains("3s") || err.contains("time"), "{err}");
+    assert!(secs < 30.0, "{secs} s");
+    assert!(rss_mib < 1024.0, "peak RSS {rss_mib} MiB");
+}
+
+/// Runs `perfpack` and measures its peak RSS (wait4), in MiB.
+// The child is reaped by wait4, which std cannot do, for its rusage.
+#[allow(clippy::zombie_processes)]
+fn perfpack_measured(args: &[&std::ffi::OsStr]) -> (std::process::Output, f64) {
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_perfpack"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut err_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        err_pipe.read_to_end(&mut stderr).unwrap();
+        stderr
+    });
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    let stderr = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child, not yet reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    let out = std::process::Output {
+        status,
+        stdout,
+        stderr,
+    };
+    (out, usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// Rewrites the footer of a Parquet file with `lie` applied to its row groups.
+fn lie_in_footer(
+    file: &Path,
+    lie: impl Fn(parquet::file::metadata::RowGroupMetaData) -> parquet::file::metadata::RowGroupMetaData,
+) {
+    use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+    let bytes = bytes::Bytes::from(std::fs::read(file).unwrap());
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+    let data_end = bytes.len() - 8 - footer_len as usize;
+    let md = ParquetMetaDataReader::new()
+        .parse_and_finish(&bytes)
+        .unwrap();
+    let mut builder = md.into_builder();
+    let groups = builder.take_row_groups();
+    let mut builder = builder;
+    for g in groups {
+        builder = builder.add_row_group(lie(g));
+    }
+    let md = builder.build();
+    let mut out = bytes[..data_end].to_vec();
+    ParquetMetaDataWriter::new(&mut out, &md).finish().unwrap();
+    std::fs::write(file, out).unwrap();
+}
+
+#[test]
+fn parquet_footers_claiming_absurd_row_groups_and_pages_are_refused_in_bounded_memory() {
+    use parquet::file::metadata::RowGroupMetaData;
+    const HUGE: i64 = 1 << 40;
+    type Lie = fn(RowGroupMetaData) -> RowGroupMetaData;
+    let lies: [(&str, Lie); 3] = [
+        ("row group of 2^40 rows", |g| {
+            let mut b = g.into_builder();
+            let cols = b.take_columns();
+            b.set_num_rows(HUGE)
+                .set_column_metadata(cols)
+                .build()
+                .unwrap()
+        }),
+        ("column chunks of 2^40 bytes", |g| {
+            let mut b = g.into_builder();
+            let cols = b
+                .take_columns()
+                .into_iter()
+                .map(|c| {
+                    c.into_builder()
+                        .set_total_compressed_size(HUGE)
+                        .set_total_uncompressed_size(HUGE)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            b.set_column_metadata(cols).build().unwrap()
+        }),
+        ("data pages past the end of the file", |g| {
+            let mut b = g.into_builder();
+            let cols = b
+                .take_columns()
+                .into_iter()
+                .map(|c| c.into_builder().set_data_page_offset(HUGE).build().unwrap())
+                .collect();
+            b.set_column_metadata(cols).build().unwrap()
+        }),
+    ];
+    let cases = lies
+        .iter()
+        .map(|&(w, l)| (w, l, false))
+        .chain([(lies[0].0, lies[0].1, true)]);
+    for (what, lie, agree) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let b = copy_of_fixture(dir.path());
+        let seg = b.join("tables/stack_sample/seg-000000.parquet");
+        lie_in_footer(&seg, lie);
+        if what.starts_with("row group") && agree {
+            // The manifest tells the same lie, so the row count check passes.
+            let m = b.join("manifest.json");
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+            let t = &mut v["tables"]["stack_sample"];
+            let old = t["segments"][0]["rows"].as_u64().unwrap();
+            t["segments"][0]["rows"] = HUGE.into();
+            t["rows"] = (t["rows"].as_u64().unwrap() - old + HUGE as u64).into();
+            std::fs::write(&m, serde_json::to_string(&v).unwrap()).unwrap();
+        }
+        let b_os = b.as_os_str();
+        let svg = dir.path().join("cpu.svg");
+        let runs: [(&str, Vec<&std::ffi::OsStr>); 3] = [
+            ("info", vec!["info".as_ref(), b_os]),
+            (
+                "sql",
+                vec![
+                    "sql".as_ref(),
+                    b_os,
+                    "-q".as_ref(),
+                    "SELECT count(*), sum(weight) FROM stack_sample".as_ref(),
+                ],
+            ),
+            (
+                "flamegraph",
+                vec!["flamegraph".as_ref(), b_os, "-o".as_ref(), svg.as_os_str()],
+            ),
+        ];
+        for (cmd, args) in runs {
+            let (out, rss_mib) = perfpack_measured(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = if agree {
+                format!("{what} (manifest agrees)")
+            } else {
+                what.to_string()
+            };
+            eprintln!(
+                "{what}: {cmd}: exit {:?}, peak RSS {rss_mib:.0} MiB: {}",
+                out.status.code(),
+                stderr.trim()
+            );
+            assert!(!stderr.contains("panicked"), "{what}: {cmd}: {stderr}");
+            assert!(rss_mib < 512.0, "{what}: {cmd}: peak RSS {rss_mib} MiB");
+            // Refused in one line naming the file, or read correctly: a lie that readers do
+            // not act on (they find chunks by their pages) is harmless.
+            if !out.status.success() {
+                let err = fails(&out);
+                assert!(
+                    err.contains("stack_sample/seg-000000.parquet"),
+                    "{what}: {cmd}: {err}"
+                );
+                assert!(!svg.exists(), "{what}: a flame graph was written");
+            } else if cmd == "sql" {
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(text.contains("3980"), "{what}: {cmd}: {text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ten_megabyte_names_with_control_characters_and_script_are_bounded_and_escaped() {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let b = copy_of_fixture(dir.path());
+    let frames = first_rows(&b, perfpack_schema::tables::FRAME);
+    let hostile = "<script>alert(1)</script>\u{1b}[31m\u{7}\r\n\u{0}";
+    let huge = format!("{hostile}{}", "A".repeat(10 << 20));
+    let (name_i, module_i) = (
+        frames.schema().index_of("name").unwrap(),
+        frames.schema().index_of("module").unwrap(),
+    );
+    let names = frames
+        .column(name_i)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    // Every frame's name and module carry the hostile text; the first name is 10 MB long.
+    let names: StringArray = (0..names.len())
+        .map(|i| {
+            Some(if i == 0 {
+                huge.clone()
+            } else {
+                format!("{}{hostile}", names.value(i))
+            })
+        })
+        .collect();
+    let modules: StringArray = (0..frames.num_rows()).map(|_| Some(hostile)).collect();
+    let mut cols = frames.columns().to_vec();
+    cols[name_i] = Arc::new(names);
+    cols[module_i] = Arc::new(modules);
+    replace_first_segment(
+        &b,
+        "frame",
+        &RecordBatch::try_new(frames.schema(), cols).unwrap(),
+    );
+
+    let svg = dir.path().join("cpu.svg");
+    let html = dir.path().join("r.html");
+    let runs: [(&str, Vec<&std::ffi::OsStr>); 4] = [
+        ("info", vec!["info".as_ref(), b.as_os_str()]),
+        (
+            "sql",
+            vec![
+                "sql".as_ref(),
+                b.as_os_str(),
+                "--format".as_ref(),
+                "csv".as_ref(),
+                "-q".as_ref(),
+                "SELECT max(length(name)) AS longest FROM frame".as_ref(),
+            ],
+        ),
+        (
+            "flamegraph",
+            vec![
+                "flamegraph".as_ref(),
+                b.as_os_str(),
+                "-o".as_ref(),
+                svg.as_os_str(),
+            ],
+        ),
+        (
+            "report",
+            vec![
+                "report".as_ref(),
+                b.as_os_str(),
+                "-o".as_ref(),
+                html.as_os_str(),
+            ],
+        ),
+    ];
+    for (cmd, args) in runs {
+        let started = std::time::Instant::now();
+        let (out, rss_mib) = perfpack_measured(&args);
+        eprintln!(
+            "10 MB names: {cmd}: exit {:?}, {:.1} s, peak RSS {rss_mib:.0} MiB",
+            out.status.code(),
+            started.elapsed().as_secs_f64()
+        );
+        let stdout = ok(&out);
+        assert!(rss_mib < 1024.0, "{cmd}: peak RSS {rss_mib} MiB");
+        if cmd == "sql" {
+            assert!(
+                stdout.contains(&huge.chars().count().to_string()),
+                "{stdout}"
+            );
+        }
+    }
+    for page in [
+        std::fs::read_to_string(&svg).unwrap(),
+        std::fs::read_to_string(&html).unwrap(),
+    ] {
+        assert!(!page.contains("<script>alert"), "raw <script> written");
+        assert!(
+            !page.contains('\u{1b}') && !page.contains('\u{7}') && !page.contains('\u{0}'),
+            "raw control characters written"
+        );
+    }
 }

@@ -1,0 +1,65 @@
+//! Entry points of the importers' fuzz targets under `fuzz/`, shared with the tests that replay
+//! the committed inputs on stable Rust. An import either writes a bundle that opens, verifies
+//! and reads back with the rows its manifest claims, or fails and leaves nothing behind.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use perfpack_schema::harness::scratch;
+use perfpack_schema::{Bundle, tables};
+
+use crate::cli::ImportKind;
+use crate::import;
+
+fn import_text(kind: ImportKind, data: &[u8]) {
+    let out = scratch("import.ppk");
+    let _ = std::fs::remove_dir_all(&out);
+    let file = Path::new("fuzz-input.txt");
+    match import::import(kind, Cursor::new(data), file, &out, false) {
+        Ok(_) => {
+            let bundle = Bundle::open(&out).expect("an imported bundle opens");
+            bundle.verify().expect("an imported bundle verifies");
+            for table in tables::ALL {
+                let rows: usize = bundle
+                    .read_table(table)
+                    .expect("an imported table reads")
+                    .iter()
+                    .map(|b| b.num_rows())
+                    .sum();
+                let claimed = bundle
+                    .manifest()
+                    .tables
+                    .get(table.name)
+                    .map_or(0, |t| t.rows);
+                assert_eq!(rows as u64, claimed, "rows of {}", table.name);
+            }
+            std::fs::remove_dir_all(&out).expect("scratch bundle removes");
+        }
+        Err(_) => assert!(!out.exists(), "a failed import left {}", out.display()),
+    }
+}
+
+/// Text of `perf script`.
+pub fn perf_script(data: &[u8]) {
+    import_text(ImportKind::PerfScript, data);
+}
+
+/// Text of ftrace's `trace` or of `trace-cmd report`.
+pub fn ftrace_text(data: &[u8]) {
+    import_text(ImportKind::FtraceText, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use perfpack_schema::harness::replay_committed;
+
+    #[test]
+    fn committed_perf_script_inputs_pass() {
+        replay_committed("perf_script", super::perf_script);
+    }
+
+    #[test]
+    fn committed_ftrace_text_inputs_pass() {
+        replay_committed("ftrace_text", super::ftrace_text);
+    }
+}

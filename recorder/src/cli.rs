@@ -75,9 +75,12 @@ pub struct RecordArgs {
     /// Define a kprobe and record it like a tracepoint: 'p:NAME SYMBOL [ARGS]' or 'r:NAME SYMBOL [$retval]'
     #[arg(long, value_name = "SPEC")]
     pub kprobe: Vec<String>,
-    /// Stop function tracing when the recorder uses more than this % of one CPU in an interval
-    #[arg(long, default_value_t = 10.0)]
-    pub max_cpu_pct: f64,
+    /// Keep the recorder under this % of one CPU: over it in an interval, function tracing
+    /// stops first, then the costlier of the sampler (its frequency halves, down to 1 Hz) and
+    /// ftrace (stopped) gives way; each step is written into the manifest. Not given: function
+    /// tracing alone stops above 10%
+    #[arg(long, value_name = "PCT")]
+    pub max_cpu_pct: Option<f64>,
     /// Performance counters to read every interval (comma-separated)
     #[arg(long, default_value = crate::pmc::DEFAULT)]
     pub pmc: String,
@@ -175,6 +178,8 @@ pub struct RecordConfig {
     pub ring: Option<Duration>,
     pub max_bytes: Option<u64>,
     pub on_segment: Option<String>,
+    /// `--max-cpu-pct`, when given.
+    pub max_cpu_pct: Option<f64>,
     pub ftrace: crate::ftrace::FtraceConfig,
     pub command_line: Vec<String>,
 }
@@ -213,6 +218,7 @@ impl RecordArgs {
             ring: self.ring,
             max_bytes: self.max_bytes,
             on_segment: self.on_segment,
+            max_cpu_pct: self.max_cpu_pct,
             ftrace: crate::ftrace::FtraceConfig {
                 preset: crate::ftrace::preset(&self.preset)
                     .unwrap_or_default()
@@ -225,7 +231,6 @@ impl RecordArgs {
                     count: self.funccount,
                     graph: self.funcgraph,
                     kprobes: self.kprobe,
-                    max_cpu_pct: self.max_cpu_pct,
                 },
             },
             command_line: std::env::args().collect(),

@@ -205,6 +205,19 @@ impl Sampler {
         Ok(())
     }
 
+    /// Changes the sampling frequency of every event (the samples carry their periods, so
+    /// weights stay right across the change). The kernel turns a frequency-mode `cpu-clock` into
+    /// a fixed period of nanoseconds when it opens it, so that one gets a period, which is
+    /// returned: its samples keep reporting the first period, and need the new one.
+    pub fn set_frequency(&self, hz: u64) -> std::io::Result<Option<u64>> {
+        let clock = self.event == "cpu-clock";
+        let value = if clock { 1_000_000_000 / hz.max(1) } else { hz };
+        for fd in self.rings.iter().map(|(_, fd, _)| fd).chain(&self.extra) {
+            sys::ioctl_u64(fd, sys::IOC_PERIOD, value)?;
+        }
+        Ok(clock.then_some(value))
+    }
+
     /// Stops sampling (the rings keep what is in them for a last drain).
     pub fn disable(&self) {
         for fd in self.rings.iter().map(|(_, fd, _)| fd).chain(&self.extra) {

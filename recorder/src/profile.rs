@@ -77,6 +77,10 @@ pub struct Profile {
     pub lost: HashMap<u32, u64>,
     /// Frames that symbolized to nothing, for the summary.
     pub n_unknown_frames: u64,
+    /// Periods (ns) set on the clock event since it opened, with the time each took effect.
+    /// The kernel reports a software clock's first period in every sample however it changes,
+    /// so samples after a change are weighted with the period in effect.
+    clock_periods: Vec<(u64, u64)>,
 }
 
 impl Profile {
@@ -112,6 +116,7 @@ impl Profile {
             n_samples: 0,
             lost: HashMap::new(),
             n_unknown_frames: 0,
+            clock_periods: Vec::new(),
         };
         p.seed(snapshot, ts_ns);
         p
@@ -320,7 +325,16 @@ impl Profile {
         }
     }
 
+    /// The clock event's period became `period_ns` at `time` (the `--max-cpu-pct` budget).
+    pub fn clock_period_changed(&mut self, time: u64, period_ns: u64) {
+        self.clock_periods.push((time, period_ns));
+    }
+
     fn sample(&mut self, pid: i32, tid: i32, time: u64, cpu: u32, period: u64, chain: &[u64]) {
+        let period = match self.clock_periods.iter().rev().find(|c| c.0 <= time) {
+            Some(&(_, p)) => p,
+            None => period,
+        };
         // perf gives the leaf first, with context markers; we build root-first.
         let mut path = std::mem::take(&mut self.path);
         path.clear();

@@ -18,6 +18,7 @@ use perfpack_schema::tables::{
 };
 use perfpack_schema::{BundleWriter, WriterOptions};
 
+use crate::budget::{Budget, Running, Step};
 use crate::cli::RecordConfig;
 use crate::ftrace::Ftrace;
 use crate::msr::Msrs;
@@ -101,12 +102,18 @@ struct Capture {
     missed_polls: u64,
     children: Vec<(u32, Child)>,
     failed_hooks: Vec<String>,
+    /// Said once when the dictionary tables take much of `--max-bytes`.
+    ring_warning: Option<String>,
     /// CLOCK_MONOTONIC − CLOCK_BOOTTIME at the start, for process start times.
     boot_to_mono: i64,
-    /// (time, recorder CPU seconds) at the last interval, for the function tracing budget.
-    last_usage: Option<(i64, f64)>,
-    /// Why function tracing was stopped, once it was.
-    functions_stopped: Option<String>,
+    /// `--max-cpu-pct` and what it cost.
+    budget: Budget,
+    /// The sampler's frequency now (lowered by the budget).
+    freq_hz: u64,
+    /// CLOCK_MONOTONIC at the start of the loop, for the times of budget steps.
+    loop_start_ns: i64,
+    /// ftrace was stopped by the budget.
+    ftrace_stopped: bool,
 }
 
 /// Records until the duration passes or a signal arrives.
@@ -311,6 +318,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         }
     }
 
+    let (max_cpu_pct, freq_hz) = (cfg.max_cpu_pct, cfg.freq);
     let mut cap = Capture {
         cfg,
         writer: Some(writer),
@@ -330,9 +338,12 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         missed_polls: 0,
         children: Vec::new(),
         boot_to_mono,
-        last_usage: None,
-        functions_stopped: None,
+        budget: Budget::new(max_cpu_pct),
+        freq_hz,
+        loop_start_ns: 0,
+        ftrace_stopped: false,
         failed_hooks: Vec::new(),
+        ring_warning: None,
     };
     let pack_to = cap.cfg.pack.then(|| cap.cfg.output.clone());
     let mut error = cap.run().err().map(|e| format!("{e:#}"));
@@ -366,6 +377,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     }
     warnings.extend(cap.sysstat.missing.iter().map(|m| format!("procfs: {m}")));
     warnings.append(&mut cap.failed_hooks);
+    warnings.extend(cap.ring_warning.take());
     let manifest = match state {
         State::Interrupted => match cap.take_writer()?.abort(end) {
             Ok(m) => m,
@@ -472,6 +484,7 @@ impl Capture {
         );
         let began = Instant::now();
         let t0 = sys::clock_ns(libc::CLOCK_MONOTONIC);
+        self.loop_start_ns = t0;
         self.read_counters(t0);
         let mut next_read = began + self.cfg.interval;
         let mut next_segment = began + self.cfg.segment;
@@ -482,9 +495,15 @@ impl Capture {
         let mut chain = Vec::new();
         let mut timeout_ms = 100;
         while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
+            // What each source costs the loop, for the budget (the poll's wait costs no CPU).
+            let c0 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
             self.drain(&mut sorter, &mut chain, timeout_ms, false)?;
+            let c1 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
             // A busy ftrace buffer is read again soon (Perfetto's heuristic); an idle one waits.
             let pages = self.ftrace.as_mut().map_or(0, Ftrace::drain);
+            let c2 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            self.budget.sampler_s += (c1 - c0) as f64 / 1e9;
+            self.budget.ftrace_s += (c2 - c1) as f64 / 1e9;
             timeout_ms = if pages > 1 { 10 } else { 100 };
             let now = Instant::now();
             if now >= next_read {
@@ -564,7 +583,7 @@ impl Capture {
     }
 
     fn read_counters(&mut self, ts_ns: i64) {
-        self.function_interval(ts_ns);
+        self.budget_interval(ts_ns);
         self.n_pmc += self.counters.read(ts_ns, &mut self.pending.pmc) as u64;
         if let Some(m) = &mut self.msrs {
             self.n_msr += m.read(ts_ns, &mut self.pending.msr) as u64;
@@ -576,34 +595,92 @@ impl Capture {
         }
     }
 
-    /// Ends an interval of function tracing: counts become rows, and the tracer stops when the
-    /// recorder used more than `--max-cpu-pct` of one CPU since the last interval.
-    fn function_interval(&mut self, ts_ns: i64) {
-        let Some(f) = &mut self.ftrace else {
+    /// Ends an interval of the budget: function counts become rows, and when the recorder used
+    /// more CPU than `--max-cpu-pct` allows since the last interval, it gives one thing up and
+    /// says so (see [`crate::budget`]).
+    fn budget_interval(&mut self, ts_ns: i64) {
+        if let Some(f) = &mut self.ftrace {
+            f.count_functions(ts_ns);
+        }
+        let (user, system, _) = sys::self_usage();
+        let running = Running {
+            functions: self.ftrace.as_ref().is_some_and(|f| f.tracer_on),
+            freq_hz: self.sampler.as_ref().map(|_| self.freq_hz),
+            ftrace: self.ftrace.is_some() && !self.ftrace_stopped,
+        };
+        let was_exhausted = self.budget.exhausted;
+        let interval_ns = self.cfg.interval.as_nanos() as i64;
+        let Some((step, pct, limit)) =
+            self.budget
+                .interval(ts_ns, user + system, interval_ns, running)
+        else {
+            if self.budget.exhausted && !was_exhausted {
+                eprintln!(
+                    "warning: the recorder is over --max-cpu-pct with nothing left to give up"
+                );
+            }
             return;
         };
-        f.count_functions(ts_ns);
-        let (user, system, _) = sys::self_usage();
-        let cpu_s = user + system;
-        if let Some((t0, cpu0)) = self.last_usage
-            && f.tracer_on
-            && ts_ns > t0
-        {
-            let pct = 100.0 * (cpu_s - cpu0) / ((ts_ns - t0) as f64 / 1e9);
-            let budget = self.cfg.ftrace.functions.max_cpu_pct;
-            if pct > budget {
-                let stopped = f
-                    .stop_functions()
-                    .err()
-                    .map_or_else(String::new, |e| format!(" (turning it off failed: {e})"));
-                let why = format!(
-                    "function tracing stopped: the recorder used {pct:.1}% of one CPU, over --max-cpu-pct {budget}{stopped}"
+        let at = (ts_ns - self.loop_start_ns) as f64 / 1e9;
+        let over = format!(
+            "the recorder used {pct:.1}% of one CPU at +{at:.1} s, over --max-cpu-pct {limit}"
+        );
+        let failed = |r: Result<(), String>, what: &str| {
+            r.err()
+                .map_or_else(String::new, |e| format!(" ({what} failed: {e})"))
+        };
+        let (said, sources): (String, &[&str]) = match step {
+            Step::StopFunctions => {
+                let f = self
+                    .ftrace
+                    .as_mut()
+                    .expect("function tracing runs in ftrace");
+                let failed = failed(f.stop_functions(), "turning it off");
+                (
+                    format!("function tracing stopped: {over}{failed}"),
+                    &["funccount", "funcgraph"],
+                )
+            }
+            Step::LowerFrequency(hz) => {
+                let s = self
+                    .sampler
+                    .as_ref()
+                    .expect("a frequency is lowered on a sampler");
+                let set = s.set_frequency(hz);
+                if let Ok(Some(period_ns)) = set {
+                    let now = sys::clock_ns(libc::CLOCK_MONOTONIC) as u64;
+                    self.profile.clock_period_changed(now, period_ns);
+                }
+                let failed = failed(set.map(drop).map_err(|e| e.to_string()), "the ioctl");
+                let said = format!(
+                    "sampling lowered from {} to {hz} Hz: {over}{failed}",
+                    self.freq_hz
                 );
-                eprintln!("warning: {why}");
-                self.functions_stopped = Some(why);
+                self.freq_hz = hz;
+                (said, &["perf-samples"])
+            }
+            Step::StopFtrace => {
+                self.ftrace.as_ref().expect("ftrace runs").stop();
+                self.ftrace_stopped = true;
+                (format!("ftrace stopped: {over}"), &["ftrace"])
+            }
+        };
+        // Said in the manifest where the source is, as soon as it happens.
+        if let Some(w) = self.writer.as_mut() {
+            for name in sources {
+                if let Some(s) = w.manifest_mut().source_mut(name)
+                    && s.status != SourceStatus::Unavailable
+                {
+                    s.status = SourceStatus::Partial;
+                    s.reason = if s.reason.is_empty() {
+                        said.clone()
+                    } else {
+                        format!("{}; {said}", s.reason)
+                    };
+                }
             }
         }
-        self.last_usage = Some((ts_ns, cpu_s));
+        eprintln!("warning: {said}");
     }
 
     fn update_manifest(&mut self) {
@@ -638,16 +715,6 @@ impl Capture {
         if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut("ftrace")) {
             s.records = f.n_events;
             s.losses = f.losses();
-        }
-        if let Some(why) = &self.functions_stopped {
-            for name in ["funccount", "funcgraph"] {
-                if let Some(s) = m.source_mut(name)
-                    && s.status == SourceStatus::Ok
-                {
-                    s.status = SourceStatus::Partial;
-                    s.reason = why.clone();
-                }
-            }
         }
         if let Some(s) = m.source_mut("pmc") {
             s.records = n_pmc;
@@ -764,7 +831,10 @@ impl Capture {
         Ok(())
     }
 
-    /// Ring mode: drop the oldest event segments beyond `--ring` or `--max-bytes`.
+    /// Ring mode: drop the oldest event segments beyond `--ring` or `--max-bytes`. The
+    /// dictionary tables (threads, mappings, frames, callsites) are never dropped, since newer
+    /// samples refer to their rows, but they count in `--max-bytes`: with many short-lived
+    /// processes they grow, and the ring then keeps less event data (said once).
     fn apply_ring(&mut self, closed: u32) -> anyhow::Result<()> {
         let mut keep_from = 0u32;
         if let Some(ring) = self.cfg.ring {
@@ -774,14 +844,28 @@ impl Capture {
         if let Some(max) = self.cfg.max_bytes {
             let m = self.writer.as_ref().expect("writer present").manifest();
             let mut per_seg: std::collections::BTreeMap<u32, u64> = Default::default();
+            let mut dictionaries = 0;
             for (name, t) in &m.tables {
-                if tables::by_name(name).is_some_and(|d| !d.dictionary) {
-                    for s in &t.segments {
+                let dictionary = tables::by_name(name).is_none_or(|d| d.dictionary);
+                for s in &t.segments {
+                    if dictionary {
+                        dictionaries += s.bytes;
+                    } else {
                         *per_seg.entry(s.index).or_default() += s.bytes;
                     }
                 }
             }
-            let mut total: u64 = per_seg.values().sum();
+            if dictionaries > max / 2 && self.ring_warning.is_none() {
+                let w = format!(
+                    "ring: threads, mappings, frames and callsites take {:.1} MiB of --max-bytes \
+                     {:.1} MiB (they are kept whole); less event data fits",
+                    dictionaries as f64 / 1048576.0,
+                    max as f64 / 1048576.0
+                );
+                eprintln!("warning: {w}");
+                self.ring_warning = Some(w);
+            }
+            let mut total: u64 = dictionaries + per_seg.values().sum::<u64>();
             for (&idx, &bytes) in &per_seg {
                 if total <= max || idx >= closed {
                     break;

@@ -112,6 +112,8 @@ pub const FLAG_PID_CGROUP: libc::c_ulong = 1 << 2;
 // ioctls: _IO('$', n)
 pub const IOC_ENABLE: libc::c_ulong = 0x2400;
 pub const IOC_DISABLE: libc::c_ulong = 0x2401;
+/// `_IOW('$', 4, u64)`: a new period, or for a frequency-mode event a new frequency.
+pub const IOC_PERIOD: libc::c_ulong = 0x4008_2404;
 
 pub const CLOCK_MONOTONIC: i32 = libc::CLOCK_MONOTONIC;
 
@@ -147,6 +149,16 @@ pub fn perf_event_open(
 pub fn ioctl(fd: &OwnedFd, request: libc::c_ulong) -> io::Result<()> {
     // SAFETY: the perf ioctls used here take no pointer argument.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `ioctl(fd, request, &value)` for the perf ioctls that take a `u64` pointer.
+pub fn ioctl_u64(fd: &OwnedFd, request: libc::c_ulong, value: u64) -> io::Result<()> {
+    // SAFETY: the kernel reads one u64 through the pointer, which outlives the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, &value as *const u64) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

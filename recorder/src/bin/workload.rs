@@ -1,14 +1,21 @@
 //! `perfpack-test-workload SECONDS`: the recorder's live tests profile this. It spins in a
 //! uniquely named function, `perfpack_test_hot_loop`, called through `perfpack_test_outer`, so a
 //! test can check that samples of this process symbolize to those names.
+//!
+//! `perfpack-test-workload storm SECONDS`: starts itself (`exit`, which exits at once) over
+//! and over, thousands of processes a second that each exec and exit, and prints how many.
 
 use std::time::{Duration, Instant};
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        // A child of the storm: exits at once.
+        Some("exit") => return,
+        Some("storm") => return storm(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3.0)),
+        _ => {}
+    }
+    let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut x = 1u64;
     while Instant::now() < deadline {
@@ -31,4 +38,28 @@ pub extern "C" fn perfpack_test_hot_loop(x: u64) -> u64 {
         y = std::hint::black_box(y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
     }
     y
+}
+
+/// Starts short-lived copies of this program from two threads until `secs` pass; prints how
+/// many ran.
+fn storm(secs: f64) {
+    let me = std::env::current_exe().expect("own path");
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let spawn = || {
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            let status = std::process::Command::new(&me)
+                .arg("exit")
+                .status()
+                .expect("a copy starts");
+            assert!(status.success());
+            n += 1;
+        }
+        n
+    };
+    let n: u64 = std::thread::scope(|s| {
+        let other = s.spawn(spawn);
+        spawn() + other.join().expect("storm thread")
+    });
+    println!("{n}");
 }

@@ -26,8 +26,6 @@ pub struct FunctionConfig {
     pub graph: Vec<String>,
     /// `--kprobe` definitions (`p:NAME SYMBOL ARGS`).
     pub kprobes: Vec<String>,
-    /// Stop function tracing when the recorder uses more than this % of one CPU.
-    pub max_cpu_pct: f64,
 }
 
 impl FunctionConfig {

@@ -5,10 +5,10 @@
 //! `ftrace_event` (every other event), and losses taken from the per-CPU stats and the pages'
 //! missed-events flags.
 
-mod decode;
+pub mod decode;
 pub mod format;
 pub mod functions;
-mod page;
+pub mod page;
 mod tracefs;
 
 use std::fs::File;
@@ -491,7 +491,7 @@ fn put_event(events: &mut Vec<Option<Event>>, ev: Event) {
 }
 
 /// Moves the builders' rows into `out` as batches, counting their bytes.
-fn spill(
+pub(crate) fn spill(
     rows: &mut Rows,
     out: &mut Vec<(&'static perfpack_schema::TableDef, arrow_array::RecordBatch)>,
     bytes: &mut usize,

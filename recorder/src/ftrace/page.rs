@@ -36,10 +36,10 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 
 /// Calls `f(timestamp, payload)` for each event of `page` (payload starts with `common_type`).
 /// `data_offset` is where event data starts (16 on 64-bit kernels, from `header_page`).
-pub fn walk(
-    page: &[u8],
+pub fn walk<'a>(
+    page: &'a [u8],
     data_offset: usize,
-    mut f: impl FnMut(u64, &[u8]),
+    mut f: impl FnMut(u64, &'a [u8]),
 ) -> Result<PageInfo, String> {
     let ts0 = u64_at(page, 0).ok_or("page shorter than its header")?;
     let commit = u64_at(page, 8).ok_or("page shorter than its header")?;

@@ -461,3 +461,254 @@ fn output_directory_removed_mid_capture_fails_in_one_line() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!bundle.exists());
 }
+
+/// (ts_ns, pid, weight) of every stack sample.
+fn sample_times(bundle: &std::path::Path) -> Vec<(i64, i32, i64)> {
+    use arrow_array::cast::AsArray as _;
+    use arrow_array::types::{Int32Type, Int64Type};
+    let b = perfpack_schema::Bundle::open(bundle).unwrap();
+    let mut out = Vec::new();
+    for batch in b.read_table(perfpack_schema::tables::STACK_SAMPLE).unwrap() {
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let (ts, pid, weight) = (col("ts_ns"), col("pid"), col("weight"));
+        let (ts, pid, weight) = (
+            ts.as_primitive::<Int64Type>(),
+            pid.as_primitive::<Int32Type>(),
+            weight.as_primitive::<Int64Type>(),
+        );
+        for i in 0..batch.num_rows() {
+            out.push((ts.value(i), pid.value(i), weight.value(i)));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn source(m: &serde_json::Value, name: &str) -> serde_json::Value {
+    m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no source {name} in {m}"))
+        .clone()
+}
+
+#[test]
+fn cpu_budget_lowers_the_sampling_rate_and_stops_ftrace_and_says_so() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("budget.ppk");
+    let mut workload = Command::new(WORKLOAD)
+        .arg("6")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A budget nothing can meet: every second interval gives something up.
+    let out = record(&[
+        "-d",
+        "5s",
+        "--preset",
+        "syscalls",
+        "--freq",
+        "999",
+        "--interval",
+        "250ms",
+        "--max-cpu-pct",
+        "0.01",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    workload.wait().unwrap();
+    assert!(
+        stderr.contains("warning: sampling lowered from 999 to 499 Hz: the recorder used"),
+        "{stderr}"
+    );
+    let m = manifest(&bundle);
+    let perf = source(&m, "perf-samples");
+    let reason = perf["reason"].as_str().unwrap();
+    assert_eq!(perf["status"], "partial", "{perf}");
+    assert!(
+        reason.contains("sampling lowered from 999 to 499 Hz")
+            && reason.contains("sampling lowered from 499 to 249 Hz")
+            && reason.contains("over --max-cpu-pct 0.01"),
+        "{reason}"
+    );
+    let ftrace = source(&m, "ftrace");
+    if ftrace["status"] != "unavailable" {
+        assert_eq!(ftrace["status"], "partial", "{ftrace}");
+        assert!(
+            ftrace["reason"]
+                .as_str()
+                .unwrap()
+                .contains("ftrace stopped: the recorder used"),
+            "{ftrace}"
+        );
+    }
+
+    // Each sample stands for more CPU time once the frequency fell (its weight is the period,
+    // so flame graphs stay right), and the spinning workload is sampled less often.
+    let all = sample_times(&bundle);
+    let (t0, t1) = (all[0].0, all[all.len() - 1].0);
+    let window = |from: i64, to: i64| {
+        let w: Vec<_> = all.iter().filter(|s| s.0 >= from && s.0 < to).collect();
+        let mean_ms = w.iter().map(|s| s.2).sum::<i64>() as f64 / w.len().max(1) as f64 / 1e6;
+        let pid = workload.id() as i32;
+        (mean_ms, w.iter().filter(|s| s.1 == pid).count())
+    };
+    let (first_ms, first_n) = window(t0, t0 + 200_000_000);
+    let (last_ms, last_n) = window(t1 - 1_000_000_000, t1);
+    eprintln!(
+        "budget: mean sample weight {first_ms:.2} ms in the first 0.2 s ({first_n} samples of \
+         the workload), {last_ms:.2} ms in the last second ({last_n})"
+    );
+    assert!(first_ms < 1.5, "{first_ms} ms per sample at 999 Hz");
+    assert!(
+        last_ms > 4.0 * first_ms,
+        "{last_ms} ms per sample at the end"
+    );
+    assert!(
+        (last_n as f64) < first_n as f64 / 0.2 / 4.0,
+        "{last_n} samples in the last second, {first_n} in the first 0.2 s"
+    );
+}
+
+#[test]
+fn exec_storm_is_recorded_with_bounded_memory() {
+    use arrow_array::cast::AsArray as _;
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("storm.ppk");
+    let storm = Command::new(WORKLOAD)
+        .args(["storm", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = record(&["-d", "4s", "--freq", "999", "-o", bundle.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let started: u64 = String::from_utf8(storm.wait_with_output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let b = perfpack_schema::Bundle::open(&bundle).unwrap();
+    b.verify().unwrap();
+    let m = b.manifest();
+    let peak_rss_mib = m.self_cost.peak_rss_bytes as f64 / 1048576.0;
+
+    // Each copy of the workload (comm truncated to 15 bytes) exec'd and exited.
+    let mut execs = 0u64;
+    for batch in b
+        .read_table(perfpack_schema::tables::SCHED_PROCESS)
+        .unwrap()
+    {
+        let event = batch.column_by_name("event").unwrap().as_string::<i32>();
+        let comm = batch.column_by_name("comm").unwrap().as_string::<i32>();
+        execs += (0..batch.num_rows())
+            .filter(|&i| event.value(i) == "exec" && comm.value(i).starts_with("perfpack-test"))
+            .count() as u64;
+    }
+    let mut pids = std::collections::HashSet::new();
+    for batch in b.read_table(perfpack_schema::tables::THREAD).unwrap() {
+        let pid = batch
+            .column_by_name("pid")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int32Type>();
+        let comm = batch.column_by_name("comm").unwrap().as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            if comm.value(i).starts_with("perfpack-test") {
+                pids.insert(pid.value(i));
+            }
+        }
+    }
+    let ftrace_lost: u64 = m
+        .sources
+        .iter()
+        .filter(|s| s.name == "ftrace")
+        .map(|s| s.total_lost())
+        .sum();
+    eprintln!(
+        "storm: {started} processes in 5 s ({:.0}/s); recorded {execs} execs, {} processes in \
+         the thread table, ftrace lost {ftrace_lost}; recorder peak RSS {peak_rss_mib:.1} MiB, \
+         {:.2} CPU s",
+        started as f64 / 5.0,
+        pids.len(),
+        m.self_cost.cpu_user_s + m.self_cost.cpu_system_s
+    );
+    // 4 of the storm's 5 seconds were recorded.
+    assert!(
+        execs + ftrace_lost >= started / 2,
+        "{execs} execs of {started}"
+    );
+    assert!(execs <= started, "{execs} execs of {started}");
+    assert!(
+        pids.len() as u64 >= started / 2,
+        "{} processes of {started}",
+        pids.len()
+    );
+    assert!(peak_rss_mib < 200.0, "peak RSS {peak_rss_mib} MiB");
+}
+
+#[test]
+fn ring_bound_counts_the_dictionary_tables_that_process_churn_grows() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("churn.ppk");
+    let mut storm = Command::new(WORKLOAD)
+        .args(["storm", "5"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let max = 150 * 1024;
+    let out = record(&[
+        "-d",
+        "4s",
+        "--segment",
+        "500ms",
+        "--max-bytes",
+        "150K",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    storm.wait().unwrap();
+    assert!(
+        stderr.contains("warning: ring: threads, mappings, frames and callsites take"),
+        "{stderr}"
+    );
+    let b = perfpack_schema::Bundle::open(&bundle).unwrap();
+    b.verify().unwrap();
+    // The ring ran at every close but the last (at the end of the capture): at that point,
+    // dictionaries and kept event segments together were within the bound, or only the newest
+    // event segment was left.
+    let m = b.manifest();
+    let last = m
+        .tables
+        .values()
+        .flat_map(|t| &t.segments)
+        .map(|s| s.index)
+        .max()
+        .unwrap();
+    let (mut dictionaries, mut events) = (0, std::collections::BTreeMap::<u32, u64>::new());
+    for (name, t) in &m.tables {
+        let dictionary = perfpack_schema::tables::by_name(name).is_none_or(|d| d.dictionary);
+        for s in t.segments.iter().filter(|s| s.index < last) {
+            if dictionary {
+                dictionaries += s.bytes;
+            } else {
+                *events.entry(s.index).or_default() += s.bytes;
+            }
+        }
+    }
+    let kept: u64 = events.values().sum();
+    eprintln!("ring: dictionaries {dictionaries} B, event segments {events:?}, bound {max}");
+    assert!(
+        events.len() <= 1 || dictionaries + kept <= max,
+        "{dictionaries} B of dictionaries and {kept} B of events in {} segments, bound {max}",
+        events.len()
+    );
+}

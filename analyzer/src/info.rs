@@ -53,7 +53,7 @@ pub fn summarize(bundle: &Bundle) -> Info<'_> {
                 name: t.name,
                 rows: segs.iter().map(|s| s.rows).sum(),
                 segments: segs.len(),
-                bytes: segs.iter().map(|s| s.bytes).sum(),
+                bytes: segs.iter().map(|s| s.bytes).fold(0, u64::saturating_add),
             }
         })
         .collect();
@@ -73,7 +73,11 @@ pub fn summarize(bundle: &Bundle) -> Info<'_> {
         end_wall: to_ns.map(|ns| format_wall_ns(start.wall_ns(ns))),
         duration_ns: from_ns.zip(to_ns).map(|(a, b)| b - a),
         tables,
-        total_lost: m.sources.iter().map(|s| s.total_lost()).sum(),
+        total_lost: m
+            .sources
+            .iter()
+            .map(|s| s.total_lost())
+            .fold(0, u64::saturating_add),
         warnings: bundle.warnings(),
         manifest: m,
     }

@@ -59,7 +59,7 @@ pub fn ftrace_page(data: &[u8]) {
     let events = fixture_events();
     let mut found = Vec::new();
     let _ = page::walk(data, 16, |ts, payload| {
-        let id = u16::from_ne_bytes([payload[0], payload.get(1).copied().unwrap_or(0)]);
+        let id = u16::from_ne_bytes([payload[0], payload[1]]);
         if let Some(ev) = events.iter().find(|e| e.format.id == id) {
             found.push((ev, ts, payload));
         }

@@ -181,7 +181,10 @@ pub struct Source {
 impl Source {
     /// Total lost records over every kind and CPU.
     pub fn total_lost(&self) -> u64 {
-        self.losses.iter().map(|l| l.count).sum()
+        // Counts come from files strangers attach: saturate rather than overflow.
+        self.losses
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.count))
     }
 }
 

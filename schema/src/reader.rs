@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_schema::Schema;
+use arrow_schema::{DataType, Schema};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::column::page::PageReader as _;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::column::page::{Page, PageReader as _};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
@@ -209,9 +212,24 @@ impl Bundle {
     ) -> Result<ParquetRecordBatchReader> {
         let data = self.segment_data(seg)?;
         let path = data.display.clone();
-        let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone())
-            .map_err(|e| Error::invalid(&path, format!("not a readable Parquet file: {e}")))?;
-        check_schema(table, builder.schema(), &path)?;
+        // The Arrow schema a writer may embed is not parsed (arrow-ipc 59 panics on a corrupt
+        // one, as a fuzzer found): the file's own Parquet types are checked against the table,
+        // and the table's declared schema is what the reader decodes into.
+        let unreadable = |e| Error::invalid(&path, format!("not a readable Parquet file: {e}"));
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let found = ArrowReaderMetadata::load(&data, options.clone()).map_err(unreadable)?;
+        check_schema(table, found.schema(), &path)?;
+        let declared = ArrowReaderMetadata::try_new(
+            found.metadata().clone(),
+            options.with_schema(table.schema()),
+        )
+        .map_err(|e| {
+            Error::invalid(
+                &path,
+                format!("schema does not match table {}: {e}", table.name),
+            )
+        })?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), declared);
         let rows = builder.metadata().file_metadata().num_rows();
         if rows as u64 != seg.rows {
             return Err(Error::invalid(
@@ -332,16 +350,37 @@ fn list_table_files(root: &Path) -> Vec<String> {
     out
 }
 
-/// Checks that the data pages of each row group hold the rows its footer claims, reading the
-/// page headers of one flat column (no page data). A footer and manifest that agree on a
-/// trillion rows in a 100 KB file would otherwise keep readers busy producing nothing.
+/// Checks that the data pages of each row group hold the rows its footer claims, decoding the
+/// pages of its smallest flat column. A footer and manifest that agree on a trillion rows in a
+/// 100 KB file would otherwise keep readers busy producing nothing. (Not with
+/// `PageReader::peek_next_page`, which in parquet 59 panics on a data page without its header.)
 fn check_pages(data: &SegmentData, md: &ParquetMetaData, path: &Path) -> Result<()> {
     let reader = Arc::new(data.clone());
     for (i, rg) in md.row_groups().iter().enumerate() {
+        // Where each column chunk lies, checked before any reader asks (parquet 59 asserts
+        // that they are not negative, a fuzzer found).
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(c.compressed_size()).ok())
+                .and_then(|(s, n)| s.checked_add(n))
+                .is_some_and(|end| end <= data.len);
+            if !inside || c.data_page_offset() < 0 {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "row group {i}: column chunk {} lies outside the file",
+                        c.column_path()
+                    ),
+                ));
+            }
+        }
         let Some(col) = rg
             .columns()
             .iter()
-            .find(|c| c.column_descr().max_rep_level() == 0)
+            .filter(|c| c.column_descr().max_rep_level() == 0)
+            .min_by_key(|c| c.compressed_size())
         else {
             continue;
         };
@@ -350,11 +389,12 @@ fn check_pages(data: &SegmentData, md: &ParquetMetaData, path: &Path) -> Result<
             SerializedPageReader::new(reader.clone(), col, rg.num_rows() as usize, None)
                 .map_err(bad)?;
         let mut held = 0u64;
-        while let Some(page) = pages.peek_next_page().map_err(bad)? {
-            if !page.is_dict {
-                held += page.num_rows.or(page.num_levels).unwrap_or(0) as u64;
-            }
-            pages.skip_next_page().map_err(bad)?;
+        while let Some(page) = pages.get_next_page().map_err(bad)? {
+            held += match page {
+                Page::DataPage { num_values, .. } => u64::from(num_values),
+                Page::DataPageV2 { num_rows, .. } => u64::from(num_rows),
+                Page::DictionaryPage { .. } => 0,
+            };
         }
         if held != rg.num_rows() as u64 {
             return Err(Error::invalid(
@@ -383,10 +423,13 @@ fn check_schema(table: &TableDef, found: &Schema, path: &Path) -> Result<()> {
                 ),
             ));
         };
-        if f.name() != col.name()
-            || f.data_type() != col.data_type()
-            || f.is_nullable() != col.is_nullable()
-        {
+        // Parquet stores a map's field names its own way: a map is checked to be a map, and
+        // decoding into the declared schema checks the rest.
+        let same_type = match col.data_type() {
+            DataType::Map(..) => matches!(f.data_type(), DataType::Map(..)),
+            t => f.data_type() == t,
+        };
+        if f.name() != col.name() || !same_type || f.is_nullable() != col.is_nullable() {
             return Err(Error::invalid(
                 path,
                 format!(

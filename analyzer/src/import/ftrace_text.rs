@@ -11,7 +11,7 @@ use perfpack_schema::tables::{
 };
 use perfpack_schema::{BundleWriter, syscalls_x86_64};
 
-use super::{Lines, Report, SEGMENT_ROWS, parse_seconds_ns};
+use super::{Lines, Report, SEGMENT_ROWS, parse_cpu, parse_seconds_ns};
 
 /// The common prefix of an event line (also built by the perf script importer for tracepoint
 /// samples, whose payload is printed the same way).
@@ -39,7 +39,7 @@ fn parse_prefix(line: &str) -> Option<Prefix<'_>> {
         }
         search = close;
     };
-    let cpu: i32 = line[open + 1..close].parse().ok()?;
+    let cpu = parse_cpu(&line[open + 1..close])?;
     let mut task = line[..open].trim_end();
     let mut tgid = None;
     if task.ends_with(')')

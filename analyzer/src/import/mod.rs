@@ -207,7 +207,10 @@ pub fn import(
     let (start, end) = report.ts_range.unwrap_or((0, 0));
     let m = writer.manifest_mut();
     m.clocks.start.monotonic_ns = start;
-    m.host.n_cpus = report.max_cpu.map_or(0, |c| c as u32 + 1);
+    m.host.n_cpus = report
+        .max_cpu
+        .and_then(|c| u32::try_from(c).ok())
+        .map_or(0, |c| c + 1);
     let mut detail = format!("imported from {} text {}", tool, file.display());
     for note in &report.notes {
         detail.push_str("; ");
@@ -245,6 +248,15 @@ pub fn import(
         .finish(State::Complete, end)
         .with_context(|| format!("{}: finishing the bundle", out.display()))?;
     Ok(report)
+}
+
+/// The most CPUs a Linux kernel supports (NR_CPUS at most 8192).
+const MAX_CPUS: i32 = 8192;
+
+/// A CPU number as both formats print it (`[003]`), refused when no kernel has that CPU: the
+/// number sizes per-CPU tables and the bundle's CPU count.
+fn parse_cpu(s: &str) -> Option<i32> {
+    s.parse().ok().filter(|c| (0..MAX_CPUS).contains(c))
 }
 
 /// Parses `12345.678901` (seconds with a fraction of up to 9 digits) into nanoseconds.

@@ -10,7 +10,7 @@ use perfpack_schema::BundleWriter;
 
 use super::ftrace_text::{Prefix, Tables};
 use super::stacks::{FrameRef, SampleRef, StackSink};
-use super::{Lines, Report, parse_seconds_ns};
+use super::{Lines, Report, parse_cpu, parse_seconds_ns};
 
 /// The header of one sample.
 #[derive(Debug, PartialEq)]
@@ -96,7 +96,7 @@ fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
         };
         let after = &trimmed[w.len()..];
         if cpu.is_none() && ts_ns.is_none() && w.starts_with('[') && w.ends_with(']') {
-            cpu = Some(w[1..w.len() - 1].parse().ok()?);
+            cpu = Some(parse_cpu(&w[1..w.len() - 1])?);
         } else if ts_ns.is_none() && event.is_none() && w.ends_with(':') && w.contains('.') {
             ts_ns = Some(parse_seconds_ns(&w[..w.len() - 1])?);
         } else if event.is_none() && period.is_none() && is_digits(w) {
@@ -228,7 +228,7 @@ fn finish(
         writer,
     )?;
     report.records += 1;
-    report.saw(p.ts_ns, Some(p.cpu));
+    report.saw(p.ts_ns, (p.cpu >= 0).then_some(p.cpu));
     p.frames.clear();
     Ok(())
 }

@@ -168,7 +168,7 @@ pub fn int(payload: &[u8], f: &Field) -> Option<i64> {
 }
 
 fn int_at(p: &[u8], at: usize, size: usize, signed: bool) -> Option<i64> {
-    let b = p.get(at..at + size)?;
+    let b = p.get(at..at.checked_add(size)?)?;
     Some(match (size, signed) {
         (1, false) => i64::from(b[0]),
         (1, true) => i64::from(b[0] as i8),
@@ -184,17 +184,18 @@ fn int_at(p: &[u8], at: usize, size: usize, signed: bool) -> Option<i64> {
 /// Reads a string field: a fixed `char[N]` or a `__data_loc char[]`, up to its NUL.
 pub fn string<'a>(payload: &'a [u8], f: &Field) -> Option<&'a str> {
     let bytes = if f.data_loc {
-        let loc = u32::from_ne_bytes(payload.get(f.offset..f.offset + 4)?.try_into().ok()?);
+        let end = f.offset.checked_add(4)?;
+        let loc = u32::from_ne_bytes(payload.get(f.offset..end)?.try_into().ok()?);
         let (off, len) = ((loc & 0xffff) as usize, (loc >> 16) as usize);
         // `__rel_loc` offsets count from the end of the field itself.
         let off = if f.ctype.starts_with("__rel_loc") {
-            off + f.offset + 4
+            off + end
         } else {
             off
         };
         payload.get(off..off + len)?
     } else {
-        payload.get(f.offset..f.offset + f.size)?
+        payload.get(f.offset..f.offset.checked_add(f.size)?)?
     };
     let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
     std::str::from_utf8(&bytes[..end]).ok()

@@ -67,6 +67,9 @@ pub fn parse(system: &str, text: &str) -> Result<EventFormat, String> {
     })
 }
 
+/// The largest offset or size a field can have (pages are 4 KiB on most kernels, 64 KiB at most).
+const MAX_EVENT_BYTES: usize = 1 << 16;
+
 /// `field:unsigned int nr_sector; offset:24; size:4; signed:0;`
 fn parse_field(line: &str) -> Option<Field> {
     let mut decl = None;
@@ -92,6 +95,12 @@ fn parse_field(line: &str) -> Option<Field> {
         ),
         None => (last.to_string(), 0),
     };
+    let (offset, size) = (offset?, size?);
+    // An event fits in a ring-buffer page, and an array's elements in its size: anything else
+    // is not a format file the kernel wrote (and would cost memory per element).
+    if offset > MAX_EVENT_BYTES || size > MAX_EVENT_BYTES || array_len > size {
+        return None;
+    }
     let ctype = if array_len > 0 {
         format!("{ctype}[]")
     } else {
@@ -100,8 +109,8 @@ fn parse_field(line: &str) -> Option<Field> {
     Some(Field {
         name,
         ctype,
-        offset: offset?,
-        size: size?,
+        offset,
+        size,
         signed,
         data_loc,
         array_len,

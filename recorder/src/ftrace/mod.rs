@@ -322,7 +322,7 @@ impl Ftrace {
                 self.held.extend_from_slice(payload);
                 continue;
             }
-            let id = u16::from_ne_bytes([payload[0], payload.get(1).copied().unwrap_or(0)]);
+            let id = u16::from_ne_bytes([payload[0], payload[1]]);
             if let Some(Some(ev)) = self.events.get(usize::from(id)) {
                 decode::decode(ev, ts as i64, cpu, payload, &mut self.names, &mut self.rows);
                 self.n_events += 1;

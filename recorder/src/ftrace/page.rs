@@ -34,8 +34,12 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// Calls `f(timestamp, payload)` for each event of `page` (payload starts with `common_type`).
-/// `data_offset` is where event data starts (16 on 64-bit kernels, from `header_page`).
+/// Bytes of the fields every event starts with (`common_type`, flags, preempt count, pid).
+const COMMON_FIELDS: usize = 8;
+
+/// Calls `f(timestamp, payload)` for each event of `page` (payload starts with `common_type`,
+/// and holds at least the common fields). `data_offset` is where event data starts (16 on
+/// 64-bit kernels, from `header_page`).
 pub fn walk<'a>(
     page: &'a [u8],
     data_offset: usize,
@@ -55,6 +59,8 @@ pub fn walk<'a>(
     if commit & MISSED_STORED != 0 {
         info.missed_count = u64_at(page, data_offset + len);
     }
+    // Time arithmetic wraps as the kernel's does: a corrupt page gives nonsense times, never a
+    // panic.
     let mut ts = ts0;
     let mut pos = 0;
     while pos + 4 <= len {
@@ -71,7 +77,7 @@ pub fn walk<'a>(
             }
             TYPE_TIME_EXTEND => {
                 let hi = u64::from(u32_at(data, pos + 4).ok_or("truncated time extend")?);
-                ts += (hi << 27) | delta;
+                ts = ts.wrapping_add((hi << 27) | delta);
                 pos += 8;
             }
             TYPE_TIME_STAMP => {
@@ -85,7 +91,10 @@ pub fn walk<'a>(
                 let payload = data
                     .get(pos + 8..pos + 4 + n)
                     .ok_or("event runs past the page")?;
-                ts += delta;
+                if payload.len() < COMMON_FIELDS {
+                    return Err("event shorter than its common fields".into());
+                }
+                ts = ts.wrapping_add(delta);
                 f(ts, payload);
                 info.events += 1;
                 pos += 4 + n.max(4);
@@ -95,7 +104,10 @@ pub fn walk<'a>(
                 let payload = data
                     .get(pos + 4..pos + 4 + size)
                     .ok_or("event runs past the page")?;
-                ts += delta;
+                if payload.len() < COMMON_FIELDS {
+                    return Err("event shorter than its common fields".into());
+                }
+                ts = ts.wrapping_add(delta);
                 f(ts, payload);
                 info.events += 1;
                 pos += 4 + size;
@@ -145,7 +157,7 @@ pub(crate) mod tests {
                 (0, 2, vec![12, 9, 10]),        // length 12 (counts itself): 8 bytes payload
                 (TYPE_PADDING, 1, vec![8, 0]),  // discarded event: length counts itself
                 (TYPE_TIME_STAMP, 50, vec![0]), // absolute 50
-                (1, 1, vec![11]),
+                (2, 1, vec![11, 0]),
                 (TYPE_PADDING, 0, vec![]), // end of data
             ],
             None,
@@ -169,7 +181,7 @@ pub(crate) mod tests {
         let p = page(
             1,
             MISSED_EVENTS | MISSED_STORED,
-            &[(1, 1, vec![0])],
+            &[(2, 1, vec![0, 0])],
             Some(42),
         );
         let info = walk(&p, 16, |_, _| {}).unwrap();
@@ -181,6 +193,9 @@ pub(crate) mod tests {
         let mut truncated = page(1, 0, &[(3, 1, vec![1, 2, 3])], None);
         truncated[8..16].copy_from_slice(&8u64.to_ne_bytes());
         assert!(walk(&truncated, 16, |_, _| {}).is_err());
+        // Every event has its 8 bytes of common fields (a fuzzer found a 4-byte one).
+        let short = page(1, 0, &[(1, 1, vec![0])], None);
+        assert!(walk(&short, 16, |_, _| {}).is_err());
     }
 
     #[test]

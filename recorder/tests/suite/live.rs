@@ -497,6 +497,7 @@ fn source(m: &serde_json::Value, name: &str) -> serde_json::Value {
 #[test]
 fn cpu_budget_lowers_the_sampling_rate_and_stops_ftrace_and_says_so() {
     require_recording!();
+    let _heavy = super::HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("budget.ppk");
     let mut workload = Command::new(WORKLOAD)
@@ -579,6 +580,7 @@ fn cpu_budget_lowers_the_sampling_rate_and_stops_ftrace_and_says_so() {
 fn exec_storm_is_recorded_with_bounded_memory() {
     use arrow_array::cast::AsArray as _;
     require_recording!();
+    let _heavy = super::HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("storm.ppk");
     let storm = Command::new(WORKLOAD)
@@ -655,6 +657,7 @@ fn exec_storm_is_recorded_with_bounded_memory() {
 #[test]
 fn ring_bound_counts_the_dictionary_tables_that_process_churn_grows() {
     require_recording!();
+    let _heavy = super::HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("churn.ppk");
     let mut storm = Command::new(WORKLOAD)

@@ -44,6 +44,11 @@ macro_rules! require_recording {
 }
 pub(crate) use require_recording;
 
+/// Held by the live tests that load the machine (the exec storm) or measure sampling rates, so
+/// that they do not run at the same time: under the storm, the budget test's sampling-rate
+/// figures do not hold (an interaction not yet understood; see the issue note).
+pub static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs the recorder with these arguments.
 pub fn record(args: &[&str]) -> Output {
     Command::new(RECORDER)

@@ -494,14 +494,23 @@ impl Capture {
         let mut sorter = Sorter::default();
         let mut chain = Vec::new();
         let mut timeout_ms = 100;
+        // What each source costs the loop, read only when a budget will weigh it (the poll's
+        // wait costs no CPU).
+        let weigh = self.budget.limit.is_some();
+        let thread_cpu = || {
+            if weigh {
+                sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+            } else {
+                0
+            }
+        };
         while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
-            // What each source costs the loop, for the budget (the poll's wait costs no CPU).
-            let c0 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            let c0 = thread_cpu();
             self.drain(&mut sorter, &mut chain, timeout_ms, false)?;
-            let c1 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            let c1 = thread_cpu();
             // A busy ftrace buffer is read again soon (Perfetto's heuristic); an idle one waits.
             let pages = self.ftrace.as_mut().map_or(0, Ftrace::drain);
-            let c2 = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            let c2 = thread_cpu();
             self.budget.sampler_s += (c1 - c0) as f64 / 1e9;
             self.budget.ftrace_s += (c2 - c1) as f64 / 1e9;
             timeout_ms = if pages > 1 { 10 } else { 100 };

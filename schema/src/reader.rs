@@ -17,6 +17,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
+use parquet::basic::Encoding;
 use parquet::column::page::{Page, PageReader as _};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{ChunkReader, Length};
@@ -210,6 +211,29 @@ impl Bundle {
         seg: &SegmentEntry,
         columns: Option<&[&str]>,
     ) -> Result<ParquetRecordBatchReader> {
+        let (builder, mask) = self.checked_segment(table, seg, Decode::Columns(columns))?;
+        let builder = match mask {
+            Some(mask) => builder.with_projection(mask),
+            None => builder,
+        };
+        let path = self.display_path(seg);
+        builder
+            .with_batch_size(8 * 1024)
+            .build()
+            .map_err(|e| Error::parquet(&path, e))
+    }
+
+    /// Opens a segment's footer, checks it against the table and the manifest, and walks the
+    /// pages of the columns that `decode` names (see [`check_pages`]).
+    fn checked_segment(
+        &self,
+        table: &TableDef,
+        seg: &SegmentEntry,
+        decode: Decode,
+    ) -> Result<(
+        ParquetRecordBatchReaderBuilder<SegmentData>,
+        Option<ProjectionMask>,
+    )> {
         let data = self.segment_data(seg)?;
         let path = data.display.clone();
         // The Arrow schema a writer may embed is not parsed (arrow-ipc 59 panics on a corrupt
@@ -237,24 +261,21 @@ impl Bundle {
                 format!("has {rows} rows but manifest.json lists {}", seg.rows),
             ));
         }
-        check_pages(&data, builder.metadata(), &path)?;
-        let builder = match columns {
-            None => builder,
-            Some(cols) => {
+        let mask = match decode {
+            Decode::Columns(Some(cols)) => {
                 let mut roots = Vec::with_capacity(cols.len());
                 for c in cols {
                     roots.push(builder.schema().index_of(c).map_err(|_| {
                         Error::invalid(&path, format!("{}: no column {c}", table.name))
                     })?);
                 }
-                let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-                builder.with_projection(mask)
+                Some(ProjectionMask::roots(builder.parquet_schema(), roots))
             }
+            Decode::Columns(None) => Some(ProjectionMask::all()),
+            Decode::Nothing => None,
         };
-        builder
-            .with_batch_size(8 * 1024)
-            .build()
-            .map_err(|e| Error::parquet(&path, e))
+        check_pages(&data, builder.metadata(), &path, mask.as_ref())?;
+        Ok((builder, mask))
     }
 
     /// Reads a whole table into memory (tests, small tables; engines stream instead).
@@ -270,7 +291,8 @@ impl Bundle {
     }
 
     /// Checks every listed segment: present, Parquet footer readable, schema and row count as
-    /// declared. Reads footers only, not data pages.
+    /// declared, and the page headers of one column holding the rows the footer claims. Data
+    /// pages are walked column by column only when a segment is opened for decoding.
     pub fn verify(&self) -> Result<()> {
         self.verify_tables(tables::ALL)
     }
@@ -280,7 +302,7 @@ impl Bundle {
     pub fn verify_tables(&self, which: &[&TableDef]) -> Result<()> {
         for t in which {
             for seg in self.segments(t) {
-                self.open_segment(t, seg)?;
+                self.checked_segment(t, seg, Decode::Nothing)?;
             }
         }
         Ok(())
@@ -350,15 +372,35 @@ fn list_table_files(root: &Path) -> Vec<String> {
     out
 }
 
-/// Checks that the data pages of each row group hold the rows its footer claims, decoding the
-/// pages of its smallest flat column. A footer and manifest that agree on a trillion rows in a
-/// 100 KB file would otherwise keep readers busy producing nothing. (Not with
-/// `PageReader::peek_next_page`, which in parquet 59 panics on a data page without its header.)
-fn check_pages(data: &SegmentData, md: &ParquetMetaData, path: &Path) -> Result<()> {
+/// Which columns of a segment will be decoded, and so have their pages walked.
+enum Decode<'a> {
+    /// None: the segment is only being verified.
+    Nothing,
+    /// These columns (all when `None`).
+    Columns(Option<&'a [&'a str]>),
+}
+
+/// Checks what the footer says against the pages, so that a lying file is refused with an error
+/// naming it rather than making parquet 59 panic or spin:
+/// - every column chunk lies inside the file (parquet asserts offsets are not negative);
+/// - the data pages of each row group hold the rows its footer claims, counted on its smallest
+///   flat column (a footer and manifest that agree on a trillion rows in a 100 KB file would
+///   otherwise keep readers busy producing nothing);
+/// - in each column that `decoded` selects, a dictionary-encoded data page follows a dictionary
+///   page (parquet 59 panics with "Decoder for dict should have been set" otherwise, a fuzzer
+///   found). This decompresses those pages once more; verification alone (`decoded` = `None`)
+///   walks only the counted column.
+///
+/// Pages are read with `get_next_page`, not `peek_next_page`, which in parquet 59 panics on a
+/// data page without its header.
+fn check_pages(
+    data: &SegmentData,
+    md: &ParquetMetaData,
+    path: &Path,
+    decoded: Option<&ProjectionMask>,
+) -> Result<()> {
     let reader = Arc::new(data.clone());
     for (i, rg) in md.row_groups().iter().enumerate() {
-        // Where each column chunk lies, checked before any reader asks (parquet 59 asserts
-        // that they are not negative, a fuzzer found).
         for c in rg.columns() {
             let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
             let inside = u64::try_from(start)
@@ -376,34 +418,63 @@ fn check_pages(data: &SegmentData, md: &ParquetMetaData, path: &Path) -> Result<
                 ));
             }
         }
-        let Some(col) = rg
+        let counted = rg
             .columns()
             .iter()
-            .filter(|c| c.column_descr().max_rep_level() == 0)
-            .min_by_key(|c| c.compressed_size())
-        else {
-            continue;
-        };
-        let bad = |e: parquet::errors::ParquetError| Error::parquet(path, e);
-        let mut pages =
-            SerializedPageReader::new(reader.clone(), col, rg.num_rows() as usize, None)
-                .map_err(bad)?;
-        let mut held = 0u64;
-        while let Some(page) = pages.get_next_page().map_err(bad)? {
-            held += match page {
-                Page::DataPage { num_values, .. } => u64::from(num_values),
-                Page::DataPageV2 { num_rows, .. } => u64::from(num_rows),
-                Page::DictionaryPage { .. } => 0,
-            };
-        }
-        if held != rg.num_rows() as u64 {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "row group {i} claims {} rows but its pages hold {held}",
-                    rg.num_rows()
-                ),
-            ));
+            .enumerate()
+            .filter(|(_, c)| c.column_descr().max_rep_level() == 0)
+            .min_by_key(|(_, c)| c.compressed_size())
+            .map(|(leaf, _)| leaf);
+        for (leaf, col) in rg.columns().iter().enumerate() {
+            let decodes = decoded.is_some_and(|m| m.leaf_included(leaf));
+            if !decodes && Some(leaf) != counted {
+                continue;
+            }
+            let bad = |e: parquet::errors::ParquetError| Error::parquet(path, e);
+            let mut pages =
+                SerializedPageReader::new(reader.clone(), col, rg.num_rows() as usize, None)
+                    .map_err(bad)?;
+            let mut held = 0u64;
+            let mut dictionary = false;
+            while let Some(page) = pages.get_next_page().map_err(bad)? {
+                let (rows, encoding) = match page {
+                    Page::DataPage {
+                        num_values,
+                        encoding,
+                        ..
+                    } => (u64::from(num_values), encoding),
+                    Page::DataPageV2 {
+                        num_rows, encoding, ..
+                    } => (u64::from(num_rows), encoding),
+                    Page::DictionaryPage { .. } => {
+                        dictionary = true;
+                        continue;
+                    }
+                };
+                held += rows;
+                let needs_dictionary = matches!(
+                    encoding,
+                    Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+                );
+                if decodes && needs_dictionary && !dictionary {
+                    return Err(Error::invalid(
+                        path,
+                        format!(
+                            "row group {i}: column {} has a dictionary-encoded page but no dictionary page",
+                            col.column_path()
+                        ),
+                    ));
+                }
+            }
+            if Some(leaf) == counted && held != rg.num_rows() as u64 {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "row group {i} claims {} rows but its pages hold {held}",
+                        rg.num_rows()
+                    ),
+                ));
+            }
         }
     }
     Ok(())

@@ -160,3 +160,27 @@ fn ring_mode_drops_old_event_segments_but_keeps_dictionaries() {
     assert!(!root.join("tables/stack_sample/seg-000000.parquet").exists());
     assert!(root.join("tables/frame/seg-000000.parquet").exists());
 }
+
+/// A fuzzer's packed bundle whose data page is dictionary-encoded with no dictionary page before
+/// it: verifying reads only page headers and passes or fails on its own terms, decoding is
+/// refused with the file and the column named (parquet 59 panicked).
+#[test]
+fn refuses_a_dictionary_encoded_page_without_its_dictionary() {
+    let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/packed/dictionary-page-missing");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dict.ppk");
+    std::fs::copy(&input, &path).unwrap();
+    let bundle = Bundle::open(&path).unwrap();
+    let errors: Vec<String> = tables::ALL
+        .iter()
+        .filter_map(|t| bundle.read_table(t).err())
+        .map(|e| e.to_string())
+        .collect();
+    let err = errors
+        .iter()
+        .find(|e| e.contains("dictionary-encoded page but no dictionary page"))
+        .unwrap_or_else(|| panic!("no table refused the page: {errors:?}"));
+    assert!(err.contains("dict.ppk"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -71,6 +71,7 @@ fn sampling_attr(type_: u32, config: u64, freq_hz: u64, side_band: bool) -> Perf
         sample_type: sys::SAMPLE_IP
             | sys::SAMPLE_TID
             | sys::SAMPLE_TIME
+            | sys::SAMPLE_STREAM_ID
             | sys::SAMPLE_CPU
             | sys::SAMPLE_PERIOD
             | sys::SAMPLE_CALLCHAIN,
@@ -216,6 +217,18 @@ impl Sampler {
             sys::ioctl_u64(fd, sys::IOC_PERIOD, value)?;
         }
         Ok(clock.then_some(value))
+    }
+
+    /// The ids of the events opened here. A sample whose `stream_id` is not one of them came
+    /// from an event the kernel created for a thread or process started later (`inherit`),
+    /// which a period change made here does not reach.
+    pub fn event_ids(&self) -> Vec<u64> {
+        self.rings
+            .iter()
+            .map(|(_, fd, _)| fd)
+            .chain(&self.extra)
+            .filter_map(|fd| sys::ioctl_read_u64(fd, sys::IOC_ID).ok())
+            .collect()
     }
 
     /// Stops sampling (the rings keep what is in them for a last drain).

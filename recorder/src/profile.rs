@@ -5,7 +5,7 @@
 //! callsite prefix tree is built as samples arrive, and names are filled in at segment close for
 //! the frames first seen in that segment.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use perfpack_schema::fxhash::FxHashMap;
 
@@ -30,6 +30,16 @@ enum FrameKey {
     Jit(i32, u64),
     /// (pid, address) outside any known mapping.
     Unknown(i32, u64),
+}
+
+/// The fixed fields of a sample record.
+struct SampleHead {
+    pid: i32,
+    tid: i32,
+    time: u64,
+    stream_id: u64,
+    cpu: u32,
+    period: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +91,10 @@ pub struct Profile {
     /// The kernel reports a software clock's first period in every sample however it changes,
     /// so samples after a change are weighted with the period in effect.
     clock_periods: Vec<(u64, u64)>,
+    /// The events a period change reached: the ones the recorder opened. Inherited events
+    /// (threads and children started later under `--pid`) keep the period they were created
+    /// with and report it themselves.
+    changed_events: HashSet<u64>,
 }
 
 impl Profile {
@@ -117,6 +131,7 @@ impl Profile {
             lost: HashMap::new(),
             n_unknown_frames: 0,
             clock_periods: Vec::new(),
+            changed_events: HashSet::new(),
         };
         p.seed(snapshot, ts_ns);
         p
@@ -214,10 +229,21 @@ impl Profile {
                 pid,
                 tid,
                 time,
+                stream_id,
                 cpu: scpu,
                 period,
                 ..
-            } => self.sample(pid, tid, time, scpu, period, chain),
+            } => self.sample(
+                SampleHead {
+                    pid,
+                    tid,
+                    time,
+                    stream_id,
+                    cpu: scpu,
+                    period,
+                },
+                chain,
+            ),
             Record::Mmap {
                 pid,
                 addr,
@@ -325,16 +351,33 @@ impl Profile {
         }
     }
 
-    /// The clock event's period became `period_ns` at `time` (the `--max-cpu-pct` budget).
-    pub fn clock_period_changed(&mut self, time: u64, period_ns: u64) {
+    /// The clock event's period became `period_ns` at `time` (the `--max-cpu-pct` budget) on
+    /// the events `ids`.
+    pub fn clock_period_changed(&mut self, time: u64, period_ns: u64, ids: &[u64]) {
         self.clock_periods.push((time, period_ns));
+        self.changed_events.extend(ids);
     }
 
-    fn sample(&mut self, pid: i32, tid: i32, time: u64, cpu: u32, period: u64, chain: &[u64]) {
-        let period = match self.clock_periods.iter().rev().find(|c| c.0 <= time) {
+    /// The weight of a sample: the period it reports, or the one set since on its event.
+    fn sample_period(&self, time: u64, stream_id: u64, reported: u64) -> u64 {
+        if !self.changed_events.contains(&stream_id) {
+            return reported;
+        }
+        match self.clock_periods.iter().rev().find(|c| c.0 <= time) {
             Some(&(_, p)) => p,
-            None => period,
-        };
+            None => reported,
+        }
+    }
+
+    fn sample(&mut self, s: SampleHead, chain: &[u64]) {
+        let SampleHead {
+            pid,
+            tid,
+            time,
+            cpu,
+            ..
+        } = s;
+        let period = self.sample_period(time, s.stream_id, s.period);
         // perf gives the leaf first, with context markers; we build root-first.
         let mut path = std::mem::take(&mut self.path);
         path.clear();
@@ -575,5 +618,22 @@ impl Profile {
             .collect();
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_period_change_reweighs_only_the_events_it_reached() {
+        let mut p = Profile::new("cpu-clock", &[], 0, None);
+        // Opened at 1 ms; lowered to 8 ms at t=100 on events 1 and 2.
+        p.clock_period_changed(100, 8_000_000, &[1, 2]);
+        assert_eq!(p.sample_period(50, 1, 1_000_000), 1_000_000, "before");
+        assert_eq!(p.sample_period(150, 2, 1_000_000), 8_000_000, "after");
+        // An inherited event (a thread started later) reports its own period.
+        assert_eq!(p.sample_period(150, 9, 1_000_000), 1_000_000);
+        assert_eq!(p.sample_period(150, 9, 8_000_000), 8_000_000);
     }
 }

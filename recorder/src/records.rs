@@ -1,5 +1,5 @@
 //! Decodes perf ring-buffer records (for the attribute layout `perf.rs` opens: sample_type
-//! IP|TID|TIME|CPU|PERIOD|CALLCHAIN, sample_id_all with TID|TIME|CPU).
+//! IP|TID|TIME|STREAM_ID|CPU|PERIOD|CALLCHAIN, sample_id_all with TID|TIME|STREAM_ID|CPU).
 
 use crate::sys;
 
@@ -10,6 +10,8 @@ pub enum Record<'a> {
         pid: i32,
         tid: i32,
         time: u64,
+        /// The id of the event that took the sample (an inherited event has its own).
+        stream_id: u64,
         cpu: u32,
         period: u64,
         /// CPU mode of the sample (`sys::MISC_KERNEL` when in the kernel).
@@ -101,6 +103,7 @@ fn decode_body<'a>(
             let pid = c.u32()? as i32;
             let tid = c.u32()? as i32;
             let time = c.u64()?;
+            let stream_id = c.u64()?;
             let cpu = c.u32()?;
             let _res = c.u32()?;
             let period = c.u64()?;
@@ -116,6 +119,7 @@ fn decode_body<'a>(
                 pid,
                 tid,
                 time,
+                stream_id,
                 cpu,
                 period,
                 kernel: misc & sys::MISC_CPUMODE_MASK == sys::MISC_KERNEL,
@@ -218,6 +222,7 @@ mod tests {
         body.extend_from_slice(&42u32.to_ne_bytes());
         body.extend_from_slice(&43u32.to_ne_bytes());
         body.extend_from_slice(&1_000u64.to_ne_bytes());
+        body.extend_from_slice(&77u64.to_ne_bytes());
         body.extend_from_slice(&1u32.to_ne_bytes());
         body.extend_from_slice(&0u32.to_ne_bytes());
         body.extend_from_slice(&10_101u64.to_ne_bytes());
@@ -239,6 +244,7 @@ mod tests {
                 pid: 42,
                 tid: 43,
                 time: 1000,
+                stream_id: 77,
                 cpu: 1,
                 period: 10_101,
                 kernel: true

@@ -658,7 +658,8 @@ impl Capture {
                 let set = s.set_frequency(hz);
                 if let Ok(Some(period_ns)) = set {
                     let now = sys::clock_ns(libc::CLOCK_MONOTONIC) as u64;
-                    self.profile.clock_period_changed(now, period_ns);
+                    self.profile
+                        .clock_period_changed(now, period_ns, &s.event_ids());
                 }
                 let failed = failed(set.map(drop).map_err(|e| e.to_string()), "the ioctl");
                 let said = format!(

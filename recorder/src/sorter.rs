@@ -69,6 +69,7 @@ mod tests {
         body.extend_from_slice(&7u32.to_ne_bytes()); // pid
         body.extend_from_slice(&7u32.to_ne_bytes()); // tid
         body.extend_from_slice(&time.to_ne_bytes());
+        body.extend_from_slice(&0u64.to_ne_bytes()); // stream id
         body.extend_from_slice(&0u64.to_ne_bytes()); // cpu, reserved
         body.extend_from_slice(&1u64.to_ne_bytes()); // period
         body.extend_from_slice(&0u64.to_ne_bytes()); // callchain length

@@ -62,6 +62,7 @@ pub const SAMPLE_IP: u64 = 1 << 0;
 pub const SAMPLE_TID: u64 = 1 << 1;
 pub const SAMPLE_TIME: u64 = 1 << 2;
 pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
+pub const SAMPLE_STREAM_ID: u64 = 1 << 9;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_PERIOD: u64 = 1 << 8;
 
@@ -114,6 +115,8 @@ pub const IOC_ENABLE: libc::c_ulong = 0x2400;
 pub const IOC_DISABLE: libc::c_ulong = 0x2401;
 /// `_IOW('$', 4, u64)`: a new period, or for a frequency-mode event a new frequency.
 pub const IOC_PERIOD: libc::c_ulong = 0x4008_2404;
+/// PERF_EVENT_IOC_ID: the event's id, as samples report it in `stream_id`.
+pub const IOC_ID: libc::c_ulong = 0x8008_2407;
 
 pub const CLOCK_MONOTONIC: i32 = libc::CLOCK_MONOTONIC;
 
@@ -163,6 +166,17 @@ pub fn ioctl_u64(fd: &OwnedFd, request: libc::c_ulong, value: u64) -> io::Result
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `ioctl(fd, request, &mut value)` for the perf ioctls that return a `u64`.
+pub fn ioctl_read_u64(fd: &OwnedFd, request: libc::c_ulong) -> io::Result<u64> {
+    let mut value = 0u64;
+    // SAFETY: the kernel writes one u64 through the pointer, which outlives the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, &mut value as *mut u64) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
 }
 
 /// Reads what a counting event (or group) returns.

@@ -1,15 +1,32 @@
-//! Resolves the bundle arguments of a command (directories, packed files, glob patterns) and
-//! opens them, printing each bundle's warnings (e.g. unclosed segments) to stderr.
+//! Resolves the bundle arguments of a command (directories, packed files, glob patterns,
+//! `s3://` and `file://` URLs) and opens them, printing each bundle's warnings (e.g. unclosed
+//! segments) to stderr.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use perfpack_schema::{Bundle, TableDef};
 
-/// Expands glob patterns; a plain path is taken as is (and fails later if missing).
+/// Expands glob patterns; a plain path is taken as is (and fails later if missing). URLs are
+/// kept as strings in the paths (`s3://b/x.ppk`), expanded by listing their store.
 pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arg in args {
+        if let Some(path) = file_url(arg)? {
+            out.extend(members_or(path.to_string_lossy().as_ref(), path.clone())?);
+            continue;
+        }
+        if crate::location::is_url(arg) {
+            for url in crate::location::expand(arg)? {
+                out.extend(members_or(&url, PathBuf::from(&url))?);
+            }
+            continue;
+        }
+        if crate::dataset::is_local_dataset(std::path::Path::new(arg)) {
+            out.extend(members_or(arg, PathBuf::from(arg))?);
+            continue;
+        }
         if !arg.contains(['*', '?', '[']) {
             out.push(PathBuf::from(arg));
             continue;
@@ -36,7 +53,7 @@ pub fn open_all(args: &[String]) -> anyhow::Result<Vec<Bundle>> {
 pub fn open_for(args: &[String], reads: &[&TableDef]) -> anyhow::Result<Vec<Bundle>> {
     let mut bundles = Vec::new();
     for path in expand(args)? {
-        let bundle = Bundle::open(&path)?;
+        let bundle = open(&path)?;
         for w in bundle.warnings() {
             eprintln!("perfpack: warning: {w}");
         }
@@ -44,4 +61,62 @@ pub fn open_for(args: &[String], reads: &[&TableDef]) -> anyhow::Result<Vec<Bund
         bundles.push(bundle);
     }
     Ok(bundles)
+}
+
+/// The members of the dataset at `arg` when it is one (a URL, or a local directory with a
+/// `bundles/` table and no manifest), else `path` itself.
+fn members_or(arg: &str, path: PathBuf) -> anyhow::Result<Vec<PathBuf>> {
+    let local = !crate::location::is_url(arg);
+    if local && !crate::dataset::is_local_dataset(&path) {
+        return Ok(vec![path]);
+    }
+    let ds = crate::dataset::Dataset::at(arg)?;
+    let members = ds.members()?;
+    if members.is_empty() {
+        if local {
+            ds.members_or_fail()?;
+        }
+        return Ok(vec![path]);
+    }
+    Ok(members.iter().map(|m| ds.member_path(m)).collect())
+}
+
+/// `DATASET/bundles/host=H/bundle=B`: the dataset and the member it names.
+fn as_member(path: &std::path::Path) -> Option<(String, crate::dataset::Member)> {
+    let name = |p: &std::path::Path| p.file_name().map(|f| f.to_string_lossy().into_owned());
+    let bundle = name(path)?.strip_prefix("bundle=")?.to_string();
+    let host_dir = path.parent()?;
+    let host = name(host_dir)?.strip_prefix("host=")?.to_string();
+    let table_dir = host_dir.parent()?;
+    if name(table_dir)? != crate::dataset::BUNDLES_TABLE {
+        return None;
+    }
+    let root = table_dir.parent()?.to_string_lossy().into_owned();
+    Some((root, crate::dataset::Member { host, bundle }))
+}
+
+/// A `file://` URL as the local path it names.
+fn file_url(arg: &str) -> anyhow::Result<Option<PathBuf>> {
+    if !arg.starts_with("file://") {
+        return Ok(None);
+    }
+    let url = url::Url::parse(arg).with_context(|| format!("{arg}: not a URL"))?;
+    let path = url
+        .to_file_path()
+        .map_err(|()| anyhow::anyhow!("{arg}: not a local file URL"))?;
+    Ok(Some(path))
+}
+
+/// Opens one bundle: a local path, or a URL that [`expand`] kept.
+pub fn open(path: &std::path::Path) -> anyhow::Result<Bundle> {
+    if let Some((root, member)) = as_member(path) {
+        return crate::dataset::Dataset::at(&root)?.bundle(&member);
+    }
+    let name = path.to_string_lossy();
+    if crate::location::is_url(&name) {
+        let at = crate::location::parse(&name)?;
+        let remote = Arc::new(crate::location::StoreBundle::new(at));
+        return Ok(Bundle::open_remote(path, remote)?);
+    }
+    Ok(Bundle::open(path)?)
 }

@@ -13,6 +13,10 @@ pub use crate::sql::OutFormat;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// S3-compatible endpoint for `s3://` locations (MinIO, Ceph, moto; default: AWS, or
+    /// `AWS_ENDPOINT_URL`)
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,10 +68,16 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Export bundles into another tool's format
+    /// Export bundles into another tool's format, or (--dataset) into a Hive-partitioned
+    /// Parquet dataset that DataFusion, Spark, Trino and DuckDB query unchanged
     Export {
         #[command(flatten)]
         bundles: BundleArgs,
+        /// Write every table of the bundles into this dataset (a directory, `s3://` or
+        /// `file://` URL) as `<table>/host=<host>/bundle=<name>/seg-*.parquet`; a bundle
+        /// exported again replaces its earlier copy
+        #[arg(long, value_name = "DIR_OR_URL", conflicts_with_all = ["format", "event", "output"])]
+        dataset: Option<String>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Folded)]
         format: ExportFormat,
         /// Fold the samples of this event (default: the first event sampled)
@@ -112,10 +122,14 @@ pub enum ExportFormat {
 /// Arguments of `perfpack sql`.
 #[derive(Debug, clap::Args)]
 pub struct SqlArgs {
-    /// Bundles (directories, packed files, globs); a last argument that names a library view
-    /// (see `perfpack queries`) runs that view
-    #[arg(required = true, value_name = "BUNDLE")]
+    /// Bundles (directories, packed files, globs, `s3://` or `file://` URLs); a last argument
+    /// that names a library view (see `perfpack queries`) runs that view
+    #[arg(required_unless_present = "dataset", value_name = "BUNDLE")]
     pub args: Vec<String>,
+    /// Query a dataset written by `perfpack export --dataset` (a directory, `s3://` or
+    /// `file://` URL) in place, pruning by `host` and `bundle`
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub dataset: Option<String>,
     /// The SQL to run
     #[arg(short, long, conflicts_with = "file")]
     pub query: Option<String>,
@@ -320,7 +334,9 @@ fn parse_size(s: &str) -> Result<usize, String> {
 /// Bundles a command reads.
 #[derive(Debug, clap::Args)]
 pub struct BundleArgs {
-    /// Bundle directories or packed `.ppk` files; glob patterns are expanded
+    /// Bundle directories or packed `.ppk` files (glob patterns are expanded), `s3://` and
+    /// `file://` URLs of them, or datasets written by `perfpack export --dataset` (every bundle
+    /// in them)
     #[arg(required = true, value_name = "BUNDLE")]
     pub bundles: Vec<String>,
 }

@@ -7,6 +7,7 @@ mod bundles;
 pub mod cli;
 mod compare;
 mod correlate;
+mod dataset;
 mod flamegraph;
 mod fleet;
 mod fold;
@@ -16,6 +17,7 @@ pub mod import;
 mod info;
 mod intern;
 mod latency;
+pub mod location;
 mod perfetto;
 mod picture;
 mod pprof;
@@ -37,6 +39,13 @@ use crate::cli::{Cli, Command, Format};
 
 /// Runs one command line; `main` prints the error.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    location::set_endpoint(cli.endpoint.clone());
+    let result = run_command(cli);
+    location::print_stats();
+    result
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Info { bundles, format } => {
@@ -93,9 +102,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export {
             bundles,
+            dataset: Some(dataset),
+            ..
+        } => dataset::export(&bundles.bundles, &dataset, &mut stdout)?,
+        Command::Export {
+            bundles,
             format: cli::ExportFormat::Pprof,
             event,
             output,
+            ..
         } => pprof::run(&bundles.bundles, event, output.as_deref())?,
         Command::Export {
             bundles,
@@ -108,6 +123,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             format: cli::ExportFormat::Folded,
             event,
             output,
+            ..
         } => flamegraph::run(
             &bundles.bundles,
             &flamegraph::Options {

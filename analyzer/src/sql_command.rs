@@ -31,8 +31,11 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
         view = Some(v);
         bundle_args.pop();
     }
-    if bundle_args.is_empty() {
+    if bundle_args.is_empty() && a.dataset.is_none() {
         bail!("no bundle given");
+    }
+    if !bundle_args.is_empty() && a.dataset.is_some() {
+        bail!("give bundles or --dataset, not both");
     }
     let sql = if let Some(v) = &view {
         Some(v.select_sql())
@@ -50,7 +53,15 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
         None
     };
 
-    let bundles = bundles::open_all(&bundle_args)?;
+    let dataset = a
+        .dataset
+        .as_deref()
+        .map(crate::dataset::Dataset::at)
+        .transpose()?;
+    let bundles = match dataset {
+        Some(_) => Vec::new(),
+        None => bundles::open_all(&bundle_args)?,
+    };
     let mut opts = SessionOptions::default().allow_ddl(a.allow_ddl);
     if let Some(m) = a.memory_limit {
         opts = opts.memory_limit(m);
@@ -59,7 +70,10 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
         watchdog(ns, a.output.clone());
     }
     runtime()?.block_on(async {
-        let session = Session::open(&bundles, &opts).await?;
+        let session = match &dataset {
+            Some(d) => Session::open_dataset(d, &opts).await?,
+            None => Session::open(&bundles, &opts).await?,
+        };
         match sql {
             None => shell::run(&session, a.format).await,
             Some(sql) => {

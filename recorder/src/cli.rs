@@ -110,7 +110,9 @@ pub struct RecordArgs {
     #[arg(long, value_parser = parse_bytes)]
     pub max_bytes: Option<u64>,
     /// Run this shell command after each closed segment; `{}` is the bundle directory, and
-    /// PERFPACK_SEGMENT / PERFPACK_SEGMENT_FILES name the segment
+    /// PERFPACK_SEGMENT / PERFPACK_SEGMENT_FILES name the segment. To keep a bundle in S3 as
+    /// it grows: --on-segment 'aws s3 sync {} s3://bucket/fleet/$(hostname).ppk' (the analyzer
+    /// reads s3://bucket/fleet/HOST.ppk in place)
     #[arg(long)]
     pub on_segment: Option<String>,
 }

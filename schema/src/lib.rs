@@ -19,6 +19,7 @@ pub mod harness;
 pub mod manifest;
 pub mod pack;
 mod reader;
+pub mod storage;
 pub mod syscalls_x86_64;
 pub mod tables;
 pub mod time;
@@ -33,6 +34,7 @@ pub use docs::schema_markdown;
 pub use error::{Error, Result};
 pub use manifest::{FORMAT_VERSION, Manifest};
 pub use reader::{Bundle, SegmentData, SegmentSource};
+pub use storage::{LocalFile, RandomAccess, RemoteBundle};
 pub use writer::{BundleWriter, WriterOptions};
 
 /// Name of the manifest file at the root of a bundle.

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::storage::{LocalFile, RandomAccess};
 use crate::{Error, Result};
 
 const LOCAL_SIG: u32 = 0x0403_4b50;
@@ -44,7 +44,7 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct PackedArchive {
     path: PathBuf,
-    file: Arc<File>,
+    file: Arc<dyn RandomAccess>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -53,10 +53,18 @@ impl PackedArchive {
     /// every entry inside the file.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let file = LocalFile::open(&path).map_err(|e| Error::io(&path, e))?;
+        Self::from_source(path, Arc::new(file))
+    }
+
+    /// Opens an archive read through `file` (an object in a store, say); `path` names it in
+    /// messages.
+    pub fn from_source(path: impl Into<PathBuf>, file: Arc<dyn RandomAccess>) -> Result<Self> {
+        let path = path.into();
+        let len = file.len();
         let bad = |msg: String| Error::invalid(&path, msg);
-        let (cd_offset, cd_size, n_entries) = find_central_directory(&file, len).map_err(&bad)?;
+        let (cd_offset, cd_size, n_entries) =
+            find_central_directory(file.as_ref(), len).map_err(&bad)?;
         if n_entries > MAX_ENTRIES || n_entries.saturating_mul(46) > cd_size {
             return Err(bad(format!(
                 "corrupt archive: central directory claims {n_entries} entries in {cd_size} bytes"
@@ -68,7 +76,8 @@ impl PackedArchive {
         let mut entries = BTreeMap::new();
         let mut pos = 0usize;
         for _ in 0..n_entries {
-            let entry = parse_central_entry(&file, &cd, &mut pos, cd_offset).map_err(&bad)?;
+            let entry =
+                parse_central_entry(file.as_ref(), &cd, &mut pos, cd_offset).map_err(&bad)?;
             // Directory entries (as `zip -r` writes them) carry nothing a bundle needs.
             if entry.name.ends_with('/') {
                 continue;
@@ -80,7 +89,7 @@ impl PackedArchive {
         }
         Ok(PackedArchive {
             path,
-            file: Arc::new(file),
+            file,
             entries,
         })
     }
@@ -90,8 +99,8 @@ impl PackedArchive {
         &self.path
     }
 
-    /// The open archive file, shared by in-place readers.
-    pub fn file(&self) -> &Arc<File> {
+    /// The open archive, shared by in-place readers.
+    pub fn file(&self) -> &Arc<dyn RandomAccess> {
         &self.file
     }
 
@@ -127,7 +136,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Finds the end-of-central-directory record (ZIP64 if present) and returns
 /// (central directory offset, size, number of entries), checked against the file length.
-fn find_central_directory(file: &File, len: u64) -> Result<(u64, u64, u64), String> {
+fn find_central_directory(file: &dyn RandomAccess, len: u64) -> Result<(u64, u64, u64), String> {
     if len < 22 {
         return Err("not a packed bundle: too small to be a ZIP archive".into());
     }
@@ -190,7 +199,7 @@ fn find_central_directory(file: &File, len: u64) -> Result<(u64, u64, u64), Stri
 /// Parses the central-directory entry at `*pos`, checks it, and finds its data through the
 /// local header. Data must end before the central directory starts.
 fn parse_central_entry(
-    file: &File,
+    file: &dyn RandomAccess,
     cd: &[u8],
     pos: &mut usize,
     data_limit: u64,

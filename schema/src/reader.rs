@@ -3,9 +3,8 @@
 //! closed, and reads segments with their schema checked against the declarations.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::pack::PackedArchive;
+use crate::storage::{LocalFile, RandomAccess, RemoteBundle};
 use crate::{Error, MANIFEST_FILE, Result, TABLES_DIR, TableDef, tables};
 
 /// An opened bundle.
@@ -32,6 +32,8 @@ use crate::{Error, MANIFEST_FILE, Result, TABLES_DIR, TableDef, tables};
 pub struct Bundle {
     path: PathBuf,
     packed: Option<PackedArchive>,
+    /// Set when the bundle is not a local path (`path` then holds its URL).
+    remote: Option<Arc<dyn RemoteBundle>>,
     manifest: Manifest,
     warnings: Vec<String>,
 }
@@ -47,6 +49,8 @@ pub enum SegmentSource {
         offset: u64,
         len: u64,
     },
+    /// An object of a directory-like bundle in a store (its URL).
+    Remote(PathBuf),
 }
 
 /// The largest manifest read: a day of 10 s segments without ring mode lists ~200k segment
@@ -95,15 +99,78 @@ impl Bundle {
             let bytes = archive.read_entry(entry)?;
             (Some(archive), bytes, path.join(MANIFEST_FILE))
         };
-        let manifest = Manifest::parse(&manifest_bytes, &manifest_path)?;
+        Self::from_parts(path, packed, None, &manifest_bytes, &manifest_path)
+    }
+
+    /// Opens a bundle that `remote` reaches (a directory-like prefix with `manifest.json`, or
+    /// one object holding a packed bundle); `name` (its URL) names it in messages.
+    pub fn open_remote(name: impl Into<PathBuf>, remote: Arc<dyn RemoteBundle>) -> Result<Self> {
+        let path = name.into();
+        let manifest_path = path.join(MANIFEST_FILE);
+        let read = |source: &dyn RandomAccess, at: u64, len: u64, what: &Path| {
+            let mut buf = vec![0u8; len as usize];
+            source
+                .read_exact_at(&mut buf, at)
+                .map_err(|e| Error::io(what, e))?;
+            Ok::<_, Error>(buf)
+        };
+        let opened = remote
+            .open(MANIFEST_FILE)
+            .map_err(|e| Error::io(&manifest_path, e))?;
+        let (packed, bytes) = match opened {
+            Some(m) => {
+                check_manifest_size(m.len(), &manifest_path)?;
+                (None, read(m.as_ref(), 0, m.len(), &manifest_path)?)
+            }
+            None => {
+                let whole = remote
+                    .open("")
+                    .map_err(|e| Error::io(&path, e))?
+                    .ok_or_else(|| {
+                        Error::invalid(&path, "no such bundle (no object, no manifest.json below)")
+                    })?;
+                let archive = PackedArchive::from_source(&path, whole)?;
+                let entry = archive.entry(MANIFEST_FILE).ok_or_else(|| {
+                    Error::invalid(&path, "not a perfpack bundle: no manifest.json")
+                })?;
+                check_manifest_size(entry.size, &manifest_path)?;
+                let bytes = archive.read_entry(entry)?;
+                (Some(archive), bytes)
+            }
+        };
+        Self::from_parts(path, packed, Some(remote), &bytes, &manifest_path)
+    }
+
+    fn from_parts(
+        path: PathBuf,
+        packed: Option<PackedArchive>,
+        remote: Option<Arc<dyn RemoteBundle>>,
+        manifest_bytes: &[u8],
+        manifest_path: &Path,
+    ) -> Result<Self> {
+        let manifest = Manifest::parse(manifest_bytes, manifest_path)?;
         let mut bundle = Bundle {
             path,
             packed,
+            remote,
             manifest,
             warnings: Vec::new(),
         };
         bundle.check_layout()?;
         Ok(bundle)
+    }
+
+    /// Opens the same bundle again (a fresh handle: readers of the two share nothing).
+    pub fn reopen(&self) -> Result<Self> {
+        match &self.remote {
+            Some(r) => Self::open_remote(&self.path, Arc::clone(r)),
+            None => Self::open(&self.path),
+        }
+    }
+
+    /// Whether the bundle is reached through a store rather than a local path.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// The path the bundle was opened from.
@@ -143,6 +210,7 @@ impl Bundle {
     /// Where a segment's bytes are.
     pub fn segment_source(&self, seg: &SegmentEntry) -> Result<SegmentSource> {
         match &self.packed {
+            None if self.remote.is_some() => Ok(SegmentSource::Remote(self.display_path(seg))),
             None => {
                 let p = self.path.join(&seg.file);
                 // A symbolic link (of the file or of a directory on the way) must not lead a
@@ -178,18 +246,25 @@ impl Bundle {
         let display = self.display_path(seg);
         match self.segment_source(seg)? {
             SegmentSource::File(p) => {
-                let file = File::open(&p).map_err(|e| match e.kind() {
+                let file = LocalFile::open(&p).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => {
                         Error::invalid(&p, "listed in manifest.json but missing")
                     }
                     _ => Error::io(&p, e),
                 })?;
-                let len = file.metadata().map_err(|e| Error::io(&p, e))?.len();
-                Ok(SegmentData::new(Arc::new(file), 0, len, display))
+                Ok(SegmentData::new(Arc::new(file), display))
+            }
+            SegmentSource::Remote(p) => {
+                let remote = self.remote.as_ref().expect("remote");
+                let object = remote
+                    .open(&seg.file)
+                    .map_err(|e| Error::io(&p, e))?
+                    .ok_or_else(|| Error::invalid(&p, "listed in manifest.json but missing"))?;
+                Ok(SegmentData::new(object, display))
             }
             SegmentSource::Packed { offset, len, .. } => {
                 let file = Arc::clone(self.packed.as_ref().expect("packed").file());
-                Ok(SegmentData::new(file, offset, len, display))
+                Ok(SegmentData::range(file, offset, len, display))
             }
         }
     }
@@ -336,7 +411,11 @@ impl Bundle {
                 .map(|e| e.name.clone())
                 .filter(|n| n.starts_with("tables/"))
                 .collect(),
-            None => list_table_files(&self.path),
+            None => match &self.remote {
+                // Listing only feeds a warning: a store that will not list gives none.
+                Some(r) => r.list(TABLES_DIR).unwrap_or_default(),
+                None => list_table_files(&self.path),
+            },
         };
         for name in present {
             if !listed.contains(&name) {
@@ -533,14 +612,20 @@ fn check_schema(table: &TableDef, found: &Schema, path: &Path) -> Result<()> {
 /// reads so several readers can share one file handle.
 #[derive(Debug, Clone)]
 pub struct SegmentData {
-    file: Arc<File>,
+    file: Arc<dyn RandomAccess>,
     offset: u64,
     len: u64,
     display: PathBuf,
 }
 
 impl SegmentData {
-    fn new(file: Arc<File>, offset: u64, len: u64, display: PathBuf) -> Self {
+    /// All of `file`, named `display` in messages (a segment file of a dataset, say).
+    pub fn new(file: Arc<dyn RandomAccess>, display: PathBuf) -> Self {
+        let len = file.len();
+        Self::range(file, 0, len, display)
+    }
+
+    fn range(file: Arc<dyn RandomAccess>, offset: u64, len: u64, display: PathBuf) -> Self {
         SegmentData {
             file,
             offset,

@@ -76,7 +76,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<()> {
         progress.phase("ranking the fleet");
         let reopened = bundles
             .iter()
-            .map(|b| Bundle::open(b.path()))
+            .map(|b| b.reopen())
             .collect::<Result<Vec<_>, _>>()?;
         body.push_str(&fleet_section(&crate::fleet::ranking(reopened)?));
     }

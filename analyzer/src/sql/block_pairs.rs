@@ -14,10 +14,15 @@ use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::TableProvider;
+use datafusion::common::DFSchema;
+use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::streaming::StreamingTableExec;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use perfpack_schema::fxhash::FxHashMap;
 use perfpack_schema::{Bundle, SegmentData, tables};
@@ -50,24 +55,156 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// The table over every bundle: one partition per bundle, run in parallel.
-pub fn table(bundles: &[(&Bundle, String, String)]) -> anyhow::Result<StreamingTable> {
-    let schema = schema();
-    let mut parts: Vec<Arc<dyn PartitionStream>> = Vec::new();
-    for (bundle, name, host) in bundles {
+/// One bundle's input: its `block_rq` segments in order, and its `bundle`/`host` values.
+#[derive(Debug)]
+pub struct PairsInput {
+    pub segments: Vec<SegmentData>,
+    pub bundle: String,
+    pub host: String,
+}
+
+impl PairsInput {
+    /// The `block_rq` segments of an opened bundle.
+    pub fn of(bundle: &Bundle, name: &str, host: &str) -> anyhow::Result<PairsInput> {
         let segments = bundle
             .segments(tables::BLOCK_RQ)
             .iter()
             .map(|s| bundle.segment_data(s))
             .collect::<Result<Vec<_>, _>>()?;
-        parts.push(Arc::new(BundlePairs {
-            schema: schema.clone(),
+        Ok(PairsInput {
             segments,
-            bundle: name.clone(),
-            host: host.clone(),
-        }));
+            bundle: name.to_string(),
+            host: host.to_string(),
+        })
     }
-    Ok(StreamingTable::try_new(schema, parts)?)
+}
+
+/// The table over every bundle: one partition per bundle, run in parallel. Filters on `host`
+/// and `bundle` alone prune bundles before anything of theirs is read (what a listing table
+/// does with partition columns).
+pub fn table(inputs: Vec<PairsInput>) -> PairsTable {
+    let schema = schema();
+    let parts = inputs
+        .into_iter()
+        .map(|i| {
+            Arc::new(BundlePairs {
+                schema: schema.clone(),
+                segments: i.segments,
+                bundle: i.bundle,
+                host: i.host,
+            })
+        })
+        .collect();
+    PairsTable { schema, parts }
+}
+
+#[derive(Debug)]
+pub struct PairsTable {
+    schema: SchemaRef,
+    parts: Vec<Arc<BundlePairs>>,
+}
+
+/// Whether a filter reads only the `bundle` and `host` columns.
+fn on_partition_columns(expr: &Expr) -> bool {
+    let columns = expr.column_refs();
+    !columns.is_empty()
+        && columns
+            .iter()
+            .all(|c| c.name == "bundle" || c.name == "host")
+}
+
+impl PairsTable {
+    /// The bundles that pass every partition-column filter.
+    fn kept(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        filters: &[Expr],
+    ) -> datafusion::error::Result<Vec<Arc<dyn PartitionStream>>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode as _};
+        let keys = Arc::new(Schema::new(vec![
+            Field::new("bundle", DataType::Utf8, false),
+            Field::new("host", DataType::Utf8, false),
+        ]));
+        let df_keys = DFSchema::try_from(keys.clone())?;
+        let mut predicates = Vec::new();
+        for f in filters.iter().filter(|f| on_partition_columns(f)) {
+            let unqualified = f
+                .clone()
+                .transform(|e| match e {
+                    Expr::Column(c) => Ok(Transformed::yes(Expr::Column(
+                        datafusion::common::Column::new_unqualified(c.name),
+                    ))),
+                    e => Ok(Transformed::no(e)),
+                })?
+                .data;
+            predicates.push(state.create_physical_expr(unqualified, &df_keys)?);
+        }
+        let mut kept: Vec<Arc<dyn PartitionStream>> = Vec::new();
+        for part in &self.parts {
+            let row = RecordBatch::try_new(
+                keys.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec![part.bundle.as_str()])),
+                    Arc::new(StringArray::from(vec![part.host.as_str()])),
+                ],
+            )?;
+            let mut keep = true;
+            for p in &predicates {
+                let v = p.evaluate(&row)?.into_array(1)?;
+                let v = v.as_boolean();
+                keep &= v.is_valid(0) && v.value(0);
+            }
+            if keep {
+                kept.push(part.clone());
+            }
+        }
+        Ok(kept)
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for PairsTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if on_partition_columns(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let kept = self.kept(state, filters)?;
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            kept,
+            projection,
+            Vec::new(),
+            false,
+            limit,
+        )?))
+    }
 }
 
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! SQL over bundles: the object store that mounts bundles in place, the DataFusion session with
 //! the `queries/` views, result output, and the interactive shell.
 
-mod block_pairs;
+pub mod block_pairs;
 pub mod library;
 pub mod output;
 pub mod session;

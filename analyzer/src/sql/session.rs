@@ -18,8 +18,8 @@ use datafusion::sql::parser::{DFParser, Statement};
 use object_store::path::Path as StorePath;
 use perfpack_schema::{Bundle, tables};
 
-use super::library;
 use super::store::BundleStore;
+use super::{block_pairs, library};
 
 /// Root of the virtual store every bundle is mounted under.
 const STORE_URL: &str = "perfpack://bundles";
@@ -111,7 +111,9 @@ pub fn bundle_names(bundles: &[Bundle]) -> Vec<BundleName> {
                 || b.manifest().bundle_id.clone(),
                 |f| f.to_string_lossy().into_owned(),
             );
-            let stem = file.strip_suffix(".ppk").unwrap_or(&file);
+            // A dataset member (`DATASET/bundles/host=H/bundle=B`) keeps its exported name.
+            let stem = file.strip_prefix("bundle=").unwrap_or(&file);
+            let stem = stem.strip_suffix(".ppk").unwrap_or(stem);
             let base = path_safe(stem);
             let mut name = base.clone();
             let mut n = 2;
@@ -155,82 +157,50 @@ impl Session {
                 }
             }
         }
-
-        let mut config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("perfpack", "bundle");
-        // Late materialization: filter rows inside the Parquet reader, so `WHERE ts_ns ...`
-        // decodes only the matching pages' other columns.
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        config.options_mut().execution.parquet.reorder_filters = true;
-        // A sort keeps this much back for merging what it spilled (10 MB by default); under a
-        // small --memory-limit that reserve alone would fail the query instead of spilling.
-        let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
-        *reserve = (*reserve).min(opts.memory_limit / 8);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(opts.memory_limit, 1.0)
-            .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = context(opts)?;
         let url = url::Url::parse(STORE_URL).expect("valid store url");
         ctx.register_object_store(&url, Arc::new(store));
-
-        for table in tables::ALL {
-            let table_url = ListingTableUrl::parse(format!("{STORE_URL}/{}/", table.name))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![
-                    ("host".to_string(), DataType::Utf8),
-                    ("bundle".to_string(), DataType::Utf8),
-                ]);
-            let config = ListingTableConfig::new(table_url)
-                .with_listing_options(options)
-                .with_schema(table.schema());
-            let provider = ListingTable::try_new(config)?;
-            ctx.register_table(table.sql_name(), Arc::new(provider))?;
-        }
-
-        // Native operators the views build on (see their modules for why they are not SQL).
-        let named: Vec<_> = bundles
+        register_tables(&ctx, |table| format!("{STORE_URL}/{table}/"))?;
+        let inputs = bundles
             .iter()
             .zip(&names)
-            .map(|(b, n)| (b, n.bundle.clone(), n.host.clone()))
-            .collect();
-        ctx.register_table(
-            "block_rq_pairs",
-            Arc::new(super::block_pairs::table(&named)?),
-        )?;
+            .map(|(b, n)| block_pairs::PairsInput::of(b, &n.bundle, &n.host))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        finish(ctx, names, inputs, opts).await
+    }
 
-        // Views may use views of later files: register in passes until every view plans.
-        let mut pending = library::views();
-        while !pending.is_empty() {
-            let n_pending = pending.len();
-            let mut failed = Vec::new();
-            let mut first_error = None;
-            for view in pending {
-                if let Err(e) = ctx.sql(&view.sql).await {
-                    first_error.get_or_insert_with(|| {
-                        format!(
-                            "queries/{}: view {}: {}",
-                            view.file,
-                            view.name,
-                            one_line(&e.to_string())
-                        )
-                    });
-                    failed.push(view);
-                }
-            }
-            if failed.len() == n_pending
-                && let Some(err) = first_error
-            {
-                bail!("{err}");
-            }
-            pending = failed;
-        }
-        Ok(Session {
-            ctx,
-            names,
-            allow_ddl: opts.allow_ddl,
-        })
+    /// Opens a session over a dataset written by `perfpack export --dataset`, read in place:
+    /// listing tables over its Hive partitions (a filter on `host` or `bundle` lists and reads
+    /// only the matching partitions), and its `bundles` table of manifests.
+    pub async fn open_dataset(
+        dataset: &crate::dataset::Dataset,
+        opts: &SessionOptions,
+    ) -> anyhow::Result<Session> {
+        let members = dataset.members_or_fail()?;
+        let names = members
+            .iter()
+            .map(|m| BundleName {
+                bundle: m.bundle.clone(),
+                host: m.host.clone(),
+            })
+            .collect();
+        let ctx = context(opts)?;
+        let at = dataset.store_url();
+        ctx.register_object_store(
+            &at.root,
+            Arc::new(crate::location::CountingStore::new(Arc::clone(&at.store))),
+        );
+        register_tables(&ctx, |table| dataset.table_url(table))?;
+        let bundles_url = ListingTableUrl::parse(dataset.table_url(crate::dataset::BUNDLES_TABLE))?;
+        let config = ListingTableConfig::new(bundles_url)
+            .with_listing_options(listing_options())
+            .with_schema(crate::dataset::bundles_schema());
+        ctx.register_table(
+            crate::dataset::BUNDLES_TABLE,
+            Arc::new(ListingTable::try_new(config)?),
+        )?;
+        let inputs = dataset.pairs_inputs(&members)?;
+        finish(ctx, names, inputs, opts).await
     }
 
     /// The bundles of the session as its `bundle`/`host` columns name them.
@@ -310,6 +280,91 @@ impl Session {
             anyhow::anyhow!("{}", one_line(&msg))
         }
     }
+}
+
+/// The session context every session starts from.
+fn context(opts: &SessionOptions) -> anyhow::Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("perfpack", "bundle");
+    // Late materialization: filter rows inside the Parquet reader, so `WHERE ts_ns ...`
+    // decodes only the matching pages' other columns.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
+    // A sort keeps this much back for merging what it spilled (10 MB by default); under a
+    // small --memory-limit that reserve alone would fail the query instead of spilling.
+    let reserve = &mut config.options_mut().execution.sort_spill_reservation_bytes;
+    *reserve = (*reserve).min(opts.memory_limit / 8);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(opts.memory_limit, 1.0)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Parquet files below `table/host=…/bundle=…/`.
+fn listing_options() -> ListingOptions {
+    ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            ("host".to_string(), DataType::Utf8),
+            ("bundle".to_string(), DataType::Utf8),
+        ])
+}
+
+/// One listing table per bundle table, at the URL `url_of` gives for its name.
+fn register_tables(ctx: &SessionContext, url_of: impl Fn(&str) -> String) -> anyhow::Result<()> {
+    for table in tables::ALL {
+        let table_url = ListingTableUrl::parse(url_of(table.name))?;
+        let config = ListingTableConfig::new(table_url)
+            .with_listing_options(listing_options())
+            .with_schema(table.schema());
+        let provider = ListingTable::try_new(config)?;
+        ctx.register_table(table.sql_name(), Arc::new(provider))?;
+    }
+    Ok(())
+}
+
+/// Registers the native operators and the library's views, and makes the session.
+async fn finish(
+    ctx: SessionContext,
+    names: Vec<BundleName>,
+    inputs: Vec<block_pairs::PairsInput>,
+    opts: &SessionOptions,
+) -> anyhow::Result<Session> {
+    // Native operators the views build on (see their modules for why they are not SQL).
+    ctx.register_table("block_rq_pairs", Arc::new(block_pairs::table(inputs)))?;
+
+    // Views may use views of later files: register in passes until every view plans.
+    let mut pending = library::views();
+    while !pending.is_empty() {
+        let n_pending = pending.len();
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for view in pending {
+            if let Err(e) = ctx.sql(&view.sql).await {
+                first_error.get_or_insert_with(|| {
+                    format!(
+                        "queries/{}: view {}: {}",
+                        view.file,
+                        view.name,
+                        one_line(&e.to_string())
+                    )
+                });
+                failed.push(view);
+            }
+        }
+        if failed.len() == n_pending
+            && let Some(err) = first_error
+        {
+            bail!("{err}");
+        }
+        pending = failed;
+    }
+    Ok(Session {
+        ctx,
+        names,
+        allow_ddl: opts.allow_ddl,
+    })
 }
 
 /// DataFusion messages can span lines (e.g. with backtraces or hints); errors print as one.

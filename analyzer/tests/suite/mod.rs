@@ -4,12 +4,14 @@ mod bad_input;
 mod browser;
 mod compare;
 mod crash;
+mod dataset;
 mod fleet;
 mod import;
 mod info;
 mod pictures;
 mod redact;
 mod report;
+mod s3;
 mod shell;
 mod sql;
 

@@ -121,6 +121,16 @@ fn export_and_dataset_refusals_are_one_line() {
     assert!(err.contains("not a perfpack dataset"), "{err}");
     // Another bundle under a name the dataset already holds for this host.
     ok(&export(&ds, &["basic"]));
+    // (The report takes the dataset as it takes bundles.)
+    let html = tmp.path().join("r.html");
+    ok(&perfpack([
+        "report".as_ref(),
+        ds.as_os_str(),
+        "-o".as_ref(),
+        html.as_os_str(),
+    ]));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("bundles/host=fixture-basic/bundle=basic (complete)"));
     let other = tmp.path().join("basic.ppk");
     super::copy_dir(&fixture("basic"), &other);
     let manifest = other.join("manifest.json");

@@ -256,6 +256,21 @@ pub fn fleet(n: usize) -> Vec<Scenario> {
         .collect()
 }
 
+/// `fleet(n)` with busier instances for the dataset benchmark: 8 CPUs sampled at 999 Hz,
+/// a wakeup every 250 µs per CPU and 250 k block requests in 10 s, about 1.7 M rows a bundle.
+pub fn fleet_large(n: usize) -> Vec<Scenario> {
+    fleet(n)
+        .into_iter()
+        .map(|mut sc| {
+            sc.n_cpus = 8;
+            sc.freq_hz = 999;
+            sc.job_interval_ns = 250_000.0;
+            sc.n_block_requests = 250_000;
+            sc
+        })
+        .collect()
+}
+
 /// The committed fixtures: `basic`, and the `before`/`after` pair (same work at 2.5 and 3.0 GHz
 /// busy frequency).
 pub fn fixtures() -> Vec<Scenario> {

@@ -8,16 +8,21 @@ use anyhow::Context as _;
 use perfpack_testgen::fixtures;
 
 fn main() -> anyhow::Result<()> {
-    // `gen-testdata --fleet N DIR`: N instance bundles for `perfpack fleet` (see `fleet`).
+    // `gen-testdata --fleet N DIR`: N instance bundles for `perfpack fleet` (see `fleet`);
+    // `--fleet-large N DIR`: N busier ones (~1.7 M rows each) for the dataset benchmark.
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("--fleet") {
-        let n: usize = args
-            .get(2)
-            .and_then(|n| n.parse().ok())
-            .context("usage: gen-testdata --fleet N DIR")?;
-        let dir = PathBuf::from(args.get(3).context("usage: gen-testdata --fleet N DIR")?);
+    let flag = args.get(1).map(String::as_str);
+    if matches!(flag, Some("--fleet" | "--fleet-large")) {
+        let usage = "usage: gen-testdata --fleet|--fleet-large N DIR";
+        let n: usize = args.get(2).and_then(|n| n.parse().ok()).context(usage)?;
+        let dir = PathBuf::from(args.get(3).context(usage)?);
         std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-        for sc in perfpack_testgen::fleet(n) {
+        let scenarios = if flag == Some("--fleet") {
+            perfpack_testgen::fleet(n)
+        } else {
+            perfpack_testgen::fleet_large(n)
+        };
+        for sc in scenarios {
             let bundle = dir.join(format!("{}.ppk", sc.name));
             perfpack_testgen::generate(&sc, &bundle)
                 .with_context(|| format!("generating {}", bundle.display()))?;

@@ -12,7 +12,9 @@
 //! without `.ppk`), `<host>` its hostname made path-safe, so a query over the dataset and one
 //! over the bundles see the same `bundle` and `host` values. Segment files are copied byte for
 //! byte, never rewritten. The manifest is written last: a bundle whose export was interrupted
-//! has no `_manifest.json` and is not a member, and exporting it again finishes the job.
+//! has no `_manifest.json` and is not a member, and exporting it again finishes the job. The
+//! listing tables do not look at membership: a query that runs while a bundle is exported can
+//! see its new segment files before its `bundles` row.
 //!
 //! A member bundle opens as a bundle ([`DatasetBundle`]), so every command that takes bundles
 //! takes a dataset: `perfpack fleet DATASET` ranks its members.

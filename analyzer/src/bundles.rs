@@ -13,7 +13,8 @@ use perfpack_schema::{Bundle, TableDef};
 pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arg in args {
-        if let Some(path) = file_url(arg)? {
+        if arg.starts_with("file://") {
+            let path = crate::location::file_path(arg)?;
             out.extend(members_or(path.to_string_lossy().as_ref(), path.clone())?);
             continue;
         }
@@ -93,18 +94,6 @@ fn as_member(path: &std::path::Path) -> Option<(String, crate::dataset::Member)>
     }
     let root = table_dir.parent()?.to_string_lossy().into_owned();
     Some((root, crate::dataset::Member { host, bundle }))
-}
-
-/// A `file://` URL as the local path it names.
-fn file_url(arg: &str) -> anyhow::Result<Option<PathBuf>> {
-    if !arg.starts_with("file://") {
-        return Ok(None);
-    }
-    let url = url::Url::parse(arg).with_context(|| format!("{arg}: not a URL"))?;
-    let path = url
-        .to_file_path()
-        .map_err(|()| anyhow::anyhow!("{arg}: not a local file URL"))?;
-    Ok(Some(path))
 }
 
 /// Opens one bundle: a local path, or a URL that [`expand`] kept.

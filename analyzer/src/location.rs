@@ -132,14 +132,17 @@ pub fn parse(arg: &str) -> anyhow::Result<StoreUrl> {
                 prefix,
             })
         }
-        "file" => {
-            let path = url
-                .to_file_path()
-                .map_err(|()| anyhow::anyhow!("{arg}: not a local file URL"))?;
-            local(&path)
-        }
+        "file" => local(&file_path(arg)?),
         other => bail!("{arg}: unsupported scheme {other}:// (s3:// or file://)"),
     }
+}
+
+/// The local path a `file://` URL names.
+pub fn file_path(arg: &str) -> anyhow::Result<std::path::PathBuf> {
+    Url::parse(arg)
+        .with_context(|| format!("{arg}: not a URL"))?
+        .to_file_path()
+        .map_err(|()| anyhow::anyhow!("{arg}: not a local file URL"))
 }
 
 /// A local directory as a store (datasets are written and read through the same code).
@@ -198,12 +201,7 @@ impl StoreObject {
         match block(async move { s.head(&p).await }) {
             Ok(meta) => {
                 count(0);
-                Ok(Some(StoreObject {
-                    store: Arc::clone(store),
-                    path: path.clone(),
-                    len: meta.size,
-                    blocks: Mutex::new(Vec::new()),
-                }))
+                Ok(Some(Self::sized(store, path, meta.size)))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(io::Error::other(e)),

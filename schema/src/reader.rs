@@ -107,20 +107,16 @@ impl Bundle {
     pub fn open_remote(name: impl Into<PathBuf>, remote: Arc<dyn RemoteBundle>) -> Result<Self> {
         let path = name.into();
         let manifest_path = path.join(MANIFEST_FILE);
-        let read = |source: &dyn RandomAccess, at: u64, len: u64, what: &Path| {
-            let mut buf = vec![0u8; len as usize];
-            source
-                .read_exact_at(&mut buf, at)
-                .map_err(|e| Error::io(what, e))?;
-            Ok::<_, Error>(buf)
-        };
         let opened = remote
             .open(MANIFEST_FILE)
             .map_err(|e| Error::io(&manifest_path, e))?;
         let (packed, bytes) = match opened {
             Some(m) => {
                 check_manifest_size(m.len(), &manifest_path)?;
-                (None, read(m.as_ref(), 0, m.len(), &manifest_path)?)
+                let mut buf = vec![0u8; m.len() as usize];
+                m.read_exact_at(&mut buf, 0)
+                    .map_err(|e| Error::io(&manifest_path, e))?;
+                (None, buf)
             }
             None => {
                 let whole = remote
@@ -166,11 +162,6 @@ impl Bundle {
             Some(r) => Self::open_remote(&self.path, Arc::clone(r)),
             None => Self::open(&self.path),
         }
-    }
-
-    /// Whether the bundle is reached through a store rather than a local path.
-    pub fn is_remote(&self) -> bool {
-        self.remote.is_some()
     }
 
     /// The path the bundle was opened from.

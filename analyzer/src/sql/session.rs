@@ -191,13 +191,12 @@ impl Session {
             Arc::new(crate::location::CountingStore::new(Arc::clone(&at.store))),
         );
         register_tables(&ctx, |table| dataset.table_url(table))?;
-        let bundles_url = ListingTableUrl::parse(dataset.table_url(crate::dataset::BUNDLES_TABLE))?;
-        let config = ListingTableConfig::new(bundles_url)
-            .with_listing_options(listing_options())
-            .with_schema(crate::dataset::bundles_schema());
         ctx.register_table(
             crate::dataset::BUNDLES_TABLE,
-            Arc::new(ListingTable::try_new(config)?),
+            listing_table(
+                &dataset.table_url(crate::dataset::BUNDLES_TABLE),
+                crate::dataset::bundles_schema(),
+            )?,
         )?;
         let inputs = dataset.pairs_inputs(&members)?;
         finish(ctx, names, inputs, opts).await
@@ -301,25 +300,31 @@ fn context(opts: &SessionOptions) -> anyhow::Result<SessionContext> {
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// Parquet files below `table/host=…/bundle=…/`.
-fn listing_options() -> ListingOptions {
-    ListingOptions::new(Arc::new(ParquetFormat::default()))
+/// A listing table of the Parquet files below `url` (`table/host=…/bundle=…/`), with `host`
+/// and `bundle` partition columns after `schema`'s.
+fn listing_table(
+    url: &str,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> anyhow::Result<Arc<ListingTable>> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![
             ("host".to_string(), DataType::Utf8),
             ("bundle".to_string(), DataType::Utf8),
-        ])
+        ]);
+    let config = ListingTableConfig::new(ListingTableUrl::parse(url)?)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// One listing table per bundle table, at the URL `url_of` gives for its name.
 fn register_tables(ctx: &SessionContext, url_of: impl Fn(&str) -> String) -> anyhow::Result<()> {
     for table in tables::ALL {
-        let table_url = ListingTableUrl::parse(url_of(table.name))?;
-        let config = ListingTableConfig::new(table_url)
-            .with_listing_options(listing_options())
-            .with_schema(table.schema());
-        let provider = ListingTable::try_new(config)?;
-        ctx.register_table(table.sql_name(), Arc::new(provider))?;
+        ctx.register_table(
+            table.sql_name(),
+            listing_table(&url_of(table.name), table.schema())?,
+        )?;
     }
     Ok(())
 }

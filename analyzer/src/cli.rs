@@ -98,6 +98,11 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run a node of an Apache DataFusion Ballista cluster that `perfpack sql --cluster` sends
+    /// queries to
+    #[cfg(feature = "cluster")]
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Unpack a packed bundle into a directory
     Unpack {
         /// The packed bundle
@@ -106,6 +111,16 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+/// `perfpack cluster`: the two kinds of Ballista process.
+#[cfg(feature = "cluster")]
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The scheduler: plans each query into stages and hands their tasks to executors
+    Scheduler(crate::cluster::SchedulerArgs),
+    /// An executor: runs tasks, reading the dataset where it lies, and serves their output
+    Executor(crate::cluster::ExecutorArgs),
 }
 
 /// Formats `perfpack export` writes.
@@ -130,6 +145,11 @@ pub struct SqlArgs {
     /// `file://` URL) in place, pruning by `host` and `bundle`
     #[arg(long, value_name = "DIR_OR_URL")]
     pub dataset: Option<String>,
+    /// Run the query on an Apache DataFusion Ballista cluster whose scheduler is at
+    /// df://HOST:PORT (see `perfpack cluster`); the dataset must lie where every executor can
+    /// read it (a shared directory or `s3://`)
+    #[arg(long, value_name = "df://HOST:PORT", requires = "dataset")]
+    pub cluster: Option<String>,
     /// The SQL to run
     #[arg(short, long, conflicts_with = "file")]
     pub query: Option<String>,

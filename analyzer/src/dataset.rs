@@ -36,7 +36,7 @@ use parquet::file::reader::{ChunkReader as _, Length as _};
 use perfpack_schema::{Bundle, MANIFEST_FILE, RandomAccess, RemoteBundle, SegmentData, tables};
 
 use crate::location::{self, StoreObject, StoreUrl, block};
-use crate::sql::block_pairs::PairsInput;
+use crate::sql::block_pairs::{PairsInput, StoredSegment};
 
 /// The table of manifests.
 pub const BUNDLES_TABLE: &str = "bundles";
@@ -205,18 +205,26 @@ impl Dataset {
             .into_iter()
             .map(|(m, mut metas)| {
                 metas.sort_by(|a, b| a.location.cmp(&b.location));
+                let stored: Vec<StoredSegment> = metas
+                    .iter()
+                    .map(|meta| StoredSegment {
+                        url: self.at.url_of(&meta.location),
+                        size: meta.size,
+                    })
+                    .collect();
                 let segments = metas
                     .into_iter()
-                    .map(|meta| {
-                        let display = PathBuf::from(self.at.url_of(&meta.location));
+                    .zip(&stored)
+                    .map(|(meta, s)| {
                         let object = StoreObject::sized(&self.at.store, &meta.location, meta.size);
-                        SegmentData::new(Arc::new(object), display)
+                        SegmentData::new(Arc::new(object), PathBuf::from(&s.url))
                     })
                     .collect();
                 PairsInput {
                     segments,
                     bundle: m.bundle,
                     host: m.host,
+                    stored,
                 }
             })
             .collect())

@@ -5,6 +5,8 @@
 
 mod bundles;
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod compare;
 mod correlate;
 mod dataset;
@@ -147,6 +149,13 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 output.display()
             )?;
         }
+        #[cfg(feature = "cluster")]
+        Command::Cluster(node) => cluster::runtime()?.block_on(async {
+            match node {
+                cli::ClusterCommand::Scheduler(a) => cluster::run_scheduler(a).await,
+                cli::ClusterCommand::Executor(a) => cluster::run_executor(a).await,
+            }
+        })?,
         Command::Unpack { file, output } => {
             perfpack_schema::pack::unpack(&file, &output)
                 .with_context(|| format!("unpacking {}", file.display()))?;

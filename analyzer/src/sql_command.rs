@@ -62,7 +62,9 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
         Some(_) => Vec::new(),
         None => bundles::open_all(&bundle_args)?,
     };
-    let mut opts = SessionOptions::default().allow_ddl(a.allow_ddl);
+    let mut opts = SessionOptions::default()
+        .allow_ddl(a.allow_ddl)
+        .cluster(a.cluster);
     if let Some(m) = a.memory_limit {
         opts = opts.memory_limit(m);
     }

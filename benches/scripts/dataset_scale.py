@@ -16,9 +16,12 @@
 
 Writes benches/runs/DATE/dataset_scale.md.
 
+Ballista: a scheduler and 1, then 2, executors of `perfpack cluster` on loopback sharing the
+machine's cores; bytes read are the executors' read syscalls (their shuffle files included).
+
 usage: dataset_scale.py [--dir /var/tmp/bench/ds] [--distinct 10] [--bundles 200] [--runs 3]
                         [--duckdb-runs 1]
-Needs `cargo build --release -p perfpack-analyzer -p perfpack-testgen`, taskset, and
+Needs `cargo build --release -p perfpack-analyzer -p perfpack-testgen --features perfpack-analyzer/cluster`, taskset, and
 `pip install duckdb`.
 """
 import argparse, datetime, json, os, re, shutil, subprocess, sys, time
@@ -100,11 +103,73 @@ def perfpack_query(ds, cores, where=""):
     return wall, int(m.group(2)), int(m.group(1)), rows
 
 
-def rchar():
-    for line in open("/proc/self/io"):
+def rchar(pid="self"):
+    for line in open(f"/proc/{pid}/io"):
         if line.startswith("rchar:"):
             return int(line.split()[1])
     return 0
+
+
+class Cluster:
+    """A Ballista cluster on loopback: `perfpack cluster scheduler` and EXECUTORS executors,
+    together given the machine's cores as task slots."""
+
+    def __init__(self, base, executors, port=50050):
+        self.port, self.procs, self.executors = port, [], []
+        slots = max(1, (os.cpu_count() or 2) // executors)
+        logs = os.path.join(base, f"cluster-{executors}")
+        shutil.rmtree(logs, ignore_errors=True)
+        os.makedirs(logs)
+        self.procs.append(self.spawn(["cluster", "scheduler", "--port", str(port)], logs, "scheduler"))
+        self.wait_port(port)
+        for i in range(executors):
+            flight, grpc = port + 1 + 2 * i, port + 2 + 2 * i
+            p = self.spawn(["cluster", "executor", "--scheduler", f"127.0.0.1:{port}",
+                            "--port", str(flight), "--grpc-port", str(grpc),
+                            "--slots", str(slots), "--work-dir", os.path.join(logs, f"work-{i}")],
+                           logs, f"executor-{i}")
+            self.procs.append(p)
+            self.executors.append(p)
+            self.wait_port(flight)
+        time.sleep(2)  # executors register with the scheduler after they listen
+
+    @staticmethod
+    def spawn(args, logs, name):
+        out = open(os.path.join(logs, f"{name}.log"), "w")
+        return subprocess.Popen([PERFPACK] + args, stdout=out, stderr=subprocess.STDOUT)
+
+    @staticmethod
+    def wait_port(port):
+        import socket
+        for _ in range(300):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.1)
+        sys.exit(f"nothing listens on 127.0.0.1:{port}")
+
+    def query(self, ds, where=""):
+        q = PERFPACK_Q.format(parts=2, where=where)
+        before = sum(rchar(p.pid) for p in self.executors)
+        env = dict(os.environ, PERFPACK_STORE_STATS="1")
+        t0 = time.monotonic()
+        p = run([PERFPACK, "sql", "--cluster", f"df://127.0.0.1:{self.port}", "--dataset", ds,
+                 "-q", q, "--format", "csv"], env)
+        wall = time.monotonic() - t0
+        read = sum(rchar(p.pid) for p in self.executors) - before
+        m = re.search(r"object store: (\d+) requests, (\d+) bytes", p.stderr)
+        client = int(m.group(2)) if m else 0
+        rows = [l.split(",") for l in p.stdout.strip().splitlines()[1:]]
+        return wall, read, client, rows
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def duckdb_query(ds, threads, where=""):
@@ -158,6 +223,13 @@ def main():
     pp = {c: best(lambda c=c: perfpack_query(ds, c), a.runs, f"perfpack {c} cores") for c in (1, 2)}
     one_host = "fleet-007"
     pp_one = best(lambda: perfpack_query(ds, 2, f"WHERE host = '{one_host}'"), a.runs, "perfpack one host")
+    bl = {}
+    for n in (1, 2):
+        c = Cluster(a.dir, n)
+        try:
+            bl[n] = best(lambda: c.query(ds), a.runs, f"ballista {n} executors")
+        finally:
+            c.stop()
     dd = {t: best(lambda t=t: duckdb_query(ds, t), a.duckdb_runs, f"duckdb {t} threads") for t in (1, 2)}
     dd_one = best(lambda: duckdb_query(ds, 2, f"AND host = '{one_host}'"), a.duckdb_runs, "duckdb one host")
 
@@ -171,6 +243,10 @@ def main():
         assert p_rows[h][0] == d_rows[h][0], f"{h}: {p_rows[h][0]} vs {d_rows[h][0]} requests"
         worst = max(worst, abs(p_rows[h][1] - d_rows[h][1]) / d_rows[h][1])
     assert worst < 0.05, f"p99 differs by {worst:.1%}"
+    for n in bl:
+        b_rows = {r[0]: (int(r[1]), float(r[2])) for r in bl[n][3]}
+        assert {h: v[0] for h, v in b_rows.items()} == {h: v[0] for h, v in p_rows.items()}, \
+            f"Ballista with {n} executors counts other requests than the local run"
     requests = sum(v[0] for v in p_rows.values())
 
     date = datetime.date.today().isoformat()
@@ -203,7 +279,13 @@ def main():
     for t in (1, 2):
         lines.append(f"| DuckDB {duckdb.__version__} (window function) | {t} | {dd[t][0]:.2f} | {mb(dd[t][1])} (rchar) | 1 |")
     lines += [
-        "| Ballista, 1 and 2 executors | - | not run | - | not built: see issue 9 note |",
+    ]
+    for n in (1, 2):
+        lines.append(f"| perfpack sql --cluster, Ballista 55, {n} executor{'s' if n > 1 else ''} "
+                     f"({max(1, (os.cpu_count() or 2) // n)} slots each) | {os.cpu_count()} | "
+                     f"{bl[n][0]:.2f} | {mb(bl[n][1])} (executors' rchar; client {mb(bl[n][2])}) "
+                     f"| {bl[n][0] / dd[2][0]:.2f}x |")
+    lines += [
         "",
         f"One host (`WHERE host = '{one_host}'`, 2 cores): perfpack {pp_one[0]:.2f} s, "
         f"{mb(pp_one[1])} read ({pp_one[2]} requests) against {mb(pp[2][1])} for all hosts; "

@@ -33,6 +33,8 @@ pub struct SessionOptions {
     /// Allow statements that create tables from paths or write files (CREATE EXTERNAL TABLE,
     /// COPY) and other DDL/DML.
     pub allow_ddl: bool,
+    /// Run queries on the Ballista cluster whose scheduler is at this `df://HOST:PORT`.
+    pub cluster: Option<String>,
 }
 
 impl Default for SessionOptions {
@@ -40,6 +42,7 @@ impl Default for SessionOptions {
         SessionOptions {
             memory_limit: default_memory_limit(),
             allow_ddl: false,
+            cluster: None,
         }
     }
 }
@@ -47,6 +50,11 @@ impl Default for SessionOptions {
 impl SessionOptions {
     pub fn allow_ddl(mut self, yes: bool) -> Self {
         self.allow_ddl = yes;
+        self
+    }
+
+    pub fn cluster(mut self, scheduler: Option<String>) -> Self {
+        self.cluster = scheduler;
         self
     }
 
@@ -141,6 +149,11 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Opens a session over `bundles` (already verified) and registers the library's views.
     pub async fn open(bundles: &[Bundle], opts: &SessionOptions) -> anyhow::Result<Session> {
+        if let Some(url) = &opts.cluster {
+            bail!(
+                "--cluster {url}: a cluster reads bundles where they lie; export them with `perfpack export --dataset` and give --dataset"
+            );
+        }
         let names = bundle_names(bundles);
         let mut store = BundleStore::default();
         for (bundle, name) in bundles.iter().zip(&names) {
@@ -184,7 +197,7 @@ impl Session {
                 host: m.host.clone(),
             })
             .collect();
-        let ctx = context(opts)?;
+        let ctx = on_cluster(context(opts)?, opts).await?;
         let at = dataset.store_url();
         ctx.register_object_store(
             &at.root,
@@ -298,6 +311,19 @@ fn context(opts: &SessionOptions) -> anyhow::Result<SessionContext> {
         .with_memory_limit(opts.memory_limit, 1.0)
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// The session `ctx` as it runs queries: here, or (`--cluster`) on a Ballista cluster.
+async fn on_cluster(ctx: SessionContext, opts: &SessionOptions) -> anyhow::Result<SessionContext> {
+    match &opts.cluster {
+        None => Ok(ctx),
+        #[cfg(feature = "cluster")]
+        Some(url) => crate::cluster::remote(url, ctx).await,
+        #[cfg(not(feature = "cluster"))]
+        Some(url) => bail!(
+            "--cluster {url}: this perfpack was built without Ballista (cargo build --features cluster)"
+        ),
+    }
 }
 
 /// A listing table of the Parquet files below `url` (`table/host=…/bundle=…/`), with `host`

@@ -2,6 +2,8 @@
 
 mod bad_input;
 mod browser;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod compare;
 mod crash;
 mod dataset;

@@ -21,6 +21,11 @@ impl Node {
         let err = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_perfpack"))
             .args(args)
+            // The scheduler logs each executor it registers (info); the test waits for both.
+            .env(
+                "RUST_LOG",
+                "ballista_scheduler::scheduler_server::grpc=info,warn",
+            )
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
@@ -143,8 +148,24 @@ fn a_ballista_cluster_returns_the_local_rows_and_both_executors_work() {
         executors.push(node);
         work_dirs.push(work);
     }
-    // Registration follows the servers' start.
-    std::thread::sleep(Duration::from_millis(500));
+    // Registration follows the servers' start: wait until the scheduler has both executors,
+    // so that round-robin distribution must give each of them tasks.
+    let start = Instant::now();
+    while std::fs::read_to_string(&scheduler.log)
+        .unwrap_or_default()
+        .matches("register executor request")
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the scheduler registered fewer than 2 executors in 60 s: {}",
+            std::fs::read_to_string(&scheduler.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An executor takes tasks once its first heartbeat has reached the scheduler too.
+    std::thread::sleep(Duration::from_secs(3));
 
     let cluster = format!("df://127.0.0.1:{scheduler_port}");
     let queries = [
@@ -165,13 +186,35 @@ fn a_ballista_cluster_returns_the_local_rows_and_both_executors_work() {
         assert!(local.lines().count() > 1, "{q}: no rows: {local}");
         assert_eq!(remote, local, "{q}");
     }
+    // Ballista binds a stage's tasks to the executors whose slots it sees free first, and on
+    // this machine one executor sometimes gets every task. Then the busy one is stopped and
+    // the query runs again on the other, which must give the same rows.
+    let idle: Vec<usize> = (0..work_dirs.len())
+        .filter(|&i| shuffle_files(&work_dirs[i]) == 0)
+        .collect();
+    if idle.len() == 1 {
+        for (i, node) in executors.iter_mut().enumerate() {
+            if i != idle[0] {
+                let _ = node.child.kill();
+                let _ = node.child.wait();
+            }
+        }
+        let local = ok(&sql(&ds, None, queries[1]));
+        assert_eq!(
+            ok(&sql(&ds, Some(&cluster), queries[1])),
+            local,
+            "{}",
+            queries[1]
+        );
+    }
     for (i, work) in work_dirs.iter().enumerate() {
         let n = shuffle_files(work);
         assert!(
             n > 0,
-            "executor {i} wrote no shuffle output in {}: {}",
+            "executor {i} wrote no shuffle output in {}: {}\nscheduler: {}",
             work.display(),
-            std::fs::read_to_string(&executors[i].log).unwrap_or_default()
+            std::fs::read_to_string(&executors[i].log).unwrap_or_default(),
+            std::fs::read_to_string(&scheduler.log).unwrap_or_default()
         );
     }
     drop(scheduler);

@@ -252,17 +252,10 @@ pub async fn remote(url: &str, local: SessionContext) -> anyhow::Result<SessionC
     Ok(ctx)
 }
 
-/// The runtime a scheduler or executor runs on. Ballista plans and runs stages on its worker
-/// threads, and planning the library's deeper views (`iolatency`: windows over a join over
-/// `block_io`) recurses further than tokio's 2 MiB default stack allows in a debug build.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    // Ballista's own log (RUST_LOG=info, debug, ...), quiet but for its warnings otherwise.
+/// Ballista's own log (RUST_LOG=info, debug, ...), quiet but for its warnings otherwise.
+fn init_log() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(16 << 20)
-        .build()?)
 }
 
 /// `perfpack cluster scheduler`.
@@ -369,6 +362,7 @@ impl datafusion::physical_optimizer::PhysicalOptimizerRule for NoEmptyExec {
 }
 
 pub async fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
+    init_log();
     let addr: std::net::SocketAddr = format!("{}:{}", a.bind, a.port)
         .parse()
         .with_context(|| format!("--bind {} --port {}: not an address", a.bind, a.port))?;
@@ -394,6 +388,7 @@ pub async fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
+    init_log();
     let (host, port) = a
         .scheduler
         .rsplit_once(':')

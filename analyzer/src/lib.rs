@@ -150,7 +150,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             )?;
         }
         #[cfg(feature = "cluster")]
-        Command::Cluster(node) => cluster::runtime()?.block_on(async {
+        Command::Cluster(node) => sql_command::runtime()?.block_on(async {
             match node {
                 cli::ClusterCommand::Scheduler(a) => cluster::run_scheduler(a).await,
                 cli::ClusterCommand::Executor(a) => cluster::run_executor(a).await,

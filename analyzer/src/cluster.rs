@@ -36,6 +36,8 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use object_store::ObjectStore;
 use url::Url;
 
+mod recursive;
+
 use crate::location::{self, CountingStore};
 use crate::sql::block_pairs::{PairsExec, PairsTable};
 
@@ -115,7 +117,8 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 }
 
-/// Ballista's physical codec (shuffles and its other operators), plus `block_rq_pairs`' scan.
+/// Ballista's physical codec (shuffles and its other operators), plus `block_rq_pairs`' scan
+/// and recursive queries ([`recursive`]).
 #[derive(Debug, Default)]
 pub struct PhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
@@ -129,10 +132,13 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match tagged(buf) {
-            Some(body) => Ok(Arc::new(PairsExec::decode(body, inputs)?)),
-            None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
+        if let Some(body) = tagged(buf) {
+            return Ok(Arc::new(PairsExec::decode(body, inputs)?));
         }
+        if let Some(plan) = recursive::try_decode(buf, inputs, ctx, self, proto_converter) {
+            return plan;
+        }
+        self.inner.try_decode(buf, inputs, ctx, proto_converter)
     }
 
     fn try_encode(
@@ -141,14 +147,15 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        match node.downcast_ref::<PairsExec>() {
-            Some(scan) => {
-                buf.extend_from_slice(PAIRS_TAG);
-                buf.extend_from_slice(&scan.encode()?);
-                Ok(())
-            }
-            None => self.inner.try_encode(node, buf, proto_converter),
+        if let Some(scan) = node.downcast_ref::<PairsExec>() {
+            buf.extend_from_slice(PAIRS_TAG);
+            buf.extend_from_slice(&scan.encode()?);
+            return Ok(());
         }
+        if let Some(done) = recursive::try_encode(&node, buf, self, proto_converter) {
+            return done;
+        }
+        self.inner.try_encode(node, buf, proto_converter)
     }
 }
 
@@ -311,12 +318,14 @@ fn functions() -> ballista_core::registry::BallistaFunctionRegistry {
 }
 
 /// The scheduler session: Ballista's, with the codecs and object stores of this module, and
-/// [`NoEmptyExec`] last among the physical optimizer rules.
+/// [`NoEmptyExec`] and [`recursive::RecursionInOneTask`] last among the physical optimizer
+/// rules.
 fn scheduler_session(config: SessionConfig) -> Result<SessionState> {
     let state = ballista_core::utils::default_session_builder(with_codecs(config))?;
     Ok(SessionStateBuilder::new_from_existing(state)
         .with_runtime_env(runtime_env(None)?)
         .with_physical_optimizer_rule(Arc::new(NoEmptyExec))
+        .with_physical_optimizer_rule(Arc::new(recursive::RecursionInOneTask))
         .build())
 }
 

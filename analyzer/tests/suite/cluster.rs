@@ -179,6 +179,9 @@ fn a_ballista_cluster_returns_the_local_rows_and_both_executors_work() {
         // A library view over a UNION of block_io and two window-function views: tasks that
         // run one branch hold the others restricted to no partitions.
         "SELECT * FROM latency_histogram WHERE host IN ('fixture-i-003', 'fixture-i-041') ORDER BY bundle, source, bucket",
+        // The `stack` view, a recursive CTE: the recursion runs in one task, the join and
+        // aggregate over its rows on the cluster.
+        "SELECT s.host, count(*) AS samples, count(DISTINCT st.folded) AS stacks, max(st.depth) AS depth FROM stack_sample s JOIN stack st ON st.bundle = s.bundle AND st.callsite_id = s.callsite_id WHERE s.host IN ('fixture-i-005', 'fixture-i-022') GROUP BY s.host ORDER BY s.host",
     ];
     for q in queries {
         let local = ok(&sql(&ds, None, q));

@@ -164,7 +164,22 @@ fn s3_store(bucket: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
     if let Some(s) = stores.get(bucket) {
         return Ok(Arc::clone(s));
     }
-    let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+    // object_store's default retries a refused connection 10 times over ~8 s of back-off;
+    // an analyzer pointed at a wrong endpoint should say so within a second or two, while
+    // a throttled or briefly failing store still gets a few retries.
+    let retry = object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    let mut builder = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry);
+    let connect =
+        object_store::aws::AmazonS3ConfigKey::Client(object_store::ClientConfigKey::ConnectTimeout);
+    if builder.get_config_value(&connect).is_none() {
+        builder = builder.with_config(connect, "5s");
+    }
     let endpoint = ENDPOINT
         .get()
         .cloned()

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("perfpack: {err:#}");
+            eprintln!("perfpack: {}", perfpack_schema::one_line(err.as_ref()));
             ExitCode::FAILURE
         }
     }

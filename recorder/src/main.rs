@@ -10,7 +10,10 @@ fn main() -> ExitCode {
     match perfpack_recorder::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("perfpack-record: {err:#}");
+            eprintln!(
+                "perfpack-record: {}",
+                perfpack_schema::one_line(err.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

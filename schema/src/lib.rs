@@ -31,7 +31,7 @@ use arrow_schema::{Schema, SchemaRef};
 
 pub use column::{Column, KindId};
 pub use docs::schema_markdown;
-pub use error::{Error, Result};
+pub use error::{Error, Result, one_line};
 pub use manifest::{FORMAT_VERSION, Manifest};
 pub use reader::{Bundle, SegmentData, SegmentSource};
 pub use storage::{LocalFile, RandomAccess, RemoteBundle};

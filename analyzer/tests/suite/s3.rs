@@ -309,3 +309,25 @@ fn datasets_in_s3_are_idempotent_and_pruned_by_host() {
     local_fleet.extend(fixtures.iter().map(String::as_str));
     assert_eq!(fleet, ok(&s3_perfpack(ep, &local_fleet)));
 }
+
+/// A store nobody listens at: one line naming the URL and the refused connection, said once,
+/// after a few retries rather than object_store's default ten.
+#[test]
+fn an_unreachable_store_is_one_short_line() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = s3_command(&endpoint, &["info", "s3://nobody/basic.ppk"])
+        .output()
+        .expect("perfpack runs");
+    let err = super::fails(&out);
+    assert!(
+        err.starts_with("perfpack: s3://nobody/basic.ppk: "),
+        "{err}"
+    );
+    assert!(err.contains("after 3 retries"), "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert_eq!(err.matches("retry_timeout").count(), 1, "{err}");
+}

@@ -506,7 +506,18 @@ fn check_pages(
                     .map_err(bad)?;
             let mut held = 0u64;
             let mut dictionary = false;
+            let flat_nullable =
+                col.column_descr().max_def_level() == 1 && col.column_descr().max_rep_level() == 0;
             while let Some(page) = pages.get_next_page().map_err(bad)? {
+                if decodes && flat_nullable && !def_levels_fit(&page) {
+                    return Err(Error::invalid(
+                        path,
+                        format!(
+                            "row group {i}: column {} has definition levels that run past their data",
+                            col.column_path()
+                        ),
+                    ));
+                }
                 let (rows, encoding) = match page {
                     Page::DataPage {
                         num_values,
@@ -548,6 +559,87 @@ fn check_pages(
         }
     }
     Ok(())
+}
+
+/// Whether the definition levels of a data page of a flat nullable column (max level 1) lie
+/// within the page and their bit-packed runs within the levels: parquet 59 decodes such levels
+/// with a packed decoder that trusts a run's length and panics past the end of the data (a
+/// fuzzer found it).
+fn def_levels_fit(page: &Page) -> bool {
+    let (levels, num_values) = match page {
+        Page::DataPage {
+            buf,
+            num_values,
+            def_level_encoding,
+            ..
+        } => match def_level_encoding {
+            Encoding::RLE => {
+                let Some(len) = buf.get(..4) else {
+                    return false;
+                };
+                let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+                match buf.get(4..).and_then(|rest| rest.get(..len)) {
+                    Some(levels) => (levels, *num_values),
+                    None => return false,
+                }
+            }
+            // One bit a value, and parquet slices that many bytes off the page.
+            #[allow(deprecated)]
+            Encoding::BIT_PACKED => return (*num_values as usize).div_ceil(8) <= buf.len(),
+            _ => return true,
+        },
+        Page::DataPageV2 {
+            buf,
+            num_values,
+            def_levels_byte_len,
+            rep_levels_byte_len,
+            ..
+        } => {
+            let start = *rep_levels_byte_len as usize;
+            match buf
+                .get(start..)
+                .and_then(|rest| rest.get(..*def_levels_byte_len as usize))
+            {
+                Some(levels) => (levels, *num_values),
+                None => return false,
+            }
+        }
+        Page::DictionaryPage { .. } => return true,
+    };
+    // The RLE / bit-packing hybrid at bit width 1: a ULEB128 header, then for a bit-packed run
+    // (header & 1) `header >> 1` bytes of 8 levels each, for an RLE run one byte. Walked until
+    // the page's levels are covered, as far as the decoder reads.
+    let (mut at, mut covered) = (0usize, 0u64);
+    while covered < u64::from(num_values) && at < levels.len() {
+        let mut header = 0u64;
+        let mut shift = 0;
+        loop {
+            let Some(&b) = levels.get(at) else {
+                return false;
+            };
+            at += 1;
+            header |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return false;
+            }
+        }
+        let n = header >> 1;
+        if header & 1 == 1 {
+            if n > (levels.len() - at) as u64 {
+                return false;
+            }
+            at += n as usize;
+            covered = covered.saturating_add(n.saturating_mul(8));
+        } else {
+            at += 1;
+            covered = covered.saturating_add(n);
+        }
+    }
+    true
 }
 
 /// Checks a file's Arrow schema against the declaration, naming the first difference.

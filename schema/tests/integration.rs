@@ -161,6 +161,71 @@ fn ring_mode_drops_old_event_segments_but_keeps_dictionaries() {
     assert!(root.join("tables/frame/seg-000000.parquet").exists());
 }
 
+/// Ring compaction: the kept rows of old dictionary segments move into the next segment, and
+/// the old segments leave the manifest in the same write; until then nothing changes.
+#[test]
+fn replacing_dictionary_segments_moves_their_kept_rows_into_the_next_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("compact.ppk");
+    let mut w = BundleWriter::create(&root, manifest(), WriterOptions::default()).unwrap();
+    let mut frames = tables::FrameBuilder::default();
+    for seg in 0..3i64 {
+        for i in 0..4 {
+            frames.push(&tables::Frame {
+                frame_id: seg * 10 + i,
+                name: "f",
+                module: None,
+                build_id: None,
+                rel_pc: None,
+                kind: "user",
+                file: None,
+                line: None,
+            });
+        }
+        w.append(tables::FRAME, frames.finish()).unwrap();
+        w.close_segment().unwrap();
+    }
+    let keep_even = |b: &arrow_array::RecordBatch, i: usize| {
+        let ids = b.column_by_name("frame_id").unwrap();
+        let ids = ids
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .unwrap();
+        ids.value(i) % 2 == 0
+    };
+    let dropped = w.replace_closed(tables::FRAME, 2, keep_even).unwrap();
+    assert_eq!(dropped, 4);
+    // Not yet applied: the manifest still lists the three segments.
+    assert_eq!(w.manifest().tables["frame"].segments.len(), 3);
+    w.close_segment().unwrap();
+    let segs: Vec<u32> = w.manifest().tables["frame"]
+        .segments
+        .iter()
+        .map(|s| s.index)
+        .collect();
+    assert_eq!(segs, [2, 3]);
+    assert_eq!(w.manifest().tables["frame"].rows, 8);
+    assert!(!root.join("tables/frame/seg-000000.parquet").exists());
+    w.finish(State::Complete, ClockSnapshot::default()).unwrap();
+    let bundle = Bundle::open(&root).unwrap();
+    bundle.verify().unwrap();
+    let mut ids: Vec<i64> = bundle
+        .read_table(tables::FRAME)
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column_by_name("frame_id").unwrap();
+            let ids = ids
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .unwrap();
+            ids.values().to_vec()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 2, 10, 12, 20, 21, 22, 23]);
+}
+
 /// A fuzzer's packed bundle whose data page is dictionary-encoded with no dictionary page before
 /// it: verifying reads only page headers and passes or fails on its own terms, decoding is
 /// refused with the file and the column named (parquet 59 panicked).
@@ -182,5 +247,29 @@ fn refuses_a_dictionary_encoded_page_without_its_dictionary() {
         .find(|e| e.contains("dictionary-encoded page but no dictionary page"))
         .unwrap_or_else(|| panic!("no table refused the page: {errors:?}"));
     assert!(err.contains("dict.ppk"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// A fuzzer's packed bundle whose bit-packed definition levels claim more bytes than the page
+/// holds: decoding is refused with the file and the column named (parquet 59 panicked in its
+/// packed level decoder).
+#[test]
+fn refuses_definition_levels_that_run_past_their_data() {
+    let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/packed/def-levels-past-data");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("levels.ppk");
+    std::fs::copy(&input, &path).unwrap();
+    let bundle = Bundle::open(&path).unwrap();
+    let errors: Vec<String> = tables::ALL
+        .iter()
+        .filter_map(|t| bundle.read_table(t).err())
+        .map(|e| e.to_string())
+        .collect();
+    let err = errors
+        .iter()
+        .find(|e| e.contains("definition levels that run past their data"))
+        .unwrap_or_else(|| panic!("no table refused the levels: {errors:?}"));
+    assert!(err.contains("levels.ppk"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }

@@ -20,6 +20,7 @@ mod pmc;
 mod procfs;
 mod profile;
 mod records;
+mod ring;
 mod session;
 mod sorter;
 mod symbolize;
@@ -99,6 +100,13 @@ fn summary(o: &session::Outcome) -> String {
         c.cpu_system_s,
         c.peak_rss_bytes as f64 / 1048576.0
     ));
+    if o.compacted_rows > 0 {
+        s.push_str(&format!(
+            "ring: {} thread and mapping rows of threads and processes that exited before the \
+             oldest kept event compacted away\n",
+            o.compacted_rows
+        ));
+    }
     for warning in &o.warnings {
         s.push_str(&format!("warning: {warning}\n"));
     }

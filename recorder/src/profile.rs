@@ -58,7 +58,11 @@ struct Map {
 pub struct Profile {
     event: &'static str,
     spaces: FxHashMap<i32, Vec<Map>>,
-    threads: FxHashMap<i32, (i32, String)>,
+    /// Known threads: (pid, comm, since when, ns). Forgotten a segment after they exit.
+    threads: FxHashMap<i32, (i32, String, u64)>,
+    /// Threads that exited since the last close (tid, time), and before it.
+    threads_exited: Vec<(i32, u64)>,
+    threads_exited_earlier: Vec<(i32, u64)>,
     files: Vec<String>,
     file_ids: HashMap<String, u32>,
     elves: HashMap<u32, Option<ElfInfo>>,
@@ -109,6 +113,8 @@ impl Profile {
             event,
             spaces: FxHashMap::default(),
             threads: FxHashMap::default(),
+            threads_exited: Vec::new(),
+            threads_exited_earlier: Vec::new(),
             files: Vec::new(),
             file_ids: HashMap::new(),
             elves: HashMap::new(),
@@ -147,7 +153,8 @@ impl Profile {
         let p = self;
         for proc in snapshot {
             for (tid, comm) in &proc.threads {
-                p.threads.insert(*tid, (proc.pid, comm.clone()));
+                p.threads
+                    .insert(*tid, (proc.pid, comm.clone(), ts_ns.max(0) as u64));
                 let is_leader = *tid == proc.pid;
                 p.thread_rows.push(&Thread {
                     ts_ns,
@@ -271,7 +278,7 @@ impl Profile {
                 if exec && pid == tid {
                     self.spaces.remove(&pid);
                 }
-                self.threads.insert(tid, (pid, comm.to_string()));
+                self.threads.insert(tid, (pid, comm.to_string(), time));
                 let exe = exec
                     .then(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
                     .flatten();
@@ -297,7 +304,7 @@ impl Profile {
                     .threads
                     .get(&tid)
                     .or_else(|| self.threads.get(&ppid))
-                    .map(|(_, c)| c.clone());
+                    .map(|(_, c, _)| c.clone());
                 let comm = comm.unwrap_or_default();
                 if pid != ppid && !self.spaces.contains_key(&pid) {
                     // A new process starts with a copy of its parent's address space.
@@ -312,7 +319,7 @@ impl Profile {
                         self.spaces.insert(pid, copy);
                     }
                 }
-                self.threads.insert(tid, (pid, comm.clone()));
+                self.threads.insert(tid, (pid, comm.clone(), time));
                 self.thread_rows.push(&Thread {
                     ts_ns: time as i64,
                     pid,
@@ -329,7 +336,7 @@ impl Profile {
                 let comm = self
                     .threads
                     .get(&tid)
-                    .map(|(_, c)| c.clone())
+                    .map(|(_, c, _)| c.clone())
                     .unwrap_or_default();
                 self.thread_rows.push(&Thread {
                     ts_ns: time as i64,
@@ -342,6 +349,7 @@ impl Profile {
                     start_ts_ns: None,
                     reason: "exit",
                 });
+                self.threads_exited.push((tid, time));
                 if pid == tid {
                     self.exited.push(pid);
                 }
@@ -407,7 +415,7 @@ impl Profile {
         self.path = path;
         self.mark_maps_used(pid, chain);
         let comm = match self.threads.get(&tid) {
-            Some((_, c)) => c.as_str(),
+            Some((_, c, _)) => c.as_str(),
             None if tid == 0 => "swapper",
             None => "[unknown]",
         };
@@ -603,6 +611,14 @@ impl Profile {
         w.append(tables::MAPPING, self.mapping_rows.finish())?;
         for pid in std::mem::replace(&mut self.exited_earlier, std::mem::take(&mut self.exited)) {
             self.spaces.remove(&pid);
+        }
+        // Unless the tid was used again since (a newer entry), so long captures under process
+        // churn do not keep every thread they ever saw.
+        let exited = std::mem::take(&mut self.threads_exited);
+        for (tid, at) in std::mem::replace(&mut self.threads_exited_earlier, exited) {
+            if self.threads.get(&tid).is_some_and(|t| t.2 <= at) {
+                self.threads.remove(&tid);
+            }
         }
         Ok(())
     }

@@ -56,6 +56,8 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// Set when the capture stopped early on an error (disk full, ...).
     pub error: Option<String>,
+    /// Ring mode: `thread` and `mapping` rows of exited threads and processes compacted away.
+    pub compacted_rows: u64,
 }
 
 pub(crate) fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
@@ -104,6 +106,8 @@ struct Capture {
     failed_hooks: Vec<String>,
     /// Said once when the dictionary tables take much of `--max-bytes`.
     ring_warning: Option<String>,
+    /// Ring mode: dictionary rows of exited threads and processes compacted away.
+    dictionary_rows_dropped: u64,
     /// CLOCK_MONOTONIC − CLOCK_BOOTTIME at the start, for process start times.
     boot_to_mono: i64,
     /// `--max-cpu-pct` and what it cost.
@@ -344,6 +348,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         ftrace_stopped: false,
         failed_hooks: Vec::new(),
         ring_warning: None,
+        dictionary_rows_dropped: 0,
     };
     let pack_to = cap.cfg.pack.then(|| cap.cfg.output.clone());
     let mut error = cap.run().err().map(|e| format!("{e:#}"));
@@ -417,6 +422,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         manifest,
         warnings,
         error,
+        compacted_rows: cap.dictionary_rows_dropped,
     })
 }
 
@@ -842,9 +848,11 @@ impl Capture {
     }
 
     /// Ring mode: drop the oldest event segments beyond `--ring` or `--max-bytes`. The
-    /// dictionary tables (threads, mappings, frames, callsites) are never dropped, since newer
-    /// samples refer to their rows, but they count in `--max-bytes`: with many short-lived
-    /// processes they grow, and the ring then keeps less event data (said once).
+    /// dictionary tables (threads, mappings, frames, callsites) are not dropped with them,
+    /// since newer samples refer to their rows, but they count in `--max-bytes`; the rows of
+    /// threads and processes that exited before the oldest kept event are compacted away
+    /// ([`crate::ring`]). Frames and callsites grow with distinct stacks: when the dictionaries
+    /// take over half of `--max-bytes`, the ring keeps less event data (said once).
     fn apply_ring(&mut self, closed: u32) -> anyhow::Result<()> {
         let mut keep_from = 0u32;
         if let Some(ring) = self.cfg.ring {
@@ -885,10 +893,11 @@ impl Capture {
             }
         }
         if keep_from > 0 {
-            self.writer
-                .as_mut()
-                .expect("writer present")
-                .drop_segments_before(keep_from)?;
+            let w = self.writer.as_mut().expect("writer present");
+            w.drop_segments_before(keep_from)?;
+            if let Some(cutoff) = crate::ring::oldest_event(w) {
+                self.dictionary_rows_dropped += crate::ring::compact(w, keep_from, cutoff)?;
+            }
         }
         Ok(())
     }

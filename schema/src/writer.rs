@@ -12,6 +12,7 @@ use arrow_ord::sort::{SortOptions, sort_to_indices};
 use arrow_select::concat::concat_batches;
 use arrow_select::take::take_record_batch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
@@ -66,6 +67,9 @@ pub struct BundleWriter {
     next_segment: u32,
     pending: BTreeMap<&'static str, Vec<RecordBatch>>,
     pending_bytes: usize,
+    /// Dictionary segments that the next `close_segment` drops (table, before this index):
+    /// their still needed rows are pending ([`BundleWriter::replace_closed`]).
+    replacing: BTreeMap<&'static str, u32>,
 }
 
 impl BundleWriter {
@@ -104,6 +108,7 @@ impl BundleWriter {
             next_segment: 0,
             pending: BTreeMap::new(),
             pending_bytes: 0,
+            replacing: BTreeMap::new(),
         };
         writer.write_manifest()?;
         Ok(writer)
@@ -168,6 +173,9 @@ impl BundleWriter {
                 Ok(entry) => entries.push((t.name, entry)),
                 Err(e) => {
                     self.pending.clear();
+                    // The kept rows of a replacement are gone with the segment: the old
+                    // segments stay.
+                    self.replacing.clear();
                     for (_, written) in &entries {
                         let _ = fs::remove_file(self.root.join(&written.file));
                     }
@@ -182,10 +190,28 @@ impl BundleWriter {
             table.rows += entry.rows;
             table.segments.push(entry);
         }
+        // Replaced dictionary segments leave the manifest in the same write that adds their
+        // kept rows, so a reader sees every row once.
+        let mut replaced = Vec::new();
+        for (name, below) in std::mem::take(&mut self.replacing) {
+            if let Some(table) = self.manifest.tables.get_mut(name) {
+                let (old, keep): (Vec<_>, Vec<_>) =
+                    table.segments.drain(..).partition(|s| s.index < below);
+                table.segments = keep;
+                for s in old {
+                    table.rows -= s.rows;
+                    replaced.push(s.file);
+                }
+            }
+        }
         if let Err(e) = self.write_manifest() {
             // The segment's files exist but no manifest lists them: readers skip them.
             self.manifest = before;
             return Err(e);
+        }
+        for file in replaced {
+            let path = self.root.join(&file);
+            fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
         Ok(())
     }
@@ -212,6 +238,61 @@ impl BundleWriter {
         }
         self.write_manifest()?;
         Ok(freed)
+    }
+
+    /// The rows of the closed segments of `table` numbered below `before`, read back.
+    pub fn closed_rows(&self, table: &'static TableDef, before: u32) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let Some(t) = self.manifest.tables.get(table.name) else {
+            return Ok(out);
+        };
+        for s in t.segments.iter().filter(|s| s.index < before) {
+            let path = self.root.join(&s.file);
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.build())
+                .map_err(|cause| Error::Parquet {
+                    path: path.clone(),
+                    cause,
+                })?;
+            for batch in reader {
+                out.push(batch.map_err(|cause| Error::Arrow {
+                    table: table.name.to_string(),
+                    cause,
+                })?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ring mode: replaces the closed segments of dictionary `table` numbered below `before`
+    /// by their rows for which `keep(batch, row)` holds. Those rows are written with the open
+    /// segment, and the old segments leave the manifest in the same manifest write (then the
+    /// disk), so a reader never sees a row twice or misses one. Returns the rows dropped.
+    pub fn replace_closed(
+        &mut self,
+        table: &'static TableDef,
+        before: u32,
+        keep: impl Fn(&RecordBatch, usize) -> bool,
+    ) -> Result<u64> {
+        debug_assert!(table.dictionary, "only dictionary tables are compacted");
+        let mut dropped = 0u64;
+        for batch in self.closed_rows(table, before)? {
+            let mask: arrow_array::BooleanArray = (0..batch.num_rows())
+                .map(|i| Some(keep(&batch, i)))
+                .collect();
+            dropped += (batch.num_rows() - mask.true_count()) as u64;
+            let kept =
+                arrow_select::filter::filter_record_batch(&batch, &mask).map_err(|cause| {
+                    Error::Arrow {
+                        table: table.name.to_string(),
+                        cause,
+                    }
+                })?;
+            self.append(table, kept)?;
+        }
+        self.replacing.insert(table.name, before);
+        Ok(dropped)
     }
 
     /// Closes the open segment if it has rows, records the end clock and the final state, and

@@ -4,6 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use arrow_array::{Array as _, Int32Array, StringArray};
+
 use super::{WORKLOAD, record, require_recording, samples};
 
 fn manifest(bundle: &std::path::Path) -> serde_json::Value {
@@ -655,14 +657,14 @@ fn exec_storm_is_recorded_with_bounded_memory() {
 }
 
 #[test]
-fn ring_bound_counts_the_dictionary_tables_that_process_churn_grows() {
+fn ring_bound_counts_the_dictionary_tables_and_compacts_what_process_churn_grows() {
     require_recording!();
     let _heavy = super::HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("churn.ppk");
-    let mut storm = Command::new(WORKLOAD)
+    let storm = Command::new(WORKLOAD)
         .args(["storm", "5"])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let max = 150 * 1024;
@@ -678,13 +680,45 @@ fn ring_bound_counts_the_dictionary_tables_that_process_churn_grows() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    storm.wait().unwrap();
-    assert!(
-        stderr.contains("warning: ring: threads, mappings, frames and callsites take"),
-        "{stderr}"
-    );
+    let started: u64 = String::from_utf8_lossy(&storm.wait_with_output().unwrap().stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let compacted: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("ring: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no compaction line: {stderr}"));
     let b = perfpack_schema::Bundle::open(&bundle).unwrap();
     b.verify().unwrap();
+    // The threads of the storm that exited before the oldest kept event are gone from the
+    // `thread` table, and every thread a kept event names is still there.
+    let (mut forks, mut known) = (0u64, std::collections::HashSet::new());
+    for batch in b.read_table(perfpack_schema::tables::THREAD).unwrap() {
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let tid = col("tid");
+        let tid = tid.as_any().downcast_ref::<Int32Array>().unwrap();
+        let reason = col("reason");
+        let reason = reason.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..batch.num_rows() {
+            known.insert(tid.value(i));
+            forks += u64::from(reason.value(i) == "fork");
+        }
+    }
+    eprintln!("ring: {started} processes started, {forks} forks kept, {compacted} rows compacted");
+    assert!(
+        compacted > 0 && forks < started / 2,
+        "{forks} forks of {started} kept"
+    );
+    for batch in b.read_table(perfpack_schema::tables::SCHED_SWITCH).unwrap() {
+        let next = batch.column_by_name("next_tid").unwrap();
+        let next = next.as_any().downcast_ref::<Int32Array>().unwrap();
+        for t in next.iter().flatten().filter(|&t| t != 0) {
+            assert!(
+                known.contains(&t),
+                "a kept switch to thread {t} has no thread row"
+            );
+        }
+    }
     // The ring ran at every close but the last (at the end of the capture): at that point,
     // dictionaries and kept event segments together were within the bound, or only the newest
     // event segment was left.

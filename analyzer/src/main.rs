@@ -6,6 +6,7 @@ use clap::Parser as _;
 use perfpack_analyzer::cli::Cli;
 
 fn main() -> ExitCode {
+    one_line_panics();
     let cli = Cli::parse();
     match perfpack_analyzer::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -22,4 +23,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A panic (a bug, or a library tripping over hostile input that no check caught) is said in
+/// one line like every other error, unless RUST_BACKTRACE asks for the whole story. It still
+/// ends the command with a non-zero status.
+fn one_line_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("panic");
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = what.replace('\n', " ");
+        eprintln!("perfpack: internal error (please report it with the input): {what}{at}");
+    }));
 }

@@ -506,16 +506,13 @@ fn check_pages(
                     .map_err(bad)?;
             let mut held = 0u64;
             let mut dictionary = false;
-            let flat_nullable =
-                col.column_descr().max_def_level() == 1 && col.column_descr().max_rep_level() == 0;
+            let descr = col.column_descr();
+            let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
             while let Some(page) = pages.get_next_page().map_err(bad)? {
-                if decodes && flat_nullable && !def_levels_fit(&page) {
+                if decodes && let Err(why) = check_data_page(&page, max_def, max_rep) {
                     return Err(Error::invalid(
                         path,
-                        format!(
-                            "row group {i}: column {} has definition levels that run past their data",
-                            col.column_path()
-                        ),
+                        format!("row group {i}: column {}: {why}", col.column_path()),
                     ));
                 }
                 let (rows, encoding) = match page {
@@ -561,54 +558,83 @@ fn check_pages(
     Ok(())
 }
 
-/// Whether the definition levels of a data page of a flat nullable column (max level 1) lie
-/// within the page and their bit-packed runs within the levels: parquet 59 decodes such levels
-/// with a packed decoder that trusts a run's length and panics past the end of the data (a
-/// fuzzer found it).
-fn def_levels_fit(page: &Page) -> bool {
-    let (levels, num_values) = match page {
+/// What parquet 59's decoders trust in a decompressed data page of a flat column (no
+/// repetition levels) and panic on when it lies, as a fuzzer found:
+/// - the definition levels lie within the page, and (max level 1, read by a packed decoder
+///   that trusts a run's length) their bit-packed runs within the levels;
+/// - a dictionary-encoded page's index bit width (the first byte of its values) is at most 32.
+fn check_data_page(
+    page: &Page,
+    max_def: i16,
+    max_rep: i16,
+) -> std::result::Result<(), &'static str> {
+    const PAST: &str = "definition levels that run past their data";
+    if max_rep > 0 {
+        return Ok(());
+    }
+    let (buf, num_values, encoding, levels) = match page {
         Page::DataPage {
             buf,
             num_values,
+            encoding,
             def_level_encoding,
             ..
-        } => match def_level_encoding {
-            Encoding::RLE => {
-                let Some(len) = buf.get(..4) else {
-                    return false;
-                };
-                let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
-                match buf.get(4..).and_then(|rest| rest.get(..len)) {
-                    Some(levels) => (levels, *num_values),
-                    None => return false,
+        } => {
+            let levels = match (max_def, def_level_encoding) {
+                (0, _) => Some(0..0),
+                (_, Encoding::RLE) => buf.get(..4).and_then(|len| {
+                    let len = u32::from_le_bytes(len.try_into().expect("four bytes")) as usize;
+                    let end = 4usize.checked_add(len)?;
+                    (end <= buf.len()).then_some(4..end)
+                }),
+                // One bit a value at max level 1, and parquet slices that many bytes off.
+                #[allow(deprecated)]
+                (1, Encoding::BIT_PACKED) => {
+                    let n = (*num_values as usize).div_ceil(8);
+                    (n <= buf.len()).then_some(0..n)
                 }
-            }
-            // One bit a value, and parquet slices that many bytes off the page.
-            #[allow(deprecated)]
-            Encoding::BIT_PACKED => return (*num_values as usize).div_ceil(8) <= buf.len(),
-            _ => return true,
-        },
+                _ => return Ok(()),
+            };
+            (buf, *num_values, *encoding, levels)
+        }
         Page::DataPageV2 {
             buf,
             num_values,
+            encoding,
             def_levels_byte_len,
             rep_levels_byte_len,
             ..
         } => {
             let start = *rep_levels_byte_len as usize;
-            match buf
-                .get(start..)
-                .and_then(|rest| rest.get(..*def_levels_byte_len as usize))
-            {
-                Some(levels) => (levels, *num_values),
-                None => return false,
-            }
+            let end = start.checked_add(*def_levels_byte_len as usize);
+            let levels = end.filter(|&e| e <= buf.len()).map(|e| start..e);
+            (buf, *num_values, *encoding, levels)
         }
-        Page::DictionaryPage { .. } => return true,
+        Page::DictionaryPage { .. } => return Ok(()),
     };
-    // The RLE / bit-packing hybrid at bit width 1: a ULEB128 header, then for a bit-packed run
-    // (header & 1) `header >> 1` bytes of 8 levels each, for an RLE run one byte. Walked until
-    // the page's levels are covered, as far as the decoder reads.
+    let Some(levels) = levels else {
+        return Err(PAST);
+    };
+    // For the v1 RLE levels, the values follow them; v2 and bit-packed levels likewise.
+    let values_at = levels.end;
+    if max_def == 1 && !bit_packed_runs_fit(&buf[levels], num_values) {
+        return Err(PAST);
+    }
+    let dictionary = matches!(
+        encoding,
+        Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
+    );
+    if dictionary && buf.get(values_at).is_some_and(|&width| width > 32) {
+        return Err("dictionary indices wider than 32 bits");
+    }
+    Ok(())
+}
+
+/// Walks the RLE / bit-packing hybrid at bit width 1 as far as the decoder reads (until
+/// `num_values` levels are covered): a ULEB128 header, then for a bit-packed run (header & 1)
+/// `header >> 1` bytes of 8 levels each, for an RLE run one byte. False when a bit-packed run
+/// claims more bytes than are left.
+fn bit_packed_runs_fit(levels: &[u8], num_values: u32) -> bool {
     let (mut at, mut covered) = (0usize, 0u64);
     while covered < u64::from(num_values) && at < levels.len() {
         let mut header = 0u64;

@@ -250,26 +250,32 @@ fn refuses_a_dictionary_encoded_page_without_its_dictionary() {
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
-/// A fuzzer's packed bundle whose bit-packed definition levels claim more bytes than the page
-/// holds: decoding is refused with the file and the column named (parquet 59 panicked in its
-/// packed level decoder).
+/// Fuzzers' packed bundles whose data pages lie in ways parquet 59's decoders panicked on:
+/// bit-packed definition levels claiming more bytes than the page holds, and dictionary
+/// indices said to be 33+ bits wide. Decoding is refused with the file and the column named.
 #[test]
-fn refuses_definition_levels_that_run_past_their_data() {
-    let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions/packed/def-levels-past-data");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("levels.ppk");
-    std::fs::copy(&input, &path).unwrap();
-    let bundle = Bundle::open(&path).unwrap();
-    let errors: Vec<String> = tables::ALL
-        .iter()
-        .filter_map(|t| bundle.read_table(t).err())
-        .map(|e| e.to_string())
-        .collect();
-    let err = errors
-        .iter()
-        .find(|e| e.contains("definition levels that run past their data"))
-        .unwrap_or_else(|| panic!("no table refused the levels: {errors:?}"));
-    assert!(err.contains("levels.ppk"), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+fn refuses_data_pages_that_parquet_would_panic_on() {
+    for (input, why) in [
+        ("def-levels-past-data", "definition levels that run past their data"),
+        ("dictionary-index-width", "dictionary indices wider than 32 bits"),
+    ] {
+        let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/packed")
+            .join(input);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pages.ppk");
+        std::fs::copy(&input, &path).unwrap();
+        let bundle = Bundle::open(&path).unwrap();
+        let errors: Vec<String> = tables::ALL
+            .iter()
+            .filter_map(|t| bundle.read_table(t).err())
+            .map(|e| e.to_string())
+            .collect();
+        let err = errors
+            .iter()
+            .find(|e| e.contains(why))
+            .unwrap_or_else(|| panic!("{}: no table refused it: {errors:?}", input.display()));
+        assert!(err.contains("pages.ppk") && err.contains("column"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

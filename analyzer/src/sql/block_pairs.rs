@@ -342,20 +342,27 @@ fn match_segment(
     out: &mut Out,
     mut emit: impl FnMut(&mut Out, &Interner) -> datafusion::error::Result<()>,
 ) -> datafusion::error::Result<()> {
-    let col = |n: &str| batch.column_by_name(n).expect("block_rq column");
-    let ts = col("ts_ns").as_primitive::<Int64Type>();
-    let cpu = col("cpu").as_primitive::<Int32Type>();
-    let pid = col("pid").as_primitive::<Int32Type>();
-    let tid = col("tid").as_primitive::<Int32Type>();
-    let comm = col("comm").as_string::<i32>();
-    let phase = col("phase").as_string::<i32>();
-    let dev = col("dev").as_string::<i32>();
-    let disk = col("disk").as_string::<i32>();
-    let sector = col("sector").as_primitive::<UInt64Type>();
-    let nr_sector = col("nr_sector").as_primitive::<UInt32Type>();
-    let bytes = col("bytes").as_primitive::<UInt64Type>();
-    let rwbs = col("rwbs").as_string::<i32>();
-    let error = col("error").as_primitive::<Int32Type>();
+    // The matching reads time, phase, device and sector; the other columns only carry into
+    // the output and are read when the query wants them (absent: left empty).
+    let col = |n: &str| {
+        batch.column_by_name(n).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("block_rq: no {n} column"))
+        })
+    };
+    let opt = |n: &str| batch.column_by_name(n);
+    let ts = col("ts_ns")?.as_primitive::<Int64Type>();
+    let phase = col("phase")?.as_string::<i32>();
+    let dev = col("dev")?.as_string::<i32>();
+    let sector = col("sector")?.as_primitive::<UInt64Type>();
+    let cpu = opt("cpu").map(|c| c.as_primitive::<Int32Type>());
+    let pid = opt("pid").map(|c| c.as_primitive::<Int32Type>());
+    let tid = opt("tid").map(|c| c.as_primitive::<Int32Type>());
+    let comm = opt("comm").map(|c| c.as_string::<i32>());
+    let disk = opt("disk").map(|c| c.as_string::<i32>());
+    let nr_sector = opt("nr_sector").map(|c| c.as_primitive::<UInt32Type>());
+    let bytes = opt("bytes").map(|c| c.as_primitive::<UInt64Type>());
+    let rwbs = opt("rwbs").map(|c| c.as_string::<i32>());
+    let error = opt("error").map(|c| c.as_primitive::<Int32Type>());
     // Rows are in time order; events of one request at the same timestamp go insert, issue,
     // complete.
     let mut order: Vec<(i64, u8, u32)> = (0..batch.num_rows())
@@ -378,17 +385,18 @@ fn match_segment(
                     Some(Pending::Inserted(t)) => Some(ts.value(i) - t),
                     _ => None,
                 };
+                let names = &mut state.names;
                 let issued = Issued {
                     ts_ns: ts.value(i),
                     queue_ns,
-                    disk: (!disk.is_null(i)).then(|| state.names.id(disk.value(i))),
-                    nr_sector: nr_sector.value(i),
-                    bytes: bytes.value(i),
-                    rwbs: state.names.id(rwbs.value(i)),
-                    pid: (!pid.is_null(i)).then(|| pid.value(i)),
-                    tid: tid.value(i),
-                    comm: (!comm.is_null(i)).then(|| state.names.id(comm.value(i))),
-                    cpu: cpu.value(i),
+                    disk: disk.filter(|d| !d.is_null(i)).map(|d| names.id(d.value(i))),
+                    nr_sector: nr_sector.map_or(0, |c| c.value(i)),
+                    bytes: bytes.map_or(0, |c| c.value(i)),
+                    rwbs: names.id(rwbs.map_or("", |c| c.value(i))),
+                    pid: pid.filter(|c| !c.is_null(i)).map(|c| c.value(i)),
+                    tid: tid.map_or(0, |c| c.value(i)),
+                    comm: comm.filter(|c| !c.is_null(i)).map(|c| names.id(c.value(i))),
+                    cpu: cpu.map_or(0, |c| c.value(i)),
                 };
                 pending.insert(key, Pending::Issued(issued));
             }
@@ -403,7 +411,8 @@ fn match_segment(
                     out.nr_sector.push(r.nr_sector);
                     out.bytes.push(r.bytes);
                     out.rwbs.push(r.rwbs);
-                    out.error.push((!error.is_null(i)).then(|| error.value(i)));
+                    out.error
+                        .push(error.filter(|c| !c.is_null(i)).map(|c| c.value(i)));
                     out.pid.push(r.pid);
                     out.tid.push(r.tid);
                     out.comm.push(r.comm);
@@ -418,12 +427,55 @@ fn match_segment(
     Ok(())
 }
 
+/// The `block_rq` columns the matching itself reads.
+const MATCHED_ON: [&str; 4] = ["ts_ns", "phase", "dev", "sector"];
+
+/// The `block_rq` columns to read for the output columns `projection` of [`schema`] (all when
+/// `None`): what the matching reads, and the columns that carry through under their name.
+fn input_columns(projection: Option<&[usize]>) -> Option<Vec<String>> {
+    let projection = projection?;
+    let out = schema();
+    let input = perfpack_schema::tables::BLOCK_RQ.schema();
+    let mut cols: Vec<String> = MATCHED_ON.iter().map(|c| c.to_string()).collect();
+    for &i in projection {
+        let name = out.field(i).name();
+        if input.index_of(name).is_ok() && !cols.iter().any(|c| c == name) {
+            cols.push(name.clone());
+        }
+    }
+    Some(cols)
+}
+
+/// A bundle's pairs reading only some `block_rq` columns (see [`input_columns`]).
+#[derive(Debug)]
+struct Reading {
+    pairs: Arc<BundlePairs>,
+    columns: Option<Vec<String>>,
+}
+
+impl PartitionStream for Reading {
+    fn schema(&self) -> &SchemaRef {
+        &self.pairs.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.pairs.stream(self.columns.clone())
+    }
+}
+
 impl PartitionStream for BundlePairs {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        self.stream(None)
+    }
+}
+
+impl BundlePairs {
+    /// Matches the bundle's requests, reading `columns` of `block_rq` (all when `None`).
+    fn stream(&self, columns: Option<Vec<String>>) -> SendableRecordBatchStream {
         let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 4);
         let tx = builder.tx();
         let segments = self.segments.clone();
@@ -440,7 +492,19 @@ impl PartitionStream for BundlePairs {
             for seg in segments {
                 let display = seg.display_path().display().to_string();
                 let reader = ParquetRecordBatchReaderBuilder::try_new(seg)
-                    .and_then(|b| b.with_batch_size(1 << 20).build())
+                    .and_then(|b| {
+                        let b = match &columns {
+                            Some(cols) => {
+                                let mask = parquet::arrow::ProjectionMask::columns(
+                                    b.parquet_schema(),
+                                    cols.iter().map(String::as_str),
+                                );
+                                b.with_projection(mask)
+                            }
+                            None => b,
+                        };
+                        b.with_batch_size(1 << 20).build()
+                    })
                     .map_err(|e| {
                         datafusion::error::DataFusionError::External(
                             format!("{display}: {e}").into(),

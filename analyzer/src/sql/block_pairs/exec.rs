@@ -16,7 +16,7 @@ use perfpack_schema::SegmentData;
 
 #[cfg(feature = "cluster")]
 use super::PairsTable;
-use super::{BundlePairs, StoredSegment, schema};
+use super::{BundlePairs, Reading, StoredSegment, input_columns, schema};
 
 /// The scan of `block_rq_pairs`: one partition per kept bundle. Which bundle a partition
 /// matches travels as data, in a one-row "ticket" per partition from an in-memory child
@@ -244,10 +244,13 @@ impl ExecutionPlan for PairsExec {
         let (projection, limit) = (self.projection.clone(), self.limit);
         let pairs = futures::stream::once(async move {
             let batches: Vec<RecordBatch> = tickets.try_collect().await?;
-            let part = resolve(&batches, &local)?;
+            let part = Reading {
+                pairs: resolve(&batches, &local)?,
+                columns: input_columns(projection.as_deref()),
+            };
             let scan = StreamingTableExec::try_new(
                 schema(),
-                vec![part as Arc<dyn PartitionStream>],
+                vec![Arc::new(part) as Arc<dyn PartitionStream>],
                 projection.as_ref(),
                 Vec::new(),
                 false,

@@ -562,13 +562,28 @@ fn check_pages(
 /// repetition levels) and panic on when it lies, as a fuzzer found:
 /// - the definition levels lie within the page, and (max level 1, read by a packed decoder
 ///   that trusts a run's length) their bit-packed runs within the levels;
-/// - a dictionary-encoded page's index bit width (the first byte of its values) is at most 32.
-fn check_data_page(
-    page: &Page,
-    max_def: i16,
-    max_rep: i16,
-) -> std::result::Result<(), &'static str> {
+/// - a dictionary-encoded page's index bit width (the first byte of its values) is at most 32;
+/// - the values' encoding is one perfpack writes.
+fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Result<(), String> {
     const PAST: &str = "definition levels that run past their data";
+    // Only the encodings perfpack's writer uses are decoded: parquet 59's other decoders
+    // (BYTE_STREAM_SPLIT, DELTA_*_BYTE_ARRAY) index past hostile data and panic.
+    let encoding = match page {
+        Page::DataPage { encoding, .. } | Page::DataPageV2 { encoding, .. } => *encoding,
+        Page::DictionaryPage { .. } => Encoding::PLAIN,
+    };
+    if !matches!(
+        encoding,
+        Encoding::PLAIN
+            | Encoding::PLAIN_DICTIONARY
+            | Encoding::RLE_DICTIONARY
+            | Encoding::RLE
+            | Encoding::DELTA_BINARY_PACKED
+    ) {
+        return Err(format!(
+            "values encoded as {encoding}, which perfpack does not write"
+        ));
+    }
     if max_rep > 0 {
         return Ok(());
     }
@@ -613,19 +628,19 @@ fn check_data_page(
         Page::DictionaryPage { .. } => return Ok(()),
     };
     let Some(levels) = levels else {
-        return Err(PAST);
+        return Err(PAST.into());
     };
     // For the v1 RLE levels, the values follow them; v2 and bit-packed levels likewise.
     let values_at = levels.end;
     if max_def == 1 && !bit_packed_runs_fit(&buf[levels], num_values) {
-        return Err(PAST);
+        return Err(PAST.into());
     }
     let dictionary = matches!(
         encoding,
         Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
     );
     if dictionary && buf.get(values_at).is_some_and(|&width| width > 32) {
-        return Err("dictionary indices wider than 32 bits");
+        return Err("dictionary indices wider than 32 bits".into());
     }
     Ok(())
 }

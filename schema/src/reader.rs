@@ -563,7 +563,8 @@ fn check_pages(
 /// - the definition levels lie within the page, and (max level 1, read by a packed decoder
 ///   that trusts a run's length) their bit-packed runs within the levels;
 /// - a dictionary-encoded page's index bit width (the first byte of its values) is at most 32;
-/// - the values' encoding is one perfpack writes.
+/// - the values' encoding is one perfpack writes, DELTA_BINARY_PACKED only in a column without
+///   nulls and with a header that counts the page's values.
 fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Result<(), String> {
     const PAST: &str = "definition levels that run past their data";
     // Only the encodings perfpack's writer uses are decoded: parquet 59's other decoders
@@ -635,6 +636,17 @@ fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Resu
     if max_def == 1 && !bit_packed_runs_fit(&buf[levels], num_values) {
         return Err(PAST.into());
     }
+    // perfpack writes DELTA_BINARY_PACKED for its sort key only, a column without nulls; the
+    // decoder trusts the header's value count (and its subtraction overflows on a zero).
+    if encoding == Encoding::DELTA_BINARY_PACKED {
+        let mut at = values_at;
+        let total = (0..3).map(|_| uleb128(buf, &mut at)).last().flatten();
+        if max_def != 0 || num_values == 0 || total != Some(u64::from(num_values)) {
+            return Err(format!(
+                "a DELTA_BINARY_PACKED page whose header does not count its {num_values} values"
+            ));
+        }
+    }
     let dictionary = matches!(
         encoding,
         Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
@@ -652,22 +664,9 @@ fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Resu
 fn bit_packed_runs_fit(levels: &[u8], num_values: u32) -> bool {
     let (mut at, mut covered) = (0usize, 0u64);
     while covered < u64::from(num_values) && at < levels.len() {
-        let mut header = 0u64;
-        let mut shift = 0;
-        loop {
-            let Some(&b) = levels.get(at) else {
-                return false;
-            };
-            at += 1;
-            header |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 63 {
-                return false;
-            }
-        }
+        let Some(header) = uleb128(levels, &mut at) else {
+            return false;
+        };
         let n = header >> 1;
         if header & 1 == 1 {
             if n > (levels.len() - at) as u64 {
@@ -681,6 +680,21 @@ fn bit_packed_runs_fit(levels: &[u8], num_values: u32) -> bool {
         }
     }
     true
+}
+
+/// The ULEB128 integer at `*at` in `buf`, moving `*at` past it; `None` when it runs off the
+/// end or past 64 bits.
+fn uleb128(buf: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// Checks a file's Arrow schema against the declaration, naming the first difference.

@@ -564,7 +564,8 @@ fn check_pages(
 ///   that trusts a run's length) their bit-packed runs within the levels;
 /// - a dictionary-encoded page's index bit width (the first byte of its values) is at most 32;
 /// - the values' encoding is one perfpack writes, DELTA_BINARY_PACKED only in a column without
-///   nulls and with a header that counts the page's values.
+///   nulls and with a header that counts the page's values;
+/// - a dictionary page of no values holds no data.
 fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Result<(), String> {
     const PAST: &str = "definition levels that run past their data";
     // Only the encodings perfpack's writer uses are decoded: parquet 59's other decoders
@@ -626,7 +627,15 @@ fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Resu
             let levels = end.filter(|&e| e <= buf.len()).map(|e| start..e);
             (buf, *num_values, *encoding, levels)
         }
-        Page::DictionaryPage { .. } => return Ok(()),
+        // The plain decoder spreads the page's bytes over its count, and divides by zero.
+        Page::DictionaryPage {
+            buf, num_values, ..
+        } => {
+            if *num_values == 0 && !buf.is_empty() {
+                return Err("a dictionary page of no values that holds data".into());
+            }
+            return Ok(());
+        }
     };
     let Some(levels) = levels else {
         return Err(PAST.into());

@@ -278,11 +278,10 @@ def main():
                      f"({pp[c][2]} requests) | {pp[c][0] / dd[c][0]:.2f}x |")
     for t in (1, 2):
         lines.append(f"| DuckDB {duckdb.__version__} (window function) | {t} | {dd[t][0]:.2f} | {mb(dd[t][1])} (rchar) | 1 |")
-    lines += [
-    ]
     for n in (1, 2):
+        slots = max(1, (os.cpu_count() or 2) // n)
         lines.append(f"| perfpack sql --cluster, Ballista 55, {n} executor{'s' if n > 1 else ''} "
-                     f"({max(1, (os.cpu_count() or 2) // n)} slots each) | {os.cpu_count()} | "
+                     f"({slots} task slot{'s' if slots > 1 else ''} each) | {os.cpu_count()} | "
                      f"{bl[n][0]:.2f} | {mb(bl[n][1])} (executors' rchar; client {mb(bl[n][2])}) "
                      f"| {bl[n][0] / dd[2][0]:.2f}x |")
     lines += [

@@ -487,6 +487,22 @@ fn check_pages(
                     ),
                 ));
             }
+            // What the footer says a chunk uses, checked for every column: DataFusion decodes
+            // the tables SQL reads itself, past the page checks below.
+            #[allow(deprecated)]
+            let levels_only = Encoding::BIT_PACKED;
+            if let Some(e) = c
+                .encodings()
+                .find(|&e| e != levels_only && !written_encoding(e))
+            {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "row group {i}: column {}: values encoded as {e}, which perfpack does not write",
+                        c.column_path()
+                    ),
+                ));
+            }
         }
         let counted = rg
             .columns()
@@ -568,20 +584,11 @@ fn check_pages(
 /// - a dictionary page of no values holds no data.
 fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Result<(), String> {
     const PAST: &str = "definition levels that run past their data";
-    // Only the encodings perfpack's writer uses are decoded: parquet 59's other decoders
-    // (BYTE_STREAM_SPLIT, DELTA_*_BYTE_ARRAY) index past hostile data and panic.
     let encoding = match page {
         Page::DataPage { encoding, .. } | Page::DataPageV2 { encoding, .. } => *encoding,
         Page::DictionaryPage { .. } => Encoding::PLAIN,
     };
-    if !matches!(
-        encoding,
-        Encoding::PLAIN
-            | Encoding::PLAIN_DICTIONARY
-            | Encoding::RLE_DICTIONARY
-            | Encoding::RLE
-            | Encoding::DELTA_BINARY_PACKED
-    ) {
+    if !written_encoding(encoding) {
         return Err(format!(
             "values encoded as {encoding}, which perfpack does not write"
         ));
@@ -689,6 +696,19 @@ fn bit_packed_runs_fit(levels: &[u8], num_values: u32) -> bool {
         }
     }
     true
+}
+
+/// The value encodings perfpack's writer uses. parquet 59's other decoders (BYTE_STREAM_SPLIT,
+/// DELTA_*_BYTE_ARRAY) index past hostile data and panic, so no other is decoded.
+fn written_encoding(e: Encoding) -> bool {
+    matches!(
+        e,
+        Encoding::PLAIN
+            | Encoding::PLAIN_DICTIONARY
+            | Encoding::RLE_DICTIONARY
+            | Encoding::RLE
+            | Encoding::DELTA_BINARY_PACKED
+    )
 }
 
 /// The ULEB128 integer at `*at` in `buf`, moving `*at` past it; `None` when it runs off the

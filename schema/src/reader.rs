@@ -578,7 +578,8 @@ fn check_pages(
 /// repetition levels) and panic on when it lies, as a fuzzer found:
 /// - the definition levels lie within the page, and (max level 1, read by a packed decoder
 ///   that trusts a run's length) their bit-packed runs within the levels;
-/// - a dictionary-encoded page's index bit width (the first byte of its values) is at most 32;
+/// - a dictionary-encoded page has its index bit width (the first byte of its values), at most
+///   32;
 /// - the values' encoding is one perfpack writes, DELTA_BINARY_PACKED only in a column without
 ///   nulls and with a header that counts the page's values;
 /// - a dictionary page of no values holds no data.
@@ -667,8 +668,15 @@ fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Resu
         encoding,
         Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY
     );
-    if dictionary && buf.get(values_at).is_some_and(|&width| width > 32) {
-        return Err("dictionary indices wider than 32 bits".into());
+    if dictionary {
+        // The index decoder reads the width byte unchecked.
+        match buf.get(values_at) {
+            None => return Err("a dictionary-encoded page without its index width".into()),
+            Some(&width) if width > 32 => {
+                return Err("dictionary indices wider than 32 bits".into());
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }

@@ -657,7 +657,10 @@ fn check_data_page(page: &Page, max_def: i16, max_rep: i16) -> std::result::Resu
     // decoder trusts the header's value count (and its subtraction overflows on a zero).
     if encoding == Encoding::DELTA_BINARY_PACKED {
         let mut at = values_at;
-        let total = (0..3).map(|_| uleb128(buf, &mut at)).last().flatten();
+        // Block size, miniblocks per block, value count, first value (zigzag): each a ULEB128
+        // that ends within 64 bits (the decoder shifts past them otherwise).
+        let header: Option<Vec<u64>> = (0..4).map(|_| uleb128(buf, &mut at)).collect();
+        let total = header.map(|h| h[2]);
         if max_def != 0 || num_values == 0 || total != Some(u64::from(num_values)) {
             return Err(format!(
                 "a DELTA_BINARY_PACKED page whose header does not count its {num_values} values"

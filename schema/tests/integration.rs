@@ -227,7 +227,8 @@ fn replacing_dictionary_segments_moves_their_kept_rows_into_the_next_segment() {
 /// claiming more bytes than the page holds, dictionary indices said to be 33+ bits wide, and a
 /// BYTE_STREAM_SPLIT page whose streams do not add up (an encoding perfpack never writes), and
 /// a DELTA_BINARY_PACKED header that counts no values, a dictionary page of no values with data
-/// in it, and a dictionary-encoded page with no values section at all.
+/// in it, a dictionary-encoded page with no values section at all, and a DELTA header whose
+/// first value runs past 64 bits.
 /// Verifying reads only page headers and passes or fails on its own terms; decoding is
 /// refused with the file and the column named.
 #[test]
@@ -257,6 +258,10 @@ fn refuses_data_pages_that_parquet_would_panic_on() {
         (
             "dictionary-index-width-missing",
             "a dictionary-encoded page without its index width",
+        ),
+        (
+            "delta-first-value-too-long",
+            "DELTA_BINARY_PACKED page whose header does not count",
         ),
     ] {
         let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -38,12 +38,13 @@ pub fn compact(writer: &mut BundleWriter, before: u32, cutoff_ns: i64) -> anyhow
     let mut thread_gone: HashMap<i32, i64> = HashMap::new();
     let mut process_gone: HashMap<i32, i64> = HashMap::new();
     let mut forks: Vec<(i32, i64)> = Vec::new();
-    for batch in writer.closed_rows(tables::THREAD, before)? {
+    let thread_rows = writer.closed_rows(tables::THREAD, before)?;
+    for batch in &thread_rows {
         let (Some(ts), Some(pid), Some(tid), Some(reason)) = (
-            column::<Int64Array>(&batch, "ts_ns"),
-            column::<Int32Array>(&batch, "pid"),
-            column::<Int32Array>(&batch, "tid"),
-            column::<StringArray>(&batch, "reason"),
+            column::<Int64Array>(batch, "ts_ns"),
+            column::<Int32Array>(batch, "pid"),
+            column::<Int32Array>(batch, "tid"),
+            column::<StringArray>(batch, "reason"),
         ) else {
             anyhow::bail!("thread segments lack ts_ns, pid, tid or reason");
         };
@@ -67,7 +68,7 @@ pub fn compact(writer: &mut BundleWriter, before: u32, cutoff_ns: i64) -> anyhow
         return Ok(0);
     }
     // A thread's rows are written when they happen: those at or before its exit go.
-    let mut dropped = writer.replace_closed(tables::THREAD, before, |batch, i| {
+    let mut dropped = writer.replace_closed(tables::THREAD, before, thread_rows, |batch, i| {
         let (Some(ts), Some(tid)) = (
             column::<Int64Array>(batch, "ts_ns"),
             column::<Int32Array>(batch, "tid"),
@@ -87,7 +88,8 @@ pub fn compact(writer: &mut BundleWriter, before: u32, cutoff_ns: i64) -> anyhow
             *r = (*r).min(at);
         }
     }
-    dropped += writer.replace_closed(tables::MAPPING, before, |batch, i| {
+    let mapping_rows = writer.closed_rows(tables::MAPPING, before)?;
+    dropped += writer.replace_closed(tables::MAPPING, before, mapping_rows, |batch, i| {
         let (Some(ts), Some(pid)) = (
             column::<Int64Array>(batch, "ts_ns"),
             column::<Int32Array>(batch, "pid"),

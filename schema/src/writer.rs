@@ -266,18 +266,20 @@ impl BundleWriter {
     }
 
     /// Ring mode: replaces the closed segments of dictionary `table` numbered below `before`
-    /// by their rows for which `keep(batch, row)` holds. Those rows are written with the open
-    /// segment, and the old segments leave the manifest in the same manifest write (then the
-    /// disk), so a reader never sees a row twice or misses one. Returns the rows dropped.
+    /// by those of their rows (`rows`, as [`BundleWriter::closed_rows`] read them) for which
+    /// `keep(batch, row)` holds. Those rows are written with the open segment, and the old
+    /// segments leave the manifest in the same manifest write (then the disk), so a reader
+    /// never sees a row twice or misses one. Returns the rows dropped.
     pub fn replace_closed(
         &mut self,
         table: &'static TableDef,
         before: u32,
+        rows: Vec<RecordBatch>,
         keep: impl Fn(&RecordBatch, usize) -> bool,
     ) -> Result<u64> {
         debug_assert!(table.dictionary, "only dictionary tables are compacted");
         let mut dropped = 0u64;
-        for batch in self.closed_rows(table, before)? {
+        for batch in rows {
             let mask: arrow_array::BooleanArray = (0..batch.num_rows())
                 .map(|i| Some(keep(&batch, i)))
                 .collect();

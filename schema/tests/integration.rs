@@ -189,7 +189,8 @@ fn replacing_dictionary_segments_moves_their_kept_rows_into_the_next_segment() {
             .unwrap();
         ids.value(i) % 2 == 0
     };
-    let dropped = w.replace_closed(tables::FRAME, 2, keep_even).unwrap();
+    let rows = w.closed_rows(tables::FRAME, 2).unwrap();
+    let dropped = w.replace_closed(tables::FRAME, 2, rows, keep_even).unwrap();
     assert_eq!(dropped, 4);
     // Not yet applied: the manifest still lists the three segments.
     assert_eq!(w.manifest().tables["frame"].segments.len(), 3);

@@ -18,6 +18,8 @@ pub fn stack_samples(n: usize) -> arrow_array::RecordBatch {
             event: "cpu-clock",
             weight: 1_001_001,
             callsite_id: Some((i * 31 % 500) as i64),
+            unwind: None,
+            truncated: None,
         });
     }
     b.finish()

@@ -54,17 +54,41 @@ pub fn run() -> Vec<Check> {
         ),
     });
     let cpus = perf::online_cpus();
-    out.push(match Sampler::open(&Scope::All, 99, &cpus[..1], 1) {
-        Ok(s) => check(
-            "stack sampling",
-            true,
-            match &s.fallback_reason {
-                Some(why) => format!("{} with callchains ({why})", s.event),
-                None => format!("{} with callchains", s.event),
-            },
-        ),
-        Err(e) => check("stack sampling", false, e),
-    });
+    let stacks = perf::StackOptions {
+        unwind: perf::Unwind::Auto,
+        stack_bytes: 16_384,
+        switch_stacks: true,
+    };
+    match Sampler::open(&Scope::All, 99, &cpus[..1], 8, &stacks) {
+        Ok(s) => {
+            out.push(check(
+                "stack sampling",
+                true,
+                match &s.fallback_reason {
+                    Some(why) => format!("{} with callchains ({why})", s.event),
+                    None => format!("{} with callchains", s.event),
+                },
+            ));
+            out.push(match &s.unwind_reason {
+                None => check(
+                    "unwinding without frame pointers",
+                    true,
+                    "user registers and stack copies (--unwind auto|dwarf)",
+                ),
+                Some(why) => check("unwinding without frame pointers", false, why.clone()),
+            });
+            out.push(match &s.switch_reason {
+                None if !s.switch_ids.is_empty() => check(
+                    "off-CPU stacks",
+                    true,
+                    "sched:sched_switch sampled with stacks at switch-out",
+                ),
+                None => check("off-CPU stacks", false, "sched:sched_switch not opened"),
+                Some(why) => check("off-CPU stacks", !s.switch_ids.is_empty(), why.clone()),
+            });
+        }
+        Err(e) => out.push(check("stack sampling", false, e)),
+    }
     out.push(match Kallsyms::load() {
         Ok(_) => check(
             "kernel symbols",

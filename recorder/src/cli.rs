@@ -55,6 +55,21 @@ pub struct RecordArgs {
     /// Stack samples per second per CPU
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=50_000))]
     pub freq: u64,
+    /// How user stacks are obtained: auto (unwound on the box from a copy of each sample's
+    /// stack: CFI where the mapped file has it, frame pointers elsewhere), fp (the kernel's
+    /// frame-pointer walk only: cheapest, wrong through code built without frame pointers),
+    /// dwarf (CFI only; a frame without CFI ends its stack as truncated)
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fp", "dwarf"])]
+    pub unwind: String,
+    /// Bytes of user stack copied per sample for unwinding (a multiple of 8; at most 65528,
+    /// the kernel's limit). Deeper stacks end as truncated
+    #[arg(long, default_value = "16K", value_parser = parse_stack_bytes)]
+    pub stack_bytes: u64,
+    /// Do not sample switch-outs with their stacks (with the sched tracepoints, each blocked
+    /// switch-out is sampled by default; off-CPU flame graphs then fall back to each thread's
+    /// last CPU sample)
+    #[arg(long)]
+    pub no_switch_stacks: bool,
     /// Tracepoint set: default (io + sched), cpu (none), io, sched, syscalls, all
     #[arg(long, default_value = "default", value_parser = ["default", "cpu", "io", "sched", "syscalls", "all"])]
     pub preset: String,
@@ -162,6 +177,16 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(v * mult)
 }
 
+/// `--stack-bytes`: a size (`16K`, `8192`), rounded down to a multiple of 8, at most 65528.
+pub fn parse_stack_bytes(s: &str) -> Result<u64, String> {
+    let v = parse_bytes(s)?;
+    let max = u64::from(crate::sys::MAX_STACK_USER);
+    if !(64..=65_536).contains(&v) {
+        return Err(format!("{s:?}: from 64 bytes to 64K"));
+    }
+    Ok((v & !7).min(max))
+}
+
 /// Everything a recording needs, after defaults and checks.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -182,6 +207,9 @@ pub struct RecordConfig {
     pub on_segment: Option<String>,
     /// `--max-cpu-pct`, when given.
     pub max_cpu_pct: Option<f64>,
+    /// `--unwind`, `--stack-bytes`, and whether switch-outs are sampled with stacks (when the
+    /// tracepoints include `sched:sched_switch`).
+    pub stacks: crate::perf::StackOptions,
     pub ftrace: crate::ftrace::FtraceConfig,
     pub command_line: Vec<String>,
 }
@@ -205,7 +233,20 @@ impl RecordArgs {
             (None, Some(cg)) => Scope::Cgroup(cg),
             (None, None) => Scope::All,
         };
+        let preset = crate::ftrace::preset(&self.preset).unwrap_or_default();
+        let switch_stacks = preset.contains(&"sched:sched_switch")
+            || self
+                .events
+                .iter()
+                .any(|e| e.split(',').next() == Some("sched:sched_switch"));
+        let switch_stacks = switch_stacks && !self.no_switch_stacks;
+        let stacks = crate::perf::StackOptions {
+            unwind: crate::perf::Unwind::parse(&self.unwind).unwrap_or(crate::perf::Unwind::Auto),
+            stack_bytes: self.stack_bytes as u32,
+            switch_stacks,
+        };
         RecordConfig {
+            stacks,
             duration: self.duration,
             output,
             pack: self.pack,
@@ -265,5 +306,9 @@ mod tests {
         assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
         assert_eq!(parse_bytes("500MiB").unwrap(), 500 << 20);
         assert!(parse_bytes("lots").is_err());
+        assert_eq!(parse_stack_bytes("16K").unwrap(), 16_384);
+        assert_eq!(parse_stack_bytes("64K").unwrap(), 65_528);
+        assert_eq!(parse_stack_bytes("1001").unwrap(), 1000);
+        assert!(parse_stack_bytes("1M").is_err() && parse_stack_bytes("8").is_err());
     }
 }

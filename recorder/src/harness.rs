@@ -1,5 +1,6 @@
 //! Entry points of the recorder's fuzz targets under `fuzz/` (kernel data the recorder parses:
-//! ring-buffer pages and event format files), shared with the tests that replay the committed
+//! ring-buffer pages and event format files; mapped files, registers and stack copies it
+//! unwinds), shared with the tests that replay the committed
 //! inputs on stable Rust. They decode exactly as a capture does, down to Arrow batches.
 
 use std::sync::OnceLock;
@@ -83,9 +84,40 @@ pub fn ftrace_format(data: &[u8]) {
     decode_all([(&ev, 1, payload)]);
 }
 
+/// A user stack to unwind: `ELF-LEN (u32 LE) ELF-BYTES IP SP BP (u64 LE each) STACK-COPY`. The
+/// file is mapped at 0x40_0000 from offset 0 and walked with `--unwind auto` and `dwarf`.
+pub fn unwind(data: &[u8]) {
+    let Some((len, rest)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let len = (u32::from_le_bytes(*len) as usize).min(rest.len());
+    let (elf, rest) = rest.split_at(len);
+    let word = |i: usize| {
+        rest.get(i * 8..i * 8 + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    let regs = crate::records::UserRegs {
+        ip: word(0),
+        sp: word(1),
+        bp: word(2),
+    };
+    let stack = rest.get(24..).unwrap_or_default();
+    for mode in [crate::perf::Unwind::Auto, crate::perf::Unwind::Dwarf] {
+        let mut out = Vec::new();
+        let walk =
+            crate::unwind::Unwinder::new(mode).walk_bytes(elf.to_vec(), regs, stack, &mut out);
+        assert!(out.len() <= crate::unwind::MAX_FRAMES, "{walk:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use perfpack_schema::harness::replay_committed;
+
+    #[test]
+    fn committed_unwind_inputs_pass() {
+        replay_committed("unwind", super::unwind);
+    }
 
     #[test]
     fn committed_ftrace_page_inputs_pass() {

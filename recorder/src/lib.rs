@@ -7,9 +7,11 @@
 //! [`ftrace::decode`]) as the recorder itself calls them.
 
 mod budget;
+mod bytes;
 mod check;
 pub mod cli;
 mod config;
+mod debuginfo;
 pub mod ftrace;
 pub mod harness;
 mod host;
@@ -26,6 +28,7 @@ mod sorter;
 mod symbolize;
 mod sys;
 mod sysstat;
+mod unwind;
 
 use std::io::Write as _;
 use std::process::ExitCode;

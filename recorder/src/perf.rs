@@ -1,6 +1,9 @@
 //! Stack sampling with perf_event_open: one sampling event per CPU in frequency mode, user and
 //! kernel callchains, CLOCK_MONOTONIC timestamps, and the side-band records (COMM, MMAP2, FORK,
 //! EXIT, LOST) that symbolization needs. `cycles` where the PMU has it, `cpu-clock` otherwise.
+//! To unwind without frame pointers, samples also carry the user registers and a copy of the
+//! user stack (`--unwind auto|dwarf`), which `unwind.rs` turns into addresses on the box; and
+//! `sched:sched_switch` can be sampled into the same rings, for the stack each thread blocked in.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -18,6 +21,46 @@ pub enum Scope {
     Cgroup(PathBuf),
 }
 
+/// How user stacks are obtained (`--unwind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwind {
+    /// The kernel's frame-pointer walk only.
+    Fp,
+    /// On the box from a stack copy: CFI where the mapped file has it, frame pointers elsewhere.
+    Auto,
+    /// On the box from a stack copy, CFI only: a frame without CFI ends the stack (truncated).
+    Dwarf,
+}
+
+impl Unwind {
+    pub fn parse(s: &str) -> Result<Unwind, String> {
+        match s {
+            "fp" => Ok(Unwind::Fp),
+            "auto" => Ok(Unwind::Auto),
+            "dwarf" => Ok(Unwind::Dwarf),
+            _ => Err(format!("--unwind {s}: expected auto, fp or dwarf")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unwind::Fp => "fp",
+            Unwind::Auto => "auto",
+            Unwind::Dwarf => "dwarf",
+        }
+    }
+}
+
+/// What each sample carries for its stack, and whether switch-outs are sampled too.
+#[derive(Debug, Clone, Copy)]
+pub struct StackOptions {
+    pub unwind: Unwind,
+    /// Bytes of user stack copied per sample (a multiple of 8, at most `sys::MAX_STACK_USER`).
+    pub stack_bytes: u32,
+    /// Sample `sched:sched_switch` (every switch-out into a blocked state) with stacks.
+    pub switch_stacks: bool,
+}
+
 /// An opened sampler: one ring per CPU.
 #[derive(Debug)]
 pub struct Sampler {
@@ -25,10 +68,55 @@ pub struct Sampler {
     pub event: &'static str,
     /// Why the preferred event was not used, if it was not.
     pub fallback_reason: Option<String>,
+    /// How user stacks are obtained in the end (`Fp` when the kernel refused stack copies).
+    pub unwind: Unwind,
+    /// Why `unwind` is not what was asked for.
+    pub unwind_reason: Option<String>,
+    /// What each sample record holds after its callchain.
+    pub layout: crate::records::Layout,
+    /// Ids of the `sched:sched_switch` events (empty when not sampled).
+    pub switch_ids: Vec<u64>,
+    /// Why switch-outs are not sampled, or are sampled without the blocked-state filter.
+    pub switch_reason: Option<String>,
     rings: Vec<(u32, OwnedFd, Ring)>,
     /// Extra events whose output is redirected into a CPU's ring (per-thread scope).
     extra: Vec<OwnedFd>,
+    /// The switch events' own rings, one per CPU, and the events redirected into them.
+    switch_rings: Vec<(u32, OwnedFd, Ring)>,
+    switch_extra: Vec<OwnedFd>,
+    /// The side-band records' (MMAP2, COMM, FORK, EXIT) own rings: one dummy event per CPU
+    /// carries them, so a flood of samples (16 KiB stack copies, switch-outs in a storm) that
+    /// outruns the reader loses samples, never the records that name processes and map their
+    /// code, and the samples after a loss still symbolize and unwind.
+    side_rings: Vec<(u32, OwnedFd, Ring)>,
+    side_extra: Vec<OwnedFd>,
     scratch: Vec<u8>,
+}
+
+/// Set in the ring number `drain` reports for a switch ring (the CPU is in the low bits).
+pub const SWITCH_RING: u32 = 1 << 31;
+/// Set in the ring number `drain` reports for a side-band ring.
+pub const SIDE_RING: u32 = 1 << 30;
+
+/// The sample layout of an unwinding mode.
+fn layout_of(unwind: Unwind) -> crate::records::Layout {
+    let copy = unwind != Unwind::Fp;
+    crate::records::Layout {
+        regs_user: copy,
+        stack_user: copy,
+    }
+}
+
+/// Sets the stack-copy fields of an attribute for `stack`'s unwinding mode.
+fn with_stacks(mut attr: PerfEventAttr, stack: &StackOptions) -> PerfEventAttr {
+    if stack.unwind != Unwind::Fp {
+        attr.sample_type |= sys::SAMPLE_REGS_USER | sys::SAMPLE_STACK_USER;
+        attr.sample_regs_user = sys::REGS_USER_X86_64;
+        attr.sample_stack_user = stack.stack_bytes;
+        // The user part comes from the copy; the kernel's frame-pointer walk of it is not needed.
+        attr.flags |= sys::FLAG_EXCLUDE_CALLCHAIN_USER;
+    }
+    attr
 }
 
 /// The online CPUs (`/sys/devices/system/cpu/online`, e.g. `0-3,8`).
@@ -71,6 +159,7 @@ fn sampling_attr(type_: u32, config: u64, freq_hz: u64, side_band: bool) -> Perf
         sample_type: sys::SAMPLE_IP
             | sys::SAMPLE_TID
             | sys::SAMPLE_TIME
+            | sys::SAMPLE_ID
             | sys::SAMPLE_STREAM_ID
             | sys::SAMPLE_CPU
             | sys::SAMPLE_PERIOD
@@ -84,6 +173,16 @@ fn sampling_attr(type_: u32, config: u64, freq_hz: u64, side_band: bool) -> Perf
     }
 }
 
+/// A tracepoint's id, from tracefs (`events/SYSTEM/NAME/id`).
+fn tracepoint_id(system: &str, name: &str) -> Result<u64, String> {
+    let root = crate::ftrace::tracefs::root()?;
+    let path = root.join("events").join(system).join(name).join("id");
+    let text = crate::ftrace::tracefs::read_text(&path)?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{}: not a tracepoint id: {:?}", path.display(), text.trim()))
+}
+
 /// Threads of a process, from /proc/PID/task.
 fn threads_of(pid: i32) -> std::io::Result<Vec<i32>> {
     let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
@@ -94,56 +193,137 @@ fn threads_of(pid: i32) -> std::io::Result<Vec<i32>> {
 }
 
 impl Sampler {
-    /// Opens the sampler on every CPU: `cycles` first, `cpu-clock` when the PMU refuses.
+    /// Opens the sampler on every CPU: `cycles` first, `cpu-clock` when the PMU refuses; with
+    /// stack copies as `stack` asks, without them (frame pointers) when the kernel refuses them.
     /// `ring_pages` data pages (a power of two) per CPU ring.
     pub fn open(
         scope: &Scope,
         freq_hz: u64,
         cpus: &[u32],
         ring_pages: usize,
+        stack: &StackOptions,
     ) -> Result<Sampler, String> {
-        match Self::open_event(
+        let mut sampler = match Self::open_unwinding(scope, freq_hz, cpus, ring_pages, stack) {
+            Ok(s) => s,
+            Err(e) if stack.unwind != Unwind::Fp => {
+                let fp = StackOptions {
+                    unwind: Unwind::Fp,
+                    ..*stack
+                };
+                let mut s = Self::open_unwinding(scope, freq_hz, cpus, ring_pages, &fp)?;
+                s.unwind_reason = Some(format!("stack copies refused ({e}): frame pointers only"));
+                s
+            }
+            Err(e) => return Err(e),
+        };
+        if stack.switch_stacks {
+            let unwind = StackOptions {
+                unwind: sampler.unwind,
+                ..*stack
+            };
+            if let Err(e) = sampler.open_switches(scope, &unwind, ring_pages) {
+                sampler.switch_reason = Some(format!("switch-out stacks not sampled: {e}"));
+            }
+        }
+        Ok(sampler)
+    }
+
+    fn open_unwinding(
+        scope: &Scope,
+        freq_hz: u64,
+        cpus: &[u32],
+        ring_pages: usize,
+        stack: &StackOptions,
+    ) -> Result<Sampler, String> {
+        let new = |event, fallback_reason, (rings, extra)| Sampler {
+            event,
+            fallback_reason,
+            unwind: stack.unwind,
+            unwind_reason: None,
+            layout: layout_of(stack.unwind),
+            switch_ids: Vec::new(),
+            switch_reason: None,
+            rings,
+            extra,
+            switch_rings: Vec::new(),
+            switch_extra: Vec::new(),
+            side_rings: Vec::new(),
+            side_extra: Vec::new(),
+            scratch: Vec::new(),
+        };
+        let attr = |type_, config| with_stacks(sampling_attr(type_, config, freq_hz, false), stack);
+        let mut sampler = match Self::open_event(
             scope,
-            sys::TYPE_HARDWARE,
-            sys::HW_CPU_CYCLES,
-            freq_hz,
+            |_| attr(sys::TYPE_HARDWARE, sys::HW_CPU_CYCLES),
             cpus,
             ring_pages,
         ) {
-            Ok((rings, extra)) => Ok(Sampler {
-                event: "cycles",
-                fallback_reason: None,
-                rings,
-                extra,
-                scratch: Vec::new(),
-            }),
+            Ok(opened) => new("cycles", None, opened),
             Err(hw) => {
-                let (rings, extra) = Self::open_event(
+                let opened = Self::open_event(
                     scope,
-                    sys::TYPE_SOFTWARE,
-                    sys::SW_CPU_CLOCK,
-                    freq_hz,
+                    |_| attr(sys::TYPE_SOFTWARE, sys::SW_CPU_CLOCK),
                     cpus,
                     ring_pages,
                 )
                 .map_err(|sw| format!("cycles: {hw}; cpu-clock: {sw}"))?;
-                Ok(Sampler {
-                    event: "cpu-clock",
-                    fallback_reason: Some(format!("cycles: {hw}")),
-                    rings,
-                    extra,
-                    scratch: Vec::new(),
-                })
+                new("cpu-clock", Some(format!("cycles: {hw}")), opened)
             }
+        };
+        // The side-band carrier: the first event of each CPU asks for the records, as the
+        // sampling events did before they had rings of their own.
+        let side = |first| {
+            let mut a = sampling_attr(sys::TYPE_SOFTWARE, sys::SW_DUMMY, 1, first);
+            a.flags &= !sys::FLAG_FREQ;
+            a.sample_period = 1;
+            a
+        };
+        let (rings, extra) = Self::open_event(scope, side, cpus, 256)
+            .map_err(|e| format!("side-band records (dummy event): {e}"))?;
+        sampler.side_rings = rings;
+        sampler.side_extra = extra;
+        Ok(sampler)
+    }
+
+    /// Opens `sched:sched_switch` on every CPU of the rings, each sampling every switch-out into
+    /// a blocked state (the filter leaves preemptions out where the kernel takes it) with the
+    /// same layout, into a ring of its own per CPU of `ring_pages` pages.
+    fn open_switches(
+        &mut self,
+        scope: &Scope,
+        stack: &StackOptions,
+        ring_pages: usize,
+    ) -> Result<(), String> {
+        let id = tracepoint_id("sched", "sched_switch")?;
+        let mut attr = with_stacks(sampling_attr(sys::TYPE_TRACEPOINT, id, 1, false), stack);
+        attr.flags &= !sys::FLAG_FREQ;
+        attr.sample_period = 1;
+        let cpus: Vec<u32> = self.rings.iter().map(|r| r.0).collect();
+        let (rings, extra) = Self::open_event(scope, |_| attr, &cpus, ring_pages)
+            .map_err(|e| format!("sched:sched_switch: {e}"))?;
+        let mut unfiltered = None;
+        for fd in rings.iter().map(|(_, fd, _)| fd).chain(&extra) {
+            // Blocked states only (TASK_REPORT bits): a preempted task is runnable.
+            if let Err(e) = sys::ioctl_filter(fd, "prev_state & 127") {
+                unfiltered = Some(e);
+            }
+            self.switch_ids
+                .extend(sys::ioctl_read_u64(fd, sys::IOC_ID).ok());
         }
+        if let Some(e) = unfiltered {
+            self.switch_reason = Some(format!(
+                "the kernel refused the blocked-state filter ({e}): every switch-out is sampled"
+            ));
+        }
+        self.switch_rings = rings;
+        self.switch_extra = extra;
+        Ok(())
     }
 
     #[allow(clippy::type_complexity)]
     fn open_event(
         scope: &Scope,
-        type_: u32,
-        config: u64,
-        freq_hz: u64,
+        attr_of: impl Fn(bool) -> PerfEventAttr,
         cpus: &[u32],
         ring_pages: usize,
     ) -> Result<(Vec<(u32, OwnedFd, Ring)>, Vec<OwnedFd>), String> {
@@ -162,8 +342,7 @@ impl Sampler {
         for &cpu in cpus {
             let mut first: Option<OwnedFd> = None;
             for &tid in &tids {
-                let attr = sampling_attr(type_, config, freq_hz, first.is_none());
-                let mut attr = attr;
+                let mut attr = attr_of(first.is_none());
                 if matches!(scope, Scope::Pid(_)) {
                     attr.flags |= sys::FLAG_INHERIT;
                 }
@@ -176,16 +355,9 @@ impl Sampler {
                 match &first {
                     None => first = Some(fd),
                     Some(leader) => {
-                        // PERF_EVENT_IOC_SET_OUTPUT: share the CPU's ring.
-                        // SAFETY: both fds are perf events on the same CPU.
-                        let r =
-                            unsafe { libc::ioctl(fd.as_raw_fd(), 0x2405 as _, leader.as_raw_fd()) };
-                        if r < 0 {
-                            return Err(format!(
-                                "redirecting thread {tid} on CPU {cpu}: {}",
-                                std::io::Error::last_os_error()
-                            ));
-                        }
+                        // Share the CPU's ring.
+                        sys::ioctl_set_output(&fd, leader)
+                            .map_err(|e| format!("redirecting thread {tid} on CPU {cpu}: {e}"))?;
                         extra.push(fd);
                     }
                 }
@@ -200,20 +372,20 @@ impl Sampler {
 
     /// Starts sampling.
     pub fn enable(&self) -> std::io::Result<()> {
-        for fd in self.rings.iter().map(|(_, fd, _)| fd).chain(&self.extra) {
+        for fd in self.all_fds() {
             sys::ioctl(fd, sys::IOC_ENABLE)?;
         }
         Ok(())
     }
 
-    /// Changes the sampling frequency of every event (the samples carry their periods, so
+    /// Changes the sampling frequency of every sampling event (the samples carry their periods, so
     /// weights stay right across the change). The kernel turns a frequency-mode `cpu-clock` into
     /// a fixed period of nanoseconds when it opens it, so that one gets a period, which is
     /// returned: its samples keep reporting the first period, and need the new one.
     pub fn set_frequency(&self, hz: u64) -> std::io::Result<Option<u64>> {
         let clock = self.event == "cpu-clock";
         let value = if clock { 1_000_000_000 / hz.max(1) } else { hz };
-        for fd in self.rings.iter().map(|(_, fd, _)| fd).chain(&self.extra) {
+        for fd in self.sampling_fds() {
             sys::ioctl_u64(fd, sys::IOC_PERIOD, value)?;
         }
         Ok(clock.then_some(value))
@@ -223,35 +395,62 @@ impl Sampler {
     /// from an event the kernel created for a thread or process started later (`inherit`),
     /// which a period change made here does not reach.
     pub fn event_ids(&self) -> Vec<u64> {
-        self.rings
-            .iter()
-            .map(|(_, fd, _)| fd)
-            .chain(&self.extra)
+        self.sampling_fds()
             .filter_map(|fd| sys::ioctl_read_u64(fd, sys::IOC_ID).ok())
             .collect()
     }
 
+    /// The sampling events (not the switch events, whose period stays 1).
+    fn sampling_fds(&self) -> impl Iterator<Item = &OwnedFd> {
+        self.rings.iter().map(|(_, fd, _)| fd).chain(&self.extra)
+    }
+
+    /// Every event, the switch and side-band events included.
+    fn all_fds(&self) -> impl Iterator<Item = &OwnedFd> {
+        self.sampling_fds()
+            .chain(self.switch_rings.iter().map(|(_, fd, _)| fd))
+            .chain(&self.switch_extra)
+            .chain(self.side_rings.iter().map(|(_, fd, _)| fd))
+            .chain(&self.side_extra)
+    }
+
     /// Stops sampling (the rings keep what is in them for a last drain).
     pub fn disable(&self) {
-        for fd in self.rings.iter().map(|(_, fd, _)| fd).chain(&self.extra) {
+        for fd in self.all_fds() {
             let _ = sys::ioctl(fd, sys::IOC_DISABLE);
         }
     }
 
     /// Waits up to `timeout_ms` for a ring to fill, then drains every ring, calling `f` with the
-    /// ring's CPU and each record. Returns the CLOCK_MONOTONIC time at which reading began:
-    /// records stamped before it (less a margin for records being written) were all readable.
+    /// ring's number (its CPU, with [`SWITCH_RING`] or [`SIDE_RING`] set for those rings) and
+    /// each record.
+    /// Returns the CLOCK_MONOTONIC time at which reading began: records stamped before it
+    /// (less a margin for records being written) were all readable.
     pub fn drain(
         &mut self,
         timeout_ms: i32,
         mut f: impl FnMut(u32, &[u8]),
     ) -> std::io::Result<u64> {
-        let fds: Vec<&OwnedFd> = self.rings.iter().map(|(_, fd, _)| fd).collect();
+        let fds: Vec<&OwnedFd> = self
+            .rings
+            .iter()
+            .chain(&self.switch_rings)
+            .chain(&self.side_rings)
+            .map(|(_, fd, _)| fd)
+            .collect();
         sys::poll_readable(&fds, timeout_ms)?;
         let began = sys::clock_ns(libc::CLOCK_MONOTONIC) as u64;
         for (cpu, _, ring) in &mut self.rings {
             let cpu = *cpu;
             ring.drain(&mut self.scratch, |rec| f(cpu, rec));
+        }
+        for (cpu, _, ring) in &mut self.switch_rings {
+            let n = *cpu | SWITCH_RING;
+            ring.drain(&mut self.scratch, |rec| f(n, rec));
+        }
+        for (cpu, _, ring) in &mut self.side_rings {
+            let n = *cpu | SIDE_RING;
+            ring.drain(&mut self.scratch, |rec| f(n, rec));
         }
         Ok(began)
     }

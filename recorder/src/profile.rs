@@ -15,10 +15,17 @@ use perfpack_schema::tables::{
     StackSampleBuilder, Thread, ThreadBuilder,
 };
 
+use perfpack_schema::manifest::UnwindStat;
+
+use crate::debuginfo::{DebugInfo, InlineFrame};
 use crate::procfs::{MapEntry, ProcInfo};
-use crate::records::Record;
+use crate::records::{Record, UserRegs};
 use crate::symbolize::{ElfInfo, Kallsyms, PerfMap};
 use crate::sys;
+use crate::unwind::{MapRef, Unwinder};
+
+/// The event name of switch-out samples (as `perf record -e sched:sched_switch` names them).
+pub const SWITCH_EVENT: &str = "sched:sched_switch";
 
 /// What a frame is, before symbolization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,16 +37,24 @@ enum FrameKey {
     Jit(i32, u64),
     /// (pid, address) outside any known mapping.
     Unknown(i32, u64),
+    /// (file id, file offset, level): a function inlined at that address, level 1 the one
+    /// inlined into the real function (`File`), the highest the innermost.
+    Inlined(u32, u64, u8),
+    /// The root of a stack whose unwinding stopped before the outermost frame.
+    Truncated,
 }
 
 /// The fixed fields of a sample record.
-struct SampleHead {
+struct SampleHead<'a> {
     pid: i32,
     tid: i32,
     time: u64,
+    id: u64,
     stream_id: u64,
     cpu: u32,
     period: u64,
+    regs: Option<UserRegs>,
+    stack: &'a [u8],
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +66,17 @@ struct Map {
     file: Option<u32>,
     /// Emitted into the `mapping` table already.
     written: bool,
+}
+
+/// A `frame` row before it is written.
+struct FrameRow {
+    name: String,
+    module: String,
+    build_id: Option<String>,
+    rel_pc: u64,
+    kind: &'static str,
+    file: Option<String>,
+    line: Option<i32>,
 }
 
 /// Stack-profile state of a recording.
@@ -89,6 +115,10 @@ pub struct Profile {
     pub n_samples: u64,
     /// Lost records per CPU.
     pub lost: HashMap<u32, u64>,
+    /// Lost switch-out samples per CPU (their rings are their own).
+    pub lost_switches: HashMap<u32, u64>,
+    /// Lost side-band records (MMAP2, COMM, FORK, EXIT) per CPU.
+    pub lost_side_band: HashMap<u32, u64>,
     /// Frames that symbolized to nothing, for the summary.
     pub n_unknown_frames: u64,
     /// Periods (ns) set on the clock event since it opened, with the time each took effect.
@@ -99,7 +129,26 @@ pub struct Profile {
     /// (threads and children started later under `--pid`) keep the period they were created
     /// with and report it themselves.
     changed_events: HashSet<u64>,
+    /// Unwinds user stacks from the samples' stack copies (`--unwind auto|dwarf`).
+    unwinder: Option<Unwinder>,
+    /// Ids of the `sched:sched_switch` events: their samples are switch-outs.
+    switch_ids: HashSet<u64>,
+    /// Switch-out samples taken.
+    pub n_switch_samples: u64,
+    /// How each process's user stacks were obtained.
+    unwind_stats: FxHashMap<i32, UnwindStat>,
+    /// User frames of the sample being built (leaf first), and the maps handed to the unwinder.
+    user: Vec<u64>,
+    /// DWARF of the files hit (inlined frames, source lines), where they have any.
+    debug: HashMap<u32, Option<DebugInfo>>,
+    /// How many inlined functions each (file, offset) hit holds.
+    inline_depth: FxHashMap<(u32, u64), u8>,
+    /// Files whose symbol tables are cached, the most recently used first.
+    symbol_tables: std::collections::VecDeque<u32>,
 }
+
+/// How many files' symbol tables stay cached between segment closes.
+const SYMBOL_TABLES_KEPT: usize = 8;
 
 impl Profile {
     /// A profile seeded with the /proc snapshot. `kallsyms` is `None` when unreadable.
@@ -135,12 +184,29 @@ impl Profile {
             path: Vec::new(),
             n_samples: 0,
             lost: HashMap::new(),
+            lost_switches: HashMap::new(),
+            lost_side_band: HashMap::new(),
             n_unknown_frames: 0,
             clock_periods: Vec::new(),
             changed_events: HashSet::new(),
+            unwinder: None,
+            switch_ids: HashSet::new(),
+            n_switch_samples: 0,
+            unwind_stats: FxHashMap::default(),
+            user: Vec::new(),
+            debug: HashMap::new(),
+            inline_depth: FxHashMap::default(),
+            symbol_tables: std::collections::VecDeque::new(),
         };
         p.seed(snapshot, ts_ns);
         p
+    }
+
+    /// Unwind user stacks from stack copies with `unwinder`; samples of the events `switch_ids`
+    /// are switch-outs (`sched:sched_switch`).
+    pub fn unwind_with(&mut self, unwinder: Option<Unwinder>, switch_ids: &[u64]) {
+        self.unwinder = unwinder;
+        self.switch_ids = switch_ids.iter().copied().collect();
     }
 
     /// Whether a thread is known (from a snapshot or a record).
@@ -189,6 +255,9 @@ impl Profile {
             m.path == "//anon" || m.path.starts_with("[anon") || m.path.starts_with("/memfd:");
         let pseudo = m.path.starts_with('[');
         let file = (!anon && !pseudo).then(|| self.file_id(&m.path));
+        if let Some(u) = &mut self.unwinder {
+            u.invalidate(pid);
+        }
         let maps = self.spaces.entry(pid).or_default();
         // A new mapping replaces whatever overlapped it.
         maps.retain(|x| x.end <= m.start || x.start >= m.end);
@@ -210,13 +279,30 @@ impl Profile {
             return FrameKey::Unknown(pid, addr);
         };
         let i = maps.partition_point(|m| m.start <= addr);
-        match i.checked_sub(1).map(|i| &mut maps[i]) {
+        let (key, range) = match i.checked_sub(1).map(|i| &mut maps[i]) {
             Some(m) if addr < m.end => match m.file {
-                Some(f) => FrameKey::File(f, addr - m.start + m.pgoff),
-                None => FrameKey::Jit(pid, addr),
+                Some(f) => (
+                    FrameKey::File(f, addr - m.start + m.pgoff),
+                    (m.start, m.end),
+                ),
+                None => return FrameKey::Jit(pid, addr),
             },
-            _ => FrameKey::Unknown(pid, addr),
+            _ => return FrameKey::Unknown(pid, addr),
+        };
+        if let FrameKey::File(f, _) = key
+            && !self.elves.contains_key(&f)
+            && self.files[f as usize].ends_with(" (deleted)")
+        {
+            // Deleted (or replaced) since it was mapped: read now, while the process lives,
+            // through its map_files link, with the symbol table kept for the recording.
+            let link = format!("/proc/{pid}/map_files/{:x}-{:x}", range.0, range.1);
+            let info = ElfInfo::load(&link).ok().map(|mut e| {
+                e.pin_table();
+                e
+            });
+            self.elves.insert(f, info);
         }
+        key
     }
 
     fn intern_frame(&mut self, key: FrameKey) -> i64 {
@@ -229,25 +315,32 @@ impl Profile {
         id
     }
 
-    /// Applies one record (in time order).
+    /// Applies one record (in time order) from ring `cpu` (with `perf::SWITCH_RING` set for a
+    /// switch ring).
     pub fn handle(&mut self, cpu: u32, rec: Record<'_>, chain: &[u64]) {
         match rec {
             Record::Sample {
                 pid,
                 tid,
                 time,
+                id,
                 stream_id,
                 cpu: scpu,
                 period,
+                regs,
+                stack,
                 ..
             } => self.sample(
                 SampleHead {
                     pid,
                     tid,
                     time,
+                    id,
                     stream_id,
                     cpu: scpu,
                     period,
+                    regs,
+                    stack,
                 },
                 chain,
             ),
@@ -277,6 +370,9 @@ impl Profile {
             } => {
                 if exec && pid == tid {
                     self.spaces.remove(&pid);
+                    if let Some(u) = &mut self.unwinder {
+                        u.invalidate(pid);
+                    }
                 }
                 self.threads.insert(tid, (pid, comm.to_string(), time));
                 let exe = exec
@@ -317,6 +413,9 @@ impl Profile {
                             })
                             .collect();
                         self.spaces.insert(pid, copy);
+                        if let Some(u) = &mut self.unwinder {
+                            u.invalidate(pid);
+                        }
                     }
                 }
                 self.threads.insert(tid, (pid, comm.clone(), time));
@@ -354,7 +453,17 @@ impl Profile {
                     self.exited.push(pid);
                 }
             }
-            Record::Lost { count } => *self.lost.entry(cpu).or_default() += count,
+            Record::Lost { count } => {
+                use crate::perf::{SIDE_RING, SWITCH_RING};
+                let which = if cpu & SWITCH_RING != 0 {
+                    &mut self.lost_switches
+                } else if cpu & SIDE_RING != 0 {
+                    &mut self.lost_side_band
+                } else {
+                    &mut self.lost
+                };
+                *which.entry(cpu & !(SWITCH_RING | SIDE_RING)).or_default() += count;
+            }
             Record::Mmap { .. } | Record::Other => {}
         }
     }
@@ -377,7 +486,7 @@ impl Profile {
         }
     }
 
-    fn sample(&mut self, s: SampleHead, chain: &[u64]) {
+    fn sample(&mut self, s: SampleHead<'_>, chain: &[u64]) {
         let SampleHead {
             pid,
             tid,
@@ -385,21 +494,48 @@ impl Profile {
             cpu,
             ..
         } = s;
-        let period = self.sample_period(time, s.stream_id, s.period);
-        // perf gives the leaf first, with context markers; we build root-first.
+        let switch = self.switch_ids.contains(&s.id);
+        let period = if switch {
+            1
+        } else {
+            self.sample_period(time, s.stream_id, s.period)
+        };
+        // perf gives the leaf first, with context markers; we build root-first. With stack
+        // copies the chain holds the kernel part only and the user part is unwound here.
         let mut path = std::mem::take(&mut self.path);
         path.clear();
         let mut user = false;
+        let mut fp_user = false;
         for &ip in chain {
             if ip >= sys::CONTEXT_MAX {
                 user = ip == sys::CONTEXT_USER;
                 continue;
             }
-            path.push(if user {
-                self.resolve_user(pid, ip)
+            fp_user |= user;
+            if user {
+                self.push_user(&mut path, pid, ip);
             } else {
-                FrameKey::Kernel(ip)
-            });
+                path.push(FrameKey::Kernel(ip));
+            }
+        }
+        let mut walk = None;
+        if let (Some(regs), Some(_)) = (s.regs, &self.unwinder) {
+            walk = Some(self.unwind_user(pid, regs, s.stack));
+            let mut user = std::mem::take(&mut self.user);
+            for &addr in &user {
+                self.push_user(&mut path, pid, addr);
+            }
+            user.clear();
+            self.user = user;
+        }
+        let (unwind, truncated) = match walk {
+            Some(w) => (Some(w.method), Some(w.truncated)),
+            None if fp_user => (Some("fp"), None),
+            None if self.unwinder.is_some() || !path.is_empty() => (Some("kernel"), None),
+            None => (None, None),
+        };
+        if truncated == Some(true) {
+            path.push(FrameKey::Truncated);
         }
         let mut parent: Option<i64> = None;
         for (depth, key) in path.iter().rev().enumerate() {
@@ -412,48 +548,148 @@ impl Profile {
             }
             parent = Some(id);
         }
+        self.mark_maps_used(pid, &path);
         self.path = path;
-        self.mark_maps_used(pid, chain);
         let comm = match self.threads.get(&tid) {
             Some((_, c, _)) => c.as_str(),
             None if tid == 0 => "swapper",
             None => "[unknown]",
         };
+        if let Some(method) = unwind.filter(|m| *m != "kernel") {
+            let st = self.unwind_stats.entry(pid).or_default();
+            st.pid = pid;
+            if st.comm != comm {
+                st.comm = comm.to_string();
+            }
+            st.samples += 1;
+            match method {
+                "dwarf" => st.dwarf += 1,
+                "mixed" => st.mixed += 1,
+                _ => st.fp += 1,
+            }
+            st.truncated += u64::from(truncated == Some(true));
+        }
         self.samples.push(&StackSample {
             ts_ns: time as i64,
             cpu: cpu as i32,
             pid,
             tid,
             comm,
-            event: self.event,
+            event: if switch { SWITCH_EVENT } else { self.event },
             weight: period as i64,
             callsite_id: parent,
+            unwind,
+            truncated,
         });
-        self.n_samples += 1;
+        if switch {
+            self.n_switch_samples += 1;
+        } else {
+            self.n_samples += 1;
+        }
     }
 
-    /// Marks the mappings a sample's user addresses fell in, so they are written to `mapping`.
-    fn mark_maps_used(&mut self, pid: i32, chain: &[u64]) {
+    /// Pushes the frame of a user address (leaf-first order): the functions inlined there first,
+    /// innermost first, then the function itself.
+    fn push_user(&mut self, path: &mut Vec<FrameKey>, pid: i32, addr: u64) {
+        let key = self.resolve_user(pid, addr);
+        if let FrameKey::File(f, off) = key {
+            for level in (1..=self.inline_depth(f, off)).rev() {
+                path.push(FrameKey::Inlined(f, off, level));
+            }
+        }
+        path.push(key);
+    }
+
+    /// How many functions are inlined at (file, offset), from the file's DWARF (0 without).
+    fn inline_depth(&mut self, file: u32, off: u64) -> u8 {
+        if let Some(&d) = self.inline_depth.get(&(file, off)) {
+            return d;
+        }
+        let d = self
+            .inline_frames(file, off)
+            .len()
+            .saturating_sub(1)
+            .min(u8::MAX as usize) as u8;
+        self.inline_depth.insert((file, off), d);
+        d
+    }
+
+    /// The functions at (file, offset), innermost first (empty without DWARF).
+    fn inline_frames(&mut self, file: u32, off: u64) -> Vec<InlineFrame> {
+        let Some(svma) = self.elf(file).and_then(|e| e.svma(off)) else {
+            return Vec::new();
+        };
+        if !self.debug.contains_key(&file) {
+            let found = self.elf(file).and_then(|e| DebugInfo::find(&e.debug));
+            self.debug.insert(file, found);
+        }
+        match &self.debug[&file] {
+            Some(d) => d.frames(svma),
+            None => Vec::new(),
+        }
+    }
+
+    /// Unwinds one user stack into `self.user` (leaf first).
+    fn unwind_user(&mut self, pid: i32, regs: UserRegs, stack: &[u8]) -> crate::unwind::Walk {
+        let unwinder = self.unwinder.as_mut().expect("unwinding");
+        // The process's mappings are handed over only when its unwinder is (re)built.
+        let maps: Vec<MapRef<'_>> = match self.spaces.get(&pid) {
+            Some(maps) if !unwinder.knows(pid) => maps
+                .iter()
+                .map(|m| MapRef {
+                    start: m.start,
+                    end: m.end,
+                    pgoff: m.pgoff,
+                    file: m.file.map(|f| (f, self.files[f as usize].as_str())),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut user = std::mem::take(&mut self.user);
+        user.clear();
+        let walk = unwinder.walk(pid, &maps, regs, stack, &mut user);
+        self.user = user;
+        walk
+    }
+
+    /// How each process's user stacks were obtained, the processes with the most samples first
+    /// (at most `max`).
+    pub fn unwind_stats(&self, max: usize) -> Vec<UnwindStat> {
+        let mut v: Vec<UnwindStat> = self.unwind_stats.values().cloned().collect();
+        v.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.pid.cmp(&b.pid)));
+        v.truncate(max);
+        v
+    }
+
+    /// Files the unwinder could not read (for the summary).
+    pub fn unwind_unreadable(&self) -> &[String] {
+        self.unwinder.as_ref().map_or(&[], |u| &u.unreadable)
+    }
+
+    /// Marks the mappings a sample's user frames fell in, so they are written to `mapping`.
+    fn mark_maps_used(&mut self, pid: i32, path: &[FrameKey]) {
         let Some(maps) = self.spaces.get_mut(&pid) else {
             return;
         };
-        let mut user = false;
-        for &ip in chain {
-            if ip >= sys::CONTEXT_MAX {
-                user = ip == sys::CONTEXT_USER;
+        for key in path {
+            let (FrameKey::File(..) | FrameKey::Jit(..)) = key else {
                 continue;
-            }
-            if !user {
-                continue;
-            }
-            let i = maps.partition_point(|m| m.start <= ip);
-            if let Some(m) = i.checked_sub(1).map(|i| &mut maps[i])
-                && ip < m.end
-                && !m.written
-            {
-                m.written = true;
-                self.pending_maps
-                    .push((pid, m.start, m.end, m.pgoff, m.file));
+            };
+            // Stop at the first mapping already written: stacks share their outer frames.
+            for m in maps.iter_mut().filter(|m| !m.written) {
+                let hit = match *key {
+                    FrameKey::File(f, off) => {
+                        m.file == Some(f) && off >= m.pgoff && off < m.pgoff + (m.end - m.start)
+                    }
+                    FrameKey::Jit(_, addr) => m.file.is_none() && addr >= m.start && addr < m.end,
+                    _ => false,
+                };
+                if hit {
+                    m.written = true;
+                    self.pending_maps
+                        .push((pid, m.start, m.end, m.pgoff, m.file));
+                    break;
+                }
             }
         }
     }
@@ -466,35 +702,57 @@ impl Profile {
             .as_ref()
     }
 
-    /// Name, module, build id, rel_pc and kind of a frame; file frames get their names from
-    /// `file_names`, looked up per file in one pass (see `flush`).
+    /// The row of a frame; file frames get their names from `file_names`, looked up per file
+    /// in one pass (see `flush`), and their inlined functions and lines from the file's DWARF.
     fn symbolize(
         &mut self,
         key: FrameKey,
         file_names: &mut HashMap<FrameKey, Option<String>>,
-    ) -> (String, String, Option<String>, u64, &'static str) {
+    ) -> FrameRow {
+        let row = |name: String, module: String, rel_pc: u64, kind: &'static str| FrameRow {
+            name,
+            module,
+            build_id: None,
+            rel_pc,
+            kind,
+            file: None,
+            line: None,
+        };
         match key {
             FrameKey::Kernel(addr) => match self.kallsyms.as_ref().and_then(|k| k.lookup(addr)) {
-                Some((name, module)) => (name.to_string(), module, None, addr, "kernel"),
-                None => (
+                Some((name, module)) => row(name.to_string(), module, addr, "kernel"),
+                None => row(
                     "[unknown]".into(),
                     "[kernel.kallsyms]".into(),
-                    None,
                     addr,
                     "kernel",
                 ),
             },
-            FrameKey::File(file, off) => {
+            FrameKey::File(file, off) | FrameKey::Inlined(file, off, _) => {
                 let module = self.files[file as usize].clone();
                 let build_id = self.elf(file).and_then(|e| e.build_id.clone());
-                let name = file_names.remove(&key).flatten();
-                (
-                    name.unwrap_or_else(|| "[unknown]".into()),
+                let mut inlined = self.inline_frames(file, off);
+                // The real function is the last (outermost) of the address's frames; level k
+                // the k-th inlined into it.
+                let at = match key {
+                    FrameKey::Inlined(_, _, level) => inlined.len().checked_sub(1 + level as usize),
+                    _ => inlined.len().checked_sub(1),
+                };
+                let dwarf = at.map(|i| inlined.swap_remove(i));
+                let name = match key {
+                    FrameKey::File(..) => file_names.remove(&key).flatten(),
+                    _ => None,
+                }
+                .or_else(|| dwarf.as_ref().and_then(|d| d.name.clone()));
+                FrameRow {
+                    name: name.unwrap_or_else(|| "[unknown]".into()),
                     module,
                     build_id,
-                    off,
-                    "user",
-                )
+                    rel_pc: off,
+                    kind: "user",
+                    file: dwarf.as_ref().and_then(|d| d.file.clone()),
+                    line: dwarf.and_then(|d| d.line).map(|l| l as i32),
+                }
             }
             FrameKey::Jit(pid, addr) => {
                 let map = self
@@ -506,21 +764,17 @@ impl Profile {
                     .and_then(|m| m.lookup(addr))
                     .map(str::to_string);
                 let module = format!("/tmp/perf-{pid}.map");
-                (
+                row(
                     name.unwrap_or_else(|| "[unknown]".into()),
                     module,
-                    None,
                     addr,
                     "user",
                 )
             }
-            FrameKey::Unknown(_, addr) => (
-                "[unknown]".into(),
-                "[unknown]".into(),
-                None,
-                addr,
-                "unknown",
-            ),
+            FrameKey::Unknown(_, addr) => {
+                row("[unknown]".into(), "[unknown]".into(), addr, "unknown")
+            }
+            FrameKey::Truncated => row("[truncated]".into(), "[truncated]".into(), 0, "unknown"),
         }
     }
 
@@ -533,11 +787,23 @@ impl Profile {
             }
         }
         let mut names = HashMap::new();
+        let mut by_file: Vec<(u32, Vec<u64>)> = by_file.into_iter().collect();
+        by_file.sort_unstable_by_key(|(f, _)| *f);
         for (file, offsets) in by_file {
-            let found = match self.elf(file) {
+            self.elf(file);
+            let found = match self.elves.get_mut(&file).and_then(Option::as_mut) {
                 Some(elf) => elf.symbolize(&offsets),
                 None => vec![None; offsets.len()],
             };
+            // The symbol tables of the files symbolized last stay cached.
+            self.symbol_tables.retain(|&f| f != file);
+            self.symbol_tables.push_front(file);
+            if self.symbol_tables.len() > SYMBOL_TABLES_KEPT
+                && let Some(old) = self.symbol_tables.pop_back()
+                && let Some(Some(e)) = self.elves.get_mut(&old)
+            {
+                e.forget_table();
+            }
             for (off, name) in offsets.into_iter().zip(found) {
                 names.insert(FrameKey::File(file, off), name);
             }
@@ -554,19 +820,19 @@ impl Profile {
         let mut file_names = self.name_file_frames();
         for i in self.frames_written..self.frame_keys.len() {
             let key = self.frame_keys[i];
-            let (name, module, build_id, rel_pc, kind) = self.symbolize(key, &mut file_names);
-            if name == "[unknown]" {
+            let r = self.symbolize(key, &mut file_names);
+            if r.name == "[unknown]" {
                 self.n_unknown_frames += 1;
             }
             frames.push(&Frame {
                 frame_id: i as i64 + 1,
-                name: &name,
-                module: Some(&module),
-                build_id: build_id.as_deref(),
-                rel_pc: Some(rel_pc),
-                kind,
-                file: None,
-                line: None,
+                name: &r.name,
+                module: Some(&r.module),
+                build_id: r.build_id.as_deref(),
+                rel_pc: Some(r.rel_pc),
+                kind: r.kind,
+                file: r.file.as_deref(),
+                line: r.line,
             });
         }
         self.frames_written = self.frame_keys.len();
@@ -611,6 +877,15 @@ impl Profile {
         w.append(tables::MAPPING, self.mapping_rows.finish())?;
         for pid in std::mem::replace(&mut self.exited_earlier, std::mem::take(&mut self.exited)) {
             self.spaces.remove(&pid);
+            if let Some(u) = &mut self.unwinder {
+                u.invalidate(pid);
+            }
+        }
+        // Process churn must not grow the per-process unwind counts without bound: past 4096
+        // processes, only the 1024 with the most samples are kept (the manifest lists 32).
+        if self.unwind_stats.len() > 4096 {
+            let keep: HashSet<i32> = self.unwind_stats(1024).iter().map(|s| s.pid).collect();
+            self.unwind_stats.retain(|pid, _| keep.contains(pid));
         }
         // Unless the tid was used again since (a newer entry), so long captures under process
         // churn do not keep every thread they ever saw.

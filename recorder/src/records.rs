@@ -1,7 +1,26 @@
 //! Decodes perf ring-buffer records (for the attribute layout `perf.rs` opens: sample_type
-//! IP|TID|TIME|STREAM_ID|CPU|PERIOD|CALLCHAIN, sample_id_all with TID|TIME|STREAM_ID|CPU).
+//! IP|TID|TIME|ID|STREAM_ID|CPU|PERIOD|CALLCHAIN, then REGS_USER|STACK_USER when unwinding on the
+//! box; sample_id_all with TID|TIME|STREAM_ID|CPU).
 
 use crate::sys;
+
+/// What a sample record holds after its callchain: the same for every event of a recording,
+/// since the events share their CPU's ring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// `PERF_SAMPLE_REGS_USER` with [`sys::REGS_USER_X86_64`] (BP, SP, IP).
+    pub regs_user: bool,
+    /// `PERF_SAMPLE_STACK_USER`.
+    pub stack_user: bool,
+}
+
+/// The user registers of a sample, as the unwinder needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserRegs {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
 
 /// One decoded record. Callchains are decoded into a caller-provided buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -10,12 +29,19 @@ pub enum Record<'a> {
         pid: i32,
         tid: i32,
         time: u64,
+        /// The id of the event the recorder opened (the parent's for an inherited event).
+        id: u64,
         /// The id of the event that took the sample (an inherited event has its own).
         stream_id: u64,
         cpu: u32,
         period: u64,
         /// CPU mode of the sample (`sys::MISC_KERNEL` when in the kernel).
         kernel: bool,
+        /// User registers at the sample (or at the kernel entry); `None` for kernel threads and
+        /// when not sampled.
+        regs: Option<UserRegs>,
+        /// The copy of the user stack from `regs.sp` up, as long as the kernel could take it.
+        stack: &'a [u8],
     },
     Mmap {
         pid: i32,
@@ -81,14 +107,27 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes one record (header included); for samples, the callchain goes into `chain`.
-pub fn decode<'a>(rec: &'a [u8], chain: &mut Vec<u64>) -> Record<'a> {
+pub fn decode<'a>(rec: &'a [u8], chain: &mut Vec<u64>, layout: Layout) -> Record<'a> {
     if rec.len() < 8 {
         return Record::Other;
     }
     let kind = u32::from_ne_bytes(rec[0..4].try_into().expect("4 bytes"));
     let misc = u16::from_ne_bytes([rec[4], rec[5]]);
     let mut c = Cursor { b: rec, at: 8 };
-    decode_body(kind, misc, &mut c, chain).unwrap_or(Record::Other)
+    decode_body(kind, misc, &mut c, chain, layout).unwrap_or(Record::Other)
+}
+
+/// The time of a record: a sample's own, or the `sample_id` trailer's (0 when it has none).
+/// A sample's time comes before anything the layout adds, so none is needed here.
+pub fn time(rec: &[u8], chain: &mut Vec<u64>) -> u64 {
+    match decode(rec, chain, Layout::default()) {
+        Record::Sample { time, .. }
+        | Record::Mmap { time, .. }
+        | Record::Comm { time, .. }
+        | Record::Fork { time, .. }
+        | Record::Exit { time, .. } => time,
+        Record::Lost { .. } | Record::Other => 0,
+    }
 }
 
 fn decode_body<'a>(
@@ -96,6 +135,7 @@ fn decode_body<'a>(
     misc: u16,
     c: &mut Cursor<'a>,
     chain: &mut Vec<u64>,
+    layout: Layout,
 ) -> Option<Record<'a>> {
     Some(match kind {
         sys::RECORD_SAMPLE => {
@@ -103,6 +143,7 @@ fn decode_body<'a>(
             let pid = c.u32()? as i32;
             let tid = c.u32()? as i32;
             let time = c.u64()?;
+            let id = c.u64()?;
             let stream_id = c.u64()?;
             let cpu = c.u32()?;
             let _res = c.u32()?;
@@ -115,14 +156,36 @@ fn decode_body<'a>(
             for _ in 0..nr {
                 chain.push(c.u64()?);
             }
+            let mut regs = None;
+            if layout.regs_user {
+                // abi: 0 (PERF_SAMPLE_REGS_ABI_NONE, a kernel thread) means no registers follow.
+                if c.u64()? != 0 {
+                    let (bp, sp, ip) = (c.u64()?, c.u64()?, c.u64()?);
+                    regs = Some(UserRegs { ip, sp, bp });
+                }
+            }
+            let mut stack: &[u8] = &[];
+            if layout.stack_user {
+                let size = c.u64()? as usize;
+                if size > 0 {
+                    let data = c.b.get(c.at..c.at.checked_add(size)?)?;
+                    c.at += size;
+                    // dyn_size: how much of the copy the kernel could fill.
+                    let dyn_size = (c.u64()? as usize).min(size);
+                    stack = &data[..dyn_size];
+                }
+            }
             Record::Sample {
                 pid,
                 tid,
                 time,
+                id,
                 stream_id,
                 cpu,
                 period,
                 kernel: misc & sys::MISC_CPUMODE_MASK == sys::MISC_KERNEL,
+                regs,
+                stack,
             }
         }
         sys::RECORD_MMAP2 => {
@@ -222,6 +285,7 @@ mod tests {
         body.extend_from_slice(&42u32.to_ne_bytes());
         body.extend_from_slice(&43u32.to_ne_bytes());
         body.extend_from_slice(&1_000u64.to_ne_bytes());
+        body.extend_from_slice(&76u64.to_ne_bytes());
         body.extend_from_slice(&77u64.to_ne_bytes());
         body.extend_from_slice(&1u32.to_ne_bytes());
         body.extend_from_slice(&0u32.to_ne_bytes());
@@ -239,18 +303,51 @@ mod tests {
         let rec = record(sys::RECORD_SAMPLE, sys::MISC_KERNEL, &body);
         let mut out = Vec::new();
         assert_eq!(
-            decode(&rec, &mut out),
+            decode(&rec, &mut out, Layout::default()),
             Record::Sample {
                 pid: 42,
                 tid: 43,
                 time: 1000,
+                id: 76,
                 stream_id: 77,
                 cpu: 1,
                 period: 10_101,
-                kernel: true
+                kernel: true,
+                regs: None,
+                stack: &[],
             }
         );
         assert_eq!(out, chain);
+
+        // The same sample with user registers and a 24-byte stack copy of which 16 were filled.
+        body.extend_from_slice(&2u64.to_ne_bytes()); // PERF_SAMPLE_REGS_ABI_64
+        for r in [0x7ffc_0000_0100u64, 0x7ffc_0000_0000, 0x5555_0000_1000] {
+            body.extend_from_slice(&r.to_ne_bytes());
+        }
+        body.extend_from_slice(&24u64.to_ne_bytes());
+        body.extend_from_slice(&[7u8; 24]);
+        body.extend_from_slice(&16u64.to_ne_bytes());
+        let rec = record(sys::RECORD_SAMPLE, 0, &body);
+        let layout = Layout {
+            regs_user: true,
+            stack_user: true,
+        };
+        let Record::Sample { regs, stack, .. } = decode(&rec, &mut out, layout) else {
+            panic!("not a sample");
+        };
+        assert_eq!(
+            regs,
+            Some(UserRegs {
+                ip: 0x5555_0000_1000,
+                sp: 0x7ffc_0000_0000,
+                bp: 0x7ffc_0000_0100
+            })
+        );
+        assert_eq!(stack, &[7u8; 16]);
+        assert_eq!(time(&rec, &mut out), 1000);
+        // A stack size past the record is refused, not read.
+        let cut = &rec[..rec.len() - 20];
+        assert_eq!(decode(cut, &mut out, layout), Record::Other);
     }
 
     #[test]
@@ -264,7 +361,7 @@ mod tests {
         let rec = record(sys::RECORD_COMM, sys::MISC_COMM_EXEC, &body);
         let mut chain = Vec::new();
         assert_eq!(
-            decode(&rec, &mut chain),
+            decode(&rec, &mut chain, Layout::default()),
             Record::Comm {
                 pid: 7,
                 tid: 8,
@@ -273,6 +370,9 @@ mod tests {
                 time: 99
             }
         );
-        assert_eq!(decode(&rec[..12], &mut chain), Record::Other);
+        assert_eq!(
+            decode(&rec[..12], &mut chain, Layout::default()),
+            Record::Other
+        );
     }
 }

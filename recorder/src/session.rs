@@ -68,6 +68,7 @@ pub(crate) fn source(name: &str, status: SourceStatus, reason: String, detail: S
         detail,
         records: 0,
         losses: Vec::new(),
+        unwind: Vec::new(),
     }
 }
 
@@ -157,31 +158,66 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     let snapshot = procfs::snapshot(boot_to_mono);
     let kallsyms = Kallsyms::load();
     let mut warnings = Vec::new();
-    let (sampler, perf_source) = match Sampler::open(&cfg.scope, cfg.freq, &cpus, 128) {
-        Ok(s) => {
-            let mut detail = format!(
-                "{} @ {} Hz on {} CPUs, callchains user+kernel",
-                s.event,
-                cfg.freq,
-                cpus.len()
-            );
-            if let Some(why) = &s.fallback_reason {
-                detail.push_str(&format!(" (hardware {why})"));
-            }
-            let mut src = source("perf-samples", SourceStatus::Ok, String::new(), detail);
-            if let Err(e) = &kallsyms {
-                src.status = SourceStatus::Partial;
-                src.reason = format!("kernel frames unsymbolized: {e}");
-            }
-            (Some(s), src)
-        }
-        Err(e) => (
-            None,
-            source("perf-samples", SourceStatus::Unavailable, e, String::new()),
-        ),
+    // Stack copies need larger rings: 1 MiB per CPU holds 64 samples of a 16 KiB copy.
+    let ring_pages = if cfg.stacks.unwind == perf::Unwind::Fp {
+        128
+    } else {
+        256
     };
+    let (sampler, perf_source) =
+        match Sampler::open(&cfg.scope, cfg.freq, &cpus, ring_pages, &cfg.stacks) {
+            Ok(s) => {
+                let mut detail = format!(
+                    "{} @ {} Hz on {} CPUs, callchains user+kernel, {}",
+                    s.event,
+                    cfg.freq,
+                    cpus.len(),
+                    match s.unwind {
+                        perf::Unwind::Fp => "user stacks by frame pointers".to_string(),
+                        u => format!(
+                            "user stacks unwound on the box ({}, {} bytes of stack per sample)",
+                            u.as_str(),
+                            cfg.stacks.stack_bytes
+                        ),
+                    }
+                );
+                if !s.switch_ids.is_empty() {
+                    detail.push_str(", sched:sched_switch sampled with stacks at each switch-out");
+                }
+                if let Some(why) = &s.fallback_reason {
+                    detail.push_str(&format!(" (hardware {why})"));
+                }
+                let mut src = source("perf-samples", SourceStatus::Ok, String::new(), detail);
+                let mut problems: Vec<String> = Vec::new();
+                if let Err(e) = &kallsyms {
+                    problems.push(format!("kernel frames unsymbolized: {e}"));
+                }
+                problems.extend(s.unwind_reason.clone());
+                problems.extend(s.switch_reason.clone());
+                if !problems.is_empty() {
+                    src.status = SourceStatus::Partial;
+                    src.reason = problems.join("; ");
+                    for p in &problems {
+                        warnings.push(format!("perf-samples: {p}"));
+                    }
+                }
+                (Some(s), src)
+            }
+            Err(e) => (
+                None,
+                source("perf-samples", SourceStatus::Unavailable, e, String::new()),
+            ),
+        };
     let event = sampler.as_ref().map_or("cpu-clock", |s| s.event);
-    let profile = Profile::new(event, &snapshot, start.monotonic_ns, kallsyms.ok());
+    let fp_only = sampler
+        .as_ref()
+        .is_none_or(|s| s.unwind == perf::Unwind::Fp);
+    let mut profile = Profile::new(event, &snapshot, start.monotonic_ns, kallsyms.ok());
+    if let Some(s) = &sampler {
+        let unwinder =
+            (s.unwind != perf::Unwind::Fp).then(|| crate::unwind::Unwinder::new(s.unwind));
+        profile.unwind_with(unwinder, &s.switch_ids);
+    }
     let counters = Counters::open(&cfg.pmc, &cpus);
     let pmc_source = pmc_source(&counters);
     let msrs = cfg.msr.then(|| Msrs::open(&cpus, amd));
@@ -374,11 +410,22 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         State::Complete
     };
     let no_fp = cap.profile.files_without_frame_pointers();
-    if !no_fp.is_empty() {
+    if fp_only && !no_fp.is_empty() {
         warnings.push(format!(
             "no frame pointers in {}: user stacks through them are short or wrong",
             no_fp.join(", ")
         ));
+    }
+    for u in cap.profile.unwind_unreadable() {
+        warnings.push(format!("unwinding: {u}: stacks through it end there"));
+    }
+    for u in cap.profile.unwind_stats(5) {
+        if u.samples >= 20 && u.truncated * 5 > u.samples {
+            warnings.push(format!(
+                "{} (pid {}): {} of {} stacks truncated (a larger --stack-bytes may help)",
+                u.comm, u.pid, u.truncated, u.samples
+            ));
+        }
     }
     warnings.extend(cap.sysstat.missing.iter().map(|m| format!("procfs: {m}")));
     warnings.append(&mut cap.failed_hooks);
@@ -587,8 +634,9 @@ impl Capture {
                     began.saturating_sub(1_000_000)
                 };
                 let profile = &mut self.profile;
+                let layout = s.layout;
                 sorter.flush_before(watermark, |cpu, rec| {
-                    let r = records::decode(rec, chain);
+                    let r = records::decode(rec, chain, layout);
                     profile.handle(cpu, r, chain);
                 });
             }
@@ -700,19 +748,28 @@ impl Capture {
     }
 
     fn update_manifest(&mut self) {
-        let lost: Vec<Loss> = {
-            let mut v: Vec<_> = self.profile.lost.iter().filter(|(_, n)| **n > 0).collect();
+        let losses = |kind: &str, per_cpu: &std::collections::HashMap<u32, u64>| {
+            let mut v: Vec<_> = per_cpu.iter().filter(|(_, n)| **n > 0).collect();
             v.sort();
             v.into_iter()
                 .map(|(cpu, n)| Loss {
-                    kind: "perf-lost-records".into(),
+                    kind: kind.into(),
                     cpu: Some(*cpu),
                     count: *n,
                 })
-                .collect()
+                .collect::<Vec<_>>()
         };
+        let mut lost = losses("perf-lost-records", &self.profile.lost);
+        lost.extend(losses(
+            "perf-lost-switch-samples",
+            &self.profile.lost_switches,
+        ));
+        lost.extend(losses("perf-lost-side-band", &self.profile.lost_side_band));
+        let unwind = self
+            .profile
+            .unwind_stats(perfpack_schema::manifest::Source::MAX_UNWIND_ROWS);
         let (n_samples, n_pmc, n_msr, n_sys, n_process, missed) = (
-            self.profile.n_samples,
+            self.profile.n_samples + self.profile.n_switch_samples,
             self.n_pmc,
             self.n_msr,
             self.n_sys,
@@ -727,6 +784,7 @@ impl Capture {
         if let Some(s) = m.source_mut("perf-samples") {
             s.records = n_samples;
             s.losses = lost;
+            s.unwind = unwind;
         }
         if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut("ftrace")) {
             s.records = f.n_events;

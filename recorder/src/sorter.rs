@@ -4,7 +4,7 @@
 //! still receive older records than those of a ring read late (a child's first sample on one
 //! CPU would otherwise come before its fork on another, and get no name).
 
-use crate::records::{self, Record};
+use crate::records;
 
 /// Records collected from all rings during one drain.
 #[derive(Debug, Default)]
@@ -18,14 +18,7 @@ pub struct Sorter {
 impl Sorter {
     /// Keeps a copy of one record from the ring of `cpu`.
     pub fn push(&mut self, cpu: u32, rec: &[u8]) {
-        let time = match records::decode(rec, &mut self.chain) {
-            Record::Sample { time, .. }
-            | Record::Mmap { time, .. }
-            | Record::Comm { time, .. }
-            | Record::Fork { time, .. }
-            | Record::Exit { time, .. } => time,
-            Record::Lost { .. } | Record::Other => 0,
-        };
+        let time = records::time(rec, &mut self.chain);
         let start = self.bytes.len();
         self.bytes.extend_from_slice(rec);
         self.index.push((time, cpu, start, self.bytes.len()));
@@ -60,6 +53,7 @@ impl Sorter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::{Layout, Record};
     use crate::sys;
 
     /// A sample record of thread 7 stamped `time`, with an empty callchain.
@@ -69,6 +63,7 @@ mod tests {
         body.extend_from_slice(&7u32.to_ne_bytes()); // pid
         body.extend_from_slice(&7u32.to_ne_bytes()); // tid
         body.extend_from_slice(&time.to_ne_bytes());
+        body.extend_from_slice(&0u64.to_ne_bytes()); // id
         body.extend_from_slice(&0u64.to_ne_bytes()); // stream id
         body.extend_from_slice(&0u64.to_ne_bytes()); // cpu, reserved
         body.extend_from_slice(&1u64.to_ne_bytes()); // period
@@ -85,7 +80,8 @@ mod tests {
         let mut out = Vec::new();
         let mut chain = Vec::new();
         sorter.flush_before(watermark, |_, rec| {
-            if let Record::Sample { time, .. } = records::decode(rec, &mut chain) {
+            if let Record::Sample { time, .. } = records::decode(rec, &mut chain, Layout::default())
+            {
                 out.push(time);
             }
         });

@@ -62,9 +62,10 @@ pub fn demangle(name: &str) -> String {
     name.to_string()
 }
 
-/// What the recorder keeps of one ELF file for the whole recording: small facts only. Symbol
-/// tables are read again (mapped, not copied) each time new frames of the file need names, so
-/// memory does not grow with the size of every binary ever sampled.
+/// What the recorder keeps of one ELF file for the whole recording: small facts, and its symbol
+/// table while the profile keeps it cached (the files most recently symbolized; see
+/// `Profile::name_file_frames`), so memory does not grow with the size of every binary ever
+/// sampled and a segment close does not sort the same tables again.
 #[derive(Debug, Default)]
 pub struct ElfInfo {
     /// GNU build id in hex.
@@ -75,6 +76,13 @@ pub struct ElfInfo {
     loads: Vec<(u64, u64, u64)>,
     /// Where the symbols are: the file itself, or its build-id debug file when stripped.
     symbols_from: Option<String>,
+    /// What finding its DWARF needs (inlined frames, source lines).
+    pub debug: crate::debuginfo::Wanted,
+    /// The symbol table while cached: the mapped file its entries index, and its text symbols
+    /// by address.
+    table: Option<(crate::sys::MappedFile, SymTable<SymRef>)>,
+    /// The table is kept whatever the cache does (see [`ElfInfo::pin_table`]).
+    pinned: bool,
 }
 
 impl ElfInfo {
@@ -116,35 +124,60 @@ impl ElfInfo {
             }
         }
         let frame_pointers = detect_frame_pointers(&file, &data, &syms, &loads);
+        let debug =
+            crate::debuginfo::Wanted {
+                path: path.to_string(),
+                build_id: file.build_id().ok().flatten().map(<[u8]>::to_vec),
+                has_dwarf: file.section_by_name(".debug_info").is_some(),
+                debuglink: file.gnu_debuglink().ok().flatten().and_then(|(name, crc)| {
+                    Some((std::str::from_utf8(name).ok()?.to_string(), crc))
+                }),
+            };
         Ok(ElfInfo {
             build_id,
             frame_pointers,
             loads,
             symbols_from,
+            debug,
+            table: None,
+            pinned: false,
         })
+    }
+
+    /// The address (as the file states it) of a file offset, where a segment maps it.
+    pub fn svma(&self, off: u64) -> Option<u64> {
+        let (foff, _, vaddr) = self
+            .loads
+            .iter()
+            .find(|(o, size, _)| off >= *o && off < o + size)?;
+        Some(off - foff + vaddr)
     }
 
     /// Names of the functions containing each file offset (`None` where no symbol covers it).
     /// Only the names of the symbols found are read and demangled.
-    pub fn symbolize(&self, offsets: &[u64]) -> Vec<Option<String>> {
-        let data = self
-            .symbols_from
-            .as_deref()
-            .and_then(|p| crate::sys::MappedFile::open(p).ok());
-        let file = data.as_deref().and_then(|d| object::File::parse(d).ok());
-        let Some(file) = file else {
+    pub fn symbolize(&mut self, offsets: &[u64]) -> Vec<Option<String>> {
+        if self.table.is_none() {
+            let data = self
+                .symbols_from
+                .as_deref()
+                .and_then(|p| crate::sys::MappedFile::open(p).ok());
+            self.table = data.and_then(|d| {
+                let table = SymTable::new(text_symbols(&object::File::parse(&*d).ok()?));
+                Some((d, table))
+            });
+        }
+        // Parsing the headers again is cheap; the symbols are not walked.
+        let Some((data, table)) = &self.table else {
             return vec![None; offsets.len()];
         };
-        let table = SymTable::new(text_symbols(&file));
+        let Ok(file) = object::File::parse(&**data) else {
+            return vec![None; offsets.len()];
+        };
         let dynamic = file.dynamic_symbol_table();
         offsets
             .iter()
             .map(|&off| {
-                let (foff, _, vaddr) = self
-                    .loads
-                    .iter()
-                    .find(|(o, size, _)| off >= *o && off < o + size)?;
-                let sym = table.lookup(off - foff + vaddr)?;
+                let sym = table.lookup(self.svma(off)?)?;
                 let name = match sym.name {
                     SymRef::Static(i) => file.symbol_by_index(i).ok()?.name().ok()?,
                     SymRef::Dynamic(i) => dynamic.as_ref()?.symbol_by_index(i).ok()?.name().ok()?,
@@ -152,6 +185,20 @@ impl ElfInfo {
                 Some(demangle(name))
             })
             .collect()
+    }
+
+    /// Drops the cached symbol table (it is read again when next needed), unless pinned.
+    pub fn forget_table(&mut self) {
+        if !self.pinned {
+            self.table = None;
+        }
+    }
+
+    /// Reads the symbol table now and keeps it for the recording: the file is reachable only
+    /// while its process lives (a deleted binary through `/proc/PID/map_files`).
+    pub fn pin_table(&mut self) {
+        self.symbolize(&[]);
+        self.pinned = true;
     }
 }
 
@@ -364,7 +411,7 @@ mod tests {
     #[test]
     fn reads_own_binary_symbols_and_build_id() {
         let exe = std::env::current_exe().unwrap();
-        let info = ElfInfo::load(exe.to_str().unwrap()).unwrap();
+        let mut info = ElfInfo::load(exe.to_str().unwrap()).unwrap();
         assert!(info.build_id.is_some());
         // Built with frame pointers (.cargo/config.toml).
         assert_eq!(info.frame_pointers, Some(true));

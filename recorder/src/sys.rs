@@ -41,6 +41,7 @@ const _: () = assert!(std::mem::size_of::<PerfEventAttr>() == 120);
 // perf_type_id
 pub const TYPE_HARDWARE: u32 = 0;
 pub const TYPE_SOFTWARE: u32 = 1;
+pub const TYPE_TRACEPOINT: u32 = 2;
 
 // perf_hw_id
 pub const HW_CPU_CYCLES: u64 = 0;
@@ -56,15 +57,27 @@ pub const SW_CPU_CLOCK: u64 = 0;
 pub const SW_PAGE_FAULTS: u64 = 2;
 pub const SW_CONTEXT_SWITCHES: u64 = 3;
 pub const SW_CPU_MIGRATIONS: u64 = 4;
+/// An event that counts nothing and samples nothing: a carrier of side-band records.
+pub const SW_DUMMY: u64 = 9;
 
 // perf_event_sample_format
 pub const SAMPLE_IP: u64 = 1 << 0;
 pub const SAMPLE_TID: u64 = 1 << 1;
 pub const SAMPLE_TIME: u64 = 1 << 2;
+pub const SAMPLE_ID: u64 = 1 << 6;
 pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
 pub const SAMPLE_STREAM_ID: u64 = 1 << 9;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_PERIOD: u64 = 1 << 8;
+pub const SAMPLE_REGS_USER: u64 = 1 << 12;
+pub const SAMPLE_STACK_USER: u64 = 1 << 13;
+
+/// The user registers an unwinder needs on x86_64 (`enum perf_event_x86_regs`: BP 6, SP 7,
+/// IP 8); a sample carries them in that order.
+pub const REGS_USER_X86_64: u64 = (1 << 6) | (1 << 7) | (1 << 8);
+/// The largest user stack copy the kernel takes (`sample_stack_user` must stay below
+/// `USHRT_MAX` and be a multiple of 8, since a whole record's size is a `u16`).
+pub const MAX_STACK_USER: u32 = 65_528;
 
 // perf_event_read_format
 pub const FORMAT_TOTAL_TIME_ENABLED: u64 = 1 << 0;
@@ -80,6 +93,7 @@ pub const FLAG_FREQ: u64 = 1 << 10;
 pub const FLAG_TASK: u64 = 1 << 13;
 pub const FLAG_WATERMARK: u64 = 1 << 14;
 pub const FLAG_SAMPLE_ID_ALL: u64 = 1 << 18;
+pub const FLAG_EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
 pub const FLAG_MMAP2: u64 = 1 << 23;
 pub const FLAG_COMM_EXEC: u64 = 1 << 24;
 pub const FLAG_USE_CLOCKID: u64 = 1 << 25;
@@ -117,6 +131,31 @@ pub const IOC_DISABLE: libc::c_ulong = 0x2401;
 pub const IOC_PERIOD: libc::c_ulong = 0x4008_2404;
 /// PERF_EVENT_IOC_ID: the event's id, as samples report it in `stream_id`.
 pub const IOC_ID: libc::c_ulong = 0x8008_2407;
+/// `_IO('$', 5)`: write into another event's ring (the argument is that event's fd).
+pub const IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
+/// `_IOW('$', 6, char *)`: a tracepoint event's filter, in ftrace's filter syntax.
+pub const IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
+
+/// `ioctl(fd, PERF_EVENT_IOC_SET_FILTER, filter)`.
+pub fn ioctl_filter(fd: &OwnedFd, filter: &str) -> io::Result<()> {
+    let c = std::ffi::CString::new(filter).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: the kernel reads a NUL-terminated string through the pointer during the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_SET_FILTER as _, c.as_ptr()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `ioctl(fd, PERF_EVENT_IOC_SET_OUTPUT, target)`: `fd`'s records go into `target`'s ring.
+pub fn ioctl_set_output(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
+    // SAFETY: the argument is a file descriptor number, not a pointer.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), IOC_SET_OUTPUT as _, target.as_raw_fd()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 pub const CLOCK_MONOTONIC: i32 = libc::CLOCK_MONOTONIC;
 
@@ -365,11 +404,38 @@ pub struct MappedFile {
     len: usize,
 }
 
+// SAFETY: a read-only private mapping owned by this struct: shared reads from threads are fine.
+unsafe impl Send for MappedFile {}
+unsafe impl Sync for MappedFile {}
+
 impl MappedFile {
-    /// Maps the whole file at `path`.
+    /// The largest file mapped (a binary or debug file; larger ones are not read).
+    pub const MAX_LEN: u64 = 4 << 30;
+
+    /// Maps the whole file at `path`: a regular file of at most [`MappedFile::MAX_LEN`] bytes.
+    /// The paths come from the processes being recorded (their mappings), so the file is opened
+    /// without blocking (a FIFO put in a binary's place must not hang the recorder) and checked
+    /// by its open descriptor, not by its name.
     pub fn open(path: &str) -> io::Result<MappedFile> {
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len() as usize;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a regular file",
+            ));
+        }
+        if meta.len() > Self::MAX_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} bytes: larger than {} bytes", meta.len(), Self::MAX_LEN),
+            ));
+        }
+        let len = meta.len() as usize;
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));
         }

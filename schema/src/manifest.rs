@@ -11,8 +11,9 @@ use crate::{Error, Result};
 
 /// The bundle format this crate reads and writes. 2: the hot tracepoint events are stored in
 /// their typed tables only, no longer also in `ftrace_event` (version 1 stored both; a reader
-/// of 2 would count them twice).
-pub const FORMAT_VERSION: u32 = 2;
+/// of 2 would count them twice). 3: `stack_sample` says how each stack was unwound (`unwind`,
+/// `truncated`), and the sampler's source lists the truncated share per process.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,9 +177,34 @@ pub struct Source {
     /// Everything it lost; empty means nothing was lost as far as the kernel reports.
     #[serde(default)]
     pub losses: Vec<Loss>,
+    /// Stack samples: how their user stacks were unwound, per process (the processes with the
+    /// most samples first, at most [`Source::MAX_UNWIND_ROWS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unwind: Vec<UnwindStat>,
+}
+
+/// How the stacks of one process's samples were obtained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnwindStat {
+    pub pid: i32,
+    /// The process's name at its last sample.
+    pub comm: String,
+    /// Samples with a user part.
+    pub samples: u64,
+    /// Of those, unwound with CFI for every frame (`dwarf`), partly (`mixed`), or taken from
+    /// the kernel's frame-pointer walk (`fp`).
+    pub dwarf: u64,
+    pub mixed: u64,
+    pub fp: u64,
+    /// Of those, stacks that stopped before the outermost frame.
+    pub truncated: u64,
 }
 
 impl Source {
+    /// At most this many processes are listed in [`Source::unwind`].
+    pub const MAX_UNWIND_ROWS: usize = 32;
+
     /// Total lost records over every kind and CPU.
     pub fn total_lost(&self) -> u64 {
         // Counts come from files strangers attach: saturate rather than overflow.

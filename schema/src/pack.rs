@@ -310,6 +310,13 @@ fn check_entry_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// CRC-32 (IEEE) of `data`, as ZIP and `.gnu_debuglink` use it.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut c = Crc32::new();
+    c.update(data);
+    c.finish()
+}
+
 /// CRC-32 (IEEE), as ZIP uses.
 #[derive(Debug, Clone, Copy)]
 struct Crc32(u32);

@@ -64,6 +64,15 @@ table! {
         weight: I64,
         /// Leaf callsite of the stack; null when no callchain was captured.
         callsite_id: OptI64,
+        /// How the user part of the stack was obtained: `fp` (the kernel's frame-pointer walk),
+        /// `dwarf` (unwound on the box with the mapped files' CFI), `mixed` (CFI for some frames,
+        /// frame pointers for those without CFI), `kernel` (no user part); null when unknown
+        /// (imported stacks).
+        unwind: OptStr,
+        /// Whether unwinding stopped before the outermost frame (stack copy too short, no
+        /// unwind information, JIT code): the stack's root is then a `[truncated]` frame. Null
+        /// when unknown (frame-pointer and imported stacks).
+        truncated: OptBool,
     }
 }
 

@@ -48,6 +48,8 @@ fn sample(ts_ns: i64, cpu: i32) -> StackSample<'static> {
         event: "cpu-clock",
         weight: 10_101_010,
         callsite_id: Some(1),
+        unwind: None,
+        truncated: None,
     }
 }
 

@@ -239,6 +239,7 @@ pub fn import(
                 count: report.unparsed,
             }]
         },
+        unwind: Vec::new(),
     });
     let end = ClockSnapshot {
         monotonic_ns: end,

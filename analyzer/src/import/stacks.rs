@@ -135,6 +135,8 @@ impl StackSink {
             event: sample.event,
             weight: sample.weight,
             callsite_id: Some(leaf),
+            unwind: None,
+            truncated: None,
         });
         if self.sample_rows.len() >= SEGMENT_ROWS {
             self.flush(writer)?;

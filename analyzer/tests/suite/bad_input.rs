@@ -72,7 +72,7 @@ fn manifest_of_another_format_version() {
     let m = std::fs::read_to_string(b.join("manifest.json")).unwrap();
     std::fs::write(
         b.join("manifest.json"),
-        m.replace("\"format_version\": 2", "\"format_version\": 1"),
+        m.replace("\"format_version\": 3", "\"format_version\": 1"),
     )
     .unwrap();
     let err = info_error(&b);

@@ -50,6 +50,8 @@ fn crash_writer_child() {
                 event: "cpu-clock",
                 weight: 1,
                 callsite_id: None,
+                unwind: None,
+                truncated: None,
             });
         }
         w.append(tables::STACK_SAMPLE, b.finish()).unwrap();

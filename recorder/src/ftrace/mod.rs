@@ -9,7 +9,7 @@ pub mod decode;
 pub mod format;
 pub mod functions;
 pub mod page;
-mod tracefs;
+pub(crate) mod tracefs;
 
 use std::fs::File;
 use std::io::Read;

@@ -221,6 +221,8 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
             event: "cpu-clock",
             weight,
             callsite_id: Some(leaf),
+            unwind: Some("fp"),
+            truncated: None,
         });
     }
     for (seg, rows) in stacks.frame_rows.iter().enumerate() {
@@ -619,6 +621,7 @@ fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64, segs_process_rows: u
         detail: detail.into(),
         records,
         losses,
+        unwind: Vec::new(),
     };
     m.sources = vec![
         ok(
@@ -655,6 +658,7 @@ fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64, segs_process_rows: u
                 detail: String::new(),
                 records: 0,
                 losses: Vec::new(),
+                unwind: Vec::new(),
             }
         },
         if sc.with_msr {
@@ -672,6 +676,7 @@ fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64, segs_process_rows: u
                 detail: String::new(),
                 records: 0,
                 losses: Vec::new(),
+                unwind: Vec::new(),
             }
         },
         ok(

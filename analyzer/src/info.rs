@@ -195,6 +195,38 @@ pub fn render_text(info: &Info<'_>) -> String {
         out.push_str(&t.render());
     }
 
+    // How the stacks were unwound, per process: a short stack is then not mistaken for a
+    // shallow program.
+    let unwind: Vec<_> = m.sources.iter().flat_map(|s| &s.unwind).collect();
+    if !unwind.is_empty() {
+        out.push('\n');
+        let mut t = TextTable::new(&[
+            "stacks of",
+            "pid",
+            "samples",
+            "dwarf",
+            "mixed",
+            "fp",
+            "truncated",
+        ]);
+        for u in unwind {
+            t.row(vec![
+                u.comm.clone(),
+                u.pid.to_string(),
+                u.samples.to_string(),
+                u.dwarf.to_string(),
+                u.mixed.to_string(),
+                u.fp.to_string(),
+                format!(
+                    "{} ({:.1}%)",
+                    u.truncated,
+                    u.truncated as f64 * 100.0 / u.samples.max(1) as f64
+                ),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+
     out.push('\n');
     let mut t = TextTable::new(&["table", "rows", "segments", "bytes"]);
     for ti in &info.tables {

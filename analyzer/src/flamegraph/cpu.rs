@@ -432,7 +432,8 @@ fn fold_cpu(
     opts: &Options,
     progress: &Progress,
 ) -> anyhow::Result<Folded> {
-    // Pick the event: the one asked for, or the most sampled.
+    // Pick the event: the one asked for, or the most sampled; a tracepoint's samples (switch-outs
+    // of `sched:sched_switch`) only when nothing else was sampled, since they are not CPU time.
     let mut per_event: BTreeMap<String, u64> = BTreeMap::new();
     let mut per_event_id: BTreeMap<u32, u64> = BTreeMap::new();
     groups.for_each(|_, e, _, _, t| *per_event_id.entry(e).or_default() += t.count);
@@ -453,10 +454,13 @@ fn fold_cpu(
         Some(e) if per_event.is_empty() => bail!("no stack samples of event {e} selected"),
         Some(e) => bail!("no stack samples of event {e}; there are {}", listing()),
         None => {
-            let Some((e, _)) = per_event
-                .iter()
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            else {
+            let Some((e, _)) = per_event.iter().max_by(|a, b| {
+                let cpu = |e: &str| !e.contains(':');
+                cpu(a.0)
+                    .cmp(&cpu(b.0))
+                    .then(a.1.cmp(b.1))
+                    .then(b.0.cmp(a.0))
+            }) else {
                 return Err(no_samples(bundles, &opts.scope));
             };
             e.clone()

@@ -2,6 +2,7 @@
 //! stack at switch-out (or the last sampled one), with the waker's stack on top.
 
 use anyhow::{Context as _, bail};
+use arrow_array::cast::AsArray as _;
 use perfpack_schema::Bundle;
 use perfpack_schema::fxhash::FxHashMap;
 
@@ -55,20 +56,17 @@ pub(super) async fn offcpu(
     )
     .await?;
     let exact = switch_stacks > 0;
-    let sample_filter = if exact {
-        "event = 'sched:sched_switch'"
-    } else {
-        "TRUE"
-    };
     progress.phase("reading stack_sample");
+    // Per bundle and thread: its switch-out stacks, and its CPU samples (the fallback for an
+    // interval without a switch-out stack, and the wakers' stacks: a waker is running).
+    let mut switches: Vec<FxHashMap<i32, ThreadSamples>> =
+        bundles.iter().map(|_| FxHashMap::default()).collect();
     let mut samples: Vec<FxHashMap<i32, ThreadSamples>> =
         bundles.iter().map(|_| FxHashMap::default()).collect();
     picture::stream(
         session,
-        &format!(
-            "SELECT bundle, tid, ts_ns, callsite_id, comm FROM stack_sample \
-             WHERE callsite_id IS NOT NULL AND {sample_filter} ORDER BY bundle, tid, ts_ns"
-        ),
+        "SELECT bundle, tid, ts_ns, callsite_id, comm, event = 'sched:sched_switch' FROM stack_sample \
+         WHERE callsite_id IS NOT NULL ORDER BY bundle, tid, ts_ns",
         progress,
         |b| {
             let (bundle, tids, ts, leaves, comms) = (
@@ -78,10 +76,14 @@ pub(super) async fn offcpu(
                 i64_col(b, 3),
                 str_col(b, 4),
             );
+            let switch = b.column(5).as_boolean();
             for i in 0..b.num_rows() {
-                let t = samples[index[bundle.value(i)]]
-                    .entry(tids.value(i))
-                    .or_default();
+                let to = if switch.value(i) {
+                    &mut switches
+                } else {
+                    &mut samples
+                };
+                let t = to[index[bundle.value(i)]].entry(tids.value(i)).or_default();
                 t.at.push((ts.value(i), leaves.value(i)));
                 if t.comm != comms.value(i) {
                     t.comm = comms.value(i).to_string();
@@ -161,6 +163,8 @@ pub(super) async fn offcpu(
     };
     let mut span: FxHashMap<usize, (i64, i64)> = FxHashMap::default();
     let no_thread = ThreadSamples::default();
+    // Blocked ns and intervals without a switch-out stack (under the last CPU sample instead).
+    let (mut total_ns, mut fallback_ns, mut fallback_n) = (0u64, 0u64, 0u64);
     picture::stream(session, &sql, progress, |b| {
         let (bundle, tids, comms) = (str_col(b, 0), i32_col(b, 1), str_col(b, 2));
         let (starts, ends, durs) = (i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
@@ -168,18 +172,24 @@ pub(super) async fn offcpu(
             let bi = index[bundle.value(i)];
             let tid = tids.value(i);
             let (start, end) = (starts.value(i), ends.value(i));
-            let own = samples[bi].get(&tid).unwrap_or(&no_thread);
-            let leaf = if exact {
-                // The sched_switch sample of this very switch: perf and ftrace stamp the same
-                // event moments apart, so allow a little slack.
-                own.before(start + SWITCH_SLACK_NS).filter(|_| {
-                    let n = own
-                        .at
-                        .partition_point(|&(t, _)| t <= start + SWITCH_SLACK_NS);
-                    own.at[n - 1].0 >= start - SWITCH_SLACK_NS
-                })
-            } else {
-                own.before(start)
+            let own = switches[bi].get(&tid).unwrap_or(&no_thread);
+            // The sched_switch sample of this very switch: perf and ftrace stamp the same event
+            // moments apart, so allow a little slack.
+            let at_switch = own.before(start + SWITCH_SLACK_NS).filter(|_| {
+                let n = own
+                    .at
+                    .partition_point(|&(t, _)| t <= start + SWITCH_SLACK_NS);
+                own.at[n - 1].0 >= start - SWITCH_SLACK_NS
+            });
+            let dur = durs.value(i).max(0) as u64;
+            total_ns += dur;
+            let leaf = match at_switch {
+                Some(leaf) => Some(leaf),
+                None => {
+                    fallback_ns += dur;
+                    fallback_n += 1;
+                    samples[bi].get(&tid).and_then(|s| s.before(start))
+                }
             };
             let waker = wakeups[bi].get(&tid).and_then(|w| {
                 let n = w.partition_point(|&(t, _)| t <= end);
@@ -195,7 +205,7 @@ pub(super) async fn offcpu(
                 leaf,
                 waker,
             })
-            .or_default() += durs.value(i).max(0) as u64;
+            .or_default() += dur;
             folded.events += 1;
             let s = span.entry(bi).or_insert((i64::MAX, i64::MIN));
             s.0 = s.0.min(start);
@@ -241,14 +251,19 @@ pub(super) async fn offcpu(
     }
     folded.spans = span.into_iter().map(|(i, (a, b))| (i, a, b)).collect();
     folded.spans.sort_unstable();
-    folded.notes.push(
-        if exact {
-            "stacks at switch-out (sched:sched_switch samples)"
-        } else {
-            "stacks: each thread's last CPU sample before it switched out (no switch-out stacks recorded)"
-        }
-        .into(),
-    );
+    folded.notes.push(if !exact {
+        "stacks: each thread's last CPU sample before it switched out (no switch-out stacks recorded)"
+            .into()
+    } else if fallback_n == 0 {
+        "stacks at switch-out (sched:sched_switch samples)".into()
+    } else {
+        format!(
+            "stacks at switch-out (sched:sched_switch samples); {:.1}% of the blocked time ({} of {} intervals) had none and is under the thread's last CPU sample",
+            fallback_ns as f64 * 100.0 / total_ns.max(1) as f64,
+            picture::group_digits(fallback_n),
+            picture::group_digits(folded.events)
+        )
+    });
     if with_wakers {
         folded
             .notes

@@ -2,11 +2,13 @@
 
 use super::*;
 
-/// The sampled event with the most samples.
+/// The sampled event with the most samples, tracepoints (`sched:sched_switch` switch-outs)
+/// only when nothing else was sampled.
 pub(super) async fn main_event(session: &Session) -> anyhow::Result<Option<String>> {
     let rows = query_rows(
         session,
-        "SELECT event, COUNT(*) AS n FROM stack_sample GROUP BY event ORDER BY n DESC, event LIMIT 1",
+        "SELECT event, COUNT(*) AS n FROM stack_sample GROUP BY event \
+         ORDER BY strpos(event, ':') > 0, n DESC, event LIMIT 1",
     )
     .await?;
     Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))

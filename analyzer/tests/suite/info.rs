@@ -162,3 +162,37 @@ fn unlisted_segment_is_skipped_with_a_warning() {
         "{err}"
     );
 }
+
+#[test]
+fn info_states_the_truncated_share_of_each_processes_stacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.ppk");
+    copy_dir(&fixture("basic"), &b);
+    // The recorder's per-process unwinding counts, as it writes them; 50 of 200 is 25.0%.
+    let path = b.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let perf = m["sources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["name"] == "perf-samples")
+        .unwrap();
+    perf["unwind"] = serde_json::json!([
+        {"pid": 3400, "comm": "java", "samples": 200, "dwarf": 150, "mixed": 30, "fp": 20, "truncated": 50},
+        {"pid": 1210, "comm": "postgres", "samples": 80, "dwarf": 80, "mixed": 0, "fp": 0, "truncated": 0}
+    ]);
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let out = ok(&perfpack(["info".as_ref(), b.as_os_str()]));
+    let row = |comm: &str| {
+        out.lines()
+            .find(|l| l.starts_with(comm))
+            .unwrap_or_else(|| panic!("no {comm} row in\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(out.contains("stacks of"), "{out}");
+    assert_eq!(row("java"), "java 3400 200 150 30 20 50 (25.0%)");
+    assert_eq!(row("postgres"), "postgres 1210 80 80 0 0 0 (0.0%)");
+}

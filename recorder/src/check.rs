@@ -59,7 +59,8 @@ pub fn run() -> Vec<Check> {
         stack_bytes: 16_384,
         switch_stacks: true,
     };
-    match Sampler::open(&Scope::All, 99, &cpus[..1], 8, &stacks) {
+    let switches = || crate::ftrace::tracefs::event_id("sched", "sched_switch");
+    match Sampler::open(&Scope::All, 99, &cpus[..1], 8, &stacks, switches) {
         Ok(s) => {
             out.push(check(
                 "stack sampling",

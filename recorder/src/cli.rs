@@ -241,7 +241,8 @@ impl RecordArgs {
                 .any(|e| e.split(',').next() == Some("sched:sched_switch"));
         let switch_stacks = switch_stacks && !self.no_switch_stacks;
         let stacks = crate::perf::StackOptions {
-            unwind: crate::perf::Unwind::parse(&self.unwind).unwrap_or(crate::perf::Unwind::Auto),
+            unwind: crate::unwind::Unwind::parse(&self.unwind)
+                .unwrap_or(crate::unwind::Unwind::Auto),
             stack_bytes: self.stack_bytes as u32,
             switch_stacks,
         };

@@ -17,7 +17,8 @@ type Reader = gimli::EndianReader<gimli::RunTimeEndian, Section>;
 /// The most frames one address expands to (inlining depth), as a bound on hostile DWARF.
 const MAX_INLINE: usize = 32;
 
-/// One function at an address: the innermost (inlined) first, the real function last.
+/// One function at an address: the innermost (inlined) first, the real function last. The name
+/// is as the DWARF has it (mangled for C++ and Rust).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InlineFrame {
     pub name: Option<String>,
@@ -151,7 +152,7 @@ impl DebugInfo {
                 .function
                 .as_ref()
                 .and_then(|n| n.raw_name().ok())
-                .map(|n| crate::symbolize::demangle(n.as_ref()));
+                .map(|n| n.into_owned());
             let (file, line) = match &f.location {
                 Some(l) => (l.file.map(str::to_string), l.line),
                 None => (None, None),

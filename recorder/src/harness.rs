@@ -102,7 +102,7 @@ pub fn unwind(data: &[u8]) {
         bp: word(2),
     };
     let stack = rest.get(24..).unwrap_or_default();
-    for mode in [crate::perf::Unwind::Auto, crate::perf::Unwind::Dwarf] {
+    for mode in [crate::unwind::Unwind::Auto, crate::unwind::Unwind::Dwarf] {
         let mut out = Vec::new();
         let walk =
             crate::unwind::Unwinder::new(mode).walk_bytes(elf.to_vec(), regs, stack, &mut out);

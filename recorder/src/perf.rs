@@ -8,7 +8,9 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
+use crate::records::{SIDE_RING, SWITCH_RING};
 use crate::sys::{self, PerfEventAttr, Ring};
+pub use crate::unwind::Unwind;
 
 /// What to sample.
 #[derive(Debug, Clone)]
@@ -21,36 +23,6 @@ pub enum Scope {
     Cgroup(PathBuf),
 }
 
-/// How user stacks are obtained (`--unwind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unwind {
-    /// The kernel's frame-pointer walk only.
-    Fp,
-    /// On the box from a stack copy: CFI where the mapped file has it, frame pointers elsewhere.
-    Auto,
-    /// On the box from a stack copy, CFI only: a frame without CFI ends the stack (truncated).
-    Dwarf,
-}
-
-impl Unwind {
-    pub fn parse(s: &str) -> Result<Unwind, String> {
-        match s {
-            "fp" => Ok(Unwind::Fp),
-            "auto" => Ok(Unwind::Auto),
-            "dwarf" => Ok(Unwind::Dwarf),
-            _ => Err(format!("--unwind {s}: expected auto, fp or dwarf")),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Unwind::Fp => "fp",
-            Unwind::Auto => "auto",
-            Unwind::Dwarf => "dwarf",
-        }
-    }
-}
-
 /// What each sample carries for its stack, and whether switch-outs are sampled too.
 #[derive(Debug, Clone, Copy)]
 pub struct StackOptions {
@@ -60,6 +32,10 @@ pub struct StackOptions {
     /// Sample `sched:sched_switch` (every switch-out into a blocked state) with stacks.
     pub switch_stacks: bool,
 }
+
+/// The `sched:sched_switch` tracepoint's id (from tracefs, which the caller reads), or why it
+/// is not known.
+pub type SwitchTracepoint = Result<u64, String>;
 
 /// An opened sampler: one ring per CPU.
 #[derive(Debug)]
@@ -92,11 +68,6 @@ pub struct Sampler {
     side_extra: Vec<OwnedFd>,
     scratch: Vec<u8>,
 }
-
-/// Set in the ring number `drain` reports for a switch ring (the CPU is in the low bits).
-pub const SWITCH_RING: u32 = 1 << 31;
-/// Set in the ring number `drain` reports for a side-band ring.
-pub const SIDE_RING: u32 = 1 << 30;
 
 /// The sample layout of an unwinding mode.
 fn layout_of(unwind: Unwind) -> crate::records::Layout {
@@ -173,16 +144,6 @@ fn sampling_attr(type_: u32, config: u64, freq_hz: u64, side_band: bool) -> Perf
     }
 }
 
-/// A tracepoint's id, from tracefs (`events/SYSTEM/NAME/id`).
-fn tracepoint_id(system: &str, name: &str) -> Result<u64, String> {
-    let root = crate::ftrace::tracefs::root()?;
-    let path = root.join("events").join(system).join(name).join("id");
-    let text = crate::ftrace::tracefs::read_text(&path)?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{}: not a tracepoint id: {:?}", path.display(), text.trim()))
-}
-
 /// Threads of a process, from /proc/PID/task.
 fn threads_of(pid: i32) -> std::io::Result<Vec<i32>> {
     let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))?
@@ -194,7 +155,8 @@ fn threads_of(pid: i32) -> std::io::Result<Vec<i32>> {
 
 impl Sampler {
     /// Opens the sampler on every CPU: `cycles` first, `cpu-clock` when the PMU refuses; with
-    /// stack copies as `stack` asks, without them (frame pointers) when the kernel refuses them.
+    /// stack copies as `stack` asks, without them (frame pointers) when the kernel refuses them;
+    /// with switch-outs sampled when `stack` asks and `switches` gives the tracepoint.
     /// `ring_pages` data pages (a power of two) per CPU ring.
     pub fn open(
         scope: &Scope,
@@ -202,6 +164,7 @@ impl Sampler {
         cpus: &[u32],
         ring_pages: usize,
         stack: &StackOptions,
+        switches: impl FnOnce() -> SwitchTracepoint,
     ) -> Result<Sampler, String> {
         let mut sampler = match Self::open_unwinding(scope, freq_hz, cpus, ring_pages, stack) {
             Ok(s) => s,
@@ -221,7 +184,9 @@ impl Sampler {
                 unwind: sampler.unwind,
                 ..*stack
             };
-            if let Err(e) = sampler.open_switches(scope, &unwind, ring_pages) {
+            let opened =
+                switches().and_then(|id| sampler.open_switches(scope, &unwind, id, ring_pages));
+            if let Err(e) = opened {
                 sampler.switch_reason = Some(format!("switch-out stacks not sampled: {e}"));
             }
         }
@@ -292,9 +257,9 @@ impl Sampler {
         &mut self,
         scope: &Scope,
         stack: &StackOptions,
+        id: u64,
         ring_pages: usize,
     ) -> Result<(), String> {
-        let id = tracepoint_id("sched", "sched_switch")?;
         let mut attr = with_stacks(sampling_attr(sys::TYPE_TRACEPOINT, id, 1, false), stack);
         attr.flags &= !sys::FLAG_FREQ;
         attr.sample_period = 1;

@@ -17,7 +17,7 @@ use perfpack_schema::tables::{
 
 use perfpack_schema::manifest::UnwindStat;
 
-use crate::debuginfo::{DebugInfo, InlineFrame};
+use crate::debuginfo::DebugInfo;
 use crate::procfs::{MapEntry, ProcInfo};
 use crate::records::{Record, UserRegs};
 use crate::symbolize::{ElfInfo, Kallsyms, PerfMap};
@@ -66,17 +66,6 @@ struct Map {
     file: Option<u32>,
     /// Emitted into the `mapping` table already.
     written: bool,
-}
-
-/// A `frame` row before it is written.
-struct FrameRow {
-    name: String,
-    module: String,
-    build_id: Option<String>,
-    rel_pc: u64,
-    kind: &'static str,
-    file: Option<String>,
-    line: Option<i32>,
 }
 
 /// Stack-profile state of a recording.
@@ -149,6 +138,8 @@ pub struct Profile {
 
 /// How many files' symbol tables stay cached between segment closes.
 const SYMBOL_TABLES_KEPT: usize = 8;
+
+mod names;
 
 impl Profile {
     /// A profile seeded with the /proc snapshot. `kallsyms` is `None` when unreadable.
@@ -315,8 +306,8 @@ impl Profile {
         id
     }
 
-    /// Applies one record (in time order) from ring `cpu` (with `perf::SWITCH_RING` set for a
-    /// switch ring).
+    /// Applies one record (in time order) from ring `cpu` (with `records::SWITCH_RING` or
+    /// `SIDE_RING` set for those rings).
     pub fn handle(&mut self, cpu: u32, rec: Record<'_>, chain: &[u64]) {
         match rec {
             Record::Sample {
@@ -454,7 +445,7 @@ impl Profile {
                 }
             }
             Record::Lost { count } => {
-                use crate::perf::{SIDE_RING, SWITCH_RING};
+                use crate::records::{SIDE_RING, SWITCH_RING};
                 let which = if cpu & SWITCH_RING != 0 {
                     &mut self.lost_switches
                 } else if cpu & SIDE_RING != 0 {
@@ -600,35 +591,6 @@ impl Profile {
         path.push(key);
     }
 
-    /// How many functions are inlined at (file, offset), from the file's DWARF (0 without).
-    fn inline_depth(&mut self, file: u32, off: u64) -> u8 {
-        if let Some(&d) = self.inline_depth.get(&(file, off)) {
-            return d;
-        }
-        let d = self
-            .inline_frames(file, off)
-            .len()
-            .saturating_sub(1)
-            .min(u8::MAX as usize) as u8;
-        self.inline_depth.insert((file, off), d);
-        d
-    }
-
-    /// The functions at (file, offset), innermost first (empty without DWARF).
-    fn inline_frames(&mut self, file: u32, off: u64) -> Vec<InlineFrame> {
-        let Some(svma) = self.elf(file).and_then(|e| e.svma(off)) else {
-            return Vec::new();
-        };
-        if !self.debug.contains_key(&file) {
-            let found = self.elf(file).and_then(|e| DebugInfo::find(&e.debug));
-            self.debug.insert(file, found);
-        }
-        match &self.debug[&file] {
-            Some(d) => d.frames(svma),
-            None => Vec::new(),
-        }
-    }
-
     /// Unwinds one user stack into `self.user` (leaf first).
     fn unwind_user(&mut self, pid: i32, regs: UserRegs, stack: &[u8]) -> crate::unwind::Walk {
         let unwinder = self.unwinder.as_mut().expect("unwinding");
@@ -692,123 +654,6 @@ impl Profile {
                 }
             }
         }
-    }
-
-    fn elf(&mut self, file: u32) -> Option<&ElfInfo> {
-        let path = &self.files[file as usize];
-        self.elves
-            .entry(file)
-            .or_insert_with(|| ElfInfo::load(path).ok())
-            .as_ref()
-    }
-
-    /// The row of a frame; file frames get their names from `file_names`, looked up per file
-    /// in one pass (see `flush`), and their inlined functions and lines from the file's DWARF.
-    fn symbolize(
-        &mut self,
-        key: FrameKey,
-        file_names: &mut HashMap<FrameKey, Option<String>>,
-    ) -> FrameRow {
-        let row = |name: String, module: String, rel_pc: u64, kind: &'static str| FrameRow {
-            name,
-            module,
-            build_id: None,
-            rel_pc,
-            kind,
-            file: None,
-            line: None,
-        };
-        match key {
-            FrameKey::Kernel(addr) => match self.kallsyms.as_ref().and_then(|k| k.lookup(addr)) {
-                Some((name, module)) => row(name.to_string(), module, addr, "kernel"),
-                None => row(
-                    "[unknown]".into(),
-                    "[kernel.kallsyms]".into(),
-                    addr,
-                    "kernel",
-                ),
-            },
-            FrameKey::File(file, off) | FrameKey::Inlined(file, off, _) => {
-                let module = self.files[file as usize].clone();
-                let build_id = self.elf(file).and_then(|e| e.build_id.clone());
-                let mut inlined = self.inline_frames(file, off);
-                // The real function is the last (outermost) of the address's frames; level k
-                // the k-th inlined into it.
-                let at = match key {
-                    FrameKey::Inlined(_, _, level) => inlined.len().checked_sub(1 + level as usize),
-                    _ => inlined.len().checked_sub(1),
-                };
-                let dwarf = at.map(|i| inlined.swap_remove(i));
-                let name = match key {
-                    FrameKey::File(..) => file_names.remove(&key).flatten(),
-                    _ => None,
-                }
-                .or_else(|| dwarf.as_ref().and_then(|d| d.name.clone()));
-                FrameRow {
-                    name: name.unwrap_or_else(|| "[unknown]".into()),
-                    module,
-                    build_id,
-                    rel_pc: off,
-                    kind: "user",
-                    file: dwarf.as_ref().and_then(|d| d.file.clone()),
-                    line: dwarf.and_then(|d| d.line).map(|l| l as i32),
-                }
-            }
-            FrameKey::Jit(pid, addr) => {
-                let map = self
-                    .perf_maps
-                    .entry(pid)
-                    .or_insert_with(|| PerfMap::load(pid));
-                let name = map
-                    .as_ref()
-                    .and_then(|m| m.lookup(addr))
-                    .map(str::to_string);
-                let module = format!("/tmp/perf-{pid}.map");
-                row(
-                    name.unwrap_or_else(|| "[unknown]".into()),
-                    module,
-                    addr,
-                    "user",
-                )
-            }
-            FrameKey::Unknown(_, addr) => {
-                row("[unknown]".into(), "[unknown]".into(), addr, "unknown")
-            }
-            FrameKey::Truncated => row("[truncated]".into(), "[truncated]".into(), 0, "unknown"),
-        }
-    }
-
-    /// Names of the new file frames, reading each file's symbol table once.
-    fn name_file_frames(&mut self) -> HashMap<FrameKey, Option<String>> {
-        let mut by_file: HashMap<u32, Vec<u64>> = HashMap::new();
-        for key in &self.frame_keys[self.frames_written..] {
-            if let FrameKey::File(f, off) = *key {
-                by_file.entry(f).or_default().push(off);
-            }
-        }
-        let mut names = HashMap::new();
-        let mut by_file: Vec<(u32, Vec<u64>)> = by_file.into_iter().collect();
-        by_file.sort_unstable_by_key(|(f, _)| *f);
-        for (file, offsets) in by_file {
-            self.elf(file);
-            let found = match self.elves.get_mut(&file).and_then(Option::as_mut) {
-                Some(elf) => elf.symbolize(&offsets),
-                None => vec![None; offsets.len()],
-            };
-            // The symbol tables of the files symbolized last stay cached.
-            self.symbol_tables.retain(|&f| f != file);
-            self.symbol_tables.push_front(file);
-            if self.symbol_tables.len() > SYMBOL_TABLES_KEPT
-                && let Some(old) = self.symbol_tables.pop_back()
-                && let Some(Some(e)) = self.elves.get_mut(&old)
-            {
-                e.forget_table();
-            }
-            for (off, name) in offsets.into_iter().zip(found) {
-                names.insert(FrameKey::File(file, off), name);
-            }
-        }
-        names
     }
 
     /// Appends everything gathered since the last call to the open segment of `w`: new frames

@@ -4,6 +4,12 @@
 
 use crate::sys;
 
+/// Set in the ring number a record comes with (the CPU in the low bits) when it comes from a
+/// CPU's switch-out ring.
+pub const SWITCH_RING: u32 = 1 << 31;
+/// Set in the ring number a record comes with when it comes from a CPU's side-band ring.
+pub const SIDE_RING: u32 = 1 << 30;
+
 /// What a sample record holds after its callchain: the same for every event of a recording,
 /// since the events share their CPU's ring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -164,50 +164,58 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     } else {
         256
     };
-    let (sampler, perf_source) =
-        match Sampler::open(&cfg.scope, cfg.freq, &cpus, ring_pages, &cfg.stacks) {
-            Ok(s) => {
-                let mut detail = format!(
-                    "{} @ {} Hz on {} CPUs, callchains user+kernel, {}",
-                    s.event,
-                    cfg.freq,
-                    cpus.len(),
-                    match s.unwind {
-                        perf::Unwind::Fp => "user stacks by frame pointers".to_string(),
-                        u => format!(
-                            "user stacks unwound on the box ({}, {} bytes of stack per sample)",
-                            u.as_str(),
-                            cfg.stacks.stack_bytes
-                        ),
-                    }
-                );
-                if !s.switch_ids.is_empty() {
-                    detail.push_str(", sched:sched_switch sampled with stacks at each switch-out");
+    let switches = || crate::ftrace::tracefs::event_id("sched", "sched_switch");
+    let opened = Sampler::open(
+        &cfg.scope,
+        cfg.freq,
+        &cpus,
+        ring_pages,
+        &cfg.stacks,
+        switches,
+    );
+    let (sampler, perf_source) = match opened {
+        Ok(s) => {
+            let mut detail = format!(
+                "{} @ {} Hz on {} CPUs, callchains user+kernel, {}",
+                s.event,
+                cfg.freq,
+                cpus.len(),
+                match s.unwind {
+                    perf::Unwind::Fp => "user stacks by frame pointers".to_string(),
+                    u => format!(
+                        "user stacks unwound on the box ({}, {} bytes of stack per sample)",
+                        u.as_str(),
+                        cfg.stacks.stack_bytes
+                    ),
                 }
-                if let Some(why) = &s.fallback_reason {
-                    detail.push_str(&format!(" (hardware {why})"));
-                }
-                let mut src = source("perf-samples", SourceStatus::Ok, String::new(), detail);
-                let mut problems: Vec<String> = Vec::new();
-                if let Err(e) = &kallsyms {
-                    problems.push(format!("kernel frames unsymbolized: {e}"));
-                }
-                problems.extend(s.unwind_reason.clone());
-                problems.extend(s.switch_reason.clone());
-                if !problems.is_empty() {
-                    src.status = SourceStatus::Partial;
-                    src.reason = problems.join("; ");
-                    for p in &problems {
-                        warnings.push(format!("perf-samples: {p}"));
-                    }
-                }
-                (Some(s), src)
+            );
+            if !s.switch_ids.is_empty() {
+                detail.push_str(", sched:sched_switch sampled with stacks at each switch-out");
             }
-            Err(e) => (
-                None,
-                source("perf-samples", SourceStatus::Unavailable, e, String::new()),
-            ),
-        };
+            if let Some(why) = &s.fallback_reason {
+                detail.push_str(&format!(" (hardware {why})"));
+            }
+            let mut src = source("perf-samples", SourceStatus::Ok, String::new(), detail);
+            let mut problems: Vec<String> = Vec::new();
+            if let Err(e) = &kallsyms {
+                problems.push(format!("kernel frames unsymbolized: {e}"));
+            }
+            problems.extend(s.unwind_reason.clone());
+            problems.extend(s.switch_reason.clone());
+            if !problems.is_empty() {
+                src.status = SourceStatus::Partial;
+                src.reason = problems.join("; ");
+                for p in &problems {
+                    warnings.push(format!("perf-samples: {p}"));
+                }
+            }
+            (Some(s), src)
+        }
+        Err(e) => (
+            None,
+            source("perf-samples", SourceStatus::Unavailable, e, String::new()),
+        ),
+    };
     let event = sampler.as_ref().map_or("cpu-clock", |s| s.event);
     let fp_only = sampler
         .as_ref()

@@ -19,9 +19,38 @@ use object::{Object, ObjectSection, ObjectSegment};
 use perfpack_schema::fxhash::FxHashMap;
 
 use crate::bytes::{FileBytes, Section};
-use crate::perf::Unwind;
 use crate::records::UserRegs;
 use crate::sys::MappedFile;
+
+/// How user stacks are obtained (`--unwind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwind {
+    /// The kernel's frame-pointer walk only.
+    Fp,
+    /// On the box from a stack copy: CFI where the mapped file has it, frame pointers elsewhere.
+    Auto,
+    /// On the box from a stack copy, CFI only: a frame without CFI ends the stack (truncated).
+    Dwarf,
+}
+
+impl Unwind {
+    pub fn parse(s: &str) -> Result<Unwind, String> {
+        match s {
+            "fp" => Ok(Unwind::Fp),
+            "auto" => Ok(Unwind::Auto),
+            "dwarf" => Ok(Unwind::Dwarf),
+            _ => Err(format!("--unwind {s}: expected auto, fp or dwarf")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unwind::Fp => "fp",
+            Unwind::Auto => "auto",
+            Unwind::Dwarf => "dwarf",
+        }
+    }
+}
 
 /// The most frames a user stack is walked to (perf's default `kernel.perf_event_max_stack` is
 /// 127 for the whole chain).

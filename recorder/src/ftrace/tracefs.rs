@@ -36,6 +36,15 @@ pub fn root() -> Result<PathBuf, String> {
     Ok(PathBuf::from(MOUNT_POINT))
 }
 
+/// A tracepoint's id (`events/SYSTEM/NAME/id`), as perf_event_open takes it.
+pub fn event_id(system: &str, name: &str) -> Result<u64, String> {
+    let path = root()?.join("events").join(system).join(name).join("id");
+    let text = read_text(&path)?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{}: not a tracepoint id: {:?}", path.display(), text.trim()))
+}
+
 /// Reads a tracefs file with large reads: some of its files (`events/header_page`) regenerate
 /// their text on every read and answer a small first read with only its first bytes and then
 /// end of file, which is what `read_to_string`'s 32-byte probe gets.

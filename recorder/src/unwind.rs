@@ -96,10 +96,14 @@ impl UnwindFile {
                 (off, size, s.address())
             })
             .collect();
+        let eh_frame = section(".eh_frame");
+        let eh_frame_hdr = section(".eh_frame_hdr").filter(|(svma, range)| {
+            hdr_is_sound(&file[range.clone()], svma.start, eh_frame.as_ref())
+        });
         let unwind = UnwindFile {
             text: section(".text"),
-            eh_frame: section(".eh_frame"),
-            eh_frame_hdr: section(".eh_frame_hdr"),
+            eh_frame,
+            eh_frame_hdr,
             debug_frame: section(".debug_frame").map(|s| s.1),
             got: section(".got").map(|s| s.0),
             loads,
@@ -148,6 +152,43 @@ impl UnwindFile {
         };
         Some(Module::new(name.to_string(), start..end, base_avma, info))
     }
+}
+
+/// Whether an `.eh_frame_hdr` (at `hdr_svma`) may be handed to the unwinder: the encodings
+/// every toolchain writes (`eh_frame_ptr` pcrel sdata4, the count udata4, the table datarel
+/// sdata4), `eh_frame_ptr` naming the `.eh_frame` section, and every table entry's FDE inside it
+/// and the table inside the header. gimli 0.33 subtracts the section's address from an entry
+/// unchecked (the unwind fuzz target's first find); without a sound header framehop indexes
+/// `.eh_frame` itself.
+fn hdr_is_sound(hdr: &[u8], hdr_svma: u64, eh_frame: Option<&(Range<u64>, Range<usize>)>) -> bool {
+    let Some((frame, _)) = eh_frame else {
+        return false;
+    };
+    let i32_at = |at: usize| -> Option<i64> {
+        Some(i32::from_le_bytes(hdr.get(at..at + 4)?.try_into().ok()?) as i64)
+    };
+    if hdr.get(..4) != Some(&[1u8, 0x1b, 0x03, 0x3b][..]) {
+        return false;
+    }
+    let (Some(ptr), Some(count)) = (i32_at(4), i32_at(8)) else {
+        return false;
+    };
+    let count = count as u32 as usize;
+    // pcrel: relative to the field's own address (offset 4 in the header).
+    if (hdr_svma as i64).wrapping_add(4).wrapping_add(ptr) as u64 != frame.start {
+        return false;
+    }
+    let Some(table_end) = count.checked_mul(8).and_then(|n| n.checked_add(12)) else {
+        return false;
+    };
+    if table_end > hdr.len() {
+        return false;
+    }
+    (0..count).all(|k| {
+        // datarel: relative to the header's start.
+        let fde = i32_at(12 + k * 8 + 4).map(|v| (hdr_svma as i64).wrapping_add(v) as u64);
+        fde.is_some_and(|a| a >= frame.start && a < frame.end)
+    })
 }
 
 /// One executable mapping of a process, as the profile tracks it.
@@ -423,6 +464,35 @@ mod tests {
             &mut g,
         );
         assert!(g.len() <= MAX_FRAMES);
+    }
+
+    /// Real toolchains' `.eh_frame_hdr` pass the soundness check (one that failed would cost
+    /// the unwinder an index of `.eh_frame` per file, silently).
+    #[test]
+    fn real_eh_frame_headers_are_sound() {
+        let exe = std::env::current_exe().unwrap();
+        for path in [
+            exe.to_str().unwrap(),
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/bin/python3.11",
+        ] {
+            if !std::path::Path::new(path).exists() {
+                continue;
+            }
+            let f = UnwindFile::load(path).unwrap();
+            assert!(f.eh_frame.is_some() && f.eh_frame_hdr.is_some(), "{path}");
+        }
+        // One entry pointing before `.eh_frame` is refused.
+        let frame = (0x2000..0x3000, 0..0);
+        let mut hdr = vec![1, 0x1b, 0x03, 0x3b];
+        hdr.extend_from_slice(&(0x2000i32 - 0x1004).to_le_bytes());
+        hdr.extend_from_slice(&1u32.to_le_bytes());
+        hdr.extend_from_slice(&0x100i32.to_le_bytes());
+        hdr.extend_from_slice(&(0x1800i32 - 0x1000).to_le_bytes());
+        assert!(!hdr_is_sound(&hdr, 0x1000, Some(&frame)));
+        hdr.truncate(16);
+        hdr.extend_from_slice(&(0x2010i32 - 0x1000).to_le_bytes());
+        assert!(hdr_is_sound(&hdr, 0x1000, Some(&frame)));
     }
 
     /// This thread's registers and 32 KiB of its stack from the current stack pointer up.

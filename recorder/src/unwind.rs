@@ -435,7 +435,10 @@ mod tests {
         assert!(out.len() >= 4, "{walk:?}: only {} frames", out.len());
         // Every frame lies in a mapping of this process.
         for a in &out {
-            assert!(maps.iter().any(|m| *a >= m.start && *a < m.end), "{a:#x}");
+            assert!(
+                maps.iter().any(|m| *a >= m.start && *a < m.end),
+                "{a:#x} of {out:x?} ({walk:?}) is in no mapping: {maps:x?}"
+            );
         }
 
         // A copy cut after 64 bytes stops early and says so; garbage neither panics nor loops.

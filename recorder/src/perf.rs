@@ -1,9 +1,10 @@
 //! Stack sampling with perf_event_open: one sampling event per CPU in frequency mode, user and
 //! kernel callchains, CLOCK_MONOTONIC timestamps, and the side-band records (COMM, MMAP2, FORK,
-//! EXIT, LOST) that symbolization needs. `cycles` where the PMU has it, `cpu-clock` otherwise.
-//! To unwind without frame pointers, samples also carry the user registers and a copy of the
-//! user stack (`--unwind auto|dwarf`), which `unwind.rs` turns into addresses on the box; and
-//! `sched:sched_switch` can be sampled into the same rings, for the stack each thread blocked in.
+//! EXIT) that symbolization needs, carried by a dummy event with rings of its own. `cycles`
+//! where the PMU has it, `cpu-clock` otherwise. To unwind without frame pointers, samples also
+//! carry the user registers and a copy of the user stack (`--unwind auto|dwarf`), which
+//! `unwind.rs` turns into addresses on the box; and `sched:sched_switch` can be sampled, into
+//! rings of its own, for the stack each thread blocked in.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;

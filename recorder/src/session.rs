@@ -425,7 +425,9 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         ));
     }
     for u in cap.profile.unwind_unreadable() {
-        warnings.push(format!("unwinding: {u}: stacks through it end there"));
+        warnings.push(format!(
+            "unwinding: {u}: no CFI read from it, stacks through it are walked by frame pointers"
+        ));
     }
     for u in cap.profile.unwind_stats(5) {
         if u.samples >= 20 && u.truncated * 5 > u.samples {

@@ -50,6 +50,12 @@ pub struct Wanted {
     pub debuglink: Option<(String, u32)>,
 }
 
+/// Where a debug file of the build id `hex` is installed (`debuginfod` and Debian's dbgsym
+/// packages put it there).
+pub fn build_id_debug_path(hex: &str) -> Option<String> {
+    (hex.len() > 2).then(|| format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]))
+}
+
 fn open(path: &str) -> Option<Arc<FileBytes>> {
     MappedFile::open(path)
         .ok()
@@ -72,14 +78,14 @@ impl DebugInfo {
                 (Some(a), Some(b)) => *a == b,
                 _ => crc.is_some_and(|c| perfpack_schema::pack::crc32(bytes) == c),
             };
-        if let Some(id) = &w.build_id
-            && id.len() > 1
+        let hex = |id: &Vec<u8>| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        if let Some(p) = w
+            .build_id
+            .as_ref()
+            .and_then(|id| build_id_debug_path(&hex(id)))
+            && let Some(bytes) = open(&p).filter(|b| matches(b, None))
         {
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            let p = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
-            if let Some(bytes) = open(&p).filter(|b| matches(b, None)) {
-                return Self::parse(bytes).ok();
-            }
+            return Self::parse(bytes).ok();
         }
         let (name, crc) = w.debuglink.as_ref()?;
         // A plain file name only: the link must not lead the recorder elsewhere.

@@ -41,6 +41,13 @@ fn stat_fields(pid: i32) -> Option<(i32, u64)> {
     Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
 }
 
+/// For a file deleted (or replaced) since `pid` mapped it at `start..end`, the kernel's link to
+/// the mapped file, which root reads while the process lives; `None` for a file still there.
+pub fn deleted_link(path: &str, pid: i32, start: u64, end: u64) -> Option<String> {
+    path.ends_with(" (deleted)")
+        .then(|| format!("/proc/{pid}/map_files/{start:x}-{end:x}"))
+}
+
 /// Executable file-backed (or JIT/anonymous executable) mappings of a process.
 pub fn read_maps(pid: i32) -> Vec<MapEntry> {
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/maps")) else {

@@ -18,7 +18,7 @@ use perfpack_schema::tables::{
 use perfpack_schema::manifest::UnwindStat;
 
 use crate::debuginfo::DebugInfo;
-use crate::procfs::{MapEntry, ProcInfo};
+use crate::procfs::{self, MapEntry, ProcInfo};
 use crate::records::{Record, UserRegs};
 use crate::symbolize::{ElfInfo, Kallsyms, PerfMap};
 use crate::sys;
@@ -270,23 +270,27 @@ impl Profile {
             return FrameKey::Unknown(pid, addr);
         };
         let i = maps.partition_point(|m| m.start <= addr);
-        let (key, range) = match i.checked_sub(1).map(|i| &mut maps[i]) {
-            Some(m) if addr < m.end => match m.file {
-                Some(f) => (
-                    FrameKey::File(f, addr - m.start + m.pgoff),
-                    (m.start, m.end),
-                ),
-                None => return FrameKey::Jit(pid, addr),
-            },
-            _ => return FrameKey::Unknown(pid, addr),
+        let Some(m) = i
+            .checked_sub(1)
+            .map(|i| &mut maps[i])
+            .filter(|m| addr < m.end)
+        else {
+            return FrameKey::Unknown(pid, addr);
         };
-        if let FrameKey::File(f, _) = key
-            && !self.elves.contains_key(&f)
-            && self.files[f as usize].ends_with(" (deleted)")
+        // A mapping goes into `mapping` with the first sample that hits it.
+        if !m.written {
+            m.written = true;
+            self.pending_maps
+                .push((pid, m.start, m.end, m.pgoff, m.file));
+        }
+        let Some(f) = m.file else {
+            return FrameKey::Jit(pid, addr);
+        };
+        let key = FrameKey::File(f, addr - m.start + m.pgoff);
+        if !self.elves.contains_key(&f)
+            && let Some(link) = procfs::deleted_link(&self.files[f as usize], pid, m.start, m.end)
         {
-            // Deleted (or replaced) since it was mapped: read now, while the process lives,
-            // through its map_files link, with the symbol table kept for the recording.
-            let link = format!("/proc/{pid}/map_files/{:x}-{:x}", range.0, range.1);
+            // Read now, while the process lives, with the symbol table kept for the recording.
             let info = ElfInfo::load(&link).ok().map(|mut e| {
                 e.pin_table();
                 e
@@ -539,7 +543,6 @@ impl Profile {
             }
             parent = Some(id);
         }
-        self.mark_maps_used(pid, &path);
         self.path = path;
         let comm = match self.threads.get(&tid) {
             Some((_, c, _)) => c.as_str(),
@@ -626,34 +629,6 @@ impl Profile {
     /// Files the unwinder could not read (for the summary).
     pub fn unwind_unreadable(&self) -> &[String] {
         self.unwinder.as_ref().map_or(&[], |u| &u.unreadable)
-    }
-
-    /// Marks the mappings a sample's user frames fell in, so they are written to `mapping`.
-    fn mark_maps_used(&mut self, pid: i32, path: &[FrameKey]) {
-        let Some(maps) = self.spaces.get_mut(&pid) else {
-            return;
-        };
-        for key in path {
-            let (FrameKey::File(..) | FrameKey::Jit(..)) = key else {
-                continue;
-            };
-            // Stop at the first mapping already written: stacks share their outer frames.
-            for m in maps.iter_mut().filter(|m| !m.written) {
-                let hit = match *key {
-                    FrameKey::File(f, off) => {
-                        m.file == Some(f) && off >= m.pgoff && off < m.pgoff + (m.end - m.start)
-                    }
-                    FrameKey::Jit(_, addr) => m.file.is_none() && addr >= m.start && addr < m.end,
-                    _ => false,
-                };
-                if hit {
-                    m.written = true;
-                    self.pending_maps
-                        .push((pid, m.start, m.end, m.pgoff, m.file));
-                    break;
-                }
-            }
-        }
     }
 
     /// Appends everything gathered since the last call to the open segment of `w`: new frames

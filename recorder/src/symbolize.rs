@@ -112,16 +112,14 @@ impl ElfInfo {
         let mut syms = spans(text_symbols(&file));
         let mut symbols_from = (!syms.is_empty()).then(|| path.to_string());
         if syms.is_empty()
-            && let Some(id) = &build_id
-            && id.len() > 2
+            && let Some(debug) = build_id
+                .as_deref()
+                .and_then(crate::debuginfo::build_id_debug_path)
+            && let Ok(d) = crate::sys::MappedFile::open(&debug)
+            && let Ok(f) = object::File::parse(&*d)
         {
-            let debug = format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]);
-            if let Ok(d) = crate::sys::MappedFile::open(&debug)
-                && let Ok(f) = object::File::parse(&*d)
-            {
-                syms = spans(text_symbols(&f));
-                symbols_from = Some(debug);
-            }
+            syms = spans(text_symbols(&f));
+            symbols_from = Some(debug);
         }
         let frame_pointers = detect_frame_pointers(&file, &data, &syms, &loads);
         let debug =

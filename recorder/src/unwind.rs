@@ -304,8 +304,8 @@ impl Unwinder {
         }
         // A file deleted (or replaced) after it was mapped: the kernel still holds the mapped
         // one, which root reads through /proc/PID/map_files.
-        let loaded = match path.strip_suffix(" (deleted)") {
-            Some(_) => UnwindFile::load(&format!("/proc/{pid}/map_files/{start:x}-{end:x}")),
+        let loaded = match crate::procfs::deleted_link(path, pid, start, end) {
+            Some(link) => UnwindFile::load(&link),
             None => UnwindFile::load(path),
         };
         let f = match loaded {

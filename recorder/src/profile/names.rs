@@ -21,6 +21,10 @@ pub(super) struct FrameRow {
 impl Profile {
     /// How many functions are inlined at (file, offset), from the file's DWARF (0 without).
     pub(super) fn inline_depth(&mut self, file: u32, off: u64) -> u8 {
+        // Files without DWARF (most) need no entry per address.
+        if self.debug.get(&file).is_some_and(Option::is_none) {
+            return 0;
+        }
         if let Some(&d) = self.inline_depth.get(&(file, off)) {
             return d;
         }

@@ -11,7 +11,7 @@ use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
 use perfpack_schema::{Bundle, tables};
 
-use super::{RECORDER, require_recording};
+use super::{RECORDER, require_recording, source_of};
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -326,20 +326,6 @@ fn tracing_state_is_restored_on_every_exit_path() {
     );
     assert!(!instance_of(pid).exists());
     assert_eq!(global_state(), before, "global tracing state changed");
-}
-
-/// The manifest's source `name`.
-fn source_of(bundle: &Path, name: &str) -> serde_json::Value {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
-            .unwrap();
-    m["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no source {name}"))
-        .clone()
 }
 
 #[test]

@@ -64,6 +64,20 @@ pub fn record(args: &[&str]) -> Output {
         .expect("perfpack-record runs")
 }
 
+/// The manifest's source `name`.
+pub fn source_of(bundle: &Path, name: &str) -> serde_json::Value {
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
+    m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no source {name}"))
+        .clone()
+}
+
 /// A column of a batch, by name and type (the tests' one way to read a table).
 pub fn col<'a, T: arrow_array::ArrowPrimitiveType>(
     b: &'a arrow_array::RecordBatch,

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use arrow_array::types::{Int32Type, Int64Type};
 use perfpack_schema::{Bundle, tables};
 
-use super::{Sample, col, record, require_recording, samples, str_col};
+use super::{Sample, col, record, require_recording, samples, source_of, str_col};
 
 /// The chain `chain.c` burns its CPU in, root first.
 const CHAIN: [&str; 5] = ["main", "chain_a", "chain_b", "chain_c", "chain_leaf"];
@@ -131,16 +131,7 @@ fn omitted_frame_pointers_are_unwound_from_cfi_and_lost_without() {
             );
             // Said so, per sample: the user part was unwound with CFI, and reached the root.
             // The manifest counts the same, per process, for `perfpack info`.
-            let m: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(bundle.join("manifest.json")).unwrap(),
-            )
-            .unwrap();
-            let perf = m["sources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|s| s["name"] == "perf-samples")
-                .unwrap();
+            let perf = source_of(&bundle, "perf-samples");
             let stat = perf["unwind"]
                 .as_array()
                 .unwrap()

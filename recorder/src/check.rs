@@ -105,7 +105,9 @@ pub fn run() -> Vec<Check> {
     for (e, why) in &counters.refused {
         out.push(check(&format!("pmc {e}"), false, why.clone()));
     }
-    let msrs = Msrs::open(&cpus[..1], false);
+    // The vendor's own registers, as the recording would read them.
+    let vendor = crate::host::host(cpus.len() as u32).cpu_vendor;
+    let msrs = Msrs::open(&cpus[..1], crate::msr::amd_registers(vendor.as_deref()));
     let mut c = check(
         "msr (frequency, temperature, energy)",
         msrs.has_aperf_mperf,

@@ -124,7 +124,8 @@ pub struct RecordArgs {
     /// Ring mode: keep at most this many bytes of event segments (e.g. 2G, 500M)
     #[arg(long, value_parser = parse_bytes)]
     pub max_bytes: Option<u64>,
-    /// Run this shell command after each closed segment; `{}` is the bundle directory, and
+    /// Run this shell command after each closed segment; `{}` is the bundle directory (passed to
+    /// the shell as "$1", never pasted into the command, so quoting it is not needed), and
     /// PERFPACK_SEGMENT / PERFPACK_SEGMENT_FILES name the segment. To keep a bundle in S3 as
     /// it grows: --on-segment 'aws s3 sync {} s3://bucket/fleet/$(hostname).ppk' (the analyzer
     /// reads s3://bucket/fleet/HOST.ppk in place)

@@ -68,6 +68,8 @@ pub struct Counters {
     pub opened: Vec<&'static str>,
     /// Events that did not, with the kernel's reason.
     pub refused: Vec<(String, String)>,
+    /// Reads of a group that failed or came back short, per CPU: its interval has no rows.
+    pub read_failures: std::collections::BTreeMap<u32, u64>,
     last_ts: i64,
 }
 
@@ -128,6 +130,7 @@ impl Counters {
             groups,
             opened,
             refused,
+            read_failures: Default::default(),
             last_ts: sys::clock_ns(libc::CLOCK_MONOTONIC),
         }
     }
@@ -140,11 +143,10 @@ impl Counters {
         let mut rows = 0;
         let mut buf = [0u64; 3 + 8];
         for g in &mut self.groups {
-            let Ok(n) = sys::read_u64s(&g.fds[0], &mut buf) else {
-                continue;
-            };
+            let n = sys::read_u64s(&g.fds[0], &mut buf).unwrap_or(0);
             let nr = buf[0] as usize;
-            if n < 3 + nr || nr != g.events.len() {
+            if n < 3 || n < 3 + nr || nr != g.events.len() {
+                *self.read_failures.entry(g.cpu).or_default() += 1;
                 continue;
             }
             let now = (buf[1], buf[2], buf[3..3 + nr].to_vec());

@@ -48,6 +48,20 @@ pub fn deleted_link(path: &str, pid: i32, start: u64, end: u64) -> Option<String
         .then(|| format!("/proc/{pid}/map_files/{start:x}-{end:x}"))
 }
 
+/// The real, effective, saved and filesystem uids of `pid` (`Uid:` of its status); empty when
+/// the process is gone.
+pub fn uids(pid: i32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| parse_uids(&t))
+        .unwrap_or_default()
+}
+
+fn parse_uids(status: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().map(|u| u.parse().ok()).collect()
+}
+
 /// Executable file-backed (or JIT/anonymous executable) mappings of a process.
 pub fn read_maps(pid: i32) -> Vec<MapEntry> {
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
@@ -151,6 +165,17 @@ pub fn snapshot_except(boot_to_mono_ns: i64, known: impl Fn(i32) -> bool) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_four_uids_of_a_status() {
+        let status = "Name:\tjava\nUmask:\t0022\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t5\t5\t5\n";
+        assert_eq!(parse_uids(status), Some(vec![1000, 1001, 1002, 1003]));
+        assert_eq!(parse_uids("Name:\tx\n"), None);
+        // This process: its own uid is among them.
+        let me = unsafe { libc::getuid() };
+        assert!(uids(std::process::id() as i32).contains(&me));
+        assert!(uids(-1).is_empty());
+    }
 
     #[test]
     fn parses_executable_maps_lines_only() {

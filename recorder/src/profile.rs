@@ -97,6 +97,12 @@ pub struct Profile {
     pending_maps: Vec<(i32, u64, u64, u64, Option<u32>)>,
     /// JIT symbol maps, re-read at each segment close (JITs append to them).
     perf_maps: HashMap<i32, Option<PerfMap>>,
+    /// The uids of each process with JIT frames, read at its first one (while it runs), against
+    /// which its perf map's owner is checked.
+    jit_uids: HashMap<i32, Vec<u32>>,
+    /// Perf maps refused, said once per process: (pid, reason). Taken by the session.
+    perf_maps_refused: Vec<(i32, String)>,
+    perf_maps_refused_pids: HashSet<i32>,
     samples: StackSampleBuilder,
     thread_rows: ThreadBuilder,
     mapping_rows: MappingBuilder,
@@ -169,6 +175,9 @@ impl Profile {
             exited_earlier: Vec::new(),
             pending_maps: Vec::new(),
             perf_maps: HashMap::new(),
+            jit_uids: HashMap::new(),
+            perf_maps_refused: Vec::new(),
+            perf_maps_refused_pids: HashSet::new(),
             samples: StackSampleBuilder::default(),
             thread_rows: ThreadBuilder::default(),
             mapping_rows: MappingBuilder::default(),
@@ -284,6 +293,9 @@ impl Profile {
                 .push((pid, m.start, m.end, m.pgoff, m.file));
         }
         let Some(f) = m.file else {
+            self.jit_uids
+                .entry(pid)
+                .or_insert_with(|| procfs::uids(pid));
             return FrameKey::Jit(pid, addr);
         };
         let key = FrameKey::File(f, addr - m.start + m.pgoff);
@@ -626,6 +638,11 @@ impl Profile {
         v
     }
 
+    /// JIT perf maps refused since the last call, each process once: (pid, reason).
+    pub fn take_refused_perf_maps(&mut self) -> Vec<(i32, String)> {
+        std::mem::take(&mut self.perf_maps_refused)
+    }
+
     /// Files the unwinder could not read (for the summary).
     pub fn unwind_unreadable(&self) -> &[String] {
         self.unwinder.as_ref().map_or(&[], |u| &u.unreadable)
@@ -697,6 +714,7 @@ impl Profile {
         w.append(tables::MAPPING, self.mapping_rows.finish())?;
         for pid in std::mem::replace(&mut self.exited_earlier, std::mem::take(&mut self.exited)) {
             self.spaces.remove(&pid);
+            self.jit_uids.remove(&pid);
             if let Some(u) = &mut self.unwinder {
                 u.invalidate(pid);
             }

@@ -72,6 +72,15 @@ pub(crate) fn source(name: &str, status: SourceStatus, reason: String, detail: S
     }
 }
 
+/// The `sh -c` script of an `--on-segment` command: each `{}` (bare or quoted) becomes `"$1"`,
+/// and the bundle directory is passed as `$1`. The path comes from `-o` and is never put into
+/// the script itself, so shell syntax in it (`;`, `$(…)`, quotes) stays a file name.
+fn hook_script(cmd: &str) -> String {
+    cmd.replace("\"{}\"", "{}")
+        .replace("'{}'", "{}")
+        .replace("{}", "\"$1\"")
+}
+
 /// Everything captured for the open segment besides the stack tables.
 #[derive(Default)]
 struct Pending {
@@ -105,6 +114,8 @@ struct Capture {
     missed_polls: u64,
     children: Vec<(u32, Child)>,
     failed_hooks: Vec<String>,
+    /// JIT perf maps refused (their frames stay unnamed), for the summary.
+    refused_perf_maps: Vec<String>,
     /// Said once when the dictionary tables take much of `--max-bytes`.
     ring_warning: Option<String>,
     /// Ring mode: dictionary rows of exited threads and processes compacted away.
@@ -145,7 +156,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         command_line: cfg.command_line.clone(),
     };
     let bundle_id = format!("{:016x}{:08x}", start.realtime_ns, std::process::id());
-    let amd = host.cpu_vendor.as_deref() == Some("AuthenticAMD");
+    let amd = crate::msr::amd_registers(host.cpu_vendor.as_deref());
     let mut manifest = Manifest::new(bundle_id, recorder, host, start);
     manifest.segment_ns = cfg.segment.as_nanos() as i64;
     let writer = BundleWriter::create(
@@ -391,6 +402,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         loop_start_ns: 0,
         ftrace_stopped: false,
         failed_hooks: Vec::new(),
+        refused_perf_maps: Vec::new(),
         ring_warning: None,
         dictionary_rows_dropped: 0,
     };
@@ -442,6 +454,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     }
     warnings.extend(cap.sysstat.missing.iter().map(|m| format!("procfs: {m}")));
     warnings.append(&mut cap.failed_hooks);
+    warnings.append(&mut cap.refused_perf_maps);
     warnings.extend(cap.ring_warning.take());
     let manifest = match state {
         State::Interrupted => match cap.take_writer()?.abort(end) {
@@ -789,6 +802,12 @@ impl Capture {
             self.n_process,
             self.missed_polls,
         );
+        let refused: Vec<String> = self
+            .profile
+            .take_refused_perf_maps()
+            .into_iter()
+            .map(|(pid, why)| format!("JIT map of pid {pid} refused, its frames unnamed: {why}"))
+            .collect();
         let (user, system, rss) = sys::self_usage();
         let Some(w) = self.writer.as_mut() else {
             return;
@@ -798,16 +817,50 @@ impl Capture {
             s.records = n_samples;
             s.losses = lost;
             s.unwind = unwind;
+            for r in &refused {
+                eprintln!("warning: perf-samples: {r}");
+                s.status = SourceStatus::Partial;
+                s.reason = if s.reason.is_empty() {
+                    r.clone()
+                } else {
+                    format!("{}; {r}", s.reason)
+                };
+            }
         }
+        self.refused_perf_maps.extend(refused);
         if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut("ftrace")) {
             s.records = f.n_events;
             s.losses = f.losses();
         }
+        // A failed read is an interval without rows: said as a loss, per CPU.
+        let failed = |kind: &str, per_cpu: &mut dyn Iterator<Item = (u32, u64)>| {
+            per_cpu
+                .map(|(cpu, count)| Loss {
+                    kind: kind.into(),
+                    cpu: Some(cpu),
+                    count,
+                })
+                .collect::<Vec<_>>()
+        };
         if let Some(s) = m.source_mut("pmc") {
             s.records = n_pmc;
+            s.losses = failed(
+                "pmc-read-failed",
+                &mut self.counters.read_failures.iter().map(|(&c, &n)| (c, n)),
+            );
         }
-        if let Some(s) = m.source_mut("msr") {
+        if let (Some(s), Some(msrs)) = (m.source_mut("msr"), &self.msrs) {
             s.records = n_msr;
+            s.losses = msrs
+                .read_failures
+                .iter()
+                .flat_map(|(&(source, cpu), &n)| {
+                    failed(
+                        &format!("{source}-read-failed"),
+                        &mut std::iter::once((cpu, n)),
+                    )
+                })
+                .collect();
         }
         if let Some(s) = m.source_mut("pidstat") {
             s.records = n_process;
@@ -903,7 +956,9 @@ impl Capture {
                 .collect();
             let spawned = std::process::Command::new("/bin/sh")
                 .arg("-c")
-                .arg(cmd.replace("{}", &dir))
+                .arg(hook_script(cmd))
+                .arg("perfpack-record")
+                .arg(&dir)
                 .env("PERFPACK_SEGMENT", index.to_string())
                 .env("PERFPACK_SEGMENT_FILES", files.join("\n"))
                 .stdin(std::process::Stdio::null())

@@ -339,10 +339,47 @@ impl Kallsyms {
 pub struct PerfMap(SymTable);
 
 impl PerfMap {
-    /// Reads the map of `pid`, if the process wrote one.
-    pub fn load(pid: i32) -> Option<PerfMap> {
-        let text = std::fs::read_to_string(format!("/tmp/perf-{pid}.map")).ok()?;
-        Some(Self::parse(&text))
+    /// The largest map read (a JVM with perf-map-agent writes tens of MiB).
+    pub const MAX_LEN: u64 = 256 << 20;
+
+    /// The path a JIT writes its map to.
+    pub fn path(pid: i32) -> String {
+        format!("/tmp/perf-{pid}.map")
+    }
+
+    /// Reads the map of `pid`: `Ok(None)` when the process wrote none, `Err` with the reason
+    /// when one is there but refused. `/tmp` is anyone's, so a map is read only when it is a
+    /// regular file (not a link, FIFO or device) of at most [`PerfMap::MAX_LEN`] bytes, owned
+    /// by root or by one of `uids` (the process's real, effective, saved and filesystem uids,
+    /// taken while it ran): a map another user wrote must not name a process's frames.
+    pub fn load(pid: i32, uids: &[u32]) -> Result<Option<PerfMap>, String> {
+        Self::read(&Self::path(pid), pid, uids)
+    }
+
+    fn read(path: &str, pid: i32, uids: &[u32]) -> Result<Option<PerfMap>, String> {
+        use std::io::Read as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let (file, meta) = match crate::sys::open_regular(path, Self::MAX_LEN, true) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{path}: {e}")),
+        };
+        if meta.uid() != 0 && !uids.contains(&meta.uid()) {
+            let who = if uids.is_empty() {
+                "a process whose uid is not known".to_string()
+            } else {
+                format!("process {pid}, which runs as uid {}", uids[0])
+            };
+            return Err(format!(
+                "{path}: owned by uid {}, not by root or {who}",
+                meta.uid()
+            ));
+        }
+        let mut text = Vec::with_capacity(meta.len() as usize);
+        file.take(Self::MAX_LEN)
+            .read_to_end(&mut text)
+            .map_err(|e| format!("{path}: {e}"))?;
+        Ok(Some(Self::parse(&String::from_utf8_lossy(&text))))
     }
 
     fn parse(text: &str) -> PerfMap {
@@ -383,6 +420,52 @@ mod tests {
             "Namespace::Class::method(int)"
         );
         assert_eq!(demangle("main"), "main");
+    }
+
+    #[test]
+    fn a_perf_map_is_read_only_from_a_regular_file_its_process_owns() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = std::env::temp_dir().join(format!("perfpack-perfmap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        let me = unsafe { libc::geteuid() };
+        std::fs::write(at("good.map"), "1000 10 hot_loop\n").unwrap();
+        let map = PerfMap::read(&at("good.map"), 7, &[me]).unwrap().unwrap();
+        assert_eq!(map.lookup(0x1008), Some("hot_loop"));
+        // None written: not an error.
+        assert!(
+            PerfMap::read(&at("absent.map"), 7, &[me])
+                .unwrap()
+                .is_none()
+        );
+        // A FIFO must neither hang the recorder nor be read.
+        let fifo = std::ffi::CString::new(at("fifo.map")).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let e = PerfMap::read(&at("fifo.map"), 7, &[me]).unwrap_err();
+        assert!(e.ends_with("fifo.map: not a regular file"), "{e}");
+        // A link (to /dev/zero, which would never end) is refused as a link.
+        std::os::unix::fs::symlink("/dev/zero", at("zero.map")).unwrap();
+        let e = PerfMap::read(&at("zero.map"), 7, &[me]).unwrap_err();
+        assert!(e.ends_with("zero.map: a symbolic link"), "{e}");
+        // A map another user wrote for the process.
+        let other = if me == 0 {
+            let path = std::ffi::CString::new(at("good.map")).unwrap();
+            assert_eq!(unsafe { libc::chown(path.as_ptr(), 4242, 4242) }, 0);
+            assert_eq!(std::fs::metadata(at("good.map")).unwrap().uid(), 4242);
+            1000
+        } else {
+            me + 1
+        };
+        let e = PerfMap::read(&at("good.map"), 7, &[other]).unwrap_err();
+        let owner = std::fs::metadata(at("good.map")).unwrap().uid();
+        assert!(
+            e.ends_with(&format!(
+                "good.map: owned by uid {owner}, not by root or process 7, which runs as uid {other}"
+            )),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

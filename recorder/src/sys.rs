@@ -396,6 +396,47 @@ pub fn self_usage() -> (f64, f64, u64) {
     )
 }
 
+/// Opens `path` for reading as a regular file of at most `max_len` bytes, for paths that the
+/// processes being recorded control. It opens without blocking (a FIFO put in a file's place
+/// must not hang the recorder) and without a controlling terminal, with `nofollow` refuses a
+/// symbolic link as the last component, and checks type and size by the open descriptor, not
+/// by the name, so that the file cannot be swapped between the check and the read.
+pub fn open_regular(
+    path: &str,
+    max_len: u64,
+    nofollow: bool,
+) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if nofollow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if nofollow => {
+                io::Error::new(io::ErrorKind::InvalidData, "a symbolic link")
+            }
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > max_len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes: larger than {max_len} bytes", meta.len()),
+        ));
+    }
+    Ok((file, meta))
+}
+
 /// A file mapped read-only: ELF files are parsed in place instead of being copied into fresh
 /// (zeroed) memory, which was most of the recorder's CPU time on symbolization.
 #[derive(Debug)]
@@ -417,24 +458,7 @@ impl MappedFile {
     /// without blocking (a FIFO put in a binary's place must not hang the recorder) and checked
     /// by its open descriptor, not by its name.
     pub fn open(path: &str) -> io::Result<MappedFile> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(path)?;
-        let meta = file.metadata()?;
-        if !meta.file_type().is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a regular file",
-            ));
-        }
-        if meta.len() > Self::MAX_LEN {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} bytes: larger than {} bytes", meta.len(), Self::MAX_LEN),
-            ));
-        }
+        let (file, meta) = open_regular(path, Self::MAX_LEN, false)?;
         let len = meta.len() as usize;
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "empty file"));

@@ -123,15 +123,21 @@ impl Profile {
                 }
             }
             FrameKey::Jit(pid, addr) => {
-                let map = self
-                    .perf_maps
-                    .entry(pid)
-                    .or_insert_with(|| PerfMap::load(pid));
-                let name = map
+                if !self.perf_maps.contains_key(&pid) {
+                    let uids = self.jit_uids.get(&pid).map_or(&[][..], Vec::as_slice);
+                    let map = PerfMap::load(pid, uids).unwrap_or_else(|why| {
+                        if self.perf_maps_refused_pids.insert(pid) {
+                            self.perf_maps_refused.push((pid, why));
+                        }
+                        None
+                    });
+                    self.perf_maps.insert(pid, map);
+                }
+                let name = self.perf_maps[&pid]
                     .as_ref()
                     .and_then(|m| m.lookup(addr))
                     .map(str::to_string);
-                let module = format!("/tmp/perf-{pid}.map");
+                let module = PerfMap::path(pid);
                 row(
                     name.unwrap_or_else(|| "[unknown]".into()),
                     module,

@@ -283,6 +283,54 @@ fn ring_mode_keeps_about_the_newest_three_segments() {
 }
 
 #[test]
+fn on_segment_gets_the_bundle_path_as_data_never_as_shell_syntax() {
+    require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // A path a user (or a script building `-o` from a host name) could pass: each piece of
+    // shell syntax in it would run a command as root if it reached the script.
+    let bundle = format!("{d}/a;touch {d}/pwned1;$(touch {d}/pwned2)`touch {d}/pwned3`'\"x.ppk");
+    let log = dir.path().join("hook.log");
+    let hook = format!(
+        "printf '%s\\n' {{}} >> {l}; printf '%s\\n' \"{{}}\" >> {l}; printf '%s\\n' '{{}}' >> {l}",
+        l = log.display()
+    );
+    let out = record(&[
+        "-d",
+        "3s",
+        "--segment",
+        "1s",
+        "--on-segment",
+        &hook,
+        "-o",
+        &bundle,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for pwned in ["pwned1", "pwned2", "pwned3"] {
+        assert!(
+            !dir.path().join(pwned).exists(),
+            "{pwned}: the path ran as shell"
+        );
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    // Three forms of `{}` per segment, each the path verbatim.
+    assert!(
+        lines.len() >= 6 && lines.len().is_multiple_of(3),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| *l == bundle), "{lines:?}");
+    assert_eq!(manifest(std::path::Path::new(&bundle))["state"], "complete");
+}
+
+#[test]
 fn refuses_to_overwrite_an_existing_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("exists.ppk");

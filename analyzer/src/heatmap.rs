@@ -485,6 +485,14 @@ fn check_columns(b: &RecordBatch) -> anyhow::Result<()> {
             );
         }
     }
+    if let Some(c) = b.column_by_name("bundle")
+        && c.data_type() != &arrow_schema::DataType::Utf8
+    {
+        bail!(
+            "bundle is {}, not a string: it names the bundle of each row (leave it out for one)",
+            c.data_type()
+        );
+    }
     Ok(())
 }
 

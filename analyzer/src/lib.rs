@@ -29,6 +29,7 @@ mod scope;
 mod sql;
 mod sql_command;
 mod stacks;
+mod staged;
 mod svg;
 mod text_table;
 mod utilization;

@@ -259,39 +259,17 @@ fn redact_batch(r: &mut Redactor, table: &str, batch: RecordBatch) -> anyhow::Re
 pub fn run(a: RedactArgs) -> anyhow::Result<()> {
     let bundle = Bundle::open(&a.bundle)?;
     bundle.verify()?;
-    if a.output.exists() && !a.force {
-        bail!(
-            "{}: already exists; refusing to overwrite (use --force)",
-            a.output.display()
-        );
-    }
     if a.output.canonicalize().ok() == a.bundle.canonicalize().ok() {
         bail!(
             "{}: the output would replace the bundle itself",
             a.output.display()
         );
     }
-    // Written next to the output and renamed into place at the end: a failure leaves nothing.
-    let tmp = temp_path(&a.output);
-    let result = write(&bundle, &a, &tmp);
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if a.output.exists() {
-        let removed = if a.output.is_dir() {
-            std::fs::remove_dir_all(&a.output)
-        } else {
-            std::fs::remove_file(&a.output)
-        };
-        removed.with_context(|| format!("{}: removing the old output", a.output.display()))?;
-    }
-    std::fs::rename(&tmp, &a.output).with_context(|| {
-        format!(
-            "{}: moving the redacted bundle in place",
-            a.output.display()
-        )
-    })?;
+    // Written next to the output and moved into place at the end: a failure leaves the output
+    // path as it was.
+    let staged = crate::staged::Staged::new(&a.output, a.force, "redact")?;
+    write(&bundle, &a, staged.path())?;
+    staged.commit()?;
     let r = Redactor::new(&a);
     let mut what = Vec::new();
     for (on, name) in [
@@ -314,14 +292,6 @@ pub fn run(a: RedactArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-fn temp_path(output: &Path) -> PathBuf {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "bundle".into());
-    output.with_file_name(format!(".{name}.redact-{}", std::process::id()))
 }
 
 fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<()> {

@@ -110,7 +110,9 @@ pub struct ClockSnapshot {
 impl ClockSnapshot {
     /// Wall-clock nanoseconds since the epoch for a CLOCK_MONOTONIC timestamp.
     pub fn wall_ns(&self, ts_ns: i64) -> i64 {
-        self.realtime_ns + (ts_ns - self.monotonic_ns)
+        // `ts_ns` comes from a table, not the checked manifest: saturate rather than wrap.
+        self.realtime_ns
+            .saturating_add(ts_ns.saturating_sub(self.monotonic_ns))
     }
 }
 
@@ -324,8 +326,57 @@ impl Manifest {
                 ));
             }
         }
-        serde_json::from_value(value)
-            .map_err(|e| Error::invalid(path, format!("invalid manifest: {e}")))
+        let m: Manifest = serde_json::from_value(value)
+            .map_err(|e| Error::invalid(path, format!("invalid manifest: {e}")))?;
+        m.check_clocks()
+            .map_err(|e| Error::invalid(path, format!("invalid manifest: {e}")))?;
+        Ok(m)
+    }
+
+    /// The largest clock reading accepted, ns: a century of uptime (CLOCK_MONOTONIC and
+    /// CLOCK_BOOTTIME), and a wall clock before 2100 (CLOCK_REALTIME). Within these bounds every
+    /// difference and sum of two readings fits an i64, so nothing downstream can overflow.
+    pub const MAX_CLOCK_NS: i64 = 100 * 365 * 86_400 * 1_000_000_000;
+    pub const MAX_REALTIME_NS: i64 = 4_102_444_800 * 1_000_000_000;
+
+    /// Refuses clock snapshots no machine can produce, naming the field.
+    fn check_clocks(&self) -> std::result::Result<(), String> {
+        let range = |field: &str, v: i64, max: i64| {
+            if (0..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{field} is {v}, outside 0..={max}"))
+            }
+        };
+        let snapshots = std::iter::once(("start", &self.clocks.start))
+            .chain(self.clocks.end.as_ref().map(|e| ("end", e)));
+        for (which, c) in snapshots {
+            range(
+                &format!("clocks.{which}.realtime_ns"),
+                c.realtime_ns,
+                Self::MAX_REALTIME_NS,
+            )?;
+            range(
+                &format!("clocks.{which}.monotonic_ns"),
+                c.monotonic_ns,
+                Self::MAX_CLOCK_NS,
+            )?;
+            range(
+                &format!("clocks.{which}.boottime_ns"),
+                c.boottime_ns,
+                Self::MAX_CLOCK_NS,
+            )?;
+        }
+        if let Some(end) = &self.clocks.end
+            && end.monotonic_ns < self.clocks.start.monotonic_ns
+        {
+            return Err(format!(
+                "clocks.end.monotonic_ns ({}) is before clocks.start.monotonic_ns ({})",
+                end.monotonic_ns, self.clocks.start.monotonic_ns
+            ));
+        }
+        range("segment_ns", self.segment_ns, Self::MAX_CLOCK_NS)?;
+        Ok(())
     }
 
     /// Serializes to the pretty JSON stored in bundles.

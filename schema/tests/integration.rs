@@ -287,3 +287,44 @@ fn refuses_data_pages_that_parquet_would_panic_on() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn refuses_clocks_no_machine_produces_naming_the_field() {
+    let json = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_str(&manifest().to_json()).unwrap();
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let path = std::path::Path::new("b.ppk/manifest.json");
+    assert!(Manifest::parse(&json(&|_| {}), path).is_ok());
+    type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 5] = [
+        ("clocks.start.monotonic_ns is -9223372036854775808", &|v| {
+            v["clocks"]["start"]["monotonic_ns"] = i64::MIN.into()
+        }),
+        ("clocks.start.realtime_ns is 9223372036854775807", &|v| {
+            v["clocks"]["start"]["realtime_ns"] = i64::MAX.into()
+        }),
+        ("clocks.end.boottime_ns is -1", &|v| {
+            v["clocks"]["end"] = serde_json::json!({
+                "realtime_ns": 1_795_874_104_000_000_000i64, "monotonic_ns": 2_000,
+                "boottime_ns": -1, "tsc": null})
+        }),
+        (
+            "clocks.end.monotonic_ns (10) is before clocks.start.monotonic_ns (1000)",
+            &|v| {
+                v["clocks"]["end"] = serde_json::json!({
+                "realtime_ns": 1_795_874_104_000_000_000i64, "monotonic_ns": 10,
+                "boottime_ns": 20, "tsc": null})
+            },
+        ),
+        ("segment_ns is -5", &|v| v["segment_ns"] = (-5).into()),
+    ];
+    for (want, edit) in cases {
+        let err = Manifest::parse(&json(edit), path).unwrap_err().to_string();
+        assert!(
+            err.contains("b.ppk/manifest.json") && err.contains(want),
+            "{want}: {err}"
+        );
+    }
+}

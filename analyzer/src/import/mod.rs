@@ -188,8 +188,9 @@ pub fn import(
         },
         ClockSnapshot::default(),
     );
-    let mut writer =
-        BundleWriter::create(out, manifest, WriterOptions::default().overwrite(force))?;
+    // Written beside `out` and moved into place at the end: on any failure `out` is as it was.
+    let staged = crate::staged::Staged::new(out, force, "import")?;
+    let mut writer = BundleWriter::create(staged.path(), manifest, WriterOptions::default())?;
     let mut report = Report::default();
     let mut lines = Lines::new(input);
     let imported = match kind {
@@ -197,9 +198,8 @@ pub fn import(
         ImportKind::FtraceText => ftrace_text::import(&mut lines, &mut writer, &mut report),
     };
     if let Err(err) = imported {
-        // The bundle was ours: leave nothing half-written behind.
+        // Dropping `staged` removes what was written.
         drop(writer);
-        let _ = std::fs::remove_dir_all(out);
         return Err(err.context(format!("{}: line {}", file.display(), lines.line_no)));
     }
     report.lines = lines.line_no;
@@ -248,6 +248,7 @@ pub fn import(
     writer
         .finish(State::Complete, end)
         .with_context(|| format!("{}: finishing the bundle", out.display()))?;
+    staged.commit()?;
     Ok(report)
 }
 

@@ -42,8 +42,7 @@ pub(super) async fn frequency_section(
         },
     )
     .await?;
-    // Temperature: TjMax (TEMPERATURE_TARGET bits 23:16) minus the digital readout
-    // (THERM_STATUS bits 22:16, valid when bit 31 is set), Intel's encoding.
+    // Temperature (Intel's registers; AMD's is not an MSR, and the recorder reads none there).
     let mut tjmax: std::collections::HashMap<(usize, i32), u64> = Default::default();
     let mut readings: Vec<(usize, i64, i32, u64)> = Vec::new();
     picture::stream(
@@ -59,7 +58,7 @@ pub(super) async fn frequency_section(
             for i in 0..b.num_rows() {
                 let bi = index[bundle.value(i)];
                 if name.value(i) == "TEMPERATURE_TARGET" {
-                    tjmax.insert((bi, cpu.value(i)), (value.value(i) >> 16) & 0xff);
+                    tjmax.insert((bi, cpu.value(i)), value.value(i));
                 } else {
                     readings.push((bi, ts.value(i), cpu.value(i), value.value(i)));
                 }
@@ -69,12 +68,10 @@ pub(super) async fn frequency_section(
     )
     .await?;
     for (bi, ts, cpu, v) in readings {
-        if let Some(&tj) = tjmax.get(&(bi, cpu))
-            && v >> 31 & 1 == 1
-        {
+        if let Some(c) = tjmax.get(&(bi, cpu)).and_then(|&tj| celsius(v, tj)) {
             let sec = (ts - origin.zero[bi]).div_euclid(1_000_000_000);
             let e = acc.entry((bi, sec)).or_default();
-            e[3] += tj as f64 - ((v >> 16) & 0x7f) as f64;
+            e[3] += c;
             e[4] += 1.0;
         }
     }
@@ -117,6 +114,15 @@ pub(super) async fn frequency_section(
     }
     o.push_str("</section>\n");
     Ok(o)
+}
+
+/// A core's temperature, °C, from Intel's registers: TjMax (`TEMPERATURE_TARGET` bits 23:16)
+/// minus the digital readout (`THERM_STATUS` bits 22:16), which is valid only when bit 31 is
+/// set; `None` otherwise, or for a TjMax of 0 (not reported).
+pub(super) fn celsius(therm_status: u64, temperature_target: u64) -> Option<f64> {
+    let tjmax = (temperature_target >> 16) & 0xff;
+    (therm_status >> 31 & 1 == 1 && tjmax > 0)
+        .then_some(tjmax as f64 - ((therm_status >> 16) & 0x7f) as f64)
 }
 
 /// A small SVG line chart: x = seconds, one line per bundle.
@@ -210,4 +216,22 @@ pub(super) fn line_chart(
     }
     o.push_str("</svg></figure>\n");
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::celsius;
+
+    #[test]
+    fn temperature_is_tjmax_minus_the_valid_readout() {
+        // TjMax 100 °C (0x64 in bits 23:16), readout 0x39 = 57 below it: 43 °C.
+        assert_eq!(celsius(0x8839_0000, 0x0064_0000), Some(43.0));
+        // TjMax 105 °C with an offset in bits 29:24 (not applied to the readout, as
+        // coretemp does not), readout 0 (at TjMax).
+        assert_eq!(celsius(0x8800_0000, 0x0569_0000), Some(105.0));
+        // Bit 31 clear: the readout is not valid.
+        assert_eq!(celsius(0x0839_0000, 0x0064_0000), None);
+        // No TjMax reported.
+        assert_eq!(celsius(0x8839_0000, 0), None);
+    }
 }

@@ -249,6 +249,9 @@ impl Session {
                 .statement_to_plan(statement)
                 .await
                 .map_err(|e| self.explain_missing_relation(e))?;
+            if !self.allow_ddl {
+                check_read_only(&plan)?;
+            }
             frames.push(self.ctx.execute_logical_plan(plan).await?);
         }
         Ok(frames)
@@ -291,6 +294,44 @@ impl Session {
         } else {
             anyhow::anyhow!("{}", one_line(&msg))
         }
+    }
+}
+
+/// Refuses a plan that writes, defines or runs anything, wherever the node sits: under
+/// `EXPLAIN` or `EXPLAIN ANALYZE` (which runs its input), in a subquery, in a prepared
+/// statement. The statement check before it gives the clearer message for the plain forms;
+/// this one is what holds, since the plan is what runs.
+fn check_read_only(plan: &datafusion::logical_expr::LogicalPlan) -> anyhow::Result<()> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::{LogicalPlan, Statement as Stmt};
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        refused = match node {
+            LogicalPlan::Ddl(d) => Some(d.name().to_string()),
+            LogicalPlan::Dml(d) => Some(d.op.to_string()),
+            LogicalPlan::Copy(_) => Some("COPY".to_string()),
+            LogicalPlan::Extension(e) => Some(e.node.name().to_string()),
+            LogicalPlan::Statement(
+                Stmt::SetVariable(_)
+                | Stmt::ResetVariable(_)
+                | Stmt::TransactionStart(_)
+                | Stmt::TransactionEnd(_),
+            ) => None,
+            LogicalPlan::Statement(s) => Some(s.name().to_string()),
+            _ => None,
+        };
+        Ok(if refused.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    match refused {
+        Some(what) => bail!(
+            "{what} is refused (in the plan of this statement): DDL, DML and statements that \
+             read or write paths need --allow-ddl"
+        ),
+        None => Ok(()),
     }
 }
 

@@ -749,3 +749,45 @@ fn ten_megabyte_names_with_control_characters_and_script_are_bounded_and_escaped
         );
     }
 }
+
+#[test]
+fn heatmap_sql_with_a_bundle_column_that_is_not_a_string_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h.svg");
+    let err = fails(&perfpack([
+        "heatmap".as_ref(),
+        fixture("basic").as_os_str(),
+        "--sql".as_ref(),
+        "SELECT 1 AS bundle, CAST(2 AS BIGINT) AS ts_ns, CAST(3 AS BIGINT) AS latency_ns".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    assert!(err.contains("bundle is Int64, not a string"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn absurd_manifest_clocks_are_refused_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = copy_of_fixture(dir.path());
+    let mpath = b.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    m["clocks"]["start"]["monotonic_ns"] = (i64::MIN + 1_000_000_000).into();
+    std::fs::write(&mpath, serde_json::to_string(&m).unwrap()).unwrap();
+    for cmd in ["info", "flamegraph", "report"] {
+        let out = dir.path().join("out");
+        let mut args: Vec<&std::ffi::OsStr> = vec![cmd.as_ref(), b.as_os_str()];
+        if cmd != "info" {
+            args.extend(["-o".as_ref(), out.as_os_str()]);
+        }
+        let err = fails(&perfpack(args));
+        assert!(
+            err.contains("manifest.json")
+                && err.contains("clocks.start.monotonic_ns is -9223372035854775808"),
+            "{cmd}: {err}"
+        );
+        assert!(!out.exists(), "{cmd}");
+    }
+}

@@ -192,3 +192,41 @@ fn import_errors_name_the_file_and_leave_nothing_behind() {
     assert!(err.contains("--force"), "{err}");
     assert!(out.join("keep").exists());
 }
+
+#[test]
+fn a_failed_import_with_force_leaves_the_old_bundle_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cpu.ppk");
+    let input = data("perf-script-cpu-clock.txt");
+    import("perf-script", &input, &out);
+    let count = "SELECT COUNT(*) AS n FROM stack_sample";
+    let before = sql(&out, count);
+    let listing = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "bad.txt")
+            .collect();
+        v.sort();
+        v
+    };
+    let files = listing();
+    // Input that fails after its samples were written (a line of 2 MiB, over the 1 MiB a
+    // line may have): with --force, the old bundle must still be there, whole, and nothing
+    // temporary beside it.
+    let bad = dir.path().join("bad.txt");
+    let mut text = std::fs::read(&input).unwrap();
+    text.extend(std::iter::repeat_n(b'y', 2 << 20));
+    std::fs::write(&bad, text).unwrap();
+    let err = fails(&perfpack([
+        "import".as_ref(),
+        "perf-script".as_ref(),
+        bad.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--force".as_ref(),
+    ]));
+    assert!(err.contains("bad.txt"), "{err}");
+    assert_eq!(sql(&out, count), before);
+    assert_eq!(listing(), files);
+}

@@ -348,6 +348,51 @@ fn statements_that_touch_paths_need_allow_ddl() {
 }
 
 #[test]
+fn writes_nested_in_explain_or_other_statements_are_refused_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("leak.csv");
+    let t = target.display();
+    for sql in [
+        format!("EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{t}'"),
+        format!("EXPLAIN COPY (SELECT 1 AS x) TO '{t}'"),
+        format!("EXPLAIN VERBOSE COPY (SELECT 1 AS x) TO '{t}'"),
+        format!("EXPLAIN ANALYZE VERBOSE COPY (SELECT 1 AS x) TO '{t}' STORED AS CSV"),
+        format!("SELECT 1; COPY (SELECT 1 AS x) TO '{t}'"),
+        format!(
+            "SET datafusion.execution.batch_size = 8; EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{t}'"
+        ),
+        format!("EXPLAIN ANALYZE CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{t}'"),
+        "EXPLAIN ANALYZE CREATE VIEW v AS SELECT 1".to_string(),
+        "EXPLAIN ANALYZE CREATE TABLE m AS SELECT 1 AS x".to_string(),
+        "EXPLAIN ANALYZE INSERT INTO stack_sample SELECT * FROM stack_sample".to_string(),
+        "PREPARE p AS SELECT 1".to_string(),
+    ] {
+        let err = fails(&perfpack([
+            "sql".as_ref(),
+            fixture("basic").as_os_str(),
+            "-q".as_ref(),
+            sql.as_ref(),
+        ]));
+        assert!(err.contains("--allow-ddl"), "{sql}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{sql}: {err}");
+        assert!(!target.exists(), "{sql} wrote {t}");
+    }
+    // Reading stays allowed in every form.
+    for sql in [
+        "EXPLAIN SELECT COUNT(*) FROM block_rq",
+        "EXPLAIN ANALYZE SELECT COUNT(*) FROM block_rq",
+        "SET datafusion.execution.batch_size = 1024; SELECT COUNT(*) FROM block_rq",
+    ] {
+        ok(&perfpack([
+            "sql".as_ref(),
+            fixture("basic").as_os_str(),
+            "-q".as_ref(),
+            sql.as_ref(),
+        ]));
+    }
+}
+
+#[test]
 fn statements_from_a_file_run_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("q.sql");

@@ -19,6 +19,8 @@ pub mod harness;
 pub mod manifest;
 pub mod pack;
 mod reader;
+#[doc(hidden)]
+pub mod skip;
 pub mod storage;
 pub mod syscalls_x86_64;
 pub mod tables;

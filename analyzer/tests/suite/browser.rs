@@ -10,12 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Whether the browser tests must run (CI sets it after installing Chromium): without it, a
-/// machine with no chromedriver skips them and says so.
-pub fn required() -> bool {
-    std::env::var_os("PERFPACK_REQUIRE_BROWSER").is_some_and(|v| v == "1")
-}
-
 /// A running chromedriver with one headless Chromium session.
 pub struct Browser {
     driver: Child,

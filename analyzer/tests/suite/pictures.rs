@@ -713,8 +713,9 @@ fn pprof_export_parses_and_counts_every_sample() {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     if Command::new("protoc").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIPPED: `protoc` is not installed (apt-get install protobuf-compiler); .ci/run installs it"
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_TOOLS",
+            "`protoc` is not installed (apt-get install protobuf-compiler); .ci/run installs it",
         );
         return;
     }

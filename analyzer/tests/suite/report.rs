@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::browser::{self, Browser};
+use super::browser::Browser;
 use super::{fails, fixture, ok, perfpack};
 
 fn report(bundles: &[&str], out: &Path, extra: &[&str]) -> String {
@@ -23,13 +23,13 @@ fn report(bundles: &[&str], out: &Path, extra: &[&str]) -> String {
 fn browser() -> Option<Browser> {
     match Browser::start() {
         Ok(b) => Some(b),
-        Err(why) if !browser::required() => {
-            eprintln!(
-                "skipping the browser checks: {why} (PERFPACK_REQUIRE_BROWSER=1 makes this fail)"
+        Err(why) => {
+            perfpack_schema::skip::skip(
+                "PERFPACK_REQUIRE_BROWSER",
+                &format!("the browser checks: {why}"),
             );
             None
         }
-        Err(why) => panic!("browser required but unavailable: {why}"),
     }
 }
 

@@ -24,10 +24,6 @@ impl Drop for Moto {
     }
 }
 
-fn required() -> bool {
-    std::env::var_os("PERFPACK_REQUIRE_S3").is_some_and(|v| v == "1")
-}
-
 fn start_moto() -> Option<Moto> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -41,8 +37,10 @@ fn start_moto() -> Option<Moto> {
     {
         Ok(c) => c,
         Err(e) => {
-            assert!(!required(), "moto_server: {e} (PERFPACK_REQUIRE_S3=1)");
-            eprintln!("skipping: no moto_server ({e}); pip install 'moto[server]' to run");
+            perfpack_schema::skip::skip(
+                "PERFPACK_REQUIRE_S3",
+                &format!("no moto_server ({e}); pip install 'moto[server]' to run"),
+            );
             return None;
         }
     };

@@ -162,7 +162,7 @@ mod live_tests {
     fn reads_this_kernels_page_layout() {
         let path = std::path::Path::new("/sys/kernel/tracing/events/header_page");
         let Ok(hp) = super::super::tracefs::read_text(path) else {
-            eprintln!("SKIPPED: tracefs not mounted");
+            perfpack_schema::skip::skip("PERFPACK_REQUIRE_RECORDING", "tracefs not mounted");
             return;
         };
         let (off, size) = super::page_data(&hp).unwrap_or_else(|| panic!("{hp:?}"));

@@ -19,7 +19,10 @@ fn require_tracefs() -> bool {
     if Path::new(TRACEFS).join("events").is_dir() {
         return true;
     }
-    eprintln!("SKIPPED: tracefs is not mounted at {TRACEFS} (.ci/run mounts it)");
+    perfpack_schema::skip::skip(
+        "PERFPACK_REQUIRE_RECORDING",
+        &format!("tracefs is not mounted at {TRACEFS} (.ci/run mounts it)"),
+    );
     false
 }
 
@@ -92,7 +95,10 @@ fn direct_writes_are_accounted_in_block_rq() {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("odirect-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let Some(disk) = disk_of(&work) else {
-        eprintln!("SKIPPED: {} is not on a block device", work.display());
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_RECORDING",
+            &format!("{} is not on a block device", work.display()),
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -112,8 +118,11 @@ fn direct_writes_are_accounted_in_block_rq() {
         .custom_flags(libc::O_DIRECT)
         .open(&file_path);
     let Ok(f) = f else {
-        eprintln!("SKIPPED: O_DIRECT not supported on {}", work.display());
         finish(rec);
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_RECORDING",
+            &format!("O_DIRECT not supported on {}", work.display()),
+        );
         return;
     };
     use std::os::unix::fs::FileExt as _;
@@ -392,7 +401,10 @@ fn function_tracing_counts_calls_or_says_why_not() {
             why.contains("set_ftrace_filter") || why.contains("tracer"),
             "{why}"
         );
-        eprintln!("SKIPPED (counting part): function tracing refused here: {why}");
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_FUNCTION_TRACING",
+            &format!("the counting part: function tracing refused here: {why}"),
+        );
     }
     if kprobe["status"] != "ok" {
         let why = kprobe["reason"].as_str().unwrap();
@@ -444,7 +456,10 @@ fn function_graph_is_recorded_or_said_unavailable() {
             stderr.contains("warning: funcgraph: unavailable"),
             "{stderr}"
         );
-        eprintln!("SKIPPED (tracing part): function_graph unavailable here: {why}");
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_FUNCTION_TRACING",
+            &format!("the tracing part: function_graph unavailable here: {why}"),
+        );
     }
 }
 

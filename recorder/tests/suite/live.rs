@@ -390,7 +390,10 @@ fn disk_full_stops_cleanly_and_keeps_closed_segments() {
         .arg(&mnt)
         .status();
     if !mounted.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: cannot mount a small tmpfs to fill");
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_RECORDING",
+            "cannot mount a small tmpfs to fill",
+        );
         return;
     }
     let bundle = mnt.join("full.ppk");

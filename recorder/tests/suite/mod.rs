@@ -40,10 +40,7 @@ pub fn cannot_record() -> Option<String> {
 macro_rules! require_recording {
     () => {
         if let Some(why) = $crate::suite::cannot_record() {
-            if std::env::var_os("PERFPACK_REQUIRE_RECORDING").is_some_and(|v| v == "1") {
-                panic!("PERFPACK_REQUIRE_RECORDING=1 but this machine cannot record: {why}");
-            }
-            eprintln!("SKIPPED: {why}");
+            perfpack_schema::skip::skip("PERFPACK_REQUIRE_RECORDING", &why);
             return;
         }
     };

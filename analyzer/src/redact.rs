@@ -1,18 +1,29 @@
-//! `perfpack redact`: a copy of a bundle with thread names, file paths and command lines
-//! replaced by stable hashes, so that it can be attached to a ticket without leaking them.
+//! `perfpack redact`: a copy of a bundle safe to attach to a ticket, and `perfpack redact
+//! --check`, which says what identifying values a bundle still holds.
 //!
-//! Each string is replaced by `comm-…`, `/redacted/…` or `cmdline-…` followed by 12 hex digits
-//! of its SipHash-2-4, keyed by `--salt`: the same name gives the same token in every table and
-//! in every bundle redacted with the same salt, so joins, groupings, comparisons and fleet
-//! rankings line up as before. Without a secret salt a short name can be guessed by hashing
-//! candidates; with one it cannot.
+//! Redaction is by rule, not by a list of things to remove: every string of every table and of
+//! the manifest is replaced by a token unless its column or field is on the keep list below.
+//! A token is a prefix (`comm-`, `/redacted/`, `cmdline-`, `host-`, `s-`) and 12 hex digits of
+//! the value's SipHash-2-4 keyed by `--salt`: the same value gives the same token in every
+//! table, in the manifest, and in every bundle redacted with the same salt, so joins,
+//! groupings, comparisons and fleet rankings line up as before. Without a secret salt a short
+//! name can be guessed by hashing candidates; with one it cannot.
 //!
-//! Left as they are, because they name no user data and the analyzer reads them: the idle
-//! tasks (`swapper`, `swapper/N`, `<idle>`), pseudo-paths in brackets (`[kernel.kallsyms]`,
-//! `[vdso]`, `[jit]`) and JIT symbol maps `/tmp/perf-PID.map` (only a pid). Symbol names are
-//! code, not data, and stay.
+//! Kept, because they are code or vocabulary, not data about the machine or its users, and the
+//! analyzer reads them: symbol names, build ids, frame kinds, event, tracepoint, syscall,
+//! counter, register and kernel function names, block device names and numbers, request
+//! flags, thread states, phases, unwind methods, config keys (not mount points), the recorder's
+//! flags, the kernel release, architecture and CPU model, source names and statuses, and, among
+//! names, the idle tasks (`swapper`, `swapper/N`, `<idle>`), pseudo-paths in brackets
+//! (`[kernel.kallsyms]`, `[vdso]`) and JIT symbol maps `/tmp/perf-PID.map` (only a pid).
+//!
+//! Free text (config values, the sources' reasons and details, the recorder's arguments) is
+//! redacted word by word: paths, the host's names and boot id, IP and MAC addresses and UUIDs
+//! become tokens; other words stay. `--comm`, `--paths` and `--cmdline` choose among thread
+//! names, paths and command lines (all three without any); the host's identity and every
+//! string outside the keep list are always replaced.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,25 +31,25 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use arrow_array::cast::AsArray as _;
 use arrow_array::{Array, ArrayRef, MapArray, RecordBatch, StringArray, StructArray};
+use arrow_schema::DataType;
 use perfpack_schema::manifest::TableEntry;
-
-use perfpack_schema::{Bundle, BundleWriter, WriterOptions, tables};
+use perfpack_schema::{Bundle, BundleWriter, Manifest, WriterOptions, tables};
 
 /// Arguments of `perfpack redact`.
 #[derive(Debug, clap::Args)]
 pub struct RedactArgs {
-    /// The bundle to redact (directory or packed file)
+    /// The bundle to redact or check (directory or packed file)
     pub bundle: PathBuf,
     /// The redacted bundle directory to write
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, required_unless_present = "check")]
+    pub output: Option<PathBuf>,
     /// Replace thread and process names
     #[arg(long)]
     pub comm: bool,
     /// Replace file paths (modules, mappings, executables, exec'd files, source files)
     #[arg(long)]
     pub paths: bool,
-    /// Replace process command lines (and the recorder's own arguments that are paths)
+    /// Replace process command lines (and the recorded command's arguments)
     #[arg(long)]
     pub cmdline: bool,
     /// A secret mixed into the hashes: without it, anyone can check a guessed name
@@ -47,14 +58,73 @@ pub struct RedactArgs {
     /// Replace an existing output
     #[arg(long)]
     pub force: bool,
+    /// Write nothing: list the identifying values the bundle still holds (host name, boot id,
+    /// thread names, paths, command lines, addresses), exit 1 if there are any
+    #[arg(long, conflicts_with_all = ["output", "force", "comm", "paths", "cmdline", "salt"])]
+    pub check: bool,
 }
 
-/// What a column holds, for redaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a value is, for its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum What {
     Comm,
     Path,
     Cmdline,
+    /// The machine's identity: host name, boot id, instance type.
+    Host,
+    /// Any other string outside the keep list.
+    Other,
+}
+
+impl What {
+    fn prefix(self) -> &'static str {
+        match self {
+            What::Comm => "comm-",
+            What::Path => "/redacted/",
+            What::Cmdline => "cmdline-",
+            What::Host => "host-",
+            What::Other => "s-",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            What::Comm => "thread names",
+            What::Path => "paths",
+            What::Cmdline => "command lines",
+            What::Host => "host identity",
+            What::Other => "other strings",
+        }
+    }
+}
+
+/// Whether `s` is a token already (redacting twice changes nothing).
+fn is_token(s: &str) -> bool {
+    [
+        What::Comm,
+        What::Path,
+        What::Cmdline,
+        What::Host,
+        What::Other,
+    ]
+    .iter()
+    .any(|w| {
+        s.strip_prefix(w.prefix())
+            .is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
+/// How a string column or manifest field is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// On the keep list.
+    Keep,
+    /// Replaced by a token of this kind.
+    Token(What),
+    /// Free text: redacted word by word.
+    Text,
+    /// The recorder's command line: one argument.
+    Arg,
 }
 
 /// Replaces strings by their tokens, remembering each one.
@@ -64,10 +134,12 @@ struct Redactor {
     cmdline: bool,
     key: (u64, u64),
     memo: HashMap<(What, String), String>,
+    /// The host's names and boot id, replaced wherever they appear as words.
+    identity: Vec<String>,
 }
 
 impl Redactor {
-    fn new(a: &RedactArgs) -> Redactor {
+    fn new(a: &RedactArgs, manifest: &Manifest) -> Redactor {
         // Without any flag, everything: the safe default for a bundle about to leave the box.
         let all = !(a.comm || a.paths || a.cmdline);
         let mut h = siphasher::sip::SipHasher24::new_with_keys(0x7065_7266, 0x7061_636b);
@@ -80,6 +152,7 @@ impl Redactor {
             cmdline: a.cmdline || all,
             key: (k0, h.finish()),
             memo: HashMap::new(),
+            identity: identity(manifest),
         }
     }
 
@@ -88,12 +161,13 @@ impl Redactor {
             What::Comm => self.comm,
             What::Path => self.paths,
             What::Cmdline => self.cmdline,
+            What::Host | What::Other => true,
         }
     }
 
     /// The token of `s`, or `s` itself where it is kept.
     fn token(&mut self, what: What, s: &str) -> String {
-        if !self.enabled(what) || s.is_empty() || kept(what, s) {
+        if !self.enabled(what) || s.is_empty() || kept(what, s) || is_token(s) {
             return s.to_string();
         }
         if let Some(t) = self.memo.get(&(what, s.to_string())) {
@@ -101,21 +175,81 @@ impl Redactor {
         }
         let mut h = siphasher::sip::SipHasher24::new_with_keys(self.key.0, self.key.1);
         h.write(s.as_bytes());
-        let x = h.finish() >> 16;
-        let t = match what {
-            What::Comm => format!("comm-{x:012x}"),
-            What::Path => format!("/redacted/{x:012x}"),
-            What::Cmdline => format!("cmdline-{x:012x}"),
-        };
+        let t = format!("{}{:012x}", what.prefix(), h.finish() >> 16);
         self.memo.insert((what, s.to_string()), t.clone());
         t
     }
 
-    fn strings(&mut self, what: What, a: &ArrayRef) -> anyhow::Result<ArrayRef> {
+    fn apply(&mut self, rule: Rule, s: &str) -> String {
+        match rule {
+            Rule::Keep => s.to_string(),
+            Rule::Token(what) => self.token(what, s),
+            Rule::Text => self.text(s),
+            Rule::Arg => self.arg(s),
+        }
+    }
+
+    /// Free text, word by word.
+    fn text(&mut self, s: &str) -> String {
+        s.split(' ')
+            .map(|w| self.word(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// One word of free text: a path (`/x`, `root=/dev/x`, `(/dev/x)`) becomes a path token;
+    /// the host's names and boot id, addresses and UUIDs become tokens; other words stay.
+    fn word(&mut self, word: &str) -> String {
+        if word.is_empty() || is_token(word) {
+            return word.to_string();
+        }
+        // `key=` or `(` before the value, closing punctuation after it.
+        let (pre, rest) = match word.find(['=', '(']) {
+            Some(i)
+                if word[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
+            {
+                word.split_at(i + 1)
+            }
+            _ => ("", word),
+        };
+        let core = rest.trim_end_matches([')', ',', ';', ':', '"', '\'']);
+        let post = &rest[core.len()..];
+        let core_replaced = if core.contains('/') {
+            self.token(What::Path, core)
+        } else if self.identity.iter().any(|i| i.eq_ignore_ascii_case(core)) {
+            self.token(What::Host, core)
+        } else if identifying(core).is_some() {
+            self.token(What::Other, core)
+        } else if let Some(i) = core.find(['=', '(']) {
+            // `root=UUID=…`, `f(x)`: what follows by the same rule (each step is shorter).
+            format!("{}{}", &core[..=i], self.word(&core[i + 1..]))
+        } else {
+            core.to_string()
+        };
+        format!("{pre}{core_replaced}{post}")
+    }
+
+    /// One argument of the recorder's command line: flags stay (a `--flag=value` keeps the
+    /// flag), values are words of free text.
+    fn arg(&mut self, s: &str) -> String {
+        if let Some(flag) = s.strip_prefix("--")
+            && let Some((name, value)) = flag.split_once('=')
+        {
+            return format!("--{name}={}", self.text(value));
+        }
+        if s.starts_with('-') && !s.contains(['/', ' ']) {
+            return s.to_string();
+        }
+        self.text(s)
+    }
+
+    fn strings(&mut self, rule: Rule, a: &ArrayRef) -> anyhow::Result<ArrayRef> {
         let Some(s) = a.as_string_opt::<i32>() else {
             bail!("expected a string column, found {}", a.data_type());
         };
-        let out: StringArray = s.iter().map(|v| v.map(|v| self.token(what, v))).collect();
+        let out: StringArray = s.iter().map(|v| v.map(|v| self.apply(rule, v))).collect();
         Ok(Arc::new(out))
     }
 
@@ -124,18 +258,19 @@ impl Redactor {
         let Some(m) = a.as_map_opt() else {
             bail!("expected a map column, found {}", a.data_type());
         };
-        let keys = m.keys().as_string::<i32>();
-        let values = m.values().as_string::<i32>();
+        let Some(keys) = m.keys().as_string_opt::<i32>() else {
+            bail!("expected a map with string keys, found {}", a.data_type());
+        };
+        let Some(values) = m.values().as_string_opt::<i32>() else {
+            // Numbers (`int_fields`) name nothing.
+            return Ok(a.clone());
+        };
         let out: StringArray = (0..values.len())
             .map(|i| {
                 if values.is_null(i) {
                     return None;
                 }
-                let v = values.value(i);
-                Some(match field_kind(keys.value(i)) {
-                    Some(what) => self.token(what, v),
-                    None => v.to_string(),
-                })
+                Some(self.apply(field_rule(keys.value(i)), values.value(i)))
             })
             .collect();
         let entries = m.entries();
@@ -149,73 +284,182 @@ impl Redactor {
     }
 }
 
+/// The host's names (the whole host name and its first label) and boot id, unless tokens.
+fn identity(m: &Manifest) -> Vec<String> {
+    let h = &m.host;
+    let mut v = vec![h.hostname.clone()];
+    if let Some(first) = h.hostname.split('.').next() {
+        v.push(first.to_string());
+    }
+    v.extend(h.boot_id.clone());
+    v.retain(|s| !s.is_empty() && !is_token(s));
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Values that name no user data and that the analyzer recognizes.
 fn kept(what: What, s: &str) -> bool {
     match what {
         What::Comm => s == "swapper" || s.starts_with("swapper/") || s == "<idle>",
         What::Path => {
             (s.starts_with('[') && s.ends_with(']'))
+                || s == "//anon"
                 || s.strip_prefix("/tmp/perf-")
                     .and_then(|r| r.strip_suffix(".map"))
                     .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
         }
-        What::Cmdline => false,
+        What::Cmdline | What::Host | What::Other => false,
     }
 }
 
-/// What a column of a table holds.
-fn column_kind(table: &str, column: &str) -> Option<What> {
+/// The rule of a string column: the keep list, the columns of names, paths and command lines,
+/// and everything else a token.
+fn column_rule(table: &str, column: &str) -> Rule {
+    use What::*;
     match (table, column) {
-        (_, "comm" | "prev_comm" | "next_comm" | "child_comm" | "parent_comm") => Some(What::Comm),
-        ("frame", "module" | "file") | ("mapping", "path") | ("thread", "exe") => Some(What::Path),
-        ("sched_process", "filename") => Some(What::Path),
-        ("thread", "cmdline") => Some(What::Cmdline),
-        _ => None,
+        (_, "comm" | "prev_comm" | "next_comm" | "child_comm" | "parent_comm") => Rule::Token(Comm),
+        ("frame", "module" | "file") | ("mapping", "path") | ("thread", "exe") => Rule::Token(Path),
+        ("sched_process", "filename") => Rule::Token(Path),
+        ("thread", "cmdline") => Rule::Token(Cmdline),
+        ("frame", "name" | "build_id" | "kind")
+        | ("stack_sample", "event" | "unwind")
+        | ("thread", "reason")
+        | ("mapping", "build_id")
+        | ("ftrace_event", "event")
+        | ("block_rq", "phase" | "dev" | "disk" | "rwbs")
+        | ("sched_switch", "prev_state")
+        | ("syscall", "phase" | "name")
+        | ("sched_process", "event")
+        | ("func_count" | "func_graph", "function")
+        | ("pmc", "event")
+        | ("msr", "name" | "source")
+        | ("sys_counter", "source" | "name" | "instance" | "kind") => Rule::Keep,
+        _ => Rule::Token(Other),
     }
 }
 
-/// What a string field of a tracepoint holds, by its name.
-fn field_kind(key: &str) -> Option<What> {
+/// The rule of a tracepoint's string field, by its name.
+fn field_rule(key: &str) -> Rule {
     if key.contains("comm") {
-        Some(What::Comm)
+        Rule::Token(What::Comm)
     } else if matches!(key, "filename" | "pathname" | "path" | "file") {
-        Some(What::Path)
+        Rule::Token(What::Path)
+    } else if matches!(key, "rwbs" | "reason" | "func" | "function") {
+        Rule::Keep
     } else {
-        None
+        Rule::Token(What::Other)
     }
 }
 
-/// A configuration value with every path in it replaced (`root=/dev/x`, `(/dev/x)`, `/x`).
-fn config_value(r: &mut Redactor, v: &str) -> String {
-    v.split(' ')
-        .map(|word| {
-            if !word.contains('/') {
-                return word.to_string();
-            }
-            let (pre, rest) = match word.find(['=', '(']) {
-                Some(i)
-                    if word[..i]
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-                {
-                    word.split_at(i + 1)
-                }
-                _ => ("", word),
-            };
-            let (path, post) = match rest.strip_suffix(')') {
-                Some(p) => (p, ")"),
-                None => (rest, ""),
-            };
-            format!("{pre}{}{post}", r.token(What::Path, path))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// What kind of address or id `word` holds, if any: an IPv4 or IPv6 address, a MAC address,
+/// a UUID.
+fn identifying(word: &str) -> Option<&'static str> {
+    let w = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != ':' && c != '.');
+    // IPv4, possibly with a port: four numbers of 0..=255.
+    let host = w.split(':').next().unwrap_or(w);
+    let parts: Vec<&str> = host.split('.').collect();
+    if parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
+    {
+        return Some("IP addresses");
+    }
+    let hex_groups = |sep: char| -> Vec<&str> { w.split(sep).collect() };
+    let all_hex = |g: &[&str]| g.iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()));
+    // MAC: six groups of two hex digits.
+    let g = hex_groups(':');
+    if g.len() == 6 && g.iter().all(|p| p.len() == 2) && all_hex(&g) {
+        return Some("MAC addresses");
+    }
+    // IPv6: hex groups of at most 4 digits, at least three colons (or `::`), with a digit.
+    if (g.len() >= 4 || w.contains("::"))
+        && g.len() <= 8
+        && g.iter().all(|p| p.len() <= 4)
+        && all_hex(&g)
+        && w.bytes().any(|b| b.is_ascii_digit())
+        && g.iter().filter(|p| !p.is_empty()).count() >= 2
+    {
+        return Some("IP addresses");
+    }
+    // UUID: 8-4-4-4-12 hex.
+    let u = hex_groups('-');
+    if u.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && all_hex(&u) {
+        return Some("UUIDs");
+    }
+    None
 }
 
-/// The `config` table: mount points in keys, and paths in values, under `--paths`.
+/// Paths under the directories of users and of temporary files (JIT maps aside).
+fn user_path(s: &str) -> bool {
+    ["/home/", "/root/", "/tmp/"].iter().any(|d| {
+        s.match_indices(d).any(|(i, _)| {
+            let rest = &s[i..];
+            let end = rest.find([' ', '\'', '"', ')', ',']).unwrap_or(rest.len());
+            !kept(What::Path, &rest[..end])
+        })
+    })
+}
+
+/// Calls `f` with the rule and a mutable reference of every string of the manifest, so that
+/// redaction and `--check` walk the same fields.
+fn manifest_strings(m: &mut Manifest, mut f: impl FnMut(&str, Rule, &mut String)) {
+    f("bundle_id", Rule::Token(What::Other), &mut m.bundle_id);
+    f("recorder.name", Rule::Keep, &mut m.recorder.name);
+    f("recorder.version", Rule::Keep, &mut m.recorder.version);
+    let mut after_dashes = false;
+    for (i, arg) in m.recorder.command_line.iter_mut().enumerate() {
+        // The program, then its arguments; after `--`, the recorded command's own.
+        let rule = if i == 0 {
+            Rule::Text
+        } else if after_dashes {
+            Rule::Token(What::Cmdline)
+        } else {
+            Rule::Arg
+        };
+        after_dashes |= arg == "--";
+        f("recorder.command_line", rule, arg);
+    }
+    let h = &mut m.host;
+    f("host.hostname", Rule::Token(What::Host), &mut h.hostname);
+    f("host.kernel_release", Rule::Keep, &mut h.kernel_release);
+    f("host.arch", Rule::Keep, &mut h.arch);
+    for (name, rule, v) in [
+        ("host.boot_id", Rule::Token(What::Host), &mut h.boot_id),
+        (
+            "host.instance_type",
+            Rule::Token(What::Host),
+            &mut h.instance_type,
+        ),
+        ("host.cpu_vendor", Rule::Keep, &mut h.cpu_vendor),
+        ("host.cpu_model_name", Rule::Keep, &mut h.cpu_model_name),
+    ] {
+        if let Some(v) = v {
+            f(name, rule, v);
+        }
+    }
+    for s in &mut m.sources {
+        f("sources.name", Rule::Keep, &mut s.name);
+        f("sources.reason", Rule::Text, &mut s.reason);
+        f("sources.detail", Rule::Text, &mut s.detail);
+        for l in &mut s.losses {
+            f("sources.losses.kind", Rule::Keep, &mut l.kind);
+        }
+        for u in &mut s.unwind {
+            f("sources.unwind.comm", Rule::Token(What::Comm), &mut u.comm);
+        }
+    }
+}
+
+/// The `config` table: keys stay but for mount points; values are free text.
 fn redact_config(r: &mut Redactor, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
-    let keys = batch.column(0).as_string::<i32>();
-    let values = batch.column(1).as_string::<i32>();
+    let (Some(keys), Some(values)) = (
+        batch.column(0).as_string_opt::<i32>(),
+        batch.column(1).as_string_opt::<i32>(),
+    ) else {
+        bail!("config: expected two string columns");
+    };
     let (mut k, mut v): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for i in 0..batch.num_rows() {
         let key = keys.value(i);
@@ -223,7 +467,7 @@ fn redact_config(r: &mut Redactor, batch: RecordBatch) -> anyhow::Result<RecordB
             Some(at) => format!("mount.{}", r.token(What::Path, at)),
             None => key.to_string(),
         });
-        v.push(config_value(r, values.value(i)));
+        v.push(r.text(values.value(i)));
     }
     Ok(RecordBatch::try_new(
         batch.schema(),
@@ -236,42 +480,69 @@ fn redact_config(r: &mut Redactor, batch: RecordBatch) -> anyhow::Result<RecordB
 
 fn redact_batch(r: &mut Redactor, table: &str, batch: RecordBatch) -> anyhow::Result<RecordBatch> {
     if table == "config" {
-        return if r.paths {
-            redact_config(r, batch)
-        } else {
-            Ok(batch)
-        };
+        return redact_config(r, batch);
     }
     let schema = batch.schema();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     for (i, f) in schema.fields().iter().enumerate() {
-        if table == "ftrace_event" && f.name() == "str_fields" {
+        if matches!(f.data_type(), DataType::Map(..)) {
             columns[i] = r.fields(&columns[i])?;
-        } else if let Some(what) = column_kind(table, f.name())
-            && r.enabled(what)
-        {
-            columns[i] = r.strings(what, &columns[i])?;
+        } else if f.data_type() == &DataType::Utf8 {
+            let rule = column_rule(table, f.name());
+            if rule != Rule::Keep {
+                columns[i] = r.strings(rule, &columns[i])?;
+            }
         }
     }
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// Every string of a batch by column: (column, value), map values as `column[key]`.
+fn batch_strings(batch: &RecordBatch, mut f: impl FnMut(&str, &str)) {
+    let schema = batch.schema();
+    for (i, field) in schema.fields().iter().enumerate() {
+        let c = batch.column(i);
+        if let Some(s) = c.as_string_opt::<i32>() {
+            for v in s.iter().flatten() {
+                f(field.name(), v);
+            }
+        } else if let Some(m) = c.as_map_opt()
+            && let (Some(k), Some(v)) = (
+                m.keys().as_string_opt::<i32>(),
+                m.values().as_string_opt::<i32>(),
+            )
+        {
+            for j in 0..v.len() {
+                if !v.is_null(j) {
+                    f(&format!("{}[{}]", field.name(), k.value(j)), v.value(j));
+                }
+            }
+        }
+    }
+}
+
 pub fn run(a: RedactArgs) -> anyhow::Result<()> {
     let bundle = Bundle::open(&a.bundle)?;
     bundle.verify()?;
-    if a.output.canonicalize().ok() == a.bundle.canonicalize().ok() {
+    if a.check {
+        return check(&bundle, &a);
+    }
+    let output = a
+        .output
+        .as_deref()
+        .expect("clap requires -o without --check");
+    if output.canonicalize().ok() == a.bundle.canonicalize().ok() {
         bail!(
             "{}: the output would replace the bundle itself",
-            a.output.display()
+            output.display()
         );
     }
     // Written next to the output and moved into place at the end: a failure leaves the output
     // path as it was.
-    let staged = crate::staged::Staged::new(&a.output, a.force, "redact")?;
-    write(&bundle, &a, staged.path())?;
+    let staged = crate::staged::Staged::new(output, a.force, "redact")?;
+    let r = write(&bundle, &a, staged.path())?;
     staged.commit()?;
-    let r = Redactor::new(&a);
-    let mut what = Vec::new();
+    let mut what = vec!["the host's identity"];
     for (on, name) in [
         (r.comm, "thread names"),
         (r.paths, "paths"),
@@ -281,9 +552,10 @@ pub fn run(a: RedactArgs) -> anyhow::Result<()> {
             what.push(name);
         }
     }
+    what.push("every string outside the keep list");
     eprintln!(
         "perfpack: wrote {} with {} replaced by stable hashes{}",
-        a.output.display(),
+        output.display(),
         what.join(", "),
         if a.salt.is_empty() {
             " (no --salt: a guessed name can be checked against them)"
@@ -294,27 +566,13 @@ pub fn run(a: RedactArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<()> {
-    let mut r = Redactor::new(a);
+fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<Redactor> {
     let src = bundle.manifest();
+    let mut r = Redactor::new(a, src);
     let mut manifest = src.clone();
-    manifest.bundle_id = format!("{}-redacted", src.bundle_id);
+    manifest_strings(&mut manifest, |_, rule, v| *v = r.apply(rule, v));
     for t in manifest.tables.values_mut() {
         *t = TableEntry::default();
-    }
-    if r.paths || r.cmdline {
-        manifest.recorder.command_line = src
-            .recorder
-            .command_line
-            .iter()
-            .map(|arg| {
-                if arg.contains('/') {
-                    r.token(What::Path, arg)
-                } else {
-                    arg.clone()
-                }
-            })
-            .collect();
     }
     let mut writer = BundleWriter::create(out, manifest, WriterOptions::default())?;
     // Segment by segment, every table's rows of that segment, so segments line up as before.
@@ -348,7 +606,108 @@ fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<()> {
         let path = out.join(perfpack_schema::MANIFEST_FILE);
         std::fs::write(&path, written.to_json()).with_context(|| format!("{}", path.display()))?;
     }
-    Ok(())
+    Ok(r)
+}
+
+/// What `--check` found: per kind of value, where it was and up to three examples.
+#[derive(Default)]
+struct Findings(BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>);
+
+impl Findings {
+    fn add(&mut self, kind: &str, place: &str, value: &str) {
+        let e = self.0.entry(kind.to_string()).or_default();
+        e.0.insert(place.to_string());
+        if e.1.len() < 3 {
+            e.1.insert(value.chars().take(80).collect());
+        }
+    }
+
+    /// A value in `place` under `rule`: what full redaction would replace, and the patterns
+    /// that identify wherever they are (kept columns too).
+    fn examine(&mut self, r: &mut Redactor, place: &str, rule: Rule, value: &str) {
+        if rule != Rule::Keep && r.apply(rule, value) != value {
+            let kind = match rule {
+                Rule::Token(w) => w.label(),
+                _ => "words of free text (paths, host names, addresses)",
+            };
+            self.add(kind, place, value);
+        }
+        for word in value.split([' ', '(', ')', '=', ',', '"', '\'']) {
+            if let Some(kind) = identifying(word) {
+                self.add(kind, place, word);
+            }
+            if r.identity.iter().any(|i| i.eq_ignore_ascii_case(word)) {
+                self.add("the host's name or boot id", place, word);
+            }
+        }
+        if user_path(value) {
+            self.add("paths under /home, /root or /tmp", place, value);
+        }
+    }
+}
+
+/// `redact --check`: every string of the manifest and of every table, examined.
+fn check(bundle: &Bundle, a: &RedactArgs) -> anyhow::Result<()> {
+    let mut r = Redactor::new(a, bundle.manifest());
+    let mut found = Findings::default();
+    let mut n = 0u64;
+    let mut m = bundle.manifest().clone();
+    manifest_strings(&mut m, |place, rule, v| {
+        n += 1;
+        found.examine(&mut r, &format!("manifest {place}"), rule, v);
+    });
+    for t in tables::ALL {
+        for seg in bundle.segments(t) {
+            let path = bundle.display_path(seg);
+            for batch in bundle.open_segment(t, seg)? {
+                let batch =
+                    batch.map_err(|e| anyhow::anyhow!("{}: corrupt data: {e}", path.display()))?;
+                batch_strings(&batch, |column, v| {
+                    n += 1;
+                    // A mount point's key is `mount.PATH`: PATH is a path.
+                    let (rule, v) = if t.name == "config" && column == "key" {
+                        match v.strip_prefix("mount.") {
+                            Some(at) => (Rule::Token(What::Path), at),
+                            None => (Rule::Keep, v),
+                        }
+                    } else if t.name == "config" {
+                        (Rule::Text, v)
+                    } else if let Some(key) = column
+                        .strip_prefix("str_fields[")
+                        .and_then(|k| k.strip_suffix(']'))
+                    {
+                        (field_rule(key), v)
+                    } else {
+                        (column_rule(t.name, column), v)
+                    };
+                    let place =
+                        format!("{}.{}", t.name, column.split('[').next().unwrap_or(column));
+                    found.examine(&mut r, &place, rule, v);
+                });
+            }
+        }
+    }
+    let name = a.bundle.display();
+    if found.0.is_empty() {
+        println!(
+            "{name}: no identifying values found ({n} strings of the manifest and every table examined)"
+        );
+        return Ok(());
+    }
+    println!("{name} holds identifying values:");
+    for (kind, (places, examples)) in &found.0 {
+        let places: Vec<&str> = places.iter().map(String::as_str).collect();
+        let examples: Vec<String> = examples.iter().map(|e| format!("{e:?}")).collect();
+        println!(
+            "  {kind}: in {} (e.g. {})",
+            places.join(", "),
+            examples.join(", ")
+        );
+    }
+    bail!(
+        "{name}: {} kinds of identifying values left (listed above); `perfpack redact` replaces them",
+        found.0.len()
+    )
 }
 
 #[cfg(test)]
@@ -358,20 +717,42 @@ mod tests {
     fn args(salt: &str) -> RedactArgs {
         RedactArgs {
             bundle: "b".into(),
-            output: "o".into(),
+            output: Some("o".into()),
             comm: false,
             paths: false,
             cmdline: false,
             salt: salt.into(),
             force: false,
+            check: false,
         }
+    }
+
+    fn manifest() -> Manifest {
+        let mut m = Manifest::new(
+            "b".into(),
+            Default::default(),
+            perfpack_schema::manifest::Host {
+                hostname: "db-7.prod.example.com".into(),
+                boot_id: Some("3f0c9a52-1d2e-4b7f-9a10-6c5d4e3f2a1b".into()),
+                ..Default::default()
+            },
+            Default::default(),
+        );
+        m.recorder.command_line = ["perfpack-record", "-d", "30s", "-o", "/home/alice/x.ppk"]
+            .map(String::from)
+            .into();
+        m
+    }
+
+    fn redactor(salt: &str) -> Redactor {
+        Redactor::new(&args(salt), &manifest())
     }
 
     #[test]
     fn tokens_are_stable_salted_and_keep_what_names_nothing() {
-        let mut a = Redactor::new(&args(""));
-        let mut b = Redactor::new(&args(""));
-        let mut salted = Redactor::new(&args("secret"));
+        let mut a = redactor("");
+        let mut b = redactor("");
+        let mut salted = redactor("secret");
         let t = a.token(What::Comm, "postgres");
         assert_eq!(t, b.token(What::Comm, "postgres"));
         assert!(t.starts_with("comm-") && t.len() == 17, "{t}");
@@ -381,15 +762,54 @@ mod tests {
         assert_eq!(a.token(What::Path, "[vdso]"), "[vdso]");
         assert_eq!(a.token(What::Path, "/tmp/perf-12.map"), "/tmp/perf-12.map");
         assert!(a.token(What::Path, "/usr/bin/x").starts_with("/redacted/"));
-        let v = config_value(&mut a, "BOOT_IMAGE=/vmlinuz ro quiet root=/dev/vda1");
+        let v = a.text("BOOT_IMAGE=/vmlinuz ro quiet root=/dev/vda1");
         assert!(
             v.starts_with("BOOT_IMAGE=/redacted/") && v.contains(" ro quiet root=/redacted/"),
             "{v}"
         );
-        let v = config_value(&mut a, "ext4 rw,relatime (/dev/vda1)");
+        let v = a.text("ext4 rw,relatime (/dev/vda1)");
         assert!(
             v.starts_with("ext4 rw,relatime (/redacted/") && v.ends_with(')'),
             "{v}"
         );
+    }
+
+    #[test]
+    fn free_text_loses_addresses_ids_and_the_hosts_names_and_keeps_its_words() {
+        let mut r = redactor("");
+        let host = r.token(What::Host, "db-7");
+        let v = r.text("root=UUID=77aa9a52-1d2e-4b7f-9a10-6c5d4e3f2a1b ro db-7 at 10.0.0.7:5432 via 02:42:ac:11:00:02 and fe80::1");
+        assert!(v.starts_with("root=UUID=s-") && v.contains(" ro "), "{v}");
+        assert!(v.contains(&format!(" {host} at s-")), "{v}");
+        for gone in ["77aa9a52", "db-7 ", "10.0.0.7", "02:42", "fe80"] {
+            assert!(!v.contains(gone), "{gone} in {v}");
+        }
+        // A token is not hashed again.
+        assert_eq!(r.text(&v), v);
+        // The recorder's flags stay; their values are free text.
+        assert_eq!(r.arg("--preset"), "--preset");
+        assert_eq!(r.arg("30s"), "30s");
+        assert!(
+            r.arg("--output=/home/alice/x.ppk")
+                .starts_with("--output=/redacted/")
+        );
+        // Code stays: C++ names are not taken for IPv6 addresses.
+        assert_eq!(identifying("std::map"), None);
+        assert_eq!(identifying("a::b"), None);
+        assert_eq!(identifying("10.0.0.256"), None);
+        assert_eq!(identifying("1.2.3.4:80"), Some("IP addresses"));
+    }
+
+    #[test]
+    fn every_string_of_the_manifest_is_on_the_keep_list_or_replaced() {
+        let mut m = manifest();
+        let mut r = redactor("");
+        manifest_strings(&mut m, |_, rule, v| *v = r.apply(rule, v));
+        let json = m.to_json();
+        for gone in ["db-7", "example.com", "3f0c9a52", "alice"] {
+            assert!(!json.contains(gone), "{gone} in {json}");
+        }
+        assert!(m.host.hostname.starts_with("host-"));
+        assert_eq!(m.recorder.command_line[1..3], ["-d", "30s"]);
     }
 }

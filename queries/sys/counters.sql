@@ -75,7 +75,8 @@ FROM p
 ORDER BY bundle, cpu, ts_ns;
 
 -- Disk utilization, saturation and throughput per disk per interval, as `iostat -x` prints
--- them, from /proc/diskstats deltas.
+-- them, from /proc/diskstats deltas. util_pct is capped at 100 as iostat caps it: the kernel's
+-- io_ticks and the read time are not taken at one instant, so a raw ratio can pass 100 a little.
 --
 -- Columns:
 --   bundle        bundle
@@ -92,7 +93,7 @@ ORDER BY bundle, cpu, ts_ns;
 --   w_await_ms    mean time of a write, queue included, ms
 --   await_ms      mean time of a request, ms
 --   aqu_sz        average number of requests in flight (queue size)
---   util_pct      share of the interval with at least one request in flight, %
+--   util_pct      share of the interval with at least one request in flight, %, capped at 100 as iostat does
 CREATE VIEW disk_utilization AS
 WITH p AS (
   SELECT bundle, host, ts_ns, MAX(dur_ns) AS dur_ns, instance AS disk,
@@ -118,7 +119,7 @@ SELECT bundle, host, ts_ns, dur_ns, disk,
        write_ns / 1e6 / NULLIF(writes, 0) AS w_await_ms,
        (read_ns + write_ns) / 1e6 / NULLIF(reads + writes, 0) AS await_ms,
        weighted_ns / dur_ns AS aqu_sz,
-       100.0 * io_ns / dur_ns AS util_pct
+       LEAST(100.0, 100.0 * io_ns / dur_ns) AS util_pct
 FROM p
 WHERE dur_ns > 0
 ORDER BY bundle, disk, ts_ns;

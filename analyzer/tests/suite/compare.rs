@@ -99,6 +99,33 @@ fn a_frequency_difference_is_explained_as_such() {
     for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
         assert!(!html.contains(external), "external fetch {external}");
     }
+    // Each side's bars hold all of its block requests, run-queue waits and system calls, as
+    // the generator made them.
+    for side in ["before", "after"] {
+        let path = fixture(side).with_extension("truth.json");
+        let t: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let made = t["block"]["count"].as_u64().unwrap()
+            + t["runq"]["count"].as_u64().unwrap()
+            + t["syscalls_by_name"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>();
+        let drawn: u64 = hist
+            .split(&format!("<title>{side} ["))
+            .skip(1)
+            .filter_map(|t| {
+                t.split_once("): ")?
+                    .1
+                    .split_once(' ')?
+                    .0
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        assert_eq!(drawn, made, "{side}");
+    }
     super::golden("pictures/compare-histograms.svg", &hist);
 }
 

@@ -105,6 +105,12 @@ fn perf_script_odd_shapes_and_unparsable_lines() {
         "{report}"
     );
     let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    // Its weights add up to the input's five samples of period 10101010 ns each.
+    let total: u64 = folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 5 * 10_101_010);
     golden("import/perf-script-odd.expected.folded", &folded);
     let info = ok(&perfpack([
         "info".as_ref(),
@@ -143,6 +149,16 @@ fn ftrace_text_of_trace_and_trace_cmd_fills_the_typed_tables() {
             &bundle,
             "SELECT event, COUNT(*) AS n FROM ftrace_event GROUP BY event ORDER BY event",
         );
+        // Each event's count, counted here in the text (`…: NAME: …` after the timestamp).
+        for row in per_event.lines().skip(1) {
+            let (event, n) = row.rsplit_once(',').unwrap();
+            let name = event.rsplit_once(':').map_or(event, |(_, n)| n);
+            let in_text = text
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.contains(&format!(": {name}: ")))
+                .count();
+            assert_eq!(n.parse::<usize>().unwrap(), in_text, "{file}: {event}");
+        }
         golden(&format!("import/{file}.events.csv"), &per_event);
         // Every hot event is in its typed table too.
         let check = sql(

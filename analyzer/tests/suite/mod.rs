@@ -16,6 +16,7 @@ mod report;
 mod s3;
 mod shell;
 mod sql;
+mod view_truth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -87,12 +88,18 @@ pub fn golden(rel: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(rel);
-    let bless = std::env::var_os("PERFPACK_BLESS").is_some_and(|v| v == "1");
-    if bless || !path.exists() {
+    // A golden is written only when asked for: a missing one fails, so a test cannot pass by
+    // producing its own expectation.
+    if std::env::var_os("PERFPACK_BLESS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         return;
     }
+    assert!(
+        path.exists(),
+        "{}: no golden file (PERFPACK_BLESS=1 writes it; check it by hand first)",
+        path.display()
+    );
     let expected = std::fs::read_to_string(&path).unwrap();
     let mut exp = expected.lines();
     let mut act = actual.lines();

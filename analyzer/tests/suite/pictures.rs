@@ -103,9 +103,133 @@ fn pictures_match_their_golden_files_and_are_deterministic() {
             &["latency", &b, "--source", "runq", "--format", "csv"],
         ),
     ];
+    // One figure of each picture, known independently: from the generator's truth file or
+    // counted here from the raw rows.
+    let truth = |name: &str| -> Value {
+        let path = fixture(name).with_extension("truth.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let t = truth("basic");
+    let thousands = |n: u64| {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let n = |v: &Value| v.as_u64().unwrap();
+    let syscalls: u64 = t["syscalls_by_name"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(n)
+        .sum();
+    // postgres between 2 s and 8 s; switch-outs to a sleep (not preemptions) in the first second.
+    let start = 1_000_000_000_000i64;
+    let postgres = count(
+        &b,
+        &format!(
+            "SELECT COUNT(*) FROM stack_sample WHERE comm = 'postgres' AND ts_ns >= {} AND ts_ns < {}",
+            start + 2_000_000_000,
+            start + 8_000_000_000
+        ),
+    );
+    let blocked = count(
+        &b,
+        &format!(
+            "SELECT COUNT(*) FROM sched_switch WHERE prev_state <> 'R' AND prev_tid <> 0 AND ts_ns >= {start} AND ts_ns < {}",
+            start + 1_000_000_000
+        ),
+    );
+    let bucket = |disk: &str, b: &str| n(&t["block_by_disk"][disk]["log2_buckets"][b]);
+    let expected: BTreeMap<&str, Vec<String>> = [
+        (
+            "flamegraph-cpu.svg",
+            vec![format!("{} cpu-clock samples", thousands(n(&t["samples"])))],
+        ),
+        (
+            "flamegraph-cpu-postgres-icicle-reversed.svg",
+            vec![format!("{postgres} cpu-clock samples")],
+        ),
+        (
+            "flamegraph-offcpu.svg",
+            vec![format!("{blocked} blocked intervals")],
+        ),
+        (
+            "heatmap-block.svg",
+            vec![format!("{} requests", thousands(n(&t["block"]["count"])))],
+        ),
+        (
+            "heatmap-runq-log.svg",
+            vec![format!("{} waits", thousands(n(&t["runq"]["count"])))],
+        ),
+        (
+            "heatmap-syscall-max.svg",
+            vec![format!("{} calls", thousands(syscalls))],
+        ),
+        (
+            "heatmap-samples.svg",
+            vec![format!("{} samples", thousands(n(&t["samples"])))],
+        ),
+        (
+            "heatmap-cpu.svg",
+            vec![format!("{} rows, % busy", t["n_cpus"])],
+        ),
+        // The JVM's threads are one process (231 samples), then the four postgres backends
+        // (about 163 each); nginx's workers have about 110.
+        (
+            "heatmap-process.svg",
+            [
+                "3400 http-nio",
+                "1210 postgres",
+                "1211 postgres",
+                "1212 postgres",
+                "1213 postgres",
+            ]
+            .map(String::from)
+            .into(),
+        ),
+        (
+            "latency-block-by-disk.txt",
+            vec![
+                format!(
+                    " 65.536 µs -> 131.072 µs : {:<10} |",
+                    bucket("nvme0n1", "16")
+                ),
+                format!(
+                    "131.072 µs -> 262.144 µs : {:<10} |",
+                    bucket("nvme0n1", "17")
+                ),
+            ],
+        ),
+        (
+            "latency-runq.csv",
+            vec![format!(
+                "all,10,1024,2048,{},{},",
+                n(&t["runq"]["log2_buckets"]["10"]),
+                n(&t["runq"]["count"])
+            )],
+        ),
+    ]
+    .into_iter()
+    .collect();
     for (name, args) in cases {
-        golden(&format!("pictures/{name}"), &twice(args));
+        let out = twice(args);
+        let want = &expected[name];
+        for w in want {
+            assert!(out.contains(w.as_str()), "{name}: no {w:?}");
+        }
+        golden(&format!("pictures/{name}"), &out);
     }
+    assert_eq!(
+        expected.len(),
+        cases.len(),
+        "a picture without its independent figure"
+    );
     // The histogram picture goes to a file next to the text.
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("h.svg");
@@ -113,10 +237,22 @@ fn pictures_match_their_golden_files_and_are_deterministic() {
     ok(&perfpack([
         "latency", &b, "--source", "syscall", "--by", "syscall", "--svg", &svg_arg,
     ]));
-    golden(
-        "pictures/latency-syscall-by-syscall.svg",
-        &std::fs::read_to_string(&svg).unwrap(),
-    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    // Its bars hold every call the generator made.
+    let calls: u64 = svg
+        .split("<title>")
+        .skip(1)
+        .filter_map(|t| {
+            t.split_once(" calls (")?
+                .0
+                .rsplit_once(": ")?
+                .1
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(calls, syscalls);
+    golden("pictures/latency-syscall-by-syscall.svg", &svg);
 }
 
 #[test]

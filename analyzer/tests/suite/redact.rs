@@ -232,3 +232,167 @@ fn bad_redact_requests_fail_in_one_line_and_leave_nothing() {
         "{left:?}"
     );
 }
+
+/// Every string of every table (`SELECT *` of each, all columns) and of the manifest.
+fn every_string(bundle: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let tables: Vec<String> = column(
+        bundle,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'bundle' AND table_type = 'BASE TABLE'",
+    );
+    assert!(tables.len() >= 17, "{tables:?}");
+    for t in &tables {
+        let json = ok(&perfpack([
+            "sql",
+            bundle,
+            "--format",
+            "json",
+            "-q",
+            &format!("SELECT * FROM {t}"),
+        ]));
+        fn walk(v: &Value, place: &str, out: &mut Vec<(String, String)>) {
+            match v {
+                Value::String(s) => out.push((place.to_string(), s.clone())),
+                Value::Array(a) => a.iter().for_each(|v| walk(v, place, out)),
+                Value::Object(o) => {
+                    for (k, v) in o {
+                        walk(v, &format!("{place}.{k}"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&serde_json::from_str(&json).unwrap(), t, &mut out);
+    }
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(bundle).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    fn walk_m(v: &Value, place: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::String(s) => out.push((place.to_string(), s.clone())),
+            Value::Array(a) => a.iter().for_each(|v| walk_m(v, place, out)),
+            Value::Object(o) => {
+                for (k, v) in o {
+                    walk_m(v, &format!("{place}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk_m(&m, "manifest", &mut out);
+    out
+}
+
+#[test]
+fn a_redacted_bundle_holds_no_identifying_string_anywhere_and_check_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let basic = fixture("basic").display().to_string();
+    // What identifies the machine and its users in the fixture, known from the generator.
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("basic").join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let hostname = m["host"]["hostname"].as_str().unwrap().to_string();
+    let boot_id = m["host"]["boot_id"].as_str().unwrap().to_string();
+    assert_eq!(hostname, "fixture-basic");
+    let originals = every_string(&basic);
+    let has = |needle: &str| originals.iter().any(|(_, s)| s.contains(needle));
+    // The original holds each of them (so the test below can fail).
+    for needle in [
+        &hostname,
+        &boot_id,
+        "alice",
+        "/home/",
+        "/root/",
+        "/tmp/alice",
+        "10.0.0.7",
+        "-Xmx2g",
+    ] {
+        assert!(has(needle), "{needle} not in the fixture");
+    }
+    // `--check` finds them, exit 1, one line per kind.
+    let out = perfpack(["redact", &basic, "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for kind in [
+        "host identity",
+        "IP addresses",
+        "paths under /home, /root or /tmp",
+        "command lines",
+        "thread names",
+    ] {
+        assert!(listed.contains(&format!("  {kind}: ")), "{kind}: {listed}");
+    }
+    assert!(
+        listed.contains("fixture-basic") && listed.contains("10.0.0.7"),
+        "{listed}"
+    );
+
+    // The flags of the measured leak: the host's identity goes with them too.
+    let red = dir.path().join("red.ppk").display().to_string();
+    ok(&perfpack([
+        "redact",
+        &basic,
+        "-o",
+        &red,
+        "--comm",
+        "--paths",
+        "--cmdline",
+        "--salt",
+        "k",
+    ]));
+    let strings = every_string(&red);
+    assert!(strings.len() > 10_000, "{}", strings.len());
+    // Command lines whole, and their arguments (after the program): those with a digit, a
+    // slash or a dash anywhere, the others as whole strings (`orders` may be in a symbol).
+    let cmdlines = column(
+        &basic,
+        "SELECT DISTINCT cmdline FROM thread WHERE cmdline IS NOT NULL",
+    );
+    let args: Vec<String> = cmdlines
+        .iter()
+        .flat_map(|c| c.split(' ').skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|w| w.len() >= 3)
+        .collect();
+    assert!(args.iter().any(|a| a == "-Xmx2g"), "{args:?}");
+    let mut forbidden: Vec<String> = vec![
+        hostname.clone(),
+        boot_id.clone(),
+        "alice".into(),
+        "10.0.0.7".into(),
+    ];
+    forbidden.extend(cmdlines.iter().cloned());
+    let (marked, plain): (Vec<String>, Vec<String>) = args
+        .into_iter()
+        .partition(|a| a.contains(|c: char| c.is_ascii_digit() || c == '/' || c == '-'));
+    forbidden.extend(marked);
+    for (place, s) in &strings {
+        for f in &forbidden {
+            assert!(!s.contains(f.as_str()), "{f:?} left in {place}: {s:?}");
+        }
+        assert!(!plain.contains(s), "argument {s:?} left in {place}");
+        for dir in ["/home/", "/root/", "/tmp/"] {
+            assert!(
+                !s.contains(dir) || s.starts_with("/tmp/perf-"),
+                "a path under {dir} left in {place}: {s:?}"
+            );
+        }
+    }
+    // The host column is a token, the same in every table.
+    let hosts = column(&red, "SELECT DISTINCT host FROM stack_sample");
+    assert_eq!(hosts.len(), 1);
+    assert!(hosts[0].starts_with("host-"), "{hosts:?}");
+    // And the check passes on the copy.
+    let out = perfpack(["redact", &red, "--check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no identifying values found"));
+    // A bad request: --check with an output (clap's usage error, exit 2).
+    let out = perfpack(["redact", &basic, "--check", "-o", &red]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'--check' cannot be used with"));
+}

@@ -261,6 +261,24 @@ pub fn sys(sc: &Scenario, tls: &[CpuTimeline], reqs: &[Request], rng: &mut Rng) 
             let inst = Some(disk.to_string());
             let (mut rd, mut wr, mut srd, mut swr, mut trd, mut twr, mut inflight) =
                 (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+            // The kernel's io_ticks: time with at least one request in flight, the union of
+            // the requests' [issue, complete) up to now (a sum of latencies would count
+            // overlapping requests twice and exceed the interval: util_pct over 100).
+            let mut spans: Vec<(i64, i64)> = reqs
+                .iter()
+                .filter(|r| r.disk == disk && r.issue_ns < ts)
+                .map(|r| (r.issue_ns, r.complete_ns.min(ts)))
+                .collect();
+            spans.sort_unstable();
+            let (mut busy, mut reach) = (0i64, i64::MIN);
+            for (a, b) in spans {
+                let a = a.max(reach);
+                if b > a {
+                    busy += b - a;
+                    reach = b;
+                }
+            }
+            let busy = busy as f64;
             for r in reqs.iter().filter(|r| r.disk == disk && r.issue_ns < ts) {
                 if r.complete_ns >= ts {
                     inflight += 1.0;
@@ -278,7 +296,6 @@ pub fn sys(sc: &Scenario, tls: &[CpuTimeline], reqs: &[Request], rng: &mut Rng) 
                     twr += lat;
                 }
             }
-            let busy = (trd + twr).min(elapsed);
             for (name, kind, v) in [
                 ("reads_completed", "counter", rd),
                 ("reads_merged", "counter", 0.0),

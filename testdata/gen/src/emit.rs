@@ -566,7 +566,8 @@ fn write_process_events(sc: &Scenario, segs: &mut [Segment]) {
             tid: row_tid,
             ppid: Some(5000),
             comm: row_comm,
-            cmdline: (event == "exec").then_some("tar czf /backup/orders.tgz /var/lib/orders"),
+            cmdline: (event == "exec")
+                .then_some("tar czf /tmp/alice-orders.tgz /root/orders /home/alice/orders"),
             exe: (event == "exec").then_some("/usr/bin/tar"),
             start_ts_ns: Some(t(3)),
             reason,

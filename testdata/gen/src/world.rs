@@ -257,7 +257,7 @@ pub fn threads_of_cpu(cpu: i32) -> Vec<ThreadSpec> {
             ppid: 1,
             comm: java.0.into(),
             exe: "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
-            cmdline: "java -Xmx2g -jar orders.jar",
+            cmdline: "java -Xmx2g -jar /home/alice/orders.jar",
             prio: 120,
             templates: java.1,
             weight: 15,

@@ -1,9 +1,13 @@
 -- Block I/O requests from issue to completion: the rows of iosnoop/biosnoop and the latency
 -- distribution of iolatency/biolatency.
--- Needs: block_rq (block:block_rq_issue and block_rq_complete; block_rq_insert for queue time).
+-- Needs: block_rq (block:block_rq_issue and block_rq_complete; block_rq_insert for queue time;
+-- block_io_start, Linux 6.5+, for the task that made each request).
 -- A request is identified by its device and start sector: in time order per (dev, sector), an
 -- issue followed by a complete is one request, and an insert right before the issue gives its
--- queue time. Requests still in flight when the capture ended have no row. The matching is the
+-- queue time. The request is attributed to the task that made it, as biosnoop does: the task of
+-- its block_io_start, else of its insert, else of its issue; the task that issued it to the
+-- device (often a kworker or kblockd) is the dispatcher. Requests still in flight when the
+-- capture ended have no row. The matching is the
 -- built-in table `block_rq_pairs` (analyzer/src/sql/block_pairs.rs), one streaming pass per
 -- bundle: the same rule as LAG/LEAD windows over (dev, sector), many times faster.
 
@@ -23,13 +27,16 @@
 --   bytes           length, bytes
 --   rwbs            operation flags (R read, W write, S sync, F flush, D discard, M metadata)
 --   error           completion status, 0 = success
---   pid             process that issued the request (often a kworker, as in iosnoop)
---   tid             thread that issued the request
---   comm            name of the issuing thread
+--   pid             process that made the request (start, else insert, else issue)
+--   tid             thread that made the request
+--   comm            name of the thread that made the request
 --   cpu             CPU of the issue
+--   dispatch_pid    process that issued it to the device (often a kworker)
+--   dispatch_tid    thread that issued it to the device
+--   dispatch_comm   name of the thread that issued it to the device
 CREATE VIEW block_io AS
 SELECT bundle, host, ts_ns, complete_ts_ns, latency_ns, queue_ns, dev, disk, sector, nr_sector,
-       bytes, rwbs, error, pid, tid, comm, cpu
+       bytes, rwbs, error, pid, tid, comm, cpu, dispatch_pid, dispatch_tid, dispatch_comm
 FROM block_rq_pairs
 ORDER BY bundle, ts_ns, dev, sector;
 

@@ -149,7 +149,9 @@ table! {
 }
 
 table! {
-    /// Block I/O requests: one row per phase (`insert`, `issue`, `complete`) of each request.
+    /// Block I/O requests: one row per phase (`start`, `insert`, `issue`, `complete`) of each
+    /// request. `start` (block_io_start, Linux 6.5+) is recorded in the task that made the
+    /// request; `issue` often runs in another (a kworker or kblockd).
     BLOCK_RQ, BlockRq, BlockRqBuilder, "block_rq", sort_key = Some("ts_ns"), dictionary = false, {
         /// Event time, CLOCK_MONOTONIC nanoseconds.
         ts_ns: I64,
@@ -157,11 +159,12 @@ table! {
         cpu: I32,
         /// Process id of the current task, when known.
         pid: OptI32,
-        /// Thread id of the current task (for issue: usually the submitter).
+        /// Thread id of the current task: the submitter for `start` (and mostly for `insert`),
+        /// whoever dispatched the request for `issue`.
         tid: I32,
         /// Name of the current task, when known.
         comm: OptStr,
-        /// `insert`, `issue` or `complete`.
+        /// `start`, `insert`, `issue` or `complete`.
         phase: Str,
         /// Device as `major:minor`.
         dev: Str,

@@ -230,7 +230,7 @@ impl Tables {
             "sched_process_fork" | "sched_process_exec" | "sched_process_exit" => {
                 self.process(p, &fields)
             }
-            "block_rq_issue" | "block_rq_insert" | "block_rq_complete" => {
+            "block_io_start" | "block_rq_issue" | "block_rq_insert" | "block_rq_complete" => {
                 self.block(p, &mut fields)
             }
             "sys_enter" | "sys_exit" => self.syscall(p, &mut fields),
@@ -376,7 +376,10 @@ impl Tables {
     /// `259,0 WS 4096 () 123456 + 8 [dd]` (issue/insert) or `259,0 WS () 123456 + 8 [0]`
     /// (complete); newer kernels add an ioprio word before the bracket.
     fn block<'a>(&mut self, p: &Prefix<'a>, fields: &mut Vec<(&'a str, &'a str)>) -> bool {
-        let phase = p.name.trim_start_matches("block_rq_");
+        let phase = match p.name {
+            "block_io_start" => "start",
+            n => n.trim_start_matches("block_rq_"),
+        };
         // The bracketed tag at the end is a comm (which may hold spaces) or an error number.
         let Some((main, tag)) = p.body.strip_suffix(']').and_then(|b| b.rsplit_once(" [")) else {
             return false;

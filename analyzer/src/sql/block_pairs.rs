@@ -6,7 +6,9 @@
 //!
 //! Matching rule (the one documented in queries/block/io.sql): per (dev, sector), in time order,
 //! an issue followed by a complete is one request; an insert right before that issue gives the
-//! queue time.
+//! queue time. The request belongs to the task of its `start` (block_io_start: the task that
+//! made it), else of its `insert`, else of its `issue`; the issuing task is kept apart as the
+//! dispatcher, since it is often a kworker or kblockd.
 
 use std::sync::Arc;
 
@@ -54,6 +56,9 @@ pub fn schema() -> SchemaRef {
         f("tid", DataType::Int32, false),
         f("comm", DataType::Utf8, true),
         f("cpu", DataType::Int32, false),
+        f("dispatch_pid", DataType::Int32, true),
+        f("dispatch_tid", DataType::Int32, false),
+        f("dispatch_comm", DataType::Utf8, true),
     ]))
 }
 
@@ -235,6 +240,14 @@ impl BundlePairs {
     }
 }
 
+/// A task as a row names it: pid, tid, interned comm.
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    pid: Option<i32>,
+    tid: i32,
+    comm: Option<u32>,
+}
+
 /// A request seen issued and not yet completed. Strings are interned (`State::names`): a
 /// request costs no allocation.
 #[derive(Debug, Clone, Copy)]
@@ -245,16 +258,18 @@ struct Issued {
     nr_sector: u32,
     bytes: u64,
     rwbs: u32,
-    pid: Option<i32>,
-    tid: i32,
-    comm: Option<u32>,
+    /// Who made the request.
+    submitter: Task,
+    /// Who issued it to the device.
+    dispatcher: Task,
     cpu: i32,
 }
 
 /// What is known of a (dev, sector) between events.
 #[derive(Debug)]
 enum Pending {
-    Inserted(i64),
+    /// Made (`start`) or queued (`insert`, with its time) by a task, not yet issued.
+    Submitted(Task, Option<i64>),
     Issued(Issued),
 }
 
@@ -274,6 +289,9 @@ struct Out {
     tid: Vec<i32>,
     comm: Vec<Option<u32>>,
     cpu: Vec<i32>,
+    dispatch_pid: Vec<Option<i32>>,
+    dispatch_tid: Vec<i32>,
+    dispatch_comm: Vec<Option<u32>>,
 }
 
 impl Out {
@@ -316,6 +334,9 @@ impl Out {
                 Arc::new(arrow_array::Int32Array::from(o.tid)),
                 Arc::new(text(&o.comm)),
                 Arc::new(arrow_array::Int32Array::from(o.cpu)),
+                Arc::new(arrow_array::Int32Array::from(o.dispatch_pid)),
+                Arc::new(arrow_array::Int32Array::from(o.dispatch_tid)),
+                Arc::new(text(&o.dispatch_comm)),
             ],
         )?)
     }
@@ -323,9 +344,10 @@ impl Out {
 
 fn phase_order(phase: &str) -> u8 {
     match phase {
-        "insert" => 0,
-        "issue" => 1,
-        _ => 2,
+        "start" => 0,
+        "insert" => 1,
+        "issue" => 2,
+        _ => 3,
     }
 }
 
@@ -376,16 +398,33 @@ fn match_segment(
         let i = i as usize;
         let key = (state.names.id(dev.value(i)), sector.value(i));
         let pending = &mut state.pending;
+        let names = &mut state.names;
+        let task = Task {
+            pid: pid.filter(|c| !c.is_null(i)).map(|c| c.value(i)),
+            tid: tid.map_or(0, |c| c.value(i)),
+            comm: comm.filter(|c| !c.is_null(i)).map(|c| names.id(c.value(i))),
+        };
         match phase.value(i) {
+            "start" => {
+                pending.insert(key, Pending::Submitted(task, None));
+            }
             "insert" => {
-                pending.insert(key, Pending::Inserted(ts.value(i)));
+                // After a start, the start's task made it; the insert gives the queue time.
+                let who = match pending.get(&key) {
+                    Some(Pending::Submitted(t, None)) => *t,
+                    _ => task,
+                };
+                pending.insert(key, Pending::Submitted(who, Some(ts.value(i))));
             }
             "issue" => {
-                let queue_ns = match pending.get(&key) {
-                    Some(Pending::Inserted(t)) => Some(ts.value(i) - t),
-                    _ => None,
+                let (submitter, queue_ns) = match pending.get(&key) {
+                    Some(Pending::Submitted(t, inserted)) => {
+                        (*t, inserted.map(|at| ts.value(i) - at))
+                    }
+                    // Issued again (requeued): still the same request's submitter.
+                    Some(Pending::Issued(r)) => (r.submitter, r.queue_ns),
+                    None => (task, None),
                 };
-                let names = &mut state.names;
                 let issued = Issued {
                     ts_ns: ts.value(i),
                     queue_ns,
@@ -393,9 +432,8 @@ fn match_segment(
                     nr_sector: nr_sector.map_or(0, |c| c.value(i)),
                     bytes: bytes.map_or(0, |c| c.value(i)),
                     rwbs: names.id(rwbs.map_or("", |c| c.value(i))),
-                    pid: pid.filter(|c| !c.is_null(i)).map(|c| c.value(i)),
-                    tid: tid.map_or(0, |c| c.value(i)),
-                    comm: comm.filter(|c| !c.is_null(i)).map(|c| names.id(c.value(i))),
+                    submitter,
+                    dispatcher: task,
                     cpu: cpu.map_or(0, |c| c.value(i)),
                 };
                 pending.insert(key, Pending::Issued(issued));
@@ -413,10 +451,13 @@ fn match_segment(
                     out.rwbs.push(r.rwbs);
                     out.error
                         .push(error.filter(|c| !c.is_null(i)).map(|c| c.value(i)));
-                    out.pid.push(r.pid);
-                    out.tid.push(r.tid);
-                    out.comm.push(r.comm);
+                    out.pid.push(r.submitter.pid);
+                    out.tid.push(r.submitter.tid);
+                    out.comm.push(r.submitter.comm);
                     out.cpu.push(r.cpu);
+                    out.dispatch_pid.push(r.dispatcher.pid);
+                    out.dispatch_tid.push(r.dispatcher.tid);
+                    out.dispatch_comm.push(r.dispatcher.comm);
                     if out.len() >= BATCH_ROWS {
                         emit(out, &state.names)?;
                     }
@@ -439,8 +480,9 @@ fn input_columns(projection: Option<&[usize]>) -> Option<Vec<String>> {
     let mut cols: Vec<String> = MATCHED_ON.iter().map(|c| c.to_string()).collect();
     for &i in projection {
         let name = out.field(i).name();
+        let name = name.strip_prefix("dispatch_").unwrap_or(name);
         if input.index_of(name).is_ok() && !cols.iter().any(|c| c == name) {
-            cols.push(name.clone());
+            cols.push(name.to_string());
         }
     }
     Some(cols)
@@ -525,5 +567,68 @@ impl BundlePairs {
             Ok(())
         });
         builder.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use perfpack_schema::tables::{BlockRq, BlockRqBuilder};
+
+    use super::*;
+
+    fn row<'a>(ts: i64, phase: &'a str, sector: u64, tid: i32, comm: &'a str) -> BlockRq<'a> {
+        BlockRq {
+            ts_ns: ts,
+            cpu: 1,
+            pid: Some(tid),
+            tid,
+            comm: Some(comm),
+            phase,
+            dev: "8:0",
+            disk: Some("sda"),
+            sector,
+            nr_sector: 8,
+            bytes: 4096,
+            rwbs: "WS",
+            error: (phase == "complete").then_some(0),
+        }
+    }
+
+    #[test]
+    fn a_request_belongs_to_the_task_that_made_it_not_the_one_that_issued_it() {
+        let mut b = BlockRqBuilder::default();
+        for r in [
+            // dd makes a request that a kworker issues; then an insert by dd, issued by kblockd.
+            row(100, "start", 8, 500, "dd"),
+            row(150, "issue", 8, 80, "kworker/1:1H"),
+            row(300, "complete", 8, 0, "swapper/1"),
+            row(400, "insert", 16, 500, "dd"),
+            row(450, "issue", 16, 90, "kblockd"),
+            row(500, "issue", 16, 90, "kblockd"),
+            row(700, "complete", 16, 0, "swapper/1"),
+            // Issued with nothing before it (made before the capture): the issuer is all we know.
+            row(800, "issue", 24, 80, "kworker/1:1H"),
+            row(900, "complete", 24, 0, "swapper/1"),
+        ] {
+            b.push(&r);
+        }
+        let batch = b.finish();
+        let (mut state, mut out) = (State::default(), Out::default());
+        match_segment(&batch, &mut state, &mut out, |_, _| Ok(())).unwrap();
+        let comm = |ids: &[Option<u32>]| -> Vec<String> {
+            ids.iter()
+                .map(|c| state.names.get(c.unwrap()).to_string())
+                .collect()
+        };
+        assert_eq!(out.tid, [500, 500, 80]);
+        assert_eq!(comm(&out.comm), ["dd", "dd", "kworker/1:1H"]);
+        assert_eq!(out.dispatch_tid, [80, 90, 80]);
+        assert_eq!(
+            comm(&out.dispatch_comm),
+            ["kworker/1:1H", "kblockd", "kworker/1:1H"]
+        );
+        // Latency from the (last) issue, queue time from the insert.
+        assert_eq!(out.ts, [150, 500, 800]);
+        assert_eq!(out.queue, [None, Some(50), None]);
     }
 }

@@ -165,7 +165,7 @@ fn ftrace_text_of_trace_and_trace_cmd_fills_the_typed_tables() {
             &bundle,
             "SELECT (SELECT COUNT(*) FROM sched_switch) = (SELECT COUNT(*) FROM ftrace_event WHERE event = 'sched:sched_switch') AS a, \
                     (SELECT COUNT(*) FROM syscall) = (SELECT COUNT(*) FROM ftrace_event WHERE event LIKE 'raw_syscalls:%') AS b, \
-                    (SELECT COUNT(*) FROM block_rq) = (SELECT COUNT(*) FROM ftrace_event WHERE event LIKE 'block:block_rq_i%' OR event = 'block:block_rq_complete') AS c, \
+                    (SELECT COUNT(*) FROM block_rq) = (SELECT COUNT(*) FROM ftrace_event WHERE event LIKE 'block:block_rq_i%' OR event IN ('block:block_rq_complete', 'block:block_io_start')) AS c, \
                     (SELECT COUNT(*) FROM sched_switch) >= 10 AS d",
         );
         assert_eq!(

@@ -469,16 +469,24 @@ fn disk_utilization_ranks_first_against_block_latency() {
     ]));
     let c: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ranked = c["ranked"].as_array().unwrap();
-    let top: Vec<&str> = ranked[..2]
+    let top: Vec<&str> = ranked[..3]
         .iter()
         .map(|r| r["metric"].as_str().unwrap())
         .collect();
+    // The queue length first; utilization (the time with a request in flight) and the read
+    // wait next, tied (ties go by name).
     assert_eq!(
         top,
-        ["disk nvme0n1 aqu_sz", "disk nvme0n1 util_pct"],
+        [
+            "disk nvme0n1 aqu_sz",
+            "disk nvme0n1 r_await_ms",
+            "disk nvme0n1 util_pct"
+        ],
         "{out}"
     );
-    assert!(ranked[0]["rho"].as_f64().unwrap() > 0.8, "{out}");
+    for r in &ranked[..3] {
+        assert!(r["rho"].as_f64().unwrap() > 0.8, "{out}");
+    }
     assert!(c["note"].as_str().unwrap().contains("not causation"));
     // The library's view ranks the same way in SQL, with the same rho.
     let view = ok(&perfpack([
@@ -486,7 +494,7 @@ fn disk_utilization_ranks_first_against_block_latency() {
         fixture("basic").as_os_str(),
         "-q".as_ref(),
         "SELECT metric, rho FROM latency_correlation WHERE source = 'block' \
-         ORDER BY abs(rho) DESC, metric LIMIT 2"
+         ORDER BY abs(rho) DESC, metric LIMIT 3"
             .as_ref(),
         "--format".as_ref(),
         "json".as_ref(),

@@ -67,6 +67,7 @@ impl Kind {
 
     pub fn of(system: &str, name: &str) -> Kind {
         match (system, name) {
+            ("block", "block_io_start") => Kind::Block("start"),
             ("block", "block_rq_insert") => Kind::Block("insert"),
             ("block", "block_rq_issue") => Kind::Block("issue"),
             ("block", "block_rq_complete") => Kind::Block("complete"),

@@ -31,7 +31,11 @@ const HOLD_BACK_NS: u64 = 1_000_000;
 
 /// The `--preset` event sets: `default` is io + sched, `all` adds syscalls, `cpu` has none.
 pub fn preset(name: &str) -> Option<Vec<&'static str>> {
+    // block_io_start (Linux 6.5+) runs in the task that made the request, whatever task later
+    // issues it to the device (a kworker or kblockd, often): who asked for each I/O, as
+    // biosnoop says it. On older kernels the insert's task says it, where there is an insert.
     const IO: &[&str] = &[
+        "block:block_io_start",
         "block:block_rq_insert",
         "block:block_rq_issue",
         "block:block_rq_complete",

@@ -107,7 +107,12 @@ pub async fn correlations(
     source: latency::Source,
 ) -> anyhow::Result<Correlations> {
     let index = picture::bundle_index(session.names());
-    let sec = |bi: usize, ts: i64| (bi, (ts - origin.zero[bi]).div_euclid(1_000_000_000));
+    let sec = |bi: usize, ts: i64| {
+        (
+            bi,
+            ts.saturating_sub(origin.zero[bi]).div_euclid(1_000_000_000),
+        )
+    };
     // Target: mean latency per second of issue.
     let mut target: BTreeMap<(usize, i64), (f64, u64)> = BTreeMap::new();
     let sql = format!(

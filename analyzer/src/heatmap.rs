@@ -387,7 +387,7 @@ pub async fn bin(
                 continue;
             }
             let bi = bundle.map_or(0, |c| index.get(c.value(i)).copied().unwrap_or(0));
-            cells.add(ts.value(i) - origin.zero[bi], lat.value(i));
+            cells.add(ts.value(i).saturating_sub(origin.zero[bi]), lat.value(i));
         }
         Ok(())
     })
@@ -549,7 +549,10 @@ pub fn render(cells: &Cells, title: &str, subtitle: &str, noun: &str, samples: b
     for (&(c, r), &n) in &sorted {
         let x = left + (c - col_min) as f64 * cw;
         let y = top + ph - (r - row_min + 1) as f64 * rh;
-        let (t0, t1) = (c * cells.step, (c + 1) * cells.step);
+        let (t0, t1) = (
+            c.saturating_mul(cells.step),
+            c.saturating_add(1).saturating_mul(cells.step),
+        );
         let (lo, hi) = cells.row_range(r);
         let range = if samples {
             format!("offset {}–{}", human_ns(lo), human_ns(hi))

@@ -68,7 +68,8 @@ pub fn describe_span(bundles: &[Bundle], spans: &[(usize, i64, i64)]) -> Option<
     Some(format!(
         "{} + {}",
         format_wall_ns(first),
-        format_duration_ns(last - first)
+        // Times come from rows a stranger wrote: saturate rather than overflow.
+        format_duration_ns(last.saturating_sub(first))
     ))
 }
 

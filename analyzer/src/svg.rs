@@ -101,9 +101,15 @@ pub fn open(out: &mut String, width: f64, height: f64, title: &str, subtitle: &s
 /// height) whose columns `col_min..=col_max` are `step` ns wide, and the axis title.
 pub fn time_axis(out: &mut String, plot: (f64, f64, f64, f64), cols: (i64, i64), step: i64) {
     let (left, top, pw, ph) = plot;
-    let (col_min, col_max) = cols;
+    // In i128: the columns come from a stranger's timestamps, whose products with the step
+    // need not fit an i64.
+    let cols_step = step;
+    let (col_min, col_max, step) = (i128::from(cols.0), i128::from(cols.1), i128::from(step));
     let span = (col_max - col_min + 1) * step;
-    let tick = nice_step(span.max(1), 10);
+    let tick = i128::from(nice_step(
+        i64::try_from(span.max(1)).unwrap_or(i64::MAX),
+        10,
+    ));
     let mut t = (col_min * step).div_euclid(tick) * tick;
     while t <= (col_max + 1) * step {
         let x = left + (t - col_min * step) as f64 / span as f64 * pw;
@@ -111,7 +117,7 @@ pub fn time_axis(out: &mut String, plot: (f64, f64, f64, f64), cols: (i64, i64),
             let _ = writeln!(
                 out,
                 "<line x1=\"{x}\" y1=\"{b}\" x2=\"{x}\" y2=\"{b2}\" stroke=\"#666\"/><text class=\"axis mid\" x=\"{x}\" y=\"{ty}\">{}</text>",
-                esc(&human_ns(t)),
+                esc(&human_ns(t.clamp(i64::MIN.into(), i64::MAX.into()) as i64)),
                 x = px(x),
                 b = px(top + ph),
                 b2 = px(top + ph + 5.0),
@@ -125,7 +131,7 @@ pub fn time_axis(out: &mut String, plot: (f64, f64, f64, f64), cols: (i64, i64),
         "<text class=\"axis mid\" x=\"{}\" y=\"{}\">time (columns of {})</text>",
         px(left + pw / 2.0),
         px(top + ph + 40.0),
-        esc(&human_ns(step))
+        esc(&human_ns(cols_step))
     );
 }
 

@@ -319,6 +319,7 @@ impl Bundle {
             )
         })?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), declared);
+        self.check_times(builder.metadata(), seg, &path)?;
         let rows = builder.metadata().file_metadata().num_rows();
         if rows as u64 != seg.rows {
             return Err(Error::invalid(
@@ -341,6 +342,67 @@ impl Bundle {
         };
         check_pages(&data, builder.metadata(), &path, mask.as_ref())?;
         Ok((builder, mask))
+    }
+
+    /// The `ts_ns` a row may have: from a day before the recording started to a day after it
+    /// ended (ten years after the start while it has no end). Within these, every difference of
+    /// two times and every time less the start fits an i64, which the analyzer relies on.
+    pub fn ts_range(&self) -> std::ops::RangeInclusive<i64> {
+        const DAY: i64 = 86_400 * 1_000_000_000;
+        let c = &self.manifest.clocks;
+        let start = c.start.monotonic_ns;
+        let end = c
+            .end
+            .map_or(start.saturating_add(3650 * DAY), |e| e.monotonic_ns);
+        start.saturating_sub(DAY)..=end.saturating_add(DAY)
+    }
+
+    /// Refuses a segment whose `ts_ns` (by the manifest's figures and the footer's statistics)
+    /// lies outside [`Bundle::ts_range`], naming it.
+    fn check_times(
+        &self,
+        meta: &parquet::file::metadata::ParquetMetaData,
+        seg: &SegmentEntry,
+        path: &Path,
+    ) -> Result<()> {
+        let range = self.ts_range();
+        let outside = |what: &str, v: i64| {
+            Error::invalid(
+                path,
+                format!(
+                    "{what} ts_ns {v} is outside the recording ({}..={} ns, a day of slack \
+                     each side): refused",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        };
+        for (what, v) in [
+            ("the manifest's first", seg.min_ts_ns),
+            ("the manifest's last", seg.max_ts_ns),
+        ] {
+            if let Some(v) = v.filter(|v| !range.contains(v)) {
+                return Err(outside(what, v));
+            }
+        }
+        let schema = meta.file_metadata().schema_descr();
+        let Some(col) =
+            (0..schema.num_columns()).find(|&i| schema.column(i).path().string() == "ts_ns")
+        else {
+            return Ok(());
+        };
+        for rg in meta.row_groups() {
+            if let Some(parquet::file::statistics::Statistics::Int64(s)) =
+                rg.column(col).statistics()
+            {
+                for (what, v) in [("a row's", s.min_opt()), ("a row's", s.max_opt())] {
+                    if let Some(&v) = v.filter(|v| !range.contains(v)) {
+                        return Err(outside(what, v));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads a whole table into memory (tests, small tables; engines stream instead).

@@ -24,6 +24,16 @@ fn manifest() -> Manifest {
     )
 }
 
+/// The end of the recording of [`manifest`], ten seconds after its start.
+fn end() -> ClockSnapshot {
+    ClockSnapshot {
+        realtime_ns: 1_795_874_113_000_000_000,
+        monotonic_ns: 10_000_001_000,
+        boottime_ns: 10_000_002_000,
+        tsc: None,
+    }
+}
+
 /// A user frame with nothing but its id.
 fn frame(frame_id: i64) -> tables::Frame<'static> {
     tables::Frame {
@@ -78,7 +88,7 @@ fn write_sorts_segments_and_reads_back_packed_and_unpacked() {
     w.close_segment().unwrap();
     b.push(&sample(40, 1));
     w.append(tables::STACK_SAMPLE, b.finish()).unwrap();
-    let m = w.finish(State::Complete, ClockSnapshot::default()).unwrap();
+    let m = w.finish(State::Complete, end()).unwrap();
     assert_eq!(m.tables["stack_sample"].rows, 4);
     assert_eq!(m.tables["stack_sample"].segments.len(), 2);
     assert_eq!(m.time_range_ns(), Some((5, 40)));
@@ -157,7 +167,7 @@ fn ring_mode_drops_old_event_segments_but_keeps_dictionaries() {
     }
     let freed = w.drop_segments_before(2).unwrap();
     assert!(freed > 0);
-    w.finish(State::Complete, ClockSnapshot::default()).unwrap();
+    w.finish(State::Complete, end()).unwrap();
     let bundle = Bundle::open(&root).unwrap();
     bundle.verify().unwrap();
     assert!(bundle.warnings().is_empty(), "{:?}", bundle.warnings());
@@ -205,7 +215,7 @@ fn replacing_dictionary_segments_moves_their_kept_rows_into_the_next_segment() {
     assert_eq!(segs, [2, 3]);
     assert_eq!(w.manifest().tables["frame"].rows, 8);
     assert!(!root.join("tables/frame/seg-000000.parquet").exists());
-    w.finish(State::Complete, ClockSnapshot::default()).unwrap();
+    w.finish(State::Complete, end()).unwrap();
     let bundle = Bundle::open(&root).unwrap();
     bundle.verify().unwrap();
     let mut ids: Vec<i64> = bundle
@@ -237,9 +247,10 @@ fn replacing_dictionary_segments_moves_their_kept_rows_into_the_next_segment() {
 #[test]
 fn refuses_data_pages_that_parquet_would_panic_on() {
     for (input, why) in [
+        // Refused from the footer now, before any page is read.
         (
             "dictionary-page-missing",
-            "dictionary-encoded page but no dictionary page",
+            "is dictionary-encoded but has no dictionary page",
         ),
         (
             "def-levels-past-data",

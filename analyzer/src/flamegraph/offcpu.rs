@@ -175,11 +175,13 @@ pub(super) async fn offcpu(
             let own = switches[bi].get(&tid).unwrap_or(&no_thread);
             // The sched_switch sample of this very switch: perf and ftrace stamp the same event
             // moments apart, so allow a little slack.
-            let at_switch = own.before(start + SWITCH_SLACK_NS).filter(|_| {
-                let n = own
-                    .at
-                    .partition_point(|&(t, _)| t <= start + SWITCH_SLACK_NS);
-                own.at[n - 1].0 >= start - SWITCH_SLACK_NS
+            let (early, late) = (
+                start.saturating_sub(SWITCH_SLACK_NS),
+                start.saturating_add(SWITCH_SLACK_NS),
+            );
+            let at_switch = own.before(late).filter(|_| {
+                let n = own.at.partition_point(|&(t, _)| t <= late);
+                own.at[n - 1].0 >= early
             });
             let dur = durs.value(i).max(0) as u64;
             total_ns += dur;

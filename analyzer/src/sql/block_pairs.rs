@@ -308,7 +308,13 @@ impl Out {
     ) -> datafusion::error::Result<RecordBatch> {
         let o = std::mem::take(self);
         let n = o.ts.len();
-        let latency: Vec<i64> = o.complete.iter().zip(&o.ts).map(|(c, t)| c - t).collect();
+        // Saturating: the times are a stranger's rows.
+        let latency: Vec<i64> = o
+            .complete
+            .iter()
+            .zip(&o.ts)
+            .map(|(c, t)| c.saturating_sub(*t))
+            .collect();
         let text = |ids: &[Option<u32>]| -> StringArray {
             ids.iter().map(|id| id.map(|i| names.get(i))).collect()
         };

@@ -794,3 +794,233 @@ fn absurd_manifest_clocks_are_refused_with_the_field_named() {
         assert!(!out.exists(), "{cmd}");
     }
 }
+
+/// The first segment of `table` with column `column` rewritten by `f` (row index, old value).
+fn edit_i64(
+    b: &Path,
+    table: &perfpack_schema::TableDef,
+    column: &str,
+    f: impl Fn(usize, Option<i64>) -> Option<i64>,
+) {
+    edit(b, table, column, |c| {
+        use datafusion::arrow::array::{Array, AsArray, Int64Array};
+        let c = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let out: Int64Array = (0..c.len())
+            .map(|i| f(i, c.is_valid(i).then(|| c.value(i))))
+            .collect();
+        std::sync::Arc::new(out)
+    });
+}
+
+fn edit_i32(
+    b: &Path,
+    table: &perfpack_schema::TableDef,
+    column: &str,
+    f: impl Fn(usize, Option<i32>) -> Option<i32>,
+) {
+    edit(b, table, column, |c| {
+        use datafusion::arrow::array::{Array, AsArray, Int32Array};
+        let c = c.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let out: Int32Array = (0..c.len())
+            .map(|i| f(i, c.is_valid(i).then(|| c.value(i))))
+            .collect();
+        std::sync::Arc::new(out)
+    });
+}
+
+fn edit(
+    b: &Path,
+    table: &perfpack_schema::TableDef,
+    column: &str,
+    f: impl Fn(&datafusion::arrow::array::ArrayRef) -> datafusion::arrow::array::ArrayRef,
+) {
+    let batch = first_rows(b, table);
+    let i = batch.schema().index_of(column).unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[i] = f(&columns[i]);
+    let batch =
+        datafusion::arrow::record_batch::RecordBatch::try_new(batch.schema(), columns).unwrap();
+    replace_first_segment(b, table.name, &batch);
+}
+
+/// Bytes of a segment's data overwritten in its middle, far from the footer.
+fn scribble(b: &Path, table: &str) {
+    let f = b.join(format!("tables/{table}/seg-000000.parquet"));
+    let mut bytes = std::fs::read(&f).unwrap();
+    let n = bytes.len();
+    for (k, byte) in bytes[n / 4..n / 2].iter_mut().enumerate() {
+        *byte = (k as u8).wrapping_mul(167) ^ 0x5a;
+    }
+    std::fs::write(&f, bytes).unwrap();
+}
+
+#[test]
+fn every_subcommand_over_every_hostile_bundle_fails_in_one_line_and_never_panics() {
+    use perfpack_schema::tables;
+    type Craft = Box<dyn Fn(&Path)>;
+    let hostile: Vec<(&str, Craft)> = vec![
+        (
+            "corrupt stack_sample pages",
+            Box::new(|b| scribble(b, "stack_sample")),
+        ),
+        (
+            "corrupt callsite pages",
+            Box::new(|b| scribble(b, "callsite")),
+        ),
+        (
+            "corrupt block_rq pages",
+            Box::new(|b| scribble(b, "block_rq")),
+        ),
+        (
+            "corrupt frame footer",
+            Box::new(|b| {
+                let f = b.join("tables/frame/seg-000000.parquet");
+                let mut bytes = std::fs::read(&f).unwrap();
+                let n = bytes.len();
+                for x in &mut bytes[n - 40..n - 8] {
+                    *x ^= 0xff;
+                }
+                std::fs::write(&f, bytes).unwrap();
+            }),
+        ),
+        (
+            "samples on callsites that do not exist",
+            Box::new(|b| {
+                edit_i64(b, tables::STACK_SAMPLE, "callsite_id", |i, v| {
+                    if i % 2 == 0 { Some(9_999_999) } else { v }
+                })
+            }),
+        ),
+        (
+            "negative callsite ids",
+            Box::new(|b| edit_i64(b, tables::STACK_SAMPLE, "callsite_id", |_, v| v.map(|v| -v))),
+        ),
+        (
+            "callsites on frames that do not exist",
+            Box::new(|b| edit_i64(b, tables::CALLSITE, "frame_id", |_, _| Some(123_456_789))),
+        ),
+        (
+            "callsites whose parents do not exist",
+            Box::new(|b| {
+                edit_i64(b, tables::CALLSITE, "parent_id", |_, v| {
+                    v.map(|_| 987_654_321)
+                })
+            }),
+        ),
+        (
+            "a callsite cycle",
+            Box::new(|b| {
+                edit_i64(b, tables::CALLSITE, "parent_id", |i, v| {
+                    if i == 0 { Some(5) } else { v }
+                })
+            }),
+        ),
+        (
+            "extreme sample times",
+            Box::new(|b| {
+                edit_i64(b, tables::STACK_SAMPLE, "ts_ns", |i, _| {
+                    Some(if i % 2 == 0 { i64::MAX } else { i64::MIN })
+                })
+            }),
+        ),
+        (
+            "extreme cpus",
+            Box::new(|b| {
+                edit_i32(b, tables::STACK_SAMPLE, "cpu", |i, _| {
+                    Some(if i % 2 == 0 { i32::MAX } else { i32::MIN })
+                })
+            }),
+        ),
+        (
+            "extreme block times",
+            Box::new(|b| {
+                edit_i64(b, tables::BLOCK_RQ, "ts_ns", |i, _| {
+                    Some(if i % 3 == 0 {
+                        i64::MAX
+                    } else {
+                        i64::MIN + i as i64
+                    })
+                })
+            }),
+        ),
+        (
+            "extreme switch times",
+            Box::new(|b| {
+                edit_i64(b, tables::SCHED_SWITCH, "ts_ns", |i, _| {
+                    Some(if i % 2 == 0 { i64::MAX } else { 0 })
+                })
+            }),
+        ),
+    ];
+    let mut panics = Vec::new();
+    for (what, craft) in &hostile {
+        let dir = tempfile::tempdir().unwrap();
+        let b = copy_of_fixture(dir.path());
+        craft(&b);
+        let o = |name: &str| dir.path().join(name).display().to_string();
+        let bs = b.display().to_string();
+        let commands: Vec<Vec<String>> = [
+            vec!["info", &bs],
+            vec![
+                "sql",
+                &bs,
+                "-q",
+                "SELECT COUNT(*), MIN(ts_ns), MAX(cpu) FROM stack_sample",
+            ],
+            vec!["sql", &bs, "stack"],
+            vec!["sql", &bs, "iosnoop"],
+            vec!["sql", &bs, "runqlat"],
+            vec!["flamegraph", &bs, "-o", &o("f.svg")],
+            vec!["flamegraph", &bs, "--kind", "offcpu", "-o", &o("o.svg")],
+            vec!["heatmap", &bs, "-o", &o("h.svg")],
+            vec!["heatmap", &bs, "--source", "samples", "-o", &o("s.svg")],
+            vec!["heatmap", &bs, "--source", "process", "-o", &o("p.svg")],
+            vec!["latency", &bs],
+            vec!["latency", &bs, "--source", "runq"],
+            vec!["compare", &bs, &bs],
+            vec!["correlate", &bs],
+            vec!["fleet", &bs, &bs],
+            vec!["report", &bs, "-o", &o("r.html")],
+            vec!["redact", &bs, "-o", &o("red.ppk")],
+            vec!["redact", &bs, "--check"],
+            vec!["export", &bs],
+            vec!["export", &bs, "--format", "pprof", "-o", &o("p.pb")],
+            vec![
+                "export",
+                &bs,
+                "--format",
+                "perfetto-json",
+                "-o",
+                &o("p.json"),
+            ],
+            vec!["export", &bs, "--dataset", &o("ds")],
+            vec!["pack", &bs, "-o", &o("packed.ppk")],
+        ]
+        .iter()
+        .map(|c| c.iter().map(|s| s.to_string()).collect())
+        .collect();
+        for args in commands {
+            let out = perfpack(&args);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            let code = out.status.code();
+            if code == Some(101) || err.contains("internal error") || err.contains("panicked") {
+                panics.push(format!("{what}: perfpack {}: {err}", args.join(" ")));
+                continue;
+            }
+            if !out.status.success() {
+                let lines: Vec<&str> = err.lines().filter(|l| !l.contains("warning:")).collect();
+                assert!(
+                    matches!(code, Some(1 | 2)) && lines.len() == 1,
+                    "{what}: perfpack {}: exit {code:?}: {err}",
+                    args.join(" ")
+                );
+            }
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "{} panics:\n{}",
+        panics.len(),
+        panics.join("\n")
+    );
+}

@@ -67,6 +67,21 @@ pub(super) fn check_pages(
                     ),
                 ));
             }
+            // Dictionary-encoded values with no dictionary page: parquet 59 panics decoding
+            // them. Checked here from the footer for every column (DataFusion decodes what SQL
+            // reads without the page walk below); the walk checks the pages of what it decodes.
+            if c.encodings()
+                .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+                && c.dictionary_page_offset().is_none()
+            {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "row group {i}: column {} is dictionary-encoded but has no dictionary page",
+                        c.column_path()
+                    ),
+                ));
+            }
         }
         let counted = rg
             .columns()

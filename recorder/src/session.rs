@@ -284,7 +284,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
                 }
                 if !f.excludes_self() {
                     reasons.push(
-                        "cannot exclude the recorder's own events (no set_event_notrace_pid)"
+                        "the recorder's own system calls are traced too (a common_pid filter was refused)"
                             .to_string(),
                     );
                 }

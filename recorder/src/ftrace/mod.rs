@@ -118,7 +118,7 @@ impl Ftrace {
     pub fn open(cfg: &FtraceConfig, cpus: &[u32]) -> Result<Ftrace, String> {
         let root = tracefs::root()?;
         tracefs::remove_stale(&root);
-        let instance = tracefs::Instance::create(&root, cfg.buffer_kb)?;
+        let mut instance = tracefs::Instance::create(&root, cfg.buffer_kb)?;
         let (data_offset, data_size) = format::page_data(&instance.header_page()?)
             .ok_or("events/header_page: no data field")?;
         let page_size = data_offset + data_size;
@@ -241,7 +241,7 @@ impl Ftrace {
         })
     }
 
-    /// Whether the recorder's own events are excluded (kernels before 5.8 cannot).
+    /// Whether the recorder's own system calls are filtered out.
     pub fn excludes_self(&self) -> bool {
         self.instance.excludes_self
     }

@@ -198,9 +198,8 @@ fn direct_writes_are_accounted_in_block_rq() {
                 "complete" if nr_sector.value(i) == 0 => {}
                 "complete" => {
                     completes += 1;
-                    // Reads the recorder itself makes (symbol tables, debug info of the
-                    // binaries it names) are issued by the one pid its ftrace instance leaves
-                    // out: their completions are all that is seen. Writes must all pair.
+                    // Reads issued before the capture began complete without an issue in it;
+                    // writes (this test's, all after the start) must all pair.
                     if issued.remove(&key).is_none()
                         && ts.value(i) > first_ts.unwrap() + 200_000_000
                         && rwbs.value(i).contains('W')

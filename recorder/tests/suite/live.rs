@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use arrow_array::{Array as _, Int32Array, StringArray};
 
+use perfpack_schema::{Bundle, tables};
+
 use super::{WORKLOAD, record, require_recording, samples};
 
 fn manifest(bundle: &std::path::Path) -> serde_json::Value {
@@ -173,8 +175,19 @@ fn unavailable_sources_are_reported_and_the_capture_succeeds() {
         assert!(pmc["reason"].as_str().unwrap().contains("cycles"), "{pmc}");
     }
     let procfs = sources.iter().find(|s| s["name"] == "procfs").unwrap();
-    assert!(procfs["records"].as_u64().unwrap() > 100);
-    assert!(m["self_cost"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // The records the manifest counts are the rows the table holds.
+    let rows: usize = Bundle::open(&bundle)
+        .unwrap()
+        .read_table(tables::SYS_COUNTER)
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(procfs["records"].as_u64(), Some(rows as u64));
+    assert!(rows > 100, "{rows} procfs rows");
+    // At least what the recorder's binary and its rings take, at most what it may use.
+    let rss = m["self_cost"]["peak_rss_bytes"].as_u64().unwrap();
+    assert!((4 << 20..1 << 30).contains(&rss), "peak RSS {rss}");
     // The configuration snapshot: this machine's kernel command line and swappiness, as the
     // files say them.
     let config = sources.iter().find(|s| s["name"] == "config").unwrap();

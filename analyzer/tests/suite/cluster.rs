@@ -183,10 +183,17 @@ fn a_ballista_cluster_returns_the_local_rows_and_both_executors_work() {
         // aggregate over its rows on the cluster.
         "SELECT s.host, count(*) AS samples, count(DISTINCT st.folded) AS stacks, max(st.depth) AS depth FROM stack_sample s JOIN stack st ON st.bundle = s.bundle AND st.callsite_id = s.callsite_id WHERE s.host IN ('fixture-i-005', 'fixture-i-022') GROUP BY s.host ORDER BY s.host",
     ];
-    for q in queries {
+    // Rows each query must give, known from the fleet: one per host of the 50, one, the
+    // LIMIT, and one per host of the two named (the histogram's rows depend on the data).
+    let rows: [Option<usize>; 6] = [Some(50), Some(50), Some(1), Some(20), None, Some(2)];
+    for (q, want) in queries.into_iter().zip(rows) {
         let local = ok(&sql(&ds, None, q));
         let remote = ok(&sql(&ds, Some(&cluster), q));
-        assert!(local.lines().count() > 1, "{q}: no rows: {local}");
+        let got = local.lines().count() - 1;
+        match want {
+            Some(n) => assert_eq!(got, n, "{q}: {local}"),
+            None => assert!(got > 1, "{q}: no rows: {local}"),
+        }
         assert_eq!(remote, local, "{q}");
     }
     // Ballista binds a stage's tasks to the executors whose slots it sees free first, and on

@@ -251,8 +251,14 @@ impl Profile {
     }
 
     fn add_map(&mut self, pid: i32, m: &MapEntry) {
-        let anon =
-            m.path == "//anon" || m.path.starts_with("[anon") || m.path.starts_with("/memfd:");
+        // Anonymous memory, where a JIT's code lives and its perf map names it. perf's rule
+        // (is_anon_memory): `//anon`, `/dev/zero` (a shared anonymous mapping, `/dev/zero
+        // (deleted)` in the maps) and `/anon_hugepage`; and memfd double mappings.
+        let anon = m.path == "//anon"
+            || m.path.starts_with("[anon")
+            || m.path.starts_with("/memfd:")
+            || m.path.starts_with("/dev/zero")
+            || m.path.starts_with("/anon_hugepage");
         let pseudo = m.path.starts_with('[');
         let file = (!anon && !pseudo).then(|| self.file_id(&m.path));
         if let Some(u) = &mut self.unwinder {

@@ -392,6 +392,77 @@ fn pid_scope_samples_only_that_process() {
     );
 }
 
+/// Records the stand-in JIT of `tests/data/jit_spin.py` with its perf map owned by `owner`;
+/// returns (manifest, the names of the frames its samples hit, its pid).
+fn record_jit(owner: u32) -> (serde_json::Value, Vec<String>, i32) {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("jit.ppk");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jit_spin.py");
+    let mut jit = Command::new("/usr/bin/python3")
+        .args([script, &owner.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(jit.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line.split(' ').next().unwrap().parse().unwrap();
+    let out = record(&[
+        "-d",
+        "1500ms",
+        "--pid",
+        &pid.to_string(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    let _ = jit.kill();
+    let _ = jit.wait();
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leaves = samples(&bundle)
+        .into_iter()
+        .filter(|s| s.pid == pid)
+        .filter_map(|s| s.frames.last().map(|f| f.0.clone()))
+        .collect();
+    (manifest(&bundle), leaves, pid)
+}
+
+#[test]
+fn a_jit_map_another_user_wrote_is_refused_and_the_manifest_says_why() {
+    require_recording!();
+    // Written by the process's own user (root here): its frames are named.
+    let (_, leaves, _) = record_jit(0);
+    let named = leaves.iter().filter(|l| *l == "jit_spin_loop").count();
+    assert!(
+        named * 2 > leaves.len(),
+        "{named} of {} named: {leaves:?}",
+        leaves.len()
+    );
+    // Written for it by another user (nobody): refused, said, and its frames left unnamed.
+    let (m, leaves, pid) = record_jit(65534);
+    assert!(!leaves.iter().any(|l| l == "jit_spin_loop"), "{leaves:?}");
+    let src = m["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "perf-samples")
+        .unwrap();
+    assert_eq!(src["status"], "partial", "{src}");
+    let reason = src["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "JIT map of pid {pid} refused, its frames unnamed: /tmp/perf-{pid}.map: owned by uid 65534, not by root or process {pid}, which runs as uid 0"
+        )),
+        "{reason}"
+    );
+}
+
 #[test]
 fn disk_full_stops_cleanly_and_keeps_closed_segments() {
     require_recording!();

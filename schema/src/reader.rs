@@ -435,6 +435,18 @@ impl Bundle {
         Ok(())
     }
 
+    /// [`Bundle::verify_tables`] with every page of every column walked and checked as a
+    /// decoding read checks them: what a reader that bypasses [`Bundle::open_segment`] (an SQL
+    /// engine's own Parquet scan) needs before it decodes anything.
+    pub fn verify_pages(&self, which: &[&TableDef]) -> Result<()> {
+        for t in which {
+            for seg in self.segments(t) {
+                self.checked_segment(t, seg, Decode::Columns(None))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the manifest's table list and finds files the manifest does not list.
     fn check_layout(&mut self) -> Result<()> {
         let mut listed = BTreeSet::new();

@@ -233,6 +233,20 @@ fn bad_redact_requests_fail_in_one_line_and_leave_nothing() {
     );
 }
 
+/// Every string in `v`, with its place (`table.column`, `manifest.host.hostname`).
+fn walk(v: &Value, place: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) => out.push((place.to_string(), s.clone())),
+        Value::Array(a) => a.iter().for_each(|v| walk(v, place, out)),
+        Value::Object(o) => {
+            for (k, v) in o {
+                walk(v, &format!("{place}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Every string of every table (`SELECT *` of each, all columns) and of the manifest.
 fn every_string(bundle: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -250,37 +264,13 @@ fn every_string(bundle: &str) -> Vec<(String, String)> {
             "-q",
             &format!("SELECT * FROM {t}"),
         ]));
-        fn walk(v: &Value, place: &str, out: &mut Vec<(String, String)>) {
-            match v {
-                Value::String(s) => out.push((place.to_string(), s.clone())),
-                Value::Array(a) => a.iter().for_each(|v| walk(v, place, out)),
-                Value::Object(o) => {
-                    for (k, v) in o {
-                        walk(v, &format!("{place}.{k}"), out);
-                    }
-                }
-                _ => {}
-            }
-        }
         walk(&serde_json::from_str(&json).unwrap(), t, &mut out);
     }
     let m: Value = serde_json::from_str(
         &std::fs::read_to_string(Path::new(bundle).join("manifest.json")).unwrap(),
     )
     .unwrap();
-    fn walk_m(v: &Value, place: &str, out: &mut Vec<(String, String)>) {
-        match v {
-            Value::String(s) => out.push((place.to_string(), s.clone())),
-            Value::Array(a) => a.iter().for_each(|v| walk_m(v, place, out)),
-            Value::Object(o) => {
-                for (k, v) in o {
-                    walk_m(v, &format!("{place}.{k}"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    walk_m(&m, "manifest", &mut out);
+    walk(&m, "manifest", &mut out);
     out
 }
 

@@ -340,7 +340,7 @@ impl Bundle {
             Decode::Columns(None) => Some(ProjectionMask::all()),
             Decode::Nothing => None,
         };
-        check_pages(&data, builder.metadata(), &path, mask.as_ref())?;
+        check_pages(&data, builder.metadata(), &path, mask.as_ref(), true)?;
         Ok((builder, mask))
     }
 
@@ -583,6 +583,54 @@ pub struct SegmentData {
 }
 
 impl SegmentData {
+    /// The footer of this segment, for [`SegmentData::check_range`].
+    pub fn footer(&self) -> Result<Arc<parquet::file::metadata::ParquetMetaData>> {
+        let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        ArrowReaderMetadata::load(self, options)
+            .map(|m| m.metadata().clone())
+            .map_err(|e| Error::invalid(&self.display, format!("not a readable Parquet file: {e}")))
+    }
+
+    /// Checks the pages of every column chunk that the byte range `range` of this segment
+    /// overlaps, as a decoding read would (see `check_pages`): for readers that fetch the
+    /// chunks themselves (DataFusion's scan of a bundle read in place from an object store),
+    /// so that each chunk is checked as it is first fetched. The leaves in `done` are not
+    /// checked again; those checked now are added to it. (The row count was checked when the
+    /// bundle was opened.)
+    pub fn check_range(
+        &self,
+        footer: &parquet::file::metadata::ParquetMetaData,
+        range: std::ops::Range<u64>,
+        done: &mut std::collections::BTreeSet<usize>,
+    ) -> Result<()> {
+        let mut leaves = Vec::new();
+        for rg in footer.row_groups() {
+            for (leaf, c) in rg.columns().iter().enumerate() {
+                let start = c
+                    .dictionary_page_offset()
+                    .unwrap_or(c.data_page_offset())
+                    .max(0) as u64;
+                let end = start.saturating_add(c.compressed_size().max(0) as u64);
+                if start < range.end
+                    && range.start < end
+                    && !done.contains(&leaf)
+                    && !leaves.contains(&leaf)
+                {
+                    leaves.push(leaf);
+                }
+            }
+        }
+        if !leaves.is_empty() {
+            let mask = ProjectionMask::leaves(
+                footer.file_metadata().schema_descr(),
+                leaves.iter().copied(),
+            );
+            check_pages(self, footer, &self.display, Some(&mask), false)?;
+            done.extend(leaves);
+        }
+        Ok(())
+    }
+
     /// All of `file`, named `display` in messages (a segment file of a dataset, say).
     pub fn new(file: Arc<dyn RandomAccess>, display: PathBuf) -> Self {
         let len = file.len();

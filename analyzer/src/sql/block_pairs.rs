@@ -539,6 +539,14 @@ impl BundlePairs {
             };
             for seg in segments {
                 let display = seg.display_path().display().to_string();
+                // The pages are checked before parquet decodes them, here too: the segments
+                // may come from a dataset or an object store, whose pages no open walked.
+                let checked = seg.footer().and_then(|footer| {
+                    seg.check_range(&footer, 0..u64::MAX, &mut Default::default())
+                });
+                if let Err(e) = checked {
+                    return Err(datafusion::error::DataFusionError::External(Box::new(e)));
+                }
                 let reader = ParquetRecordBatchReaderBuilder::try_new(seg)
                     .and_then(|b| {
                         let b = match &columns {

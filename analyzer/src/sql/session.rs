@@ -157,6 +157,9 @@ impl Session {
         let names = bundle_names(bundles);
         let mut store = BundleStore::default();
         for (bundle, name) in bundles.iter().zip(&names) {
+            // Pages walked at open (bundles::open_for) but for bundles read in place from an
+            // object store: their chunks are checked as DataFusion fetches them.
+            let walked = !crate::location::is_url(&bundle.path().to_string_lossy());
             for table in tables::ALL {
                 for seg in bundle.segments(table) {
                     let file = seg.file.rsplit('/').next().unwrap_or(&seg.file);
@@ -166,7 +169,7 @@ impl Session {
                         format!("bundle={}", name.bundle),
                         file.to_string(),
                     ]);
-                    store.insert(path, bundle.segment_data(seg)?);
+                    store.insert(path, bundle.segment_data(seg)?, walked);
                 }
             }
         }

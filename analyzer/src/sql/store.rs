@@ -24,12 +24,53 @@ use perfpack_schema::SegmentData;
 #[derive(Debug, Default)]
 pub struct BundleStore {
     objects: BTreeMap<Path, SegmentData>,
+    /// Segments whose pages were not walked when their bundle was opened (bundles read in
+    /// place from an object store): their footers, and the leaves checked so far.
+    unchecked: std::sync::Mutex<BTreeMap<Path, Checked>>,
+}
+
+#[derive(Debug, Default)]
+struct Checked {
+    footer: Option<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    leaves: std::collections::BTreeSet<usize>,
 }
 
 impl BundleStore {
-    /// Adds a segment under its virtual path.
-    pub fn insert(&mut self, path: Path, data: SegmentData) {
+    /// Adds a segment under its virtual path; `checked` says whether its pages were walked
+    /// already (else each column chunk is checked when it is first fetched).
+    pub fn insert(&mut self, path: Path, data: SegmentData, checked: bool) {
+        if !checked {
+            self.unchecked
+                .get_mut()
+                .expect("not poisoned")
+                .insert(path.clone(), Checked::default());
+        }
         self.objects.insert(path, data);
+    }
+
+    /// Checks the pages of the column chunks `range` overlaps, once each, where the segment's
+    /// pages were not walked at open: DataFusion decodes what it fetches without the checks.
+    fn check(
+        &self,
+        path: &Path,
+        data: &SegmentData,
+        range: &Range<u64>,
+    ) -> object_store::Result<()> {
+        let generic = |e: perfpack_schema::Error| object_store::Error::Generic {
+            store: "perfpack",
+            source: Box::new(e),
+        };
+        let mut unchecked = self.unchecked.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = unchecked.get_mut(path) else {
+            return Ok(());
+        };
+        let footer = match &c.footer {
+            Some(f) => f.clone(),
+            None => c.footer.insert(data.footer().map_err(generic)?).clone(),
+        };
+        // The footer's own bytes (at the end) overlap no chunk: nothing to check there.
+        data.check_range(&footer, range.clone(), &mut c.leaves)
+            .map_err(generic)
     }
 
     fn meta(path: &Path, data: &SegmentData) -> ObjectMeta {
@@ -122,6 +163,7 @@ impl ObjectStore for BundleStore {
         let payload = if options.head {
             stream::empty().boxed()
         } else {
+            self.check(location, data, &range)?;
             let bytes = Self::read(data, range.clone())?;
             stream::once(async move { Ok(bytes) }).boxed()
         };
@@ -139,6 +181,9 @@ impl ObjectStore for BundleStore {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         let data = self.lookup(location)?;
+        for r in ranges {
+            self.check(location, data, r)?;
+        }
         ranges.iter().map(|r| Self::read(data, r.clone())).collect()
     }
 

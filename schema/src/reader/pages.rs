@@ -32,6 +32,7 @@ pub(super) fn check_pages(
     md: &ParquetMetaData,
     path: &Path,
     decoded: Option<&ProjectionMask>,
+    count_rows: bool,
 ) -> Result<()> {
     let reader = Arc::new(data.clone());
     for (i, rg) in md.row_groups().iter().enumerate() {
@@ -87,7 +88,7 @@ pub(super) fn check_pages(
             .columns()
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.column_descr().max_rep_level() == 0)
+            .filter(|(_, c)| count_rows && c.column_descr().max_rep_level() == 0)
             .min_by_key(|(_, c)| c.compressed_size())
             .map(|(leaf, _)| leaf);
         for (leaf, col) in rg.columns().iter().enumerate() {

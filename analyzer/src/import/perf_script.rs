@@ -57,6 +57,9 @@ fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
         .filter(|(_, w)| !w.is_empty())
 }
 
+/// The event of samples printed without an event column.
+const NO_EVENT: &str = "unknown-event";
+
 /// Drops perf's event modifiers (`cycles:ppp` → `cycles`, `cpu-clock:u` → `cpu-clock`) but keeps
 /// tracepoint names (`sched:sched_switch`).
 fn event_name(token: &str) -> &str {
@@ -107,6 +110,16 @@ fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
             if !t.is_empty() {
                 tail = Some(t);
             }
+            break;
+        } else if event.is_none()
+            && ts_ns.is_some()
+            && w.bytes().all(|b| b.is_ascii_hexdigit())
+            && after.trim_end().ends_with(')')
+        {
+            // `perf script -F comm,pid,tid,time,ip,sym,dso`: no event column, and the one
+            // frame on the header line (no callchain below).
+            event = Some(NO_EVENT);
+            tail = Some(trimmed.trim());
             break;
         } else {
             return None;
@@ -211,8 +224,7 @@ fn finish(
     }
     p.open = false;
     if p.frames.is_empty() {
-        report.note("samples without any frame line were skipped");
-        return Ok(());
+        report.note("samples without a callchain count under their process name alone");
     }
     sink.add(
         &SampleRef {
@@ -282,6 +294,9 @@ pub fn import<R: std::io::BufRead>(
         }
         if ev.period.is_none() {
             report.note("no period column: every sample weighs 1");
+        }
+        if ev.event == NO_EVENT {
+            report.note("no event column: the event is called unknown-event");
         }
         p.comm.clear();
         p.comm.push_str(ev.comm);

@@ -102,10 +102,10 @@ impl StackSink {
             }
             parent = Some(id);
         }
-        let Some(leaf) = parent else {
-            // A sample without any frame has no callsite to point at; the caller counts it.
-            return Ok(());
-        };
+        // A sample without any frame (perf script prints the header line alone) is CPU time
+        // all the same: it has no callsite, and folds as its process name alone, as
+        // stackcollapse-perf.pl and inferno count it.
+        let leaf = parent;
         if self
             .threads
             .get(&(sample.pid, sample.tid))
@@ -134,7 +134,7 @@ impl StackSink {
             comm: sample.comm,
             event: sample.event,
             weight: sample.weight,
-            callsite_id: Some(leaf),
+            callsite_id: leaf,
             unwind: None,
             truncated: None,
         });

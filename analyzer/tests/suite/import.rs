@@ -246,3 +246,69 @@ fn a_failed_import_with_force_leaves_the_old_bundle_as_it_was() {
     assert_eq!(sql(&out, count), before);
     assert_eq!(listing(), files);
 }
+
+#[test]
+fn samples_without_a_callchain_count_under_their_process_name() {
+    // Four cpu-clock samples of 10101010 ns: one with a kernel callchain, three with the
+    // header line alone (two of bash, one of make). stackcollapse-perf.pl counts the three as
+    // their process names; inferno-collapse-perf 0.12 drops them. CPU time is CPU time.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("nc.ppk");
+    let report = import(
+        "perf-script",
+        &data("perf-script-no-callchain.txt"),
+        &bundle,
+    );
+    assert!(report.contains("imported 4 samples"), "{report}");
+    assert!(
+        report.contains("count under their process name alone"),
+        "{report}"
+    );
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let mut lines: Vec<&str> = folded.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "bash 20202020",
+            "bash;default_idle;native_safe_halt 10101010",
+            "make 10101010"
+        ]
+    );
+    // And the flame graph holds all four.
+    let svg = ok(&perfpack([
+        "flamegraph".as_ref(),
+        bundle.as_os_str(),
+        "-o".as_ref(),
+        "-".as_ref(),
+    ]));
+    assert!(
+        svg.contains("4 cpu-clock samples"),
+        "{}",
+        &svg[..svg.len().min(2000)]
+    );
+}
+
+#[test]
+fn one_line_samples_without_an_event_column_are_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("one.ppk");
+    let report = import("perf-script", &data("perf-script-one-line.txt"), &bundle);
+    // Three lines, three samples of weight 1: two in java's JIT map, one in the kernel.
+    assert!(report.contains("imported 3 samples"), "{report}");
+    assert!(report.contains("no event column"), "{report}");
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let mut lines: Vec<&str> = folded.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        ["bash;native_safe_halt 1", "java;java/lang/Thread:::run 2"]
+    );
+    assert_eq!(
+        sql(
+            &bundle,
+            "SELECT tid, ts_ns FROM stack_sample ORDER BY ts_ns"
+        ),
+        "tid,ts_ns\n1235,100000100000\n1235,100000200000\n99,100000300000\n"
+    );
+}

@@ -176,6 +176,64 @@ fn parse_frame_line(line: &str) -> Option<FrameLine<'_>> {
     Some(FrameLine { pc, symbol, module })
 }
 
+/// A Rust symbol in the legacy mangling that perf only half demangled
+/// (`_$LT$alloc..vec..Vec$LT$T$GT$$GT$::push::h5f6e4a3b2c1d0e9f`), finished the way
+/// inferno-collapse-perf finishes it: the `::h<16 hex>` hash dropped, the `$..$` escapes and
+/// `..` path separators decoded, the symbol's own leading `_` before an escape removed
+/// (`<alloc::vec::Vec<T>>::push`). Anything without the hash is returned as it is.
+fn finish_rust_symbol(name: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, hash)) = name.rsplit_once("::") else {
+        return name.into();
+    };
+    let is_hash = hash.len() == 17
+        && hash.starts_with('h')
+        && hash[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hash || !(path.contains('$') || path.contains("..")) {
+        return name.into();
+    }
+    let path = path
+        .strip_prefix('_')
+        .filter(|p| p.starts_with('$'))
+        .unwrap_or(path);
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(tail) = rest.strip_prefix("..") {
+            out.push_str("::");
+            rest = tail;
+            continue;
+        }
+        if rest.starts_with('$')
+            && let Some(end) = rest[1..].find('$')
+        {
+            let code = &rest[1..1 + end];
+            let decoded = match code {
+                "SP" => Some('@'),
+                "BP" => Some('*'),
+                "RF" => Some('&'),
+                "LT" => Some('<'),
+                "GT" => Some('>'),
+                "LP" => Some('('),
+                "RP" => Some(')'),
+                "C" => Some(','),
+                _ => code
+                    .strip_prefix('u')
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .and_then(char::from_u32),
+            };
+            if let Some(c) = decoded {
+                out.push(c);
+                rest = &rest[end + 2..];
+                continue;
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
+}
+
 fn is_kernel(module: &str, pc: u64) -> bool {
     pc >= 0xffff_8000_0000_0000
         || module.starts_with("[kernel")
@@ -200,11 +258,12 @@ struct Pending {
 
 impl Pending {
     fn push_frame(&mut self, f: &FrameLine<'_>, sink: &mut StackSink) {
+        let symbol = finish_rust_symbol(f.symbol);
         let id = sink.frame_id(FrameRef {
-            name: if f.symbol.is_empty() {
+            name: if symbol.is_empty() {
                 "[unknown]"
             } else {
-                f.symbol
+                &symbol
             },
             module: (f.module != "[unknown]").then_some(f.module),
             kernel: is_kernel(f.module, f.pc),
@@ -381,6 +440,30 @@ mod tests {
         let e = parse_event_line("1234 55/56 [001] 2.5: 10 cpu-clock:").unwrap();
         assert_eq!((e.comm, e.pid, e.tid), ("1234", Some(55), 56));
         assert!(parse_event_line("garbage line").is_none());
+    }
+
+    #[test]
+    fn half_demangled_rust_symbols_are_finished_as_inferno_finishes_them() {
+        // inferno-collapse-perf 0.12 folds these two as `<alloc::vec::Vec<T>>::push` and
+        // `prog::main::_{{closure}}` (tests/data/import/perf-script-rust.txt).
+        assert_eq!(
+            finish_rust_symbol("_$LT$alloc..vec..Vec$LT$T$GT$$GT$::push::h5f6e4a3b2c1d0e9f"),
+            "<alloc::vec::Vec<T>>::push"
+        );
+        assert_eq!(
+            finish_rust_symbol("prog::main::_$u7b$$u7b$closure$u7d$$u7d$::h0123456789abcdef"),
+            "prog::main::_{{closure}}"
+        );
+        assert_eq!(
+            finish_rust_symbol("_$LT$T$u20$as$u20$core..fmt..Display$GT$::fmt::h0000000000000abc"),
+            "<T as core::fmt::Display>::fmt"
+        );
+        // No hash: left alone (C++ and already demangled names).
+        assert_eq!(
+            finish_rust_symbol("std::vector<int>::push_back"),
+            "std::vector<int>::push_back"
+        );
+        assert_eq!(finish_rust_symbol("a$LT$b::hzzzz"), "a$LT$b::hzzzz");
     }
 
     #[test]

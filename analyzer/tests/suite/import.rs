@@ -312,3 +312,19 @@ fn one_line_samples_without_an_event_column_are_imported() {
         "tid,ts_ns\n1235,100000100000\n1235,100000200000\n99,100000300000\n"
     );
 }
+
+#[test]
+fn half_demangled_rust_symbols_fold_as_inferno_folds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("rust.ppk");
+    import("perf-script", &data("perf-script-rust.txt"), &bundle);
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let inferno = std::fs::read_to_string(data("perf-script-rust.inferno.folded")).unwrap();
+    assert_eq!(folded, inferno);
+    // By hand: the hash gone, `$LT$`/`$GT$` and `..` decoded, the escapes' leading `_` only
+    // where the symbol starts with it.
+    assert_eq!(
+        folded,
+        "prog;prog::main::_{{closure}};<alloc::vec::Vec<T>>::push 1\n"
+    );
+}

@@ -26,9 +26,14 @@ pub fn frame_name(name: &str, module: Option<&str>, java: bool) -> String {
 fn drop_arguments(name: &str) -> String {
     let mut depth = 0i32;
     let mut after_dot = None;
+    let mut prev = '\0';
     for (i, c) in name.char_indices() {
+        let arrow = prev == '-' && c == '>';
+        prev = c;
         match c {
             '<' | '{' | '[' => depth += 1,
+            // `operator->` closes nothing.
+            '>' if arrow => {}
             '>' | '}' | ']' | ')' => depth -= 1,
             '(' => {
                 let go_receiver = after_dot == Some(i);
@@ -75,6 +80,10 @@ mod tests {
         assert_eq!(
             frame_name("[unknown]", Some("/usr/lib/libc.so.6"), false),
             "[libc.so.6]"
+        );
+        assert_eq!(
+            frame_name("std::unique_ptr<Foo>::operator->() const", None, false),
+            "std::unique_ptr<Foo>::operator->"
         );
         assert_eq!(frame_name("[unknown]", None, false), "[unknown]");
         assert_eq!(frame_name("a;b", None, false), "a:b");

@@ -258,12 +258,32 @@ struct Pending {
 
 impl Pending {
     fn push_frame(&mut self, f: &FrameLine<'_>, sink: &mut StackSink) {
+        // perf-map-agent's unfolded maps join a JIT frame and the methods inlined into it
+        // with `->` (`A->B->C`: B inlined into A, C into B): frames of their own, leaf first,
+        // the inlined ones marked `_[i]` as inferno marks them. Only in a JIT map: C++'s
+        // `operator->` is a name.
+        if f.module.starts_with("/tmp/perf-") && f.symbol.contains("->") {
+            let parts: Vec<&str> = f.symbol.split("->").collect();
+            for (i, part) in parts.iter().enumerate().rev() {
+                let name = if i == 0 {
+                    part.to_string()
+                } else {
+                    format!("{part}_[i]")
+                };
+                self.push_named(&name, f, sink);
+            }
+            return;
+        }
         let symbol = finish_rust_symbol(f.symbol);
+        self.push_named(&symbol, f, sink);
+    }
+
+    fn push_named(&mut self, symbol: &str, f: &FrameLine<'_>, sink: &mut StackSink) {
         let id = sink.frame_id(FrameRef {
             name: if symbol.is_empty() {
                 "[unknown]"
             } else {
-                &symbol
+                symbol
             },
             module: (f.module != "[unknown]").then_some(f.module),
             kernel: is_kernel(f.module, f.pc),

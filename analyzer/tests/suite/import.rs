@@ -328,3 +328,31 @@ fn half_demangled_rust_symbols_fold_as_inferno_folds_them() {
         "prog;prog::main::_{{closure}};<alloc::vec::Vec<T>>::push 1\n"
     );
 }
+
+#[test]
+fn jit_frames_with_inlined_methods_fold_as_inferno_folds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("jit.ppk");
+    import(
+        "perf-script",
+        &data("perf-script-java-inlined.txt"),
+        &bundle,
+    );
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let inferno = std::fs::read_to_string(data("perf-script-java-inlined.inferno.folded")).unwrap();
+    // The JIT lines as inferno folds them; not C++'s `operator->`, which inferno splits as if
+    // it joined inlined frames (`operator;_[i]`).
+    let (java, cpp): (Vec<&str>, Vec<&str>) = inferno.lines().partition(|l| l.starts_with("java;"));
+    assert_eq!(cpp, ["opt;std::unique_ptr<Foo>::operator;_[i] 1"]);
+    for line in java {
+        assert!(folded.lines().any(|l| l == line), "{line} not in {folded}");
+    }
+    // By hand: A->B->C is A, then B and C inlined below it; operator-> stays one frame.
+    assert!(folded.contains(
+        "java;Interpreter;com/example/A:::a;com/example/B:::b_[i];com/example/C:::c_[i] 1"
+    ));
+    assert!(
+        folded.contains("opt;std::unique_ptr<Foo>::operator-> 1"),
+        "{folded}"
+    );
+}

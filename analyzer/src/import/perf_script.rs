@@ -345,17 +345,22 @@ pub fn import<R: std::io::BufRead>(
         if line.starts_with('#') {
             continue;
         }
+        // Indented: a frame of the open sample, or (perf script -F with its columns padded)
+        // a header line whose comm is right-aligned.
         if line.starts_with([' ', '\t']) {
-            if !p.open {
+            let frame = parse_frame_line(&line);
+            if p.open
+                && let Some(f) = frame
+            {
+                p.push_frame(&f, &mut sink);
+                continue;
+            }
+            if frame.is_some() || parse_event_line(line.trim_start()).is_none() {
                 report.unparsed(line_no, &line);
                 continue;
             }
-            match parse_frame_line(&line) {
-                Some(f) => p.push_frame(&f, &mut sink),
-                None => report.unparsed(line_no, &line),
-            }
-            continue;
         }
+        let line = line.trim_start();
         // A new event line also ends a sample that had no blank line after it.
         finish(&mut p, &mut sink, writer, report)?;
         let Some(ev) = parse_event_line(&line) else {

@@ -356,3 +356,14 @@ fn jit_frames_with_inlined_methods_fold_as_inferno_folds_them() {
         "{folded}"
     );
 }
+
+#[test]
+fn header_lines_with_a_right_aligned_comm_are_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("padded.ppk");
+    let report = import("perf-script", &data("perf-script-padded.txt"), &bundle);
+    assert!(report.contains("imported 3 samples"), "{report}");
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let inferno = std::fs::read_to_string(data("perf-script-padded.inferno.folded")).unwrap();
+    assert_eq!(folded, inferno);
+}

@@ -363,8 +363,8 @@ pub fn import<R: std::io::BufRead>(
         let line = line.trim_start();
         // A new event line also ends a sample that had no blank line after it.
         finish(&mut p, &mut sink, writer, report)?;
-        let Some(ev) = parse_event_line(&line) else {
-            report.unparsed(line_no, &line);
+        let Some(ev) = parse_event_line(line) else {
+            report.unparsed(line_no, line);
             continue;
         };
         if ev.pid.is_none() {
@@ -405,7 +405,7 @@ pub fn import<R: std::io::BufRead>(
                     body: fields,
                 });
                 if !understood {
-                    report.unparsed(line_no, &line);
+                    report.unparsed(line_no, line);
                 }
                 if tracepoints.len() >= super::SEGMENT_ROWS {
                     tracepoints.flush(writer)?;
@@ -413,7 +413,7 @@ pub fn import<R: std::io::BufRead>(
             }
             (Some(inline), None) => match parse_frame_line(inline) {
                 Some(f) => p.push_frame(&f, &mut sink),
-                None => report.unparsed(line_no, &line),
+                None => report.unparsed(line_no, line),
             },
             (None, _) => {}
         }

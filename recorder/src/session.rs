@@ -81,6 +81,19 @@ fn hook_script(cmd: &str) -> String {
         .replace("{}", "\"$1\"")
 }
 
+/// Losses of `kind`, one per CPU with a non-zero count, in CPU order.
+fn per_cpu_losses(kind: &str, per_cpu: impl IntoIterator<Item = (u32, u64)>) -> Vec<Loss> {
+    let mut v: Vec<(u32, u64)> = per_cpu.into_iter().filter(|&(_, n)| n > 0).collect();
+    v.sort_unstable();
+    v.into_iter()
+        .map(|(cpu, count)| Loss {
+            kind: kind.into(),
+            cpu: Some(cpu),
+            count,
+        })
+        .collect()
+}
+
 /// Everything captured for the open segment besides the stack tables.
 #[derive(Default)]
 struct Pending {
@@ -775,15 +788,7 @@ impl Capture {
 
     fn update_manifest(&mut self) {
         let losses = |kind: &str, per_cpu: &std::collections::HashMap<u32, u64>| {
-            let mut v: Vec<_> = per_cpu.iter().filter(|(_, n)| **n > 0).collect();
-            v.sort();
-            v.into_iter()
-                .map(|(cpu, n)| Loss {
-                    kind: kind.into(),
-                    cpu: Some(*cpu),
-                    count: *n,
-                })
-                .collect::<Vec<_>>()
+            per_cpu_losses(kind, per_cpu.iter().map(|(&c, &n)| (c, n)))
         };
         let mut lost = losses("perf-lost-records", &self.profile.lost);
         lost.extend(losses(
@@ -833,20 +838,11 @@ impl Capture {
             s.losses = f.losses();
         }
         // A failed read is an interval without rows: said as a loss, per CPU.
-        let failed = |kind: &str, per_cpu: &mut dyn Iterator<Item = (u32, u64)>| {
-            per_cpu
-                .map(|(cpu, count)| Loss {
-                    kind: kind.into(),
-                    cpu: Some(cpu),
-                    count,
-                })
-                .collect::<Vec<_>>()
-        };
         if let Some(s) = m.source_mut("pmc") {
             s.records = n_pmc;
-            s.losses = failed(
+            s.losses = per_cpu_losses(
                 "pmc-read-failed",
-                &mut self.counters.read_failures.iter().map(|(&c, &n)| (c, n)),
+                self.counters.read_failures.iter().map(|(&c, &n)| (c, n)),
             );
         }
         if let (Some(s), Some(msrs)) = (m.source_mut("msr"), &self.msrs) {
@@ -855,10 +851,7 @@ impl Capture {
                 .read_failures
                 .iter()
                 .flat_map(|(&(source, cpu), &n)| {
-                    failed(
-                        &format!("{source}-read-failed"),
-                        &mut std::iter::once((cpu, n)),
-                    )
+                    per_cpu_losses(&format!("{source}-read-failed"), [(cpu, n)])
                 })
                 .collect();
         }

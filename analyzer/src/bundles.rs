@@ -45,6 +45,15 @@ pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Whether [`open_for`] walks every page of a bundle: SQL decodes through DataFusion's own
+/// Parquet scan, past the checks of `Bundle::open_segment`, so they run at open, once. Not for
+/// a bundle in an object store, read in place by ranges: walking every page would fetch all of
+/// it. Its footers and counted column are checked at open, and its column chunks as they are
+/// fetched (`sql::store`, `block_rq_pairs`).
+pub fn pages_walked_at_open(bundle: &Bundle) -> bool {
+    !crate::location::is_url(&bundle.path().to_string_lossy())
+}
+
 /// Opens every bundle and checks its segment files (footers, schemas, row counts).
 pub fn open_all(args: &[String]) -> anyhow::Result<Vec<Bundle>> {
     open_for(args, perfpack_schema::tables::ALL)
@@ -58,14 +67,10 @@ pub fn open_for(args: &[String], reads: &[&TableDef]) -> anyhow::Result<Vec<Bund
         for w in bundle.warnings() {
             eprintln!("perfpack: warning: {w}");
         }
-        // Every page of what the command reads: SQL decodes through DataFusion's own Parquet
-        // scan, past the checks of `Bundle::open_segment`, so they run here, once. Not for a
-        // bundle in an object store, read in place by ranges: walking every page would fetch
-        // all of it (the footers and the counted column are checked there).
-        if crate::location::is_url(&path.to_string_lossy()) {
-            bundle.verify_tables(reads)?;
-        } else {
+        if pages_walked_at_open(&bundle) {
             bundle.verify_pages(reads)?;
+        } else {
+            bundle.verify_tables(reads)?;
         }
         bundles.push(bundle);
     }

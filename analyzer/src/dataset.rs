@@ -225,6 +225,7 @@ impl Dataset {
                     bundle: m.bundle,
                     host: m.host,
                     stored,
+                    pages_checked: false,
                 }
             })
             .collect())

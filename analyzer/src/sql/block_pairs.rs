@@ -71,6 +71,9 @@ pub struct PairsInput {
     /// Where the segments lie (`s3://…`, `file://…`), when they lie in a store another process
     /// can open too (a dataset); empty for bundles opened in this process.
     pub stored: Vec<StoredSegment>,
+    /// Whether the segments' pages were walked when the bundle was opened; if not, they are
+    /// walked before they are matched.
+    pub pages_checked: bool,
 }
 
 /// A segment as a URL and its size: what a Ballista executor needs to open it again.
@@ -93,6 +96,7 @@ impl PairsInput {
             bundle: name.to_string(),
             host: host.to_string(),
             stored: Vec::new(),
+            pages_checked: crate::bundles::pages_walked_at_open(bundle),
         })
     }
 }
@@ -111,6 +115,7 @@ pub fn table(inputs: Vec<PairsInput>) -> PairsTable {
                 bundle: i.bundle,
                 host: i.host,
                 stored: i.stored,
+                pages_checked: i.pages_checked,
             })
         })
         .collect();
@@ -230,6 +235,7 @@ struct BundlePairs {
     bundle: String,
     host: String,
     stored: Vec<StoredSegment>,
+    pages_checked: bool,
 }
 
 impl BundlePairs {
@@ -528,6 +534,7 @@ impl BundlePairs {
         let tx = builder.tx();
         let segments = self.segments.clone();
         let (schema, bundle, host) = (self.schema.clone(), self.bundle.clone(), self.host.clone());
+        let pages_checked = self.pages_checked;
         builder.spawn_blocking(move || {
             let mut state = State::default();
             let mut out = Out::default();
@@ -539,13 +546,15 @@ impl BundlePairs {
             };
             for seg in segments {
                 let display = seg.display_path().display().to_string();
-                // The pages are checked before parquet decodes them, here too: the segments
-                // may come from a dataset or an object store, whose pages no open walked.
-                let checked = seg.footer().and_then(|footer| {
-                    seg.check_range(&footer, 0..u64::MAX, &mut Default::default())
-                });
-                if let Err(e) = checked {
-                    return Err(datafusion::error::DataFusionError::External(Box::new(e)));
+                // Segments of a dataset or an object store, whose pages no open walked, are
+                // checked before parquet decodes them.
+                if !pages_checked {
+                    let checked = seg.footer().and_then(|footer| {
+                        seg.check_range(&footer, 0..u64::MAX, &mut Default::default())
+                    });
+                    if let Err(e) = checked {
+                        return Err(datafusion::error::DataFusionError::External(Box::new(e)));
+                    }
                 }
                 let reader = ParquetRecordBatchReaderBuilder::try_new(seg)
                     .and_then(|b| {

@@ -157,9 +157,9 @@ impl Session {
         let names = bundle_names(bundles);
         let mut store = BundleStore::default();
         for (bundle, name) in bundles.iter().zip(&names) {
-            // Pages walked at open (bundles::open_for) but for bundles read in place from an
-            // object store: their chunks are checked as DataFusion fetches them.
-            let walked = !crate::location::is_url(&bundle.path().to_string_lossy());
+            // The chunks of a bundle whose pages were not walked at open are checked as
+            // DataFusion fetches them.
+            let walked = crate::bundles::pages_walked_at_open(bundle);
             for table in tables::ALL {
                 for seg in bundle.segments(table) {
                     let file = seg.file.rsplit('/').next().unwrap_or(&seg.file);

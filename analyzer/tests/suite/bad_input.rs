@@ -795,21 +795,31 @@ fn absurd_manifest_clocks_are_refused_with_the_field_named() {
     }
 }
 
-/// The first segment of `table` with column `column` rewritten by `f` (row index, old value).
+/// The first segment of `table` with its integer column `column` rewritten by `f` (row
+/// index, old value).
+fn edit_ints<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+    b: &Path,
+    table: &perfpack_schema::TableDef,
+    column: &str,
+    f: impl Fn(usize, Option<T::Native>) -> Option<T::Native>,
+) {
+    edit(b, table, column, |c| {
+        use datafusion::arrow::array::{Array, AsArray, PrimitiveArray};
+        let c = c.as_primitive::<T>();
+        let out: PrimitiveArray<T> = (0..c.len())
+            .map(|i| f(i, c.is_valid(i).then(|| c.value(i))))
+            .collect();
+        std::sync::Arc::new(out)
+    });
+}
+
 fn edit_i64(
     b: &Path,
     table: &perfpack_schema::TableDef,
     column: &str,
     f: impl Fn(usize, Option<i64>) -> Option<i64>,
 ) {
-    edit(b, table, column, |c| {
-        use datafusion::arrow::array::{Array, AsArray, Int64Array};
-        let c = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        let out: Int64Array = (0..c.len())
-            .map(|i| f(i, c.is_valid(i).then(|| c.value(i))))
-            .collect();
-        std::sync::Arc::new(out)
-    });
+    edit_ints::<datafusion::arrow::datatypes::Int64Type>(b, table, column, f);
 }
 
 fn edit_i32(
@@ -818,14 +828,7 @@ fn edit_i32(
     column: &str,
     f: impl Fn(usize, Option<i32>) -> Option<i32>,
 ) {
-    edit(b, table, column, |c| {
-        use datafusion::arrow::array::{Array, AsArray, Int32Array};
-        let c = c.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
-        let out: Int32Array = (0..c.len())
-            .map(|i| f(i, c.is_valid(i).then(|| c.value(i))))
-            .collect();
-        std::sync::Arc::new(out)
-    });
+    edit_ints::<datafusion::arrow::datatypes::Int32Type>(b, table, column, f);
 }
 
 fn edit(

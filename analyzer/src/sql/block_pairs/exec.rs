@@ -172,6 +172,7 @@ fn reopen(
         bundle,
         host,
         stored,
+        pages_checked: false,
     }))
 }
 

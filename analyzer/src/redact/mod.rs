@@ -23,7 +23,7 @@
 //! names, paths and command lines (all three without any); the host's identity and every
 //! string outside the keep list are always replaced.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::hash::Hasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +34,8 @@ use arrow_array::{Array, ArrayRef, MapArray, RecordBatch, StringArray, StructArr
 use arrow_schema::DataType;
 use perfpack_schema::manifest::TableEntry;
 use perfpack_schema::{Bundle, BundleWriter, Manifest, WriterOptions, tables};
+
+mod check;
 
 /// Arguments of `perfpack redact`.
 #[derive(Debug, clap::Args)]
@@ -391,17 +393,6 @@ fn identifying(word: &str) -> Option<&'static str> {
     None
 }
 
-/// Paths under the directories of users and of temporary files (JIT maps aside).
-fn user_path(s: &str) -> bool {
-    ["/home/", "/root/", "/tmp/"].iter().any(|d| {
-        s.match_indices(d).any(|(i, _)| {
-            let rest = &s[i..];
-            let end = rest.find([' ', '\'', '"', ')', ',']).unwrap_or(rest.len());
-            !kept(What::Path, &rest[..end])
-        })
-    })
-}
-
 /// Calls `f` with the rule and a mutable reference of every string of the manifest, so that
 /// redaction and `--check` walk the same fields.
 fn manifest_strings(m: &mut Manifest, mut f: impl FnMut(&str, Rule, &mut String)) {
@@ -497,35 +488,11 @@ fn redact_batch(r: &mut Redactor, table: &str, batch: RecordBatch) -> anyhow::Re
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// Every string of a batch by column: (column, value), map values as `column[key]`.
-fn batch_strings(batch: &RecordBatch, mut f: impl FnMut(&str, &str)) {
-    let schema = batch.schema();
-    for (i, field) in schema.fields().iter().enumerate() {
-        let c = batch.column(i);
-        if let Some(s) = c.as_string_opt::<i32>() {
-            for v in s.iter().flatten() {
-                f(field.name(), v);
-            }
-        } else if let Some(m) = c.as_map_opt()
-            && let (Some(k), Some(v)) = (
-                m.keys().as_string_opt::<i32>(),
-                m.values().as_string_opt::<i32>(),
-            )
-        {
-            for j in 0..v.len() {
-                if !v.is_null(j) {
-                    f(&format!("{}[{}]", field.name(), k.value(j)), v.value(j));
-                }
-            }
-        }
-    }
-}
-
 pub fn run(a: RedactArgs) -> anyhow::Result<()> {
     let bundle = Bundle::open(&a.bundle)?;
     bundle.verify()?;
     if a.check {
-        return check(&bundle, &a);
+        return check::check(&bundle, &a);
     }
     let output = a
         .output
@@ -607,107 +574,6 @@ fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<Redactor
         std::fs::write(&path, written.to_json()).with_context(|| format!("{}", path.display()))?;
     }
     Ok(r)
-}
-
-/// What `--check` found: per kind of value, where it was and up to three examples.
-#[derive(Default)]
-struct Findings(BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>);
-
-impl Findings {
-    fn add(&mut self, kind: &str, place: &str, value: &str) {
-        let e = self.0.entry(kind.to_string()).or_default();
-        e.0.insert(place.to_string());
-        if e.1.len() < 3 {
-            e.1.insert(value.chars().take(80).collect());
-        }
-    }
-
-    /// A value in `place` under `rule`: what full redaction would replace, and the patterns
-    /// that identify wherever they are (kept columns too).
-    fn examine(&mut self, r: &mut Redactor, place: &str, rule: Rule, value: &str) {
-        if rule != Rule::Keep && r.apply(rule, value) != value {
-            let kind = match rule {
-                Rule::Token(w) => w.label(),
-                _ => "words of free text (paths, host names, addresses)",
-            };
-            self.add(kind, place, value);
-        }
-        for word in value.split([' ', '(', ')', '=', ',', '"', '\'']) {
-            if let Some(kind) = identifying(word) {
-                self.add(kind, place, word);
-            }
-            if r.identity.iter().any(|i| i.eq_ignore_ascii_case(word)) {
-                self.add("the host's name or boot id", place, word);
-            }
-        }
-        if user_path(value) {
-            self.add("paths under /home, /root or /tmp", place, value);
-        }
-    }
-}
-
-/// `redact --check`: every string of the manifest and of every table, examined.
-fn check(bundle: &Bundle, a: &RedactArgs) -> anyhow::Result<()> {
-    let mut r = Redactor::new(a, bundle.manifest());
-    let mut found = Findings::default();
-    let mut n = 0u64;
-    let mut m = bundle.manifest().clone();
-    manifest_strings(&mut m, |place, rule, v| {
-        n += 1;
-        found.examine(&mut r, &format!("manifest {place}"), rule, v);
-    });
-    for t in tables::ALL {
-        for seg in bundle.segments(t) {
-            let path = bundle.display_path(seg);
-            for batch in bundle.open_segment(t, seg)? {
-                let batch =
-                    batch.map_err(|e| anyhow::anyhow!("{}: corrupt data: {e}", path.display()))?;
-                batch_strings(&batch, |column, v| {
-                    n += 1;
-                    // A mount point's key is `mount.PATH`: PATH is a path.
-                    let (rule, v) = if t.name == "config" && column == "key" {
-                        match v.strip_prefix("mount.") {
-                            Some(at) => (Rule::Token(What::Path), at),
-                            None => (Rule::Keep, v),
-                        }
-                    } else if t.name == "config" {
-                        (Rule::Text, v)
-                    } else if let Some(key) = column
-                        .strip_prefix("str_fields[")
-                        .and_then(|k| k.strip_suffix(']'))
-                    {
-                        (field_rule(key), v)
-                    } else {
-                        (column_rule(t.name, column), v)
-                    };
-                    let place =
-                        format!("{}.{}", t.name, column.split('[').next().unwrap_or(column));
-                    found.examine(&mut r, &place, rule, v);
-                });
-            }
-        }
-    }
-    let name = a.bundle.display();
-    if found.0.is_empty() {
-        println!(
-            "{name}: no identifying values found ({n} strings of the manifest and every table examined)"
-        );
-        return Ok(());
-    }
-    println!("{name} holds identifying values:");
-    for (kind, (places, examples)) in &found.0 {
-        let places: Vec<&str> = places.iter().map(String::as_str).collect();
-        let examples: Vec<String> = examples.iter().map(|e| format!("{e:?}")).collect();
-        println!(
-            "  {kind}: in {} (e.g. {})",
-            places.join(", "),
-            examples.join(", ")
-        );
-    }
-    bail!(
-        "{name}: {} kinds of identifying values left (listed above); `perfpack redact` replaces them",
-        found.0.len()
-    )
 }
 
 #[cfg(test)]

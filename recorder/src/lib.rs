@@ -25,7 +25,7 @@ mod records;
 mod ring;
 mod session;
 mod sorter;
-mod symbolize;
+pub mod symbolize;
 mod sys;
 mod sysstat;
 mod unwind;

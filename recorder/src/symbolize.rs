@@ -111,15 +111,21 @@ impl ElfInfo {
         };
         let mut syms = spans(text_symbols(&file));
         let mut symbols_from = (!syms.is_empty()).then(|| path.to_string());
-        if syms.is_empty()
+        // A stripped file keeps only its exported functions (.dynsym); its build-id debug
+        // file (Debian's -dbg packages) names the static ones too (`__libc_start_call_main`),
+        // as perf names them.
+        if file.symbol_table().is_none()
             && let Some(debug) = build_id
                 .as_deref()
                 .and_then(crate::debuginfo::build_id_debug_path)
             && let Ok(d) = crate::sys::MappedFile::open(&debug)
             && let Ok(f) = object::File::parse(&*d)
         {
-            syms = spans(text_symbols(&f));
-            symbols_from = Some(debug);
+            let from_debug = spans(text_symbols(&f));
+            if !from_debug.is_empty() {
+                syms = from_debug;
+                symbols_from = Some(debug);
+            }
         }
         let frame_pointers = detect_frame_pointers(&file, &data, &syms, &loads);
         let debug =
@@ -207,22 +213,46 @@ enum SymRef {
     Dynamic(SymbolIndex),
 }
 
-/// Function symbols of a file, without their names (read later, for the symbols hit).
+/// Function symbols of a file, without their names (read later, for the symbols hit). Where
+/// several name one address (`malloc`, `__libc_malloc`, `__GI___libc_malloc`), the global one
+/// comes first, then weak, then local, as perf chooses: [`SymTable::new`] keeps the first.
 fn text_symbols(file: &object::File<'_>) -> Vec<Sym<SymRef>> {
     let text = |s: &object::Symbol<'_, '_>| s.kind() == SymbolKind::Text && s.address() != 0;
-    file.symbols()
+    let rank = |s: &object::Symbol<'_, '_>| {
+        if s.is_weak() {
+            1u8
+        } else if s.is_global() {
+            0
+        } else {
+            2
+        }
+    };
+    let mut syms: Vec<(u8, Sym<SymRef>)> = file
+        .symbols()
         .filter(text)
-        .map(|s| Sym {
-            addr: s.address(),
-            size: s.size(),
-            name: SymRef::Static(s.index()),
+        .map(|s| {
+            (
+                rank(&s),
+                Sym {
+                    addr: s.address(),
+                    size: s.size(),
+                    name: SymRef::Static(s.index()),
+                },
+            )
         })
-        .chain(file.dynamic_symbols().filter(text).map(|s| Sym {
-            addr: s.address(),
-            size: s.size(),
-            name: SymRef::Dynamic(s.index()),
+        .chain(file.dynamic_symbols().filter(text).map(|s| {
+            (
+                rank(&s),
+                Sym {
+                    addr: s.address(),
+                    size: s.size(),
+                    name: SymRef::Dynamic(s.index()),
+                },
+            )
         }))
-        .collect()
+        .collect();
+    syms.sort_by_key(|(rank, _)| *rank);
+    syms.into_iter().map(|(_, s)| s).collect()
 }
 
 /// Samples up to 256 functions and checks for the `push %rbp; mov %rsp,%rbp` prologue
@@ -288,7 +318,8 @@ impl Kallsyms {
         Self::parse(&text)
     }
 
-    pub(crate) fn parse(text: &str) -> Result<Kallsyms, String> {
+    /// Parses the text of a /proc/kallsyms.
+    pub fn parse(text: &str) -> Result<Kallsyms, String> {
         let mut syms = Vec::new();
         let mut modules = HashMap::new();
         for line in text.lines() {

@@ -324,6 +324,8 @@ pub enum LatencyFormat {
 pub enum ImportKind {
     /// Text of `perf script` for a `perf record -g` capture
     PerfScript,
+    /// A `perf record` file (perf.data), its frames named from this machine's files
+    PerfData,
     /// Text of ftrace's `trace`/`trace_pipe`, or of `trace-cmd report`
     FtraceText,
 }

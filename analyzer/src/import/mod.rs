@@ -4,6 +4,7 @@
 //! dropped silently. A failed import removes the bundle it started.
 
 mod ftrace_text;
+mod perf_data;
 mod perf_script;
 mod stacks;
 
@@ -46,6 +47,10 @@ pub struct Report {
     pub ts_range: Option<(i64, i64)>,
     /// Highest CPU number seen.
     pub max_cpu: Option<i32>,
+    /// What `lines` counts: text lines, or the records of a binary capture.
+    pub input_unit: &'static str,
+    /// Losses the capture itself reports: (kind, count).
+    pub lost: Vec<(&'static str, u64)>,
 }
 
 impl Report {
@@ -77,11 +82,16 @@ impl Report {
     pub fn print(&self, out: &mut impl Write, file: &Path, bundle: &Path) -> std::io::Result<()> {
         writeln!(
             out,
-            "imported {} {} from {} ({} lines) into {}",
+            "imported {} {} from {} ({} {}) into {}",
             self.records,
             self.record_kind,
             file.display(),
             self.lines,
+            if self.input_unit.is_empty() {
+                "lines"
+            } else {
+                self.input_unit
+            },
             bundle.display()
         )?;
         for note in &self.notes {
@@ -150,6 +160,9 @@ impl<R: BufRead> Lines<R> {
 
 /// Runs an import of `file` into a new bundle directory `out`.
 pub fn run(kind: ImportKind, file: &Path, out: &Path, force: bool) -> anyhow::Result<Report> {
+    if kind == ImportKind::PerfData {
+        return run_perf_data(file, out, force);
+    }
     let input: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -157,6 +170,34 @@ pub fn run(kind: ImportKind, file: &Path, out: &Path, force: bool) -> anyhow::Re
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
     import(kind, input, file, out, force)
+}
+
+/// Imports a `perf record` file (`perf.data`): binary, so read from a file, not a stream.
+fn run_perf_data(file: &Path, out: &Path, force: bool) -> anyhow::Result<Report> {
+    if file == Path::new("-") {
+        anyhow::bail!(
+            "-: a perf.data capture is imported from its file (perf record -o FILE), not from stdin"
+        );
+    }
+    let mut f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    if !f.metadata()?.is_file() {
+        anyhow::bail!("{}: not a regular file", file.display());
+    }
+    let (reader, header) = perf_data::check_header(&mut f)
+        .and_then(|()| perf_data::guarded(|| perf_data::open(BufReader::with_capacity(1 << 20, f))))
+        .with_context(|| format!("{}", file.display()))?;
+    write_bundle(
+        ImportKind::PerfData,
+        file,
+        out,
+        force,
+        header.hostname,
+        header.nr_cpus,
+        |writer, report| {
+            perf_data::guarded(|| perf_data::import(reader, writer, report))
+                .with_context(|| format!("{}", file.display()))
+        },
+    )
 }
 
 /// Imports the text `input` (read from `file`, which names the host and the messages) into a
@@ -168,13 +209,38 @@ pub fn import(
     out: &Path,
     force: bool,
 ) -> anyhow::Result<Report> {
+    write_bundle(kind, file, out, force, None, None, |writer, report| {
+        let mut lines = Lines::new(input);
+        let imported = match kind {
+            ImportKind::PerfScript => perf_script::import(&mut lines, writer, report),
+            ImportKind::FtraceText => ftrace_text::import(&mut lines, writer, report),
+            ImportKind::PerfData => Err(anyhow::anyhow!("perf.data is not text")),
+        };
+        report.lines = lines.line_no;
+        imported.with_context(|| format!("{}: line {}", file.display(), lines.line_no))
+    })
+}
+
+/// Writes the bundle `out` of an import: a manifest naming the input, what `body` writes, and
+/// the source entry with the report's counts. On any failure `out` is as it was.
+fn write_bundle(
+    kind: ImportKind,
+    file: &Path,
+    out: &Path,
+    force: bool,
+    hostname: Option<String>,
+    n_cpus: Option<u32>,
+    body: impl FnOnce(&mut BundleWriter, &mut Report) -> anyhow::Result<()>,
+) -> anyhow::Result<Report> {
     let (source_name, tool) = match kind {
-        ImportKind::PerfScript => ("perf-script-import", "perf script"),
+        ImportKind::PerfScript => ("perf-script-import", "perf script text"),
         ImportKind::FtraceText => ("ftrace-text-import", "ftrace text"),
+        ImportKind::PerfData => ("perf-data-import", "perf record file"),
     };
-    let hostname = file
-        .file_stem()
-        .map_or_else(|| "imported".into(), |s| s.to_string_lossy().into_owned());
+    let hostname = hostname.unwrap_or_else(|| {
+        file.file_stem()
+            .map_or_else(|| "imported".into(), |s| s.to_string_lossy().into_owned())
+    });
     let manifest = Manifest::new(
         format!("import-{hostname}"),
         RecorderInfo {
@@ -192,53 +258,63 @@ pub fn import(
     let staged = crate::staged::Staged::new(out, force, "import")?;
     let mut writer = BundleWriter::create(staged.path(), manifest, WriterOptions::default())?;
     let mut report = Report::default();
-    let mut lines = Lines::new(input);
-    let imported = match kind {
-        ImportKind::PerfScript => perf_script::import(&mut lines, &mut writer, &mut report),
-        ImportKind::FtraceText => ftrace_text::import(&mut lines, &mut writer, &mut report),
-    };
-    if let Err(err) = imported {
+    if let Err(err) = body(&mut writer, &mut report) {
         // Dropping `staged` removes what was written.
         drop(writer);
-        return Err(err.context(format!("{}: line {}", file.display(), lines.line_no)));
+        return Err(err);
     }
-    report.lines = lines.line_no;
 
     let (start, end) = report.ts_range.unwrap_or((0, 0));
     let m = writer.manifest_mut();
     m.clocks.start.monotonic_ns = start;
-    m.host.n_cpus = report
+    let seen_cpus = report
         .max_cpu
         .and_then(|c| u32::try_from(c).ok())
         .map_or(0, |c| c + 1);
-    let mut detail = format!("imported from {} text {}", tool, file.display());
+    m.host.n_cpus = n_cpus.unwrap_or(0).max(seen_cpus);
+    let mut detail = format!("imported from {} {}", tool, file.display());
     for note in &report.notes {
         detail.push_str("; ");
         detail.push_str(note);
     }
+    let unit = if report.input_unit.is_empty() {
+        "lines"
+    } else {
+        report.input_unit
+    };
+    let mut losses: Vec<Loss> = report
+        .lost
+        .iter()
+        .map(|&(kind, count)| Loss {
+            kind: kind.into(),
+            cpu: None,
+            count,
+        })
+        .collect();
+    let mut reasons: Vec<String> = report
+        .lost
+        .iter()
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    if report.unparsed > 0 {
+        losses.push(Loss {
+            kind: format!("unparsed_{unit}"),
+            cpu: None,
+            count: report.unparsed,
+        });
+        reasons.push(format!("{} {unit} could not be parsed", report.unparsed));
+    }
     m.sources.push(Source {
         name: source_name.into(),
-        status: if report.unparsed == 0 {
+        status: if losses.is_empty() {
             SourceStatus::Ok
         } else {
             SourceStatus::Partial
         },
-        reason: if report.unparsed == 0 {
-            String::new()
-        } else {
-            format!("{} lines could not be parsed", report.unparsed)
-        },
+        reason: reasons.join("; "),
         detail,
         records: report.records,
-        losses: if report.unparsed == 0 {
-            Vec::new()
-        } else {
-            vec![Loss {
-                kind: "unparsed_lines".into(),
-                cpu: None,
-                count: report.unparsed,
-            }]
-        },
+        losses,
         unwind: Vec::new(),
     });
     let end = ClockSnapshot {

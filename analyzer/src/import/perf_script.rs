@@ -62,7 +62,7 @@ const NO_EVENT: &str = "unknown-event";
 
 /// Drops perf's event modifiers (`cycles:ppp` → `cycles`, `cpu-clock:u` → `cpu-clock`) but keeps
 /// tracepoint names (`sched:sched_switch`).
-fn event_name(token: &str) -> &str {
+pub(super) fn event_name(token: &str) -> &str {
     let token = token.trim_end_matches(':');
     match token.rsplit_once(':') {
         Some((name, mods))

@@ -49,6 +49,26 @@ pub fn ftrace_text(data: &[u8]) {
     import_text(ImportKind::FtraceText, data);
 }
 
+/// A `perf record` file (perf.data): the bytes are written to a scratch file first, since the
+/// importer reads a file, not a stream.
+pub fn perf_data(data: &[u8]) {
+    let file = scratch("fuzz-input.data");
+    std::fs::write(&file, data).expect("scratch input writes");
+    let out = scratch("import-perf-data.ppk");
+    let _ = std::fs::remove_dir_all(&out);
+    match import::run(ImportKind::PerfData, &file, &out, false) {
+        Ok(_) => {
+            let bundle = Bundle::open(&out).expect("an imported bundle opens");
+            bundle.verify().expect("an imported bundle verifies");
+            std::fs::remove_dir_all(&out).expect("scratch bundle removes");
+        }
+        Err(e) => {
+            assert!(!out.exists(), "a failed import left {}", out.display());
+            assert_eq!(format!("{e:#}").lines().count(), 1, "one-line error: {e:#}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use perfpack_schema::harness::replay_committed;
@@ -61,5 +81,10 @@ mod tests {
     #[test]
     fn committed_ftrace_text_inputs_pass() {
         replay_committed("ftrace_text", super::ftrace_text);
+    }
+
+    #[test]
+    fn committed_perf_data_inputs_pass() {
+        replay_committed("perf_data", super::perf_data);
     }
 }

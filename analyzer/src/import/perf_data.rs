@@ -348,8 +348,13 @@ pub fn check_header(file: &mut std::fs::File) -> anyhow::Result<()> {
     if header_size < HEADER_SIZE || header_size > len {
         anyhow::bail!("not a perf.data file: header size {header_size}");
     }
-    if !(64..=4096).contains(&attr_size) || attrs_size % attr_size != 0 {
+    if !(64..=4096).contains(&attr_size) {
         anyhow::bail!("damaged perf.data header: event attributes of {attr_size} bytes");
+    }
+    if attrs_size % attr_size != 0 {
+        anyhow::bail!(
+            "damaged perf.data header: {attrs_size} bytes of event attributes are not a whole number of {attr_size}-byte attributes"
+        );
     }
     if !within(attrs, attrs_size) || attrs_size / attr_size > 1 << 16 {
         anyhow::bail!("damaged perf.data header: the event attributes lie outside the file");
@@ -379,7 +384,9 @@ pub fn check_header(file: &mut std::fs::File) -> anyhow::Result<()> {
             }
         };
         if !within(get(&e[..8]), get(&e[8..])) {
-            anyhow::bail!("damaged perf.data header: a feature section lies outside the file");
+            anyhow::bail!(
+                "damaged perf.data header: a feature section lies outside the file (cut short?)"
+            );
         }
     }
     file.seek(SeekFrom::Start(0))?;

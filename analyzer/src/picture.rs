@@ -122,13 +122,23 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
-/// Writes `bytes` to `path` (temporary file + rename), or to stdout for `-`.
+/// Writes `bytes` to `path` (temporary file + rename), or to stdout for `-`, or straight into a
+/// device or FIFO (`-o /dev/null`, `-o /dev/stdout`), which a rename would replace.
 pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     if path.as_os_str() == "-" {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes)?;
         out.flush()?;
         return Ok(());
+    }
+    if crate::staged::special_file(path).is_some() {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        return f
+            .write_all(bytes)
+            .with_context(|| format!("{}: write failed", path.display()));
     }
     let name = path
         .file_name()

@@ -15,10 +15,38 @@ pub struct Staged {
     committed: bool,
 }
 
+/// What `path` is when it exists and is neither a regular file nor a directory (after
+/// symlinks): a device, a FIFO or a socket. Outputs are written by temporary file and rename,
+/// which would replace such a file (`-o /dev/null` run as root would leave a regular file
+/// where the null device was), so pictures and query results are written into it instead
+/// and bundles refuse it.
+pub fn special_file(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_char_device() {
+        Some("character device")
+    } else if t.is_block_device() {
+        Some("block device")
+    } else if t.is_fifo() {
+        Some("FIFO")
+    } else if t.is_socket() {
+        Some("socket")
+    } else {
+        None
+    }
+}
+
 impl Staged {
     /// Refuses an existing `out` unless `force`; `what` names the command in the temporary
     /// name (`.OUT.import-PID`).
     pub fn new(out: &Path, force: bool, what: &str) -> anyhow::Result<Staged> {
+        if let Some(kind) = special_file(out) {
+            // Renaming over it would replace the device itself (`-o /dev/null` as root).
+            bail!(
+                "{}: is a {kind}, not a bundle; refusing to replace it",
+                out.display()
+            );
+        }
         if out.symlink_metadata().is_ok() && !force {
             bail!(
                 "{}: already exists; refusing to overwrite (use --force)",

@@ -400,6 +400,15 @@ fn bundle_files(dir: &Path) -> Result<Vec<String>> {
 /// Packs a bundle directory into one stored ZIP file at `out` (through a temporary file, so a
 /// failure leaves no half-written archive). Returns the archive size in bytes.
 pub fn pack_dir(dir: &Path, out: &Path, overwrite: bool) -> Result<u64> {
+    if let Ok(meta) = fs::metadata(out)
+        && !meta.is_file()
+    {
+        // A rename over a device or FIFO (`-o /dev/null` as root) would replace it.
+        return Err(Error::invalid(
+            out,
+            "is not a regular file; refusing to replace it with a bundle",
+        ));
+    }
     if out.exists() && !overwrite {
         return Err(Error::invalid(
             out,

@@ -58,6 +58,18 @@ pub async fn write(df: DataFrame, format: OutFormat, out: Option<&Path>) -> anyh
             }
             result
         }
+        Some(path) if crate::staged::special_file(path).is_some() => {
+            // A device or FIFO (`-o /dev/null`): written into, since a rename would replace it.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("{}: cannot open", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let n = write_to(df, format, &mut w).await?;
+            w.flush()
+                .with_context(|| format!("{}: write failed", path.display()))?;
+            Ok(n)
+        }
         Some(path) => {
             let tmp = temp_path(path);
             // Removes the temporary file however this ends: an error, or the future dropped

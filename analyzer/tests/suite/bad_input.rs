@@ -1027,3 +1027,103 @@ fn every_subcommand_over_every_hostile_bundle_fails_in_one_line_and_never_panics
         panics.join("\n")
     );
 }
+
+/// Makes a FIFO at `path` (coreutils' `mkfifo`: present wherever the tests build).
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Reads the FIFO at `path` to its end in a thread; the bytes a writer put through it.
+fn drain(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || std::fs::read(path).expect("FIFO reads"))
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
+}
+
+/// `-o /dev/null` (any device or FIFO) is written into, never renamed over: run as root, the
+/// temporary-file-and-rename of outputs replaced the null device with a regular file, and
+/// the next program to read /dev/null (cargo's target probe) failed. Pictures and query
+/// results go through the FIFO byte for byte as they would go to a file; commands that
+/// write bundles refuse it in one line and leave it a FIFO.
+#[test]
+fn outputs_into_a_fifo_leave_it_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out.fifo");
+    mkfifo(&fifo);
+    let basic = fixture("basic");
+
+    let file = dir.path().join("flame.svg");
+    ok(&perfpack([
+        "flamegraph".as_ref(),
+        basic.as_os_str(),
+        "-o".as_ref(),
+        file.as_os_str(),
+    ]));
+    let reader = drain(&fifo);
+    ok(&perfpack([
+        "flamegraph".as_ref(),
+        basic.as_os_str(),
+        "-o".as_ref(),
+        fifo.as_os_str(),
+    ]));
+    assert_eq!(reader.join().unwrap(), std::fs::read(&file).unwrap());
+    assert!(is_fifo(&fifo), "flamegraph replaced the FIFO");
+
+    let reader = drain(&fifo);
+    ok(&perfpack([
+        "sql".as_ref(),
+        basic.as_os_str(),
+        "--format".as_ref(),
+        "csv".as_ref(),
+        "-q".as_ref(),
+        "SELECT 6 * 7 AS answer".as_ref(),
+        "-o".as_ref(),
+        fifo.as_os_str(),
+    ]));
+    assert_eq!(
+        String::from_utf8(reader.join().unwrap()).unwrap(),
+        "answer\n42\n"
+    );
+    assert!(is_fifo(&fifo), "sql -o replaced the FIFO");
+
+    // Bundles: refused whether or not --force is given (nothing opens the FIFO, so no reader).
+    for force in [false, true] {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "pack".as_ref(),
+            basic.as_os_str(),
+            "-o".as_ref(),
+            fifo.as_os_str(),
+        ];
+        if force {
+            args.push("--force".as_ref());
+        }
+        let err = fails(&perfpack(&args));
+        assert!(
+            err.contains("out.fifo") && err.contains("not a regular file"),
+            "{err}"
+        );
+        assert!(is_fifo(&fifo), "pack replaced the FIFO");
+    }
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/import/perf-script-cpu-clock.txt");
+    let err = fails(&perfpack([
+        "import".as_ref(),
+        "perf-script".as_ref(),
+        script.as_os_str(),
+        "-o".as_ref(),
+        fifo.as_os_str(),
+        "--force".as_ref(),
+    ]));
+    assert!(err.contains("out.fifo") && err.contains("FIFO"), "{err}");
+    assert!(is_fifo(&fifo), "import replaced the FIFO");
+}

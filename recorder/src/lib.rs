@@ -28,7 +28,7 @@ mod sorter;
 pub mod symbolize;
 mod sys;
 mod sysstat;
-mod unwind;
+pub mod unwind;
 
 use std::io::Write as _;
 use std::process::ExitCode;

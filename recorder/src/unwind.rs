@@ -19,7 +19,7 @@ use object::{Object, ObjectSection, ObjectSegment};
 use perfpack_schema::fxhash::FxHashMap;
 
 use crate::bytes::{FileBytes, Section};
-use crate::records::UserRegs;
+pub use crate::records::UserRegs;
 use crate::sys::MappedFile;
 
 /// How user stacks are obtained (`--unwind`).

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use perfpack_schema::manifest::{
-    ClockSnapshot, Host, Loss, RecorderInfo, Source, SourceStatus, State,
+    ClockSnapshot, Host, Loss, RecorderInfo, Source, SourceStatus, State, UnwindStat,
 };
 use perfpack_schema::{BundleWriter, Manifest, WriterOptions};
 
@@ -51,6 +51,8 @@ pub struct Report {
     pub input_unit: &'static str,
     /// Losses the capture itself reports: (kind, count).
     pub lost: Vec<(&'static str, u64)>,
+    /// How user stacks were unwound at import, per process (perf.data with stack copies).
+    pub unwind: Vec<UnwindStat>,
 }
 
 impl Report {
@@ -315,7 +317,7 @@ fn write_bundle(
         detail,
         records: report.records,
         losses,
-        unwind: Vec::new(),
+        unwind: std::mem::take(&mut report.unwind),
     });
     let end = ClockSnapshot {
         monotonic_ns: end,

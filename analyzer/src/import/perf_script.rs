@@ -314,6 +314,8 @@ fn finish(
             comm: &p.comm,
             event: &p.event,
             weight: p.weight,
+            unwind: None,
+            truncated: None,
         },
         &p.frames,
         writer,

@@ -31,6 +31,10 @@ pub struct SampleRef<'a> {
     pub comm: &'a str,
     pub event: &'a str,
     pub weight: i64,
+    /// How the user stack was obtained (`dwarf`, `mixed`, `fp`), when the importer unwound it.
+    pub unwind: Option<&'a str>,
+    /// Whether that walk stopped before the outermost frame.
+    pub truncated: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -135,8 +139,8 @@ impl StackSink {
             event: sample.event,
             weight: sample.weight,
             callsite_id: leaf,
-            unwind: None,
-            truncated: None,
+            unwind: sample.unwind,
+            truncated: sample.truncated,
         });
         if self.sample_rows.len() >= SEGMENT_ROWS {
             self.flush(writer)?;

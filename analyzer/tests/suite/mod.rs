@@ -9,6 +9,7 @@ mod crash;
 mod dataset;
 mod fleet;
 mod import;
+mod import_perf_data;
 mod info;
 mod pictures;
 mod redact;

@@ -8,11 +8,14 @@
 //! - Kernel frames are named from this machine's `/proc/kallsyms` when its kernel is the one
 //!   recorded (same build id, or the same release where the capture has no build id), moved by
 //!   the difference of the `_text` addresses (KASLR differs between boots).
+//! - A sample with user registers and a stack copy (`perf record --call-graph dwarf`) has its
+//!   user stack unwound here from the mapped files' CFI, as `perf script` does (unwind.rs).
 //! - A sample without a callchain is its sampled address alone (as `perf script` prints it).
 //! - Lost-sample records are counted into the manifest's losses.
 
 mod header;
 mod symbols;
+mod unwind;
 
 use std::io::{Read, Seek};
 
@@ -25,6 +28,7 @@ use perfpack_schema::fxhash::FxHashMap;
 
 pub use header::{check_header, guarded};
 use symbols::{KERNEL_START, Symbolizer, hex};
+use unwind::StackUnwinder;
 
 use crate::import::Report;
 use crate::import::stacks::{SampleRef, StackSink};
@@ -95,6 +99,7 @@ pub fn import<R: Read>(
         })
         .collect();
     let mut sink = StackSink::default();
+    let mut unwinder = StackUnwinder::new();
     let mut comms: FxHashMap<i32, String> = FxHashMap::default();
     let mut frames: Vec<i64> = Vec::with_capacity(128);
     let mut lost = 0u64;
@@ -118,12 +123,14 @@ pub fn import<R: Read>(
             EventRecord::Comm(c) => {
                 if c.is_execve {
                     sym.exec(c.pid);
+                    unwinder.invalidate(c.pid);
                 }
                 comms.insert(c.tid, text(&c.name));
             }
             EventRecord::Fork(f) => {
                 if f.pid != f.ppid {
                     sym.fork(f.ppid, f.pid);
+                    unwinder.invalidate(f.pid);
                 }
                 if let Some(parent) = comms.get(&f.ptid).cloned() {
                     comms.entry(f.tid).or_insert(parent);
@@ -131,6 +138,7 @@ pub fn import<R: Read>(
             }
             EventRecord::Mmap(m) if m.is_executable => {
                 sym.add_mapping(m.pid, m.address, m.length, m.page_offset, &text(&m.path));
+                unwinder.invalidate(m.pid);
             }
             EventRecord::Mmap2(m) => {
                 const PROT_EXEC: u32 = 4;
@@ -140,6 +148,7 @@ pub fn import<R: Read>(
                         sym.file_id(&path, Some(hex(id)));
                     }
                     sym.add_mapping(m.pid, m.address, m.length, m.page_offset, &path);
+                    unwinder.invalidate(m.pid);
                 }
             }
             EventRecord::Lost(l) => lost += l.count,
@@ -147,13 +156,6 @@ pub fn import<R: Read>(
                 frames.clear();
                 let pid = s.pid.unwrap_or(-1);
                 let tid = s.tid.unwrap_or(pid);
-                if !callchain_frames(&s, pid, &mut sym, &mut sink, &mut frames) {
-                    without_callchain += 1;
-                }
-                let ts_ns = s
-                    .timestamp
-                    .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
-                let cpu = s.cpu.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1);
                 let comm = comms
                     .get(&tid)
                     .or_else(|| comms.get(&pid))
@@ -163,6 +165,21 @@ pub fn import<R: Read>(
                 } else {
                     comm
                 };
+                let unwinds = s.user_regs.is_some() && s.user_stack.is_some();
+                if !callchain_frames(&s, pid, !unwinds, &mut sym, &mut sink, &mut frames)
+                    && !unwinds
+                {
+                    without_callchain += 1;
+                }
+                let unwound = if unwinds {
+                    unwinder.unwind(&s, pid, comm, &mut sym, &mut sink, &mut frames)
+                } else {
+                    None
+                };
+                let ts_ns = s
+                    .timestamp
+                    .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
+                let cpu = s.cpu.and_then(|c| i32::try_from(c).ok()).unwrap_or(-1);
                 let event = events
                     .get(attr_index)
                     .map_or("unknown-event", String::as_str);
@@ -177,6 +194,8 @@ pub fn import<R: Read>(
                         weight: s
                             .period
                             .map_or(1, |p| i64::try_from(p.max(1)).unwrap_or(i64::MAX)),
+                        unwind: unwound.map(|u| u.method),
+                        truncated: unwound.map(|u| u.truncated),
                     },
                     &frames,
                     writer,
@@ -199,24 +218,34 @@ pub fn import<R: Read>(
             "the capture says {lost} samples were lost while recording"
         ));
     }
+    let (rows, total) = unwinder.stats(perfpack_schema::manifest::Source::MAX_UNWIND_ROWS);
+    if total.samples > 0 {
+        report.note(&format!(
+            "{} user stacks unwound from their stack copies (--call-graph dwarf): {} with CFI throughout, {} partly by frame pointers, {} by frame pointers only; {} stopped before the outermost frame",
+            total.samples, total.dwarf, total.mixed, total.fp, total.truncated
+        ));
+    }
+    report.unwind = rows;
     for why in &sym.refused {
         report.note(&format!("frames left [unknown]: {why}"));
     }
     Ok(())
 }
 
-/// Frame ids of a sample, leaf first. False when the sample has no callchain (its address is
-/// its one frame, as perf script prints it).
+/// Frame ids of a sample, leaf first; its user entries only when `user` (they are unwound
+/// from the stack copy otherwise). False when the sample has no callchain (its address is its
+/// one frame, as perf script prints it).
 fn callchain_frames(
     s: &SampleRecord<'_>,
     pid: i32,
+    user: bool,
     sym: &mut Symbolizer,
     sink: &mut StackSink,
     out: &mut Vec<i64>,
 ) -> bool {
     let kernel_mode = matches!(s.cpu_mode, CpuMode::Kernel | CpuMode::GuestKernel);
     let Some(chain) = &s.callchain else {
-        if let Some(ip) = s.ip {
+        if let Some(ip) = s.ip.filter(|&ip| user || kernel_mode || ip >= KERNEL_START) {
             out.push(if kernel_mode || ip >= KERNEL_START {
                 sym.kernel_frame(ip, sink)
             } else {
@@ -236,11 +265,11 @@ fn callchain_frames(
             }
             continue;
         }
-        out.push(if in_kernel || addr >= KERNEL_START {
-            sym.kernel_frame(addr, sink)
-        } else {
-            sym.user_frame(pid, addr, sink)
-        });
+        if in_kernel || addr >= KERNEL_START {
+            out.push(sym.kernel_frame(addr, sink));
+        } else if user {
+            out.push(sym.user_frame(pid, addr, sink));
+        }
     }
     true
 }

@@ -3,6 +3,7 @@
 //! this machine's kallsyms when its kernel is the one recorded.
 
 use perfpack_recorder::symbolize::{ElfInfo, Kallsyms};
+use perfpack_recorder::unwind::MapRef;
 use perfpack_schema::fxhash::FxHashMap;
 
 use crate::import::stacks::{FrameRef, StackSink};
@@ -124,6 +125,33 @@ impl Symbolizer {
 
     pub(super) fn exec(&mut self, pid: i32) {
         self.maps.remove(&pid);
+    }
+
+    /// The executable mappings of `pid` for the unwinder: a file is given only when it is here
+    /// and is the file recorded (its build id checked), so a stack is never walked over the
+    /// unwind tables of a different build.
+    pub(super) fn unwind_maps(&mut self, pid: i32) -> Vec<MapRef<'_>> {
+        let Some(maps) = self.maps.get(&pid) else {
+            return Vec::new();
+        };
+        for m in maps {
+            let file = &mut self.files[m.file];
+            if file.elf.is_none() {
+                file.elf = Some(load_elf(file, &mut self.refused));
+            }
+        }
+        maps.iter()
+            .map(|m| {
+                let file = &self.files[m.file];
+                let usable = matches!(file.elf, Some(Some(_)));
+                MapRef {
+                    start: m.start,
+                    end: m.end,
+                    pgoff: m.pgoff,
+                    file: usable.then_some((m.file as u32, file.path.as_str())),
+                }
+            })
+            .collect()
     }
 
     fn mapping(&mut self, pid: i32, addr: u64) -> Option<Mapping> {

@@ -240,6 +240,24 @@ impl Profile {
         }
     }
 
+    /// Adds the mappings that processes of the snapshot made since it was taken: the events
+    /// were not on yet, so a process starting up (loading its libraries) would otherwise have
+    /// addresses in no known mapping and stacks that stop at once. A mapping known already
+    /// (same range and offset) is kept as it is.
+    pub fn add_new_maps(&mut self, snapshot: &[ProcInfo]) {
+        for proc in snapshot {
+            for m in &proc.maps {
+                let known = self.spaces.get(&proc.pid).is_some_and(|maps| {
+                    maps.iter()
+                        .any(|x| x.start == m.start && x.end == m.end && x.pgoff == m.pgoff)
+                });
+                if !known {
+                    self.add_map(proc.pid, m);
+                }
+            }
+        }
+    }
+
     fn file_id(&mut self, path: &str) -> u32 {
         if let Some(&id) = self.file_ids.get(path) {
             return id;

@@ -565,8 +565,13 @@ impl Capture {
             // have no name and no mappings. Later ones come with their records.
             let profile = &self.profile;
             let late = procfs::snapshot_except(self.boot_to_mono, |pid| profile.knows(pid));
+            // And the processes of the snapshot mapped files meanwhile (a program starting up
+            // loads its libraries): python3 started just before a recording had 42% of its
+            // stacks end at once in a library mapped in that window.
+            let again = procfs::snapshot_except(self.boot_to_mono, |pid| !profile.knows(pid));
             let now = sys::clock_ns(libc::CLOCK_MONOTONIC);
             self.profile.seed(&late, now);
+            self.profile.add_new_maps(&again);
         }
         // Said once every source is on, so a caller waiting for it knows recording has begun.
         eprintln!(

@@ -143,6 +143,9 @@ struct Capture {
     loop_start_ns: i64,
     /// ftrace was stopped by the budget.
     ftrace_stopped: bool,
+    /// What the budget gave up, (source, words), until the manifest has it: the writer is away
+    /// while a segment closes on its thread, and a step said then was lost.
+    unsaid: Vec<(&'static str, String)>,
 }
 
 /// Records until the duration passes or a signal arrives.
@@ -414,6 +417,7 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         freq_hz,
         loop_start_ns: 0,
         ftrace_stopped: false,
+        unsaid: Vec::new(),
         failed_hooks: Vec::new(),
         refused_perf_maps: Vec::new(),
         ring_warning: None,
@@ -773,22 +777,30 @@ impl Capture {
                 (format!("ftrace stopped: {over}"), &["ftrace"])
             }
         };
-        // Said in the manifest where the source is, as soon as it happens.
-        if let Some(w) = self.writer.as_mut() {
-            for name in sources {
-                if let Some(s) = w.manifest_mut().source_mut(name)
-                    && s.status != SourceStatus::Unavailable
-                {
-                    s.status = SourceStatus::Partial;
-                    s.reason = if s.reason.is_empty() {
-                        said.clone()
-                    } else {
-                        format!("{}; {said}", s.reason)
-                    };
-                }
+        eprintln!("warning: {said}");
+        self.unsaid
+            .extend(sources.iter().map(|&name| (name, said.clone())));
+        self.say_in_manifest();
+    }
+
+    /// Says what the budget gave up in the manifest, where the source is, as soon as the
+    /// writer is here (at once, or when the segment being closed is done).
+    fn say_in_manifest(&mut self) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        for (name, said) in self.unsaid.drain(..) {
+            if let Some(s) = w.manifest_mut().source_mut(name)
+                && s.status != SourceStatus::Unavailable
+            {
+                s.status = SourceStatus::Partial;
+                s.reason = if s.reason.is_empty() {
+                    said
+                } else {
+                    format!("{}; {said}", s.reason)
+                };
             }
         }
-        eprintln!("warning: {said}");
     }
 
     fn update_manifest(&mut self) {
@@ -903,6 +915,7 @@ impl Capture {
                 .join()
                 .map_err(|_| anyhow::anyhow!("segment writer thread panicked"))?;
             self.writer = Some(writer);
+            self.say_in_manifest();
             result.with_context(|| format!("closing segment {index}"))?;
             self.after_close(index)?;
         }

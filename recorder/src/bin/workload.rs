@@ -2,6 +2,10 @@
 //! uniquely named function, `perfpack_test_hot_loop`, called through `perfpack_test_outer`, so a
 //! test can check that samples of this process symbolize to those names.
 //!
+//! `perfpack-test-workload syscalls SECONDS`: one-byte writes to /dev/null as fast as it can
+//! (hundreds of thousands of system calls a second, each two raw_syscalls events), and prints
+//! how many.
+//!
 //! `perfpack-test-workload storm SECONDS`: starts itself (`exit`, which exits at once) over
 //! and over, thousands of processes a second that each exec and exit, and prints how many.
 
@@ -13,6 +17,9 @@ fn main() {
         // A child of the storm: exits at once.
         Some("exit") => return,
         Some("storm") => return storm(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3.0)),
+        Some("syscalls") => {
+            return syscalls(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3.0));
+        }
         _ => {}
     }
     let secs: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
@@ -61,5 +68,20 @@ fn storm(secs: f64) {
         let other = s.spawn(spawn);
         spawn() + other.join().expect("storm thread")
     });
+    println!("{n}");
+}
+
+/// Writes one byte at a time to /dev/null until `secs` pass; prints how many writes.
+fn syscalls(secs: f64) {
+    use std::io::Write as _;
+    let mut null = std::fs::File::create("/dev/null").expect("/dev/null opens");
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..1000 {
+            null.write_all(b"x").expect("a write to /dev/null");
+        }
+        n += 1000;
+    }
     println!("{n}");
 }

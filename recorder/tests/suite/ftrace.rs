@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use arrow_array::cast::AsArray as _;
@@ -26,37 +26,35 @@ fn require_tracefs() -> bool {
     false
 }
 
-/// Starts a recording and waits until its tracefs instance exists (events are being recorded).
-fn start(args: &[&str]) -> Child {
-    let child = Command::new(RECORDER)
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let inst = Path::new(TRACEFS).join(format!("instances/perfpack-{}", child.id()));
-    for _ in 0..200 {
-        if inst.join("tracing_on").exists()
-            && std::fs::read_to_string(inst.join("tracing_on")).is_ok_and(|s| s.trim() == "1")
-        {
-            // Let the instance settle before the workload starts.
-            std::thread::sleep(Duration::from_millis(200));
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(25));
+/// Starts a recording and returns once it says it is recording: every source on, its tracefs
+/// instance tracing. (Not when the instance's `tracing_on` reads 1: a new instance starts
+/// with tracing on, before the recorder turns it off to set the instance up, and a loaded
+/// machine widens that window.)
+fn start(args: &[&str]) -> super::Recording {
+    let rec = super::start_recording(args);
+    let on = Path::new(TRACEFS).join(format!("instances/perfpack-{}/tracing_on", rec.id()));
+    if !std::fs::read_to_string(&on).is_ok_and(|s| s.trim() == "1") {
+        let (_, said) = rec.stop();
+        panic!(
+            "the recorder said it records but {} is not 1: {said}",
+            on.display()
+        );
     }
-    let mut child = child;
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the recorder never started tracing");
+    rec
 }
 
-fn finish(child: Child) {
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Waits for a recording to end by itself (or by a signal the test sent) and checks that it
+/// ended well.
+fn finish(rec: super::Recording) {
+    let (ok, said) = rec.wait();
+    assert!(ok, "{said}");
+}
+
+/// Stops a recording started with a long `-d` now that its workload is done (SIGINT: it
+/// finishes the open segment and exits 0), and checks that it ended well.
+fn stop(rec: super::Recording) {
+    let (ok, said) = rec.stop();
+    assert!(ok, "{said}");
 }
 
 /// The whole disk (`major:minor`) holding `path`, as block events name it.
@@ -83,14 +81,13 @@ fn disk_of(path: &Path) -> Option<String> {
 
 #[test]
 fn direct_writes_are_accounted_in_block_rq() {
-    require_recording!();
+    let _live = require_recording!();
     if !require_tracefs() {
         return;
     }
-    // Alone among the live tests that load the machine: under their load, a write they issued
-    // just before this recording started can complete more than 200 ms into it, without its
+    // Alone among the live tests (LIVE): under another test's load, a write it issued just
+    // before this recording started could complete more than 200 ms into it, without its
     // issue event.
-    let _heavy = super::HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let work =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("odirect-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
@@ -103,7 +100,15 @@ fn direct_writes_are_accounted_in_block_rq() {
     };
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("io.ppk");
-    let rec = start(&["-d", "4s", "--preset", "io", "-o", bundle.to_str().unwrap()]);
+    // Recording until stopped once the writes are done, however long they take.
+    let rec = start(&[
+        "-d",
+        "120s",
+        "--preset",
+        "io",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
     // 256 blocks of 4 KiB with O_DIRECT: each write goes to the device.
     const BLOCKS: usize = 256;
     let layout = std::alloc::Layout::from_size_align(4096, 4096).unwrap();
@@ -134,7 +139,7 @@ fn direct_writes_are_accounted_in_block_rq() {
     f.sync_all().unwrap();
     unsafe { std::alloc::dealloc(buf, layout) };
     drop(f);
-    finish(rec);
+    stop(rec);
     let _ = std::fs::remove_dir_all(&work);
 
     let b = Bundle::open(&bundle).unwrap();
@@ -198,12 +203,18 @@ fn direct_writes_are_accounted_in_block_rq() {
                 "complete" if nr_sector.value(i) == 0 => {}
                 "complete" => {
                     completes += 1;
-                    // Reads issued before the capture began complete without an issue in it;
-                    // writes (this test's, all after the start) must all pair.
-                    if issued.remove(&key).is_none()
-                        && ts.value(i) > first_ts.unwrap() + 200_000_000
-                        && rwbs.value(i).contains('W')
-                    {
+                    // Requests issued before the capture began complete without an issue in it;
+                    // this test's writes, all made after the start, must all pair. Where the
+                    // kernel says who made each request (block_io_start), those are the
+                    // writer's; other processes' writes (a build beside the tests) can be issued
+                    // before the start and complete any time later. Without it, a write
+                    // completing more than 200 ms into the capture is taken for one of ours.
+                    let ours = if has_start {
+                        started.get(&key) == Some(&writer)
+                    } else {
+                        ts.value(i) > first_ts.unwrap() + 200_000_000
+                    };
+                    if issued.remove(&key).is_none() && ours && rwbs.value(i).contains('W') {
                         unmatched.push(key);
                     }
                 }
@@ -242,15 +253,16 @@ fn direct_writes_are_accounted_in_block_rq() {
 
 #[test]
 fn wakeups_and_switches_of_a_sleeping_thread_are_counted() {
-    require_recording!();
+    let _live = require_recording!();
     if !require_tracefs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("sched.ppk");
+    // Recording until stopped once the wakeups are done, however long they take.
     let rec = start(&[
         "-d",
-        "3s",
+        "120s",
         "--preset",
         "sched",
         "-o",
@@ -272,7 +284,7 @@ fn wakeups_and_switches_of_a_sleeping_thread_are_counted() {
         tx.send(()).unwrap();
     }
     worker.join().unwrap();
-    finish(rec);
+    stop(rec);
 
     let b = Bundle::open(&bundle).unwrap();
     let count = |table, col: &str| -> usize {
@@ -290,18 +302,22 @@ fn wakeups_and_switches_of_a_sleeping_thread_are_counted() {
     };
     let wakeups = count(tables::SCHED_WAKEUP, "tid");
     let switches_in = count(tables::SCHED_SWITCH, "next_tid");
-    assert!(
-        (WAKES..WAKES * 3).contains(&wakeups),
-        "{wakeups} wakeups of tid {tid}"
-    );
-    assert!(
-        (WAKES..WAKES * 3).contains(&switches_in),
-        "{switches_in} switches to tid {tid}"
-    );
+    // Each send wakes the worker once (its first wait may find the message there already);
+    // preemptions and spurious futex wakes add some. What ftrace reported lost may be its.
     let m = b.manifest();
     let ftrace = m.sources.iter().find(|s| s.name == "ftrace").unwrap();
     assert_eq!(ftrace.status.as_str(), "ok", "{}", ftrace.reason);
-    assert_eq!(ftrace.total_lost(), 0, "{:?}", ftrace.losses);
+    let lost = ftrace.total_lost() as usize;
+    assert!(
+        (WAKES..WAKES * 3).contains(&(wakeups + lost.min(WAKES))) && wakeups < WAKES * 3,
+        "{wakeups} wakeups of tid {tid} ({lost} ftrace events lost: {:?})",
+        ftrace.losses
+    );
+    assert!(
+        (WAKES..WAKES * 3).contains(&(switches_in + lost.min(WAKES))) && switches_in < WAKES * 3,
+        "{switches_in} switches to tid {tid} ({lost} ftrace events lost: {:?})",
+        ftrace.losses
+    );
 }
 
 /// The global tracing state that the recorder must leave as it found it.
@@ -330,7 +346,7 @@ fn instance_of(pid: u32) -> PathBuf {
 
 #[test]
 fn tracing_state_is_restored_on_every_exit_path() {
-    require_recording!();
+    let _live = require_recording!();
     if !require_tracefs() {
         return;
     }
@@ -356,10 +372,10 @@ fn tracing_state_is_restored_on_every_exit_path() {
     assert!(!instance_of(pid).exists(), "instance left after SIGTERM");
 
     // SIGKILL leaves the instance; the next start removes it.
-    let mut rec = start(&["-d", "60s", "-o", &out("c.ppk")]);
+    let rec = start(&["-d", "60s", "-o", &out("c.ppk")]);
     let killed = rec.id();
     unsafe { libc::kill(killed as i32, libc::SIGKILL) };
-    rec.wait().unwrap();
+    rec.wait();
     assert!(
         instance_of(killed).exists(),
         "SIGKILL cannot clean up; the instance should still be there"
@@ -377,7 +393,7 @@ fn tracing_state_is_restored_on_every_exit_path() {
 
 #[test]
 fn function_tracing_counts_calls_or_says_why_not() {
-    require_recording!();
+    let _live = require_recording!();
     if !require_tracefs() {
         return;
     }
@@ -456,7 +472,7 @@ fn function_tracing_counts_calls_or_says_why_not() {
 
 #[test]
 fn function_graph_is_recorded_or_said_unavailable() {
-    require_recording!();
+    let _live = require_recording!();
     if !require_tracefs() {
         return;
     }
@@ -503,13 +519,13 @@ fn function_graph_is_recorded_or_said_unavailable() {
 
 #[test]
 fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
-    require_recording!();
+    let _live = require_recording!();
     if !require_tracefs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     // Deterministic "random" kill times (an LCG), so a failure replays: 50 ms to 1.5 s after the
-    // start, or 0.3 to 2.8 s after recording began.
+    // start (even runs), or 0 to 1 s after the first segment closed (odd runs).
     let mut seed: u64 = 0x5eed;
     let mut killed = Vec::new();
     let mut with_segments = 0;
@@ -518,7 +534,7 @@ fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let after = if run % 2 == 1 {
-            Duration::from_millis(300 + (seed >> 33) % 2_500)
+            Duration::from_millis((seed >> 33) % 1_000)
         } else {
             Duration::from_millis(50 + (seed >> 33) % 1_450)
         };
@@ -527,20 +543,15 @@ fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
             .args(["-d", "10s", "--segment", "200ms", "--preset", "io", "-o"])
             .arg(&bundle)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Even runs die anywhere from setup on; odd runs once recording (segments closing).
-        let stderr = child.stderr.take().unwrap();
+        // Even runs die anywhere from setup on; odd runs while segments close, after the
+        // first (a condition, not a time: setup takes seconds on a loaded machine).
         if run % 2 == 1 {
-            let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-            while let Some(Ok(line)) = lines.next() {
-                if line.contains("recording") {
-                    break;
-                }
-            }
-        } else {
-            drop(stderr);
+            super::wait_until("a closed segment", Duration::from_secs(60), || {
+                super::closed_segments(&bundle) > 0
+            });
         }
         std::thread::sleep(after);
         // SAFETY: kill(2) of our child.
@@ -558,6 +569,8 @@ fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
         }
         if !b.segments(tables::STACK_SAMPLE).is_empty() {
             with_segments += 1;
+        } else {
+            assert!(run % 2 == 0, "run {run} lost the segment it had closed");
         }
     }
     // A run killed before it reached its own instance setup leaves the earlier ones for the
@@ -577,8 +590,9 @@ fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
         .filter(|&&p| instance_of(p).exists())
         .collect();
     assert!(left.is_empty(), "instances left by {left:?}");
+    // Every odd run was killed after its first segment closed (25 runs), and kept it.
     assert!(
-        with_segments >= 10,
+        with_segments >= 25,
         "only {with_segments} runs closed a segment"
     );
 }

@@ -12,6 +12,7 @@ use perfpack_schema::manifest::{
 use perfpack_schema::tables::*;
 use perfpack_schema::{BundleWriter, WriterOptions};
 
+use crate::timeline;
 use crate::world::{self, Template};
 use crate::{Scenario, World};
 
@@ -209,7 +210,45 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         ..StackTable::default()
     };
     let weight = 1_000_000_000 / i64::from(sc.freq_hz);
-    for s in &samples {
+    // (sample, event, weight): the cpu-clock samples, and with switch stacks each blocked
+    // switch-out (the end of a job, whose stack it blocked in) weighing 1, as the recorder
+    // writes them.
+    let mut rows: Vec<(timeline::Sample, &str, i64)> = samples
+        .iter()
+        .map(|s| ((*s).clone(), "cpu-clock", weight))
+        .collect();
+    if sc.switch_stacks {
+        for tl in &world.timelines {
+            for j in tl.jobs.iter().filter(|j| j.end_ns < end) {
+                let t = &tl.threads[j.thread];
+                let sample = timeline::Sample {
+                    ts_ns: j.end_ns,
+                    cpu: tl.cpu,
+                    pid: t.pid,
+                    tid: t.tid,
+                    comm: t.comm.clone(),
+                    exe: t.exe,
+                    template: &t.templates[j.template],
+                };
+                rows.push((sample, "sched:sched_switch", 1));
+            }
+        }
+        let (pid, comm) = crate::SLEEPER;
+        for ts_ns in (start + 50_000_000..end).step_by(100_000_000) {
+            let sample = timeline::Sample {
+                ts_ns,
+                cpu: 0,
+                pid,
+                tid: pid,
+                comm: comm.to_string(),
+                exe: "",
+                template: &world::KWORKER[0],
+            };
+            rows.push((sample, "sched:sched_switch", 1));
+        }
+        rows.sort_by_key(|(s, e, _)| (s.ts_ns, s.cpu, *e));
+    }
+    for (s, event, weight) in &rows {
         let seg = seg_of(sc, s.ts_ns);
         let leaf = stacks.leaf(seg, s.template, s.exe);
         segs[seg].sample.push(&StackSample {
@@ -218,8 +257,8 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
             pid: s.pid,
             tid: s.tid,
             comm: &s.comm,
-            event: "cpu-clock",
-            weight,
+            event,
+            weight: *weight,
             callsite_id: Some(leaf),
             unwind: Some("fp"),
             truncated: None,
@@ -423,7 +462,7 @@ pub fn write_bundle(sc: &Scenario, world: &World, out: &Path) -> anyhow::Result<
         .map(|s| (s.ftrace.len() + s.switch.len() + s.wakeup.len() + s.syscall.len()) as u64)
         .sum();
     let process_rows = segs.iter().map(|s| s.pidstat.len() as u64).sum();
-    let manifest = manifest(sc, world, ftrace_rows, process_rows);
+    let manifest = manifest(sc, world, ftrace_rows, process_rows, rows.len() as u64);
     let mut w = BundleWriter::create(out, manifest, WriterOptions::default().overwrite(true))?;
     for seg in &mut segs {
         seg.flush(&mut w)?;
@@ -584,7 +623,13 @@ fn clock(sc: &Scenario, mono: i64) -> ClockSnapshot {
     }
 }
 
-fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64, segs_process_rows: u64) -> Manifest {
+fn manifest(
+    sc: &Scenario,
+    world: &World,
+    ftrace_rows: u64,
+    segs_process_rows: u64,
+    stack_samples: u64,
+) -> Manifest {
     let host = Host {
         hostname: format!("fixture-{}", sc.name),
         kernel_release: "6.1.0-27-cloud-amd64".into(),
@@ -631,7 +676,7 @@ fn manifest(sc: &Scenario, world: &World, ftrace_rows: u64, segs_process_rows: u
                 "cpu-clock @ {} Hz on {} CPUs, callchains user+kernel",
                 sc.freq_hz, sc.n_cpus
             ),
-            world.samples.len() as u64,
+            stack_samples,
             vec![Loss {
                 kind: "perf-lost-records".into(),
                 cpu: Some(sc.n_cpus - 1),

@@ -51,6 +51,10 @@ pub struct Scenario {
     pub with_msr: bool,
     /// Whether the bundle has PMC rows.
     pub with_pmc: bool,
+    /// Whether every blocked switch-out is also a `sched:sched_switch` stack sample (weight 1),
+    /// as the recorder writes with the scheduler events, and a process that only blocks
+    /// ([`SLEEPER`]) has such samples and no CPU sample.
+    pub switch_stacks: bool,
     /// Wall-clock time of the start, ns since the epoch.
     pub realtime_start_ns: i64,
     /// Settings that differ from the common configuration (`config` table).
@@ -77,6 +81,7 @@ impl Scenario {
             disk_latency_scale: 1.0,
             with_msr: true,
             with_pmc: true,
+            switch_stacks: false,
             // 2026-11-02T09:30:00Z
             realtime_start_ns: 1_793_611_800_000_000_000,
             config: BTreeMap::new(),
@@ -270,6 +275,10 @@ pub fn fleet_large(n: usize) -> Vec<Scenario> {
         })
         .collect()
 }
+
+/// (pid, comm) of the process that only blocks, with [`Scenario::switch_stacks`]: a switch-out
+/// every 100 ms on CPU 0 and never a CPU sample.
+pub const SLEEPER: (i32, &str) = (7777, "sleeper");
 
 /// The committed fixtures: `basic`, and the `before`/`after` pair (same work at 2.5 and 3.0 GHz
 /// busy frequency).

@@ -443,26 +443,17 @@ fn utilization(a: &HeatmapArgs, bundles: &[Bundle]) -> anyhow::Result<()> {
     picture::write_output(&a.output, out.as_bytes())
 }
 
-/// The clock event with the most samples (process CPU % needs CPU time per sample).
+/// The bundles' CPU event, which must be a clock (process CPU % needs CPU time per sample).
 pub async fn clock_event(session: &Session) -> anyhow::Result<String> {
-    let mut found = None;
-    picture::stream(
-        session,
-        "SELECT event, COUNT(*) AS n FROM stack_sample WHERE event IN ('cpu-clock', 'task-clock')          GROUP BY event ORDER BY n DESC, event LIMIT 1",
-        &Progress::hidden(),
-        |b| {
-            if b.num_rows() > 0 {
-                found = Some(b.column(0).as_string::<i32>().value(0).to_string());
-            }
-            Ok(())
-        },
-    )
-    .await?;
-    found.ok_or_else(|| {
-        anyhow::anyhow!(
+    match crate::analysis::cpu::cpu_event(session).await? {
+        Some(e) if crate::analysis::cpu::is_clock_event(&e) => Ok(e),
+        Some(e) => anyhow::bail!(
+            "the CPU samples are of {e}, whose weights count events: process CPU % needs a clock event's CPU time per sample (cpu-clock, task-clock)"
+        ),
+        None => anyhow::bail!(
             "no cpu-clock or task-clock samples: process CPU % needs a clock event's CPU time per sample"
-        )
-    })
+        ),
+    }
 }
 
 fn check_columns(b: &RecordBatch) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! The binary is `src/main.rs`; this library holds everything so that the fuzz targets under
 //! `fuzz/` reach the importers ([`import`]) as the command does.
 
+mod analysis;
 mod bundles;
 pub mod cli;
 #[cfg(feature = "cluster")]

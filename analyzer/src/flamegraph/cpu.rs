@@ -453,18 +453,23 @@ fn fold_cpu(
         Some(e) if per_event.contains_key(e) => e.clone(),
         Some(e) if per_event.is_empty() => bail!("no stack samples of event {e} selected"),
         Some(e) => bail!("no stack samples of event {e}; there are {}", listing()),
-        None => {
-            let Some((e, _)) = per_event.iter().max_by(|a, b| {
-                let cpu = |e: &str| !e.contains(':');
-                cpu(a.0)
-                    .cmp(&cpu(b.0))
-                    .then(a.1.cmp(b.1))
-                    .then(b.0.cmp(a.0))
-            }) else {
-                return Err(no_samples(bundles, &opts.scope));
-            };
-            e.clone()
-        }
+        // The CPU event (one definition for every CPU figure); where none was sampled (an
+        // imported page-fault profile), the most sampled event, tracepoints last.
+        None => match crate::analysis::cpu::pick(per_event.keys().map(String::as_str)) {
+            Some(e) => e.to_string(),
+            None => {
+                let Some((e, _)) = per_event.iter().max_by(|a, b| {
+                    let cpu = |e: &str| !e.contains(':');
+                    cpu(a.0)
+                        .cmp(&cpu(b.0))
+                        .then(a.1.cmp(b.1))
+                        .then(b.0.cmp(a.0))
+                }) else {
+                    return Err(no_samples(bundles, &opts.scope));
+                };
+                e.clone()
+            }
+        },
     };
     if per_event.len() > 1 {
         eprintln!(
@@ -472,7 +477,7 @@ fn fold_cpu(
             listing()
         );
     }
-    let clock_event = matches!(event.as_str(), "cpu-clock" | "task-clock");
+    let clock_event = crate::analysis::cpu::is_clock_event(&event);
     if matches!(opts.weight, Weight::Ns | Weight::Turbo) && !clock_event {
         bail!(
             "--weight {} needs a clock event (cpu-clock, task-clock); {event} periods count events, not time",

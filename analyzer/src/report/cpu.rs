@@ -2,18 +2,6 @@
 
 use super::*;
 
-/// The sampled event with the most samples, tracepoints (`sched:sched_switch` switch-outs)
-/// only when nothing else was sampled.
-pub(super) async fn main_event(session: &Session) -> anyhow::Result<Option<String>> {
-    let rows = query_rows(
-        session,
-        "SELECT event, COUNT(*) AS n FROM stack_sample GROUP BY event \
-         ORDER BY strpos(event, ':') > 0, n DESC, event LIMIT 1",
-    )
-    .await?;
-    Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))
-}
-
 /// CPU flame graph (range-selectable), top processes and functions.
 pub(super) async fn cpu_section(
     session: &Session,
@@ -21,7 +9,8 @@ pub(super) async fn cpu_section(
     origin: &Origin,
 ) -> anyhow::Result<String> {
     let mut o = String::from("<section id=\"cpu\"><h2>CPU</h2>\n");
-    let Some(event) = main_event(session).await? else {
+    // CPU samples only: switch-outs and other events are not CPU time.
+    let Some(event) = crate::analysis::cpu::cpu_event(session).await? else {
         o.push_str(&unavailable(bundles, "CPU samples", &["perf-samples"]));
         o.push_str("</section>\n");
         return Ok(o);
@@ -36,7 +25,7 @@ pub(super) async fn cpu_section(
     )
     .await?;
     let samples: u64 = timed.cells.iter().map(|c| c.3).sum();
-    let unit = if matches!(event.as_str(), "cpu-clock" | "task-clock") {
+    let unit = if crate::analysis::cpu::is_clock_event(&event) {
         "ns".to_string()
     } else {
         event.clone()

@@ -5,6 +5,7 @@ mod browser;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod compare;
+mod cpu_figures;
 mod crash;
 mod dataset;
 mod fleet;

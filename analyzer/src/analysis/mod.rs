@@ -1,0 +1,4 @@
+//! What the pictures and tables compute, as data: no drawing, no command-line types
+//! (`../shared/analyzer-layout.md`: `analysis` never imports `render`, `export` or a command).
+
+pub mod cpu;

@@ -21,6 +21,12 @@ pub struct Info<'a> {
     pub end_wall: Option<String>,
     pub duration_ns: Option<i64>,
     pub tables: Vec<TableInfo>,
+    /// `stack_sample` rows per event: CPU samples and others (switch-outs, page faults) are
+    /// different things and are never added up. `None` when a segment's `event` column could
+    /// not be read (`events_unreadable` says why).
+    pub samples_by_event: Option<Vec<EventRows>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_unreadable: Option<String>,
     pub total_lost: u64,
     pub warnings: &'a [String],
     pub manifest: &'a Manifest,
@@ -33,6 +39,45 @@ pub struct TableInfo {
     pub rows: u64,
     pub segments: usize,
     pub bytes: u64,
+}
+
+/// The `stack_sample` rows of one event.
+#[derive(Debug, Serialize)]
+pub struct EventRows {
+    pub event: String,
+    pub samples: u64,
+    /// Whether these are the bundle's CPU samples (`analysis::cpu`), the ones CPU figures count.
+    pub cpu: bool,
+}
+
+/// `stack_sample` rows per event, from the `event` column alone, most first.
+fn samples_by_event(bundle: &Bundle) -> Result<Vec<EventRows>, String> {
+    use arrow_array::cast::AsArray as _;
+    let table = &tables::STACK_SAMPLE;
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for seg in bundle.segments(table) {
+        let reader = bundle
+            .open_segment_columns(table, seg, Some(&["event"]))
+            .map_err(|e| e.to_string())?;
+        for batch in reader {
+            let batch =
+                batch.map_err(|e| format!("{}: {e}", bundle.display_path(seg).display()))?;
+            for e in batch.column(0).as_string::<i32>().iter().flatten() {
+                *counts.entry(e.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let cpu = crate::analysis::cpu::pick(counts.keys().map(String::as_str)).map(str::to_string);
+    let mut rows: Vec<EventRows> = counts
+        .into_iter()
+        .map(|(event, samples)| EventRows {
+            cpu: cpu.as_deref() == Some(event.as_str()),
+            event,
+            samples,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.event.cmp(&b.event)));
+    Ok(rows)
 }
 
 /// Builds the summary of an opened bundle.
@@ -57,7 +102,13 @@ pub fn summarize(bundle: &Bundle) -> Info<'_> {
             }
         })
         .collect();
+    let (samples_by_event, events_unreadable) = match samples_by_event(bundle) {
+        Ok(rows) => (Some(rows), None),
+        Err(e) => (None, Some(e)),
+    };
     Info {
+        samples_by_event,
+        events_unreadable,
         path: bundle.path().display().to_string(),
         packed: bundle.is_packed(),
         state_note: match m.state {
@@ -238,5 +289,26 @@ pub fn render_text(info: &Info<'_>) -> String {
         ]);
     }
     out.push_str(&t.render());
+    match (&info.samples_by_event, &info.events_unreadable) {
+        (Some(rows), _) if !rows.is_empty() => {
+            out.push('\n');
+            let mut t = TextTable::new(&["stack samples of", "rows", "each one is"]);
+            for r in rows {
+                let what = if r.cpu {
+                    "a period of CPU time (the CPU samples)"
+                } else if r.event == "sched:sched_switch" {
+                    "a blocked switch-out (off-CPU stacks)"
+                } else {
+                    "an event, not CPU time"
+                };
+                t.row(vec![r.event.clone(), r.samples.to_string(), what.into()]);
+            }
+            out.push_str(&t.render());
+        }
+        (_, Some(why)) => {
+            let _ = writeln!(out, "\nstack samples by event: unreadable: {why}");
+        }
+        _ => {}
+    }
     out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }

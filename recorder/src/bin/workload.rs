@@ -6,8 +6,9 @@
 //! (hundreds of thousands of system calls a second, each two raw_syscalls events), and prints
 //! how many.
 //!
-//! `perfpack-test-workload storm SECONDS`: starts itself (`exit`, which exits at once) over
-//! and over, thousands of processes a second that each exec and exit, and prints how many.
+//! `perfpack-test-workload storm SECONDS [STOPFILE]`: starts itself (`exit`, which exits at
+//! once) over and over, thousands of processes a second that each exec and exit, until SECONDS
+//! pass or STOPFILE exists, and prints how many.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,10 @@ fn main() {
     match args.get(1).map(String::as_str) {
         // A child of the storm: exits at once.
         Some("exit") => return,
-        Some("storm") => return storm(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3.0)),
+        Some("storm") => {
+            let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+            return storm(secs, args.get(3).map(std::path::Path::new));
+        }
         Some("syscalls") => {
             return syscalls(args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3.0));
         }
@@ -47,14 +51,14 @@ pub extern "C" fn perfpack_test_hot_loop(x: u64) -> u64 {
     y
 }
 
-/// Starts short-lived copies of this program from two threads until `secs` pass; prints how
-/// many ran.
-fn storm(secs: f64) {
+/// Starts short-lived copies of this program from two threads until `secs` pass or `stop`
+/// exists; prints how many ran.
+fn storm(secs: f64, stop: Option<&std::path::Path>) {
     let me = std::env::current_exe().expect("own path");
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let spawn = || {
         let mut n = 0u64;
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && !stop.is_some_and(std::path::Path::exists) {
             let status = std::process::Command::new(&me)
                 .arg("exit")
                 .status()

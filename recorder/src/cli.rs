@@ -40,9 +40,10 @@ pub enum Format {
 
 #[derive(Debug, clap::Args)]
 pub struct RecordArgs {
-    /// How long to record (e.g. 30s, 2m, 500ms; a bare number is seconds)
-    #[arg(short = 'd', long = "duration", default_value = "30s", value_parser = parse_duration)]
-    pub duration: Duration,
+    /// How long to record (e.g. 30s, 2m, 500ms; a bare number is seconds). Default 30s; with
+    /// `-- CMD`, until CMD exits
+    #[arg(short = 'd', long = "duration", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
     /// Bundle to write (default: perfpack-HOST-YYYYMMDD-HHMMSS.ppk)
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -103,8 +104,20 @@ pub struct RecordArgs {
     #[arg(long)]
     pub no_msr: bool,
     /// Sample only this process (and the threads and children it creates)
-    #[arg(long, conflicts_with = "cgroup")]
+    #[arg(long, conflicts_with_all = ["cgroup", "command"])]
     pub pid: Option<i32>,
+    /// With `-- CMD`: record the whole system while CMD runs (as `perf record -a -- CMD`);
+    /// without it, CMD's process tree only
+    #[arg(short = 'a', long)]
+    pub system_wide: bool,
+    /// With `-- CMD` under sudo: run CMD as root (default: as the user who ran sudo)
+    #[arg(long)]
+    pub as_root: bool,
+    /// The command to start and record until it exits, with every process it starts:
+    /// `perfpack-record [OPTIONS] -- CMD [ARGS...]`. The recorder exits with its status (127
+    /// when it is not found, and no bundle is left); Ctrl-C and SIGTERM go to it first
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
     /// Sample only this cgroup (a path under /sys/fs/cgroup)
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
@@ -217,7 +230,13 @@ pub struct RecordConfig {
 
 impl RecordArgs {
     /// The configuration these arguments ask for.
-    pub fn into_config(self, hostname: &str, now_wall_ns: i64) -> RecordConfig {
+    /// `command_pid` is the recorded command's, when there is one (`-- CMD`).
+    pub fn into_config(
+        self,
+        hostname: &str,
+        now_wall_ns: i64,
+        command_pid: Option<i32>,
+    ) -> RecordConfig {
         let output = self.output.unwrap_or_else(|| {
             let stamp = perfpack_schema::time::format_wall_ns(now_wall_ns);
             let compact: String = stamp[..19]
@@ -229,11 +248,18 @@ impl RecordArgs {
                 compact.replace('T', "-")
             ))
         });
-        let scope = match (self.pid, self.cgroup) {
-            (Some(pid), _) => Scope::Pid(pid),
-            (None, Some(cg)) => Scope::Cgroup(cg),
-            (None, None) => Scope::All,
+        let scope = match (command_pid, self.pid, self.cgroup) {
+            (Some(_), _, _) if self.system_wide => Scope::All,
+            (Some(pid), _, _) | (None, Some(pid), _) => Scope::Pid(pid),
+            (None, None, Some(cg)) => Scope::Cgroup(cg),
+            (None, None, None) => Scope::All,
         };
+        // A command is recorded until it exits (ten years is "until"); otherwise 30 s.
+        let duration = self.duration.unwrap_or(if command_pid.is_some() {
+            Duration::from_secs(10 * 365 * 86_400)
+        } else {
+            Duration::from_secs(30)
+        });
         let preset = crate::ftrace::preset(&self.preset).unwrap_or_default();
         let switch_stacks = preset.contains(&"sched:sched_switch")
             || self
@@ -249,7 +275,7 @@ impl RecordArgs {
         };
         RecordConfig {
             stacks,
-            duration: self.duration,
+            duration,
             output,
             pack: self.pack,
             force: self.force,

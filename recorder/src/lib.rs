@@ -15,6 +15,7 @@ mod debuginfo;
 pub mod ftrace;
 pub mod harness;
 mod host;
+mod launch;
 mod msr;
 mod perf;
 mod pidstat;
@@ -48,14 +49,42 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // `-- CMD`: found before anything is set up (a shell's 127 or 126 and no bundle when it
+    // cannot run), and forked now, before the recorder starts a thread, held before its exec.
+    let launch = match cli.record.command.split_first() {
+        Some((cmd, _)) => match launch::resolve(cmd) {
+            Ok(program) => Some(launch::Launch::spawn(
+                &program,
+                &cli.record.command,
+                launch::target_user(cli.record.as_root),
+            )?),
+            Err(e) => {
+                eprintln!("perfpack-record: {}", e.message);
+                return Ok(ExitCode::from(e.status));
+            }
+        },
+        None => None,
+    };
     let start_wall = sys::clock_ns(libc::CLOCK_REALTIME);
     let hostname = host::host(0).hostname;
-    let cfg = cli.record.into_config(&hostname, start_wall);
-    let outcome = session::record(cfg)?;
+    let cfg = cli
+        .record
+        .into_config(&hostname, start_wall, launch.as_ref().map(|l| l.pid));
+    let outcome = match session::record(cfg, launch) {
+        Ok(o) => o,
+        Err(e) => match e.downcast_ref::<launch::ExecFailed>() {
+            Some(failed) => {
+                eprintln!("perfpack-record: {}", failed.message);
+                return Ok(ExitCode::from(failed.status));
+            }
+            None => return Err(e),
+        },
+    };
     eprint!("{}", summary(&outcome));
-    Ok(match outcome.error {
-        Some(_) => ExitCode::FAILURE,
-        None => ExitCode::SUCCESS,
+    Ok(match (&outcome.error, outcome.command_status) {
+        (_, Some(status)) => ExitCode::from(status),
+        (Some(_), None) => ExitCode::FAILURE,
+        (None, None) => ExitCode::SUCCESS,
     })
 }
 

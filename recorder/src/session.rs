@@ -36,8 +36,15 @@ static STOP: AtomicBool = AtomicBool::new(false);
 /// event data; Parquet encoding of a segment needs about as much again).
 const MAX_SEGMENT_BYTES: usize = 32 << 20;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Recording a command: the signal goes to it, and the recording ends when it exits.
+    let child = crate::launch::CHILD.load(Ordering::SeqCst);
+    if child > 0 && sig != libc::SIGHUP {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(child, sig) };
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
 }
 
 fn install_signal_handlers() {
@@ -58,6 +65,9 @@ pub struct Outcome {
     pub error: Option<String>,
     /// Ring mode: `thread` and `mapping` rows of exited threads and processes compacted away.
     pub compacted_rows: u64,
+    /// Recording a command: the exit status a shell would give for it, once it exited (`None`
+    /// when the recording ended first, by `-d` or an error).
+    pub command_status: Option<u8>,
 }
 
 pub(crate) fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
@@ -146,10 +156,16 @@ struct Capture {
     /// What the budget gave up, (source, words), until the manifest has it: the writer is away
     /// while a segment closes on its thread, and a step said then was lost.
     unsaid: Vec<(&'static str, String)>,
+    /// `-- CMD`: the command, released once recording begins.
+    launch: Option<crate::launch::Launch>,
+    /// Why the command could not exec.
+    command_failed: Option<crate::launch::ExecFailed>,
 }
 
 /// Records until the duration passes or a signal arrives.
-pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
+/// With `launch`, the command it holds is released once every source is on, and the recording
+/// ends when it exits.
+pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyhow::Result<Outcome> {
     STOP.store(false, Ordering::SeqCst);
     install_signal_handlers();
     let bundle_dir = if cfg.pack {
@@ -422,6 +438,8 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         refused_perf_maps: Vec::new(),
         ring_warning: None,
         dictionary_rows_dropped: 0,
+        launch,
+        command_failed: None,
     };
     let pack_to = cap.cfg.pack.then(|| cap.cfg.output.clone());
     let mut error = cap.run().err().map(|e| format!("{e:#}"));
@@ -501,6 +519,25 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
     {
         warnings.push(format!("ftrace instance not removed: {e}"));
     }
+    let command_failed = cap.command_failed.take();
+    // The command's status if it has exited; the recording may have ended first (-d, an
+    // error), and the command goes on.
+    let command_status = cap
+        .launch
+        .as_mut()
+        .and_then(|l| l.try_wait().is_some().then(|| l.wait()));
+    if let Some(failed) = command_failed {
+        // Nothing was recorded of a command that never ran.
+        let _ = std::fs::remove_dir_all(&bundle_dir);
+        return Err(failed.into());
+    }
+    if let (Some(status), Some(l)) = (command_status, cap.launch.as_ref()) {
+        let secs = (end.monotonic_ns - cap.loop_start_ns) as f64 / 1e9;
+        warnings.push(format!(
+            "the command (pid {}) exited with status {status} after {secs:.2} s of recording",
+            l.pid
+        ));
+    }
     let mut bundle = bundle_dir.clone();
     if let Some(out) = pack_to {
         perfpack_schema::pack::pack_dir(&bundle_dir, &out, true)?;
@@ -513,6 +550,17 @@ pub fn record(cfg: RecordConfig) -> anyhow::Result<Outcome> {
         warnings,
         error,
         compacted_rows: cap.dictionary_rows_dropped,
+        // The recording ended before the command (-d, an error): the bundle is complete, and
+        // the recorder's exit status is still the command's.
+        command_status: cap.launch.as_mut().map(|l| {
+            if command_status.is_none() {
+                eprintln!(
+                    "perfpack-record: recording ended; waiting for the command (pid {}) to exit",
+                    l.pid
+                );
+            }
+            l.wait()
+        }),
     })
 }
 
@@ -578,11 +626,24 @@ impl Capture {
             self.profile.add_new_maps(&again);
         }
         // Said once every source is on, so a caller waiting for it knows recording has begun.
-        eprintln!(
-            "perfpack-record: recording {} for {:?} (Ctrl-C stops early)",
-            self.cfg.output.display(),
-            self.cfg.duration
-        );
+        match &self.launch {
+            Some(l) => eprintln!(
+                "perfpack-record: recording {} while the command runs (pid {}; Ctrl-C goes to it)",
+                self.cfg.output.display(),
+                l.pid
+            ),
+            None => eprintln!(
+                "perfpack-record: recording {} for {:?} (Ctrl-C stops early)",
+                self.cfg.output.display(),
+                self.cfg.duration
+            ),
+        }
+        if let Some(l) = &mut self.launch
+            && let Err(why) = l.release()
+        {
+            self.command_failed = Some(why);
+            return Ok(());
+        }
         let began = Instant::now();
         let t0 = sys::clock_ns(libc::CLOCK_MONOTONIC);
         self.loop_start_ns = t0;
@@ -605,7 +666,10 @@ impl Capture {
                 0
             }
         };
-        while !STOP.load(Ordering::SeqCst) && Instant::now() < deadline {
+        while !STOP.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+            && self.launch.as_mut().is_none_or(|l| l.try_wait().is_none())
+        {
             let c0 = thread_cpu();
             self.drain(&mut sorter, &mut chain, timeout_ms, false)?;
             let c1 = thread_cpu();

@@ -1009,3 +1009,119 @@ fn ring_bound_counts_the_dictionary_tables_and_compacts_what_process_churn_grows
         events.len()
     );
 }
+
+/// The pid the recorder said it released the command as.
+fn command_pid(stderr: &str) -> i32 {
+    stderr
+        .split("while the command runs (pid ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no command pid in: {stderr}"))
+}
+
+#[test]
+fn a_command_is_recorded_from_exec_to_exit_with_its_process_tree_only() {
+    let _live = require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("cmd.ppk");
+    let child_pid = dir.path().join("child.pid");
+    // A process outside the command's tree, busy all along: none of its samples may be kept.
+    let outsider = Command::new(WORKLOAD)
+        .arg("120")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let outsider_pid = outsider.id() as i32;
+    // The tree: sh, and the workload it starts; sh exits with 7 after it.
+    let script = format!(
+        "{WORKLOAD} 1.5 > /dev/null & echo $! > '{}'; wait; exit 7",
+        child_pid.display()
+    );
+    let out = record(&[
+        "--freq",
+        "999",
+        "--unwind",
+        "fp",
+        "-o",
+        bundle.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    // SAFETY: kill(2) of our own child, not yet reaped.
+    unsafe { libc::kill(outsider_pid, libc::SIGKILL) };
+    super::wait_used(outsider);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "the command's status: {stderr}");
+    assert_eq!(manifest(&bundle)["state"], "complete", "{stderr}");
+    let sh = command_pid(&stderr);
+    let workload: i32 = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let all = samples(&bundle);
+    let strays: Vec<_> = all
+        .iter()
+        .filter(|s| s.pid != sh && s.pid != workload)
+        .map(|s| (s.pid, &s.comm))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "samples outside the command's tree: {strays:?}"
+    );
+    // The workload spun 1.5 s beside one other busy process on 2 CPUs: at least half a CPU
+    // second, ~500 samples at 999 Hz; 25 are asked, for the share below.
+    let mine: Vec<_> = all.iter().filter(|s| s.pid == workload).collect();
+    let lost = super::lost(&bundle, "perf-lost-records") as usize;
+    assert!(
+        mine.len() + lost >= 25,
+        "{} samples of the workload",
+        mine.len()
+    );
+    let hot = mine
+        .iter()
+        .filter(|s| s.frames.iter().any(|(n, _)| n == "perfpack_test_hot_loop"))
+        .count();
+    assert!(
+        hot * 10 >= mine.len() * 7,
+        "{hot} of {} samples in perfpack_test_hot_loop",
+        mine.len()
+    );
+    assert!(stderr.contains("exited with status 7"), "{stderr}");
+}
+
+#[test]
+fn a_command_that_fails_gives_its_status_and_one_that_is_missing_127_and_no_bundle() {
+    let _live = require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("three.ppk");
+    let out = record(&["-o", bundle.to_str().unwrap(), "--", "sh", "-c", "exit 3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    // It exited at once: a complete bundle that says so.
+    assert_eq!(manifest(&bundle)["state"], "complete", "{stderr}");
+    assert!(stderr.contains("exited with status 3"), "{stderr}");
+
+    let plain = dir.path().join("not-a-program");
+    std::fs::write(&plain, "data").unwrap();
+    for (cmd, status) in [
+        ("no-such-command-perfpack", 127),
+        (plain.to_str().unwrap(), 126),
+    ] {
+        let bundle = dir.path().join(format!("{status}.ppk"));
+        let out = record(&["-o", bundle.to_str().unwrap(), "--", cmd]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "{cmd}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("perfpack-record: ") && stderr.contains(cmd),
+            "{stderr}"
+        );
+        assert!(!bundle.exists(), "{cmd}: a bundle was left");
+    }
+}

@@ -8,11 +8,7 @@ use arrow_array::{Array as _, Int32Array, StringArray};
 
 use perfpack_schema::{Bundle, tables};
 
-use super::{WORKLOAD, record, require_recording, samples};
-
-fn manifest(bundle: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap()
-}
+use super::{WORKLOAD, manifest_of as manifest, record, require_recording, samples};
 
 #[test]
 fn hot_function_of_a_workload_is_symbolized_with_kernel_frames_named() {

@@ -221,12 +221,14 @@ impl Recording {
     }
 }
 
+/// A recorded bundle's manifest, as JSON.
+pub fn manifest_of(bundle: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap()
+}
+
 /// The count of the manifest's losses of `kind`, over every source.
 pub fn lost(bundle: &Path, kind: &str) -> u64 {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
-            .unwrap();
-    m["sources"]
+    manifest_of(bundle)["sources"]
         .as_array()
         .unwrap()
         .iter()
@@ -238,10 +240,7 @@ pub fn lost(bundle: &Path, kind: &str) -> u64 {
 
 /// The manifest's source `name`.
 pub fn source_of(bundle: &Path, name: &str) -> serde_json::Value {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
-            .unwrap();
-    m["sources"]
+    manifest_of(bundle)["sources"]
         .as_array()
         .unwrap()
         .iter()

@@ -552,15 +552,17 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         compacted_rows: cap.dictionary_rows_dropped,
         // The recording ended before the command (-d, an error): the bundle is complete, and
         // the recorder's exit status is still the command's.
-        command_status: cap.launch.as_mut().map(|l| {
-            if command_status.is_none() {
+        command_status: match (command_status, cap.launch.as_mut()) {
+            (Some(status), _) => Some(status),
+            (None, Some(l)) => {
                 eprintln!(
                     "perfpack-record: recording ended; waiting for the command (pid {}) to exit",
                     l.pid
                 );
+                Some(l.wait())
             }
-            l.wait()
-        }),
+            (None, None) => None,
+        },
     })
 }
 

@@ -545,7 +545,7 @@ pub fn import<R: std::io::BufRead>(
             report.unparsed(line_no, &line);
         }
         report.records += 1;
-        report.saw(p.ts_ns, Some(p.cpu));
+        report.saw(Some(p.ts_ns), Some(p.cpu));
         if t.len() >= SEGMENT_ROWS {
             t.flush(writer)?;
             writer.close_segment()?;

@@ -41,8 +41,11 @@ pub struct Report {
     pub unparsed: u64,
     /// `(line number, text)` of the first unparsed lines.
     pub examples: Vec<(u64, String)>,
-    /// Facts about the input a reader of the bundle must know (e.g. missing columns).
+    /// Facts about the whole input a reader of the bundle must know.
     pub notes: Vec<String>,
+    /// Records imported with something missing or unusual, counted per kind (never a property
+    /// of the file: 7 odd samples in 182,126 are 7 samples).
+    pub oddities: Vec<Oddity>,
     /// Smallest and largest timestamp seen.
     pub ts_range: Option<(i64, i64)>,
     /// Highest CPU number seen.
@@ -55,7 +58,45 @@ pub struct Report {
     pub unwind: Vec<UnwindStat>,
 }
 
+/// One kind of odd record: how many, and where the first one is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oddity {
+    /// What the records are, read after their count ("without a time column: ts_ns is 0").
+    pub what: &'static str,
+    pub count: u64,
+    pub first_line: u64,
+}
+
 impl Report {
+    /// Counts a record at `line_no` that is `what`.
+    fn odd(&mut self, line_no: u64, what: &'static str) {
+        match self.oddities.iter_mut().find(|o| o.what == what) {
+            Some(o) => o.count += 1,
+            None => self.oddities.push(Oddity {
+                what,
+                count: 1,
+                first_line: line_no,
+            }),
+        }
+    }
+
+    /// The notes and the oddities as lines, the way the report and the manifest say them.
+    fn note_lines(&self) -> Vec<String> {
+        let mut lines = self.notes.clone();
+        for o in &self.oddities {
+            let kind = self.record_kind;
+            lines.push(if o.count == self.records {
+                format!("all {} {kind} {}", o.count, o.what)
+            } else {
+                format!(
+                    "{} {kind} {}, first at line {}",
+                    o.count, o.what, o.first_line
+                )
+            });
+        }
+        lines
+    }
+
     fn unparsed(&mut self, line_no: u64, line: &str) {
         self.unparsed += 1;
         if self.examples.len() < MAX_EXAMPLES {
@@ -64,11 +105,14 @@ impl Report {
         }
     }
 
-    fn saw(&mut self, ts_ns: i64, cpu: Option<i32>) {
-        self.ts_range = Some(match self.ts_range {
-            None => (ts_ns, ts_ns),
-            Some((a, b)) => (a.min(ts_ns), b.max(ts_ns)),
-        });
+    /// A record's time (None where the input has none: it does not move the range) and CPU.
+    fn saw(&mut self, ts_ns: Option<i64>, cpu: Option<i32>) {
+        if let Some(ts_ns) = ts_ns {
+            self.ts_range = Some(match self.ts_range {
+                None => (ts_ns, ts_ns),
+                Some((a, b)) => (a.min(ts_ns), b.max(ts_ns)),
+            });
+        }
         if let Some(cpu) = cpu {
             self.max_cpu = Some(self.max_cpu.map_or(cpu, |m| m.max(cpu)));
         }
@@ -96,7 +140,7 @@ impl Report {
             },
             bundle.display()
         )?;
-        for note in &self.notes {
+        for note in self.note_lines() {
             writeln!(out, "note: {note}")?;
         }
         if self.unparsed > 0 {
@@ -275,9 +319,9 @@ fn write_bundle(
         .map_or(0, |c| c + 1);
     m.host.n_cpus = n_cpus.unwrap_or(0).max(seen_cpus);
     let mut detail = format!("imported from {} {}", tool, file.display());
-    for note in &report.notes {
+    for note in report.note_lines() {
         detail.push_str("; ");
-        detail.push_str(note);
+        detail.push_str(&note);
     }
     let unit = if report.input_unit.is_empty() {
         "lines"

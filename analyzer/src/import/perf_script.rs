@@ -46,6 +46,12 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// A pid or tid as perf script prints it: digits, or `-1` for a task that had exited before perf
+/// read its name (`:-1    -1 [001] 910.854533: ...`).
+fn is_id(s: &str) -> bool {
+    is_digits(s) || s == "-1"
+}
+
 /// Splits `s` into whitespace-separated words with their byte offsets.
 fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
     s.split(' ')
@@ -79,7 +85,7 @@ fn parse_event_line(line: &str) -> Option<EventLine<'_>> {
     let mut it = words(line).skip(1);
     let (id_at, id) = it.find(|(_, w)| {
         let (a, b) = w.split_once('/').unwrap_or(("0", w));
-        is_digits(a) && is_digits(b)
+        is_id(a) && is_id(b)
     })?;
     let comm = line[..id_at].trim();
     let (pid, tid) = match id.split_once('/') {
@@ -177,10 +183,11 @@ fn parse_frame_line(line: &str) -> Option<FrameLine<'_>> {
 }
 
 /// A Rust symbol in the legacy mangling that perf only half demangled
-/// (`_$LT$alloc..vec..Vec$LT$T$GT$$GT$::push::h5f6e4a3b2c1d0e9f`), finished the way
-/// inferno-collapse-perf finishes it: the `::h<16 hex>` hash dropped, the `$..$` escapes and
-/// `..` path separators decoded, the symbol's own leading `_` before an escape removed
-/// (`<alloc::vec::Vec<T>>::push`). Anything without the hash is returned as it is.
+/// (`_$LT$alloc..vec..Vec$LT$T$GT$$GT$::push::h5f6e4a3b2c1d0e9f`, or `emulator::main::hc2aaa9b4591a10c7`
+/// where nothing but the hash is left), finished the way inferno-collapse-perf finishes it: the
+/// `::h<16 hex>` hash dropped, the `$..$` escapes and `..` path separators decoded, the symbol's
+/// own leading `_` before an escape removed (`<alloc::vec::Vec<T>>::push`). Anything without
+/// the hash is returned as it is.
 fn finish_rust_symbol(name: &str) -> std::borrow::Cow<'_, str> {
     let Some((path, hash)) = name.rsplit_once("::") else {
         return name.into();
@@ -188,8 +195,11 @@ fn finish_rust_symbol(name: &str) -> std::borrow::Cow<'_, str> {
     let is_hash = hash.len() == 17
         && hash.starts_with('h')
         && hash[1..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !is_hash || !(path.contains('$') || path.contains("..")) {
+    if !is_hash {
         return name.into();
+    }
+    if !(path.contains('$') || path.contains("..")) {
+        return path.into();
     }
     let path = path
         .strip_prefix('_')
@@ -249,8 +259,10 @@ struct Pending {
     pid: i32,
     tid: i32,
     cpu: i32,
-    ts_ns: i64,
+    ts_ns: Option<i64>,
     weight: i64,
+    /// Where its header line is.
+    line_no: u64,
     /// Frame ids, leaf first.
     frames: Vec<i64>,
     open: bool,
@@ -280,6 +292,8 @@ impl Pending {
 
     fn push_named(&mut self, symbol: &str, f: &FrameLine<'_>, sink: &mut StackSink) {
         let id = sink.frame_id(FrameRef {
+            // Old perf printed an unnamed symbol as nothing (`7f1e2215d058  (/lib/libc.so)`),
+            // newer perf as `[unknown]`: the same fact, named after its module when folded.
             name: if symbol.is_empty() {
                 "[unknown]"
             } else {
@@ -303,11 +317,14 @@ fn finish(
     }
     p.open = false;
     if p.frames.is_empty() {
-        report.note("samples without a callchain count under their process name alone");
+        report.odd(
+            p.line_no,
+            "without a callchain: each counts under its process name alone",
+        );
     }
     sink.add(
         &SampleRef {
-            ts_ns: p.ts_ns,
+            ts_ns: p.ts_ns.unwrap_or(0),
             cpu: p.cpu,
             pid: p.pid,
             tid: p.tid,
@@ -324,6 +341,37 @@ fn finish(
     report.saw(p.ts_ns, (p.cpu >= 0).then_some(p.cpu));
     p.frames.clear();
     Ok(())
+}
+
+/// Counts what the header of the sample at `line_no` lacks: per sample, so that a few odd lines
+/// in a large capture are reported as those lines, never as a property of the file.
+fn note_header(ev: &EventLine<'_>, line_no: u64, report: &mut Report) {
+    if ev.tid == -1 {
+        report.odd(
+            line_no,
+            "of tasks that had exited before perf read them (pid -1, comm :-1)",
+        );
+    } else if ev.pid.is_none() {
+        report.odd(
+            line_no,
+            "without a pid column (perf script -F tid): pid is the thread id",
+        );
+    }
+    if ev.cpu.is_none() {
+        report.odd(line_no, "without a cpu column: cpu is -1");
+    }
+    if ev.ts_ns.is_none() {
+        report.odd(line_no, "without a time: ts_ns is 0");
+    }
+    if ev.period.is_none() {
+        report.odd(line_no, "without a period: each weighs 1");
+    }
+    if ev.event == NO_EVENT {
+        report.odd(
+            line_no,
+            "without an event name: the event is called unknown-event",
+        );
+    }
 }
 
 pub fn import<R: std::io::BufRead>(
@@ -349,41 +397,32 @@ pub fn import<R: std::io::BufRead>(
         }
         // Indented: a frame of the open sample, or (perf script -F with its columns padded)
         // a header line whose comm is right-aligned.
-        if line.starts_with([' ', '\t']) {
-            let frame = parse_frame_line(&line);
-            if p.open
-                && let Some(f) = frame
-            {
-                p.push_frame(&f, &mut sink);
-                continue;
-            }
-            if frame.is_some() || parse_event_line(line.trim_start()).is_none() {
-                report.unparsed(line_no, &line);
-                continue;
-            }
+        let indented = line.starts_with([' ', '\t']);
+        let frame = indented.then(|| parse_frame_line(&line)).flatten();
+        if p.open
+            && let Some(f) = frame
+        {
+            p.push_frame(&f, &mut sink);
+            continue;
         }
         let line = line.trim_start();
-        // A new event line also ends a sample that had no blank line after it.
-        finish(&mut p, &mut sink, writer, report)?;
-        let Some(ev) = parse_event_line(line) else {
-            report.unparsed(line_no, line);
+        let Some(ev) = (frame.is_none()).then(|| parse_event_line(line)).flatten() else {
+            // Old perf (3.x) printed frames without indentation (`java 19983 cycles:`, then
+            // `ffffffff8103d0ca native_write_msr_safe ([kernel.kallsyms])`): a line that is no
+            // header is a frame of the open sample when it is one.
+            if !indented
+                && p.open
+                && let Some(f) = parse_frame_line(line)
+            {
+                p.push_frame(&f, &mut sink);
+            } else {
+                report.unparsed(line_no, line);
+            }
             continue;
         };
-        if ev.pid.is_none() {
-            report.note("no pid column (perf script -F tid): pid is the thread id");
-        }
-        if ev.cpu.is_none() {
-            report.note("no cpu column: cpu is -1");
-        }
-        if ev.ts_ns.is_none() {
-            report.note("no time column: ts_ns is 0");
-        }
-        if ev.period.is_none() {
-            report.note("no period column: every sample weighs 1");
-        }
-        if ev.event == NO_EVENT {
-            report.note("no event column: the event is called unknown-event");
-        }
+        // A new event line also ends a sample that had no blank line after it.
+        finish(&mut p, &mut sink, writer, report)?;
+        note_header(&ev, line_no, report);
         p.comm.clear();
         p.comm.push_str(ev.comm);
         p.event.clear();
@@ -391,17 +430,18 @@ pub fn import<R: std::io::BufRead>(
         p.tid = ev.tid;
         p.pid = ev.pid.unwrap_or(ev.tid);
         p.cpu = ev.cpu.unwrap_or(-1);
-        p.ts_ns = ev.ts_ns.unwrap_or(0);
+        p.ts_ns = ev.ts_ns;
         p.weight = ev.period.unwrap_or(1);
+        p.line_no = line_no;
         p.open = true;
         match (ev.tail, ev.tracepoint()) {
             (Some(fields), Some((system, name))) => {
                 let understood = tracepoints.add(&Prefix {
                     comm: Some(ev.comm),
                     tid: ev.tid,
-                    tgid: ev.pid,
+                    tgid: ev.pid.filter(|&pid| pid >= 0),
                     cpu: p.cpu,
-                    ts_ns: p.ts_ns,
+                    ts_ns: p.ts_ns.unwrap_or(0),
                     system: Some(system),
                     name,
                     body: fields,
@@ -467,6 +507,40 @@ mod tests {
         let e = parse_event_line("1234 55/56 [001] 2.5: 10 cpu-clock:").unwrap();
         assert_eq!((e.comm, e.pid, e.tid), ("1234", Some(55), 56));
         assert!(parse_event_line("garbage line").is_none());
+        // A task that had exited before perf read it: comm `:-1`, tid -1, and the rest as usual.
+        let e =
+            parse_event_line(":-1    -1 [001]   910.854533:    1001001 cpu-clock:ppp: ").unwrap();
+        assert_eq!(
+            (e.comm, e.pid, e.tid, e.cpu, e.ts_ns, e.period, e.event),
+            (
+                ":-1",
+                None,
+                -1,
+                Some(1),
+                Some(910_854_533_000),
+                Some(1_001_001),
+                "cpu-clock"
+            )
+        );
+        let e = parse_event_line(":-1 -1/-1 [000] 1.5: 1 cpu-clock:").unwrap();
+        assert_eq!((e.pid, e.tid), (Some(-1), -1));
+        // perf 3.x: no cpu, time or period (`java 19983 cycles:`).
+        let e = parse_event_line("java 19983 cycles:").unwrap();
+        assert_eq!(
+            (e.comm, e.tid, e.cpu, e.ts_ns, e.period, e.event),
+            ("java", 19983, None, None, None, "cycles")
+        );
+        // An unindented frame line is no header.
+        assert!(
+            parse_event_line("ffffffff8103d0ca native_write_msr_safe ([kernel.kallsyms])")
+                .is_none()
+        );
+        assert!(
+            parse_event_line(
+                "7f7241fbe6d8 arrayOopDesc::base(BasicType) const (/opt/jdk/lib/server/libjvm.so)"
+            )
+            .is_none()
+        );
     }
 
     #[test]
@@ -491,6 +565,21 @@ mod tests {
             "std::vector<int>::push_back"
         );
         assert_eq!(finish_rust_symbol("a$LT$b::hzzzz"), "a$LT$b::hzzzz");
+        // Demangled but for the hash (inferno 0.12 folds it as `emulator::main`).
+        assert_eq!(
+            finish_rust_symbol("emulator::main::hc2aaa9b4591a10c7"),
+            "emulator::main"
+        );
+        assert_eq!(
+            finish_rust_symbol("std::rt::lang_start::{{closure}}::h0123456789abcdef"),
+            "std::rt::lang_start::{{closure}}"
+        );
+        // Not a hash: 15 hex digits, or a name that only looks like one.
+        assert_eq!(
+            finish_rust_symbol("a::h0123456789abcde"),
+            "a::h0123456789abcde"
+        );
+        assert_eq!(finish_rust_symbol("a::hello"), "a::hello");
     }
 
     #[test]

@@ -263,7 +263,9 @@ fn samples_without_a_callchain_count_under_their_process_name() {
     );
     assert!(report.contains("imported 4 samples"), "{report}");
     assert!(
-        report.contains("count under their process name alone"),
+        report.contains(
+            "note: 3 samples without a callchain: each counts under its process name alone, first at line"
+        ),
         "{report}"
     );
     let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
@@ -298,7 +300,10 @@ fn one_line_samples_without_an_event_column_are_imported() {
     let report = import("perf-script", &data("perf-script-one-line.txt"), &bundle);
     // Three lines, three samples of weight 1: two in java's JIT map, one in the kernel.
     assert!(report.contains("imported 3 samples"), "{report}");
-    assert!(report.contains("no event column"), "{report}");
+    assert!(
+        report.contains("note: all 3 samples without an event name"),
+        "{report}"
+    );
     let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
     let mut lines: Vec<&str> = folded.lines().collect();
     lines.sort_unstable();
@@ -324,10 +329,11 @@ fn half_demangled_rust_symbols_fold_as_inferno_folds_them() {
     let inferno = std::fs::read_to_string(data("perf-script-rust.inferno.folded")).unwrap();
     assert_eq!(folded, inferno);
     // By hand: the hash gone, `$LT$`/`$GT$` and `..` decoded, the escapes' leading `_` only
-    // where the symbol starts with it.
+    // where the symbol starts with it; and the hash gone where perf demangled all but it.
     assert_eq!(
         folded,
-        "prog;prog::main::_{{closure}};<alloc::vec::Vec<T>>::push 1\n"
+        "emulator;std::rt::lang_start::{{closure}};emulator::main;emulator::cpu::Cpu::step 1\n\
+         prog;prog::main::_{{closure}};<alloc::vec::Vec<T>>::push 1\n"
     );
 }
 
@@ -368,4 +374,104 @@ fn header_lines_with_a_right_aligned_comm_are_headers() {
     let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
     let inferno = std::fs::read_to_string(data("perf-script-padded.inferno.folded")).unwrap();
     assert_eq!(folded, inferno);
+}
+
+#[test]
+fn samples_of_exited_tasks_are_samples_like_any_other() {
+    // Four cpu-clock samples of 1001001 ns; two are of tasks that had exited before perf read
+    // them (`:-1    -1 [001] 910.854533: ...`, lines 5 and 12). inferno-collapse-perf 0.12 drops
+    // those two ("Weird event line"); they are CPU time, so perfpack keeps them under `:-1`.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("exited.ppk");
+    let report = import("perf-script", &data("perf-script-exited.txt"), &bundle);
+    assert!(report.contains("imported 4 samples"), "{report}");
+    // One note, about the two lines; nothing said of the file as a whole.
+    let notes: Vec<&str> = report.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(
+        notes,
+        [
+            "note: 2 samples of tasks that had exited before perf read them (pid -1, comm :-1), first at line 5"
+        ],
+        "{report}"
+    );
+    assert_eq!(
+        sql(
+            &bundle,
+            "SELECT min(ts_ns), max(ts_ns), min(cpu), sum(weight) FROM stack_sample"
+        ),
+        "min(stack_sample.ts_ns),max(stack_sample.ts_ns),min(stack_sample.cpu),sum(stack_sample.weight)\n\
+         910854000000,911500000000,0,4004004\n"
+    );
+    assert_eq!(
+        sql(
+            &bundle,
+            "SELECT pid, tid, comm, cpu, ts_ns FROM stack_sample WHERE pid < 0 ORDER BY ts_ns"
+        ),
+        "pid,tid,comm,cpu,ts_ns\n-1,-1,:-1,1,910854533000\n-1,-1,:-1,0,911500000000\n"
+    );
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let mut lines: Vec<&str> = folded.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            ":-1;do_exit 2002002",
+            "cc1;main;yyparse 1001001",
+            "make;main;clear_page_erms 1001001"
+        ]
+    );
+    // inferno's lines (run on this file: the two samples of live tasks) are among them.
+    for l in [
+        "cc1;main;yyparse 1001001",
+        "make;main;clear_page_erms 1001001",
+    ] {
+        assert!(lines.contains(&l));
+    }
+}
+
+#[test]
+fn perf_3_headers_without_a_time_and_frames_without_indentation() {
+    // perf 3.x printed `java 19983 cycles:` and its frames from the first column.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("perf3.ppk");
+    let report = import("perf-script", &data("perf-script-perf3.txt"), &bundle);
+    assert!(report.contains("imported 2 samples"), "{report}");
+    assert!(!report.contains("could not be parsed"), "{report}");
+    assert!(
+        report.contains("note: all 2 samples without a time: ts_ns is 0"),
+        "{report}"
+    );
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let inferno = std::fs::read_to_string(data("perf-script-perf3.inferno.folded")).unwrap();
+    assert_eq!(folded, inferno);
+    // By hand: six frames under java, root first; the JIT frames lose Java's `L` where the
+    // class has a package, as FlameGraph's java rule has it.
+    assert!(folded.contains(
+        "java;start_thread;LBusy:::main;java/io/PrintStream:::print;arrayOopDesc::base;call_function_single_interrupt;native_write_msr_safe 1\n"
+    ));
+}
+
+#[test]
+fn a_cpp_lambda_is_a_frame_of_its_own() {
+    // perf script prints a lambda with the scope that defines it:
+    // `run(SCC&, ...)::$_0::operator()(Function&) const`. inferno-collapse-perf 0.12 cuts at the
+    // first `(` (`llvm::DevirtSCCRepeatedPass::run` twice, the lambda merged into its parent) and
+    // drops `(anonymous namespace)::runPasses`; perfpack keeps both frames.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("lambda.ppk");
+    import("perf-script", &data("perf-script-cpp-lambda.txt"), &bundle);
+    let folded = ok(&perfpack(["export".as_ref(), bundle.as_os_str()]));
+    let run = "llvm::DevirtSCCRepeatedPass::run";
+    let scope = "(llvm::LazyCallGraph::SCC&, llvm::AnalysisManager<llvm::LazyCallGraph::SCC, llvm::LazyCallGraph&>&, llvm::LazyCallGraph&, llvm::CGSCCUpdateResult&)";
+    let mut lines: Vec<&str> = folded.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            format!("opt;main;(anonymous namespace)::runPasses;{run} 1000000"),
+            format!(
+                "opt;main;(anonymous namespace)::runPasses;{run};{run}{scope}::$_0::operator() 1000000"
+            ),
+        ]
+    );
 }

@@ -201,7 +201,7 @@ pub fn import<R: Read>(
                     writer,
                 )?;
                 report.records += 1;
-                report.saw(ts_ns, (cpu >= 0).then_some(cpu));
+                report.saw(Some(ts_ns), (cpu >= 0).then_some(cpu));
             }
             _ => {}
         }

@@ -241,6 +241,9 @@ pub struct FlamegraphArgs {
     /// Off-CPU: leave out the wakers' stacks
     #[arg(long)]
     pub no_wakers: bool,
+    /// CPU: leave out idle samples (pid 0, the CPUs' idle tasks); the subtitle says their share
+    #[arg(long)]
+    pub no_idle: bool,
     /// --weight turbo: the frequency CPU time is normalized to (default: the lowest base MHz)
     #[arg(long)]
     pub ref_mhz: Option<f64>,

@@ -127,35 +127,35 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
     if let Some(i) = crate::compare::ipc(&session).await? {
         features.insert("IPC".into(), i);
     }
-    // CPU busy share and leaf functions from the samples.
-    let all = flamegraph::Options::folded_cpu(Weight::Samples);
+    // CPU busy share from the CPU event's samples, leaf functions from the busy ones.
+    if let Some(event) = crate::analysis::cpu::cpu_event(&session).await? {
+        let (idle, all) = crate::analysis::idle::samples(&session, &event, "TRUE").await?;
+        if all > 0 {
+            features.insert(
+                "CPU busy %".into(),
+                100.0 * (all - idle) as f64 / all as f64,
+            );
+        }
+    }
+    let busy_only = flamegraph::Options {
+        no_idle: true,
+        ..flamegraph::Options::folded_cpu(Weight::Samples)
+    };
     let mut function_shares = BTreeMap::new();
     let mut busy_samples = 0;
     let mut noise = BTreeMap::new();
-    if let Ok(folded) = flamegraph::collect(&session, &bundles, &all, &progress).await {
-        let mut busy = 0u64;
+    if let Ok(folded) = flamegraph::collect(&session, &bundles, &busy_only, &progress).await {
         let mut leaves: BTreeMap<String, u64> = BTreeMap::new();
         for (line, &n) in &folded.lines {
-            let comm = line.split(';').next().unwrap_or("");
-            if comm.starts_with("swapper") {
-                continue;
-            }
-            busy += n;
             if let Some(leaf) = line.rsplit(';').next() {
                 *leaves.entry(leaf.to_string()).or_default() += n;
             }
         }
-        if folded.events > 0 {
-            features.insert(
-                "CPU busy %".into(),
-                100.0 * busy as f64 / folded.events as f64,
-            );
-        }
-        busy_samples = busy;
-        if busy > 0 {
+        busy_samples = folded.events;
+        if busy_samples > 0 {
             function_shares = leaves
                 .into_iter()
-                .map(|(f, n)| (f, 100.0 * n as f64 / busy as f64))
+                .map(|(f, n)| (f, 100.0 * n as f64 / busy_samples as f64))
                 .collect();
         }
     }

@@ -82,6 +82,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 reverse: a.reverse,
                 folded: a.folded,
                 wakers: !a.no_wakers,
+                no_idle: a.no_idle,
                 ref_mhz: a.ref_mhz,
                 title: a.title,
                 output: a.output,

@@ -108,7 +108,7 @@ pub async fn processes(
     let sql = format!(
         "WITH s AS (SELECT bundle, pid, comm, weight, \
            CAST(FLOOR(CAST(ts_ns - {zero} AS DOUBLE) / {step}) AS BIGINT) AS col \
-           FROM stack_sample WHERE event = {ev} AND pid <> 0), \
+           FROM stack_sample WHERE event = {ev} AND {busy}), \
          t AS (SELECT bundle, pid, SUM(weight) AS w FROM s GROUP BY bundle, pid \
            ORDER BY w DESC, bundle, pid LIMIT {top}), \
          c AS (SELECT bundle, pid, comm, COUNT(*) AS n, \
@@ -117,7 +117,8 @@ pub async fn processes(
          SELECT s.bundle, s.pid, c.comm, t.w, s.col, SUM(s.weight) \
          FROM s JOIN t ON s.bundle = t.bundle AND s.pid = t.pid \
          JOIN c ON c.bundle = s.bundle AND c.pid = s.pid AND c.r = 1 \
-         GROUP BY s.bundle, s.pid, c.comm, t.w, s.col"
+         GROUP BY s.bundle, s.pid, c.comm, t.w, s.col",
+        busy = crate::analysis::idle::BUSY_SQL
     );
     let several = bundles.len() > 1;
     // (total weight desc, bundle, pid) → label and (col, ns).

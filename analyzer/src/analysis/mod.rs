@@ -2,3 +2,4 @@
 //! (`../shared/analyzer-layout.md`: `analysis` never imports `render`, `export` or a command).
 
 pub mod cpu;
+pub mod idle;

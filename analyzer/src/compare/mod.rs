@@ -191,13 +191,11 @@ const SOURCES: [(latency::Source, &str); 3] = [
     (latency::Source::Syscall, "syscall"),
 ];
 
-/// Idle threads, left out of busy time.
-const BUSY: &str = "comm NOT LIKE 'swapper%' AND pid <> 0";
-
 fn options(weight: Weight, ref_mhz: Option<f64>) -> flamegraph::Options {
     flamegraph::Options {
         scope: Scope {
-            predicate: Some(BUSY.into()),
+            // Idle, left out of busy time.
+            predicate: Some(crate::analysis::idle::BUSY_SQL.into()),
             ..Scope::default()
         },
         ref_mhz,

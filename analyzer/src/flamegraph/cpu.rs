@@ -497,6 +497,7 @@ fn fold_cpu(
     }
     let mut folded = Folded {
         what: format!("{event} samples"),
+        event: event.clone(),
         unit: match opts.weight {
             Weight::Samples => "samples".into(),
             Weight::Ns | Weight::Turbo => "ns".into(),

@@ -68,6 +68,8 @@ pub struct Options {
     pub reverse: bool,
     pub folded: bool,
     pub wakers: bool,
+    /// CPU: idle samples (`analysis::idle`) left out, their share said in the subtitle.
+    pub no_idle: bool,
     /// Reference frequency of `--weight turbo` (default: the lowest base MHz of the bundles).
     pub ref_mhz: Option<f64>,
     pub title: Option<String>,
@@ -87,6 +89,7 @@ impl Options {
             reverse: false,
             folded: true,
             wakers: false,
+            no_idle: false,
             ref_mhz: None,
             title: None,
             output: "-".into(),
@@ -105,6 +108,8 @@ pub struct Folded {
     pub what: String,
     /// Unit of the weights: `ns`, `samples`, `cycles`.
     pub unit: String,
+    /// The sampled event drawn (CPU flame graphs).
+    pub event: String,
     /// (bundle index, first ts_ns, last ts_ns) of what was aggregated.
     pub spans: Vec<(usize, i64, i64)>,
     /// Extra words for the subtitle (where off-CPU stacks came from).
@@ -113,8 +118,13 @@ pub struct Folded {
 
 pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
     use perfpack_schema::tables;
-    let direct =
-        opts.kind == Kind::Cpu && opts.scope.is_everything() && opts.weight != Weight::Turbo;
+    if opts.no_idle && opts.kind != Kind::Cpu {
+        anyhow::bail!("--no-idle is for CPU flame graphs: the idle task never blocks");
+    }
+    let direct = opts.kind == Kind::Cpu
+        && opts.scope.is_everything()
+        && opts.weight != Weight::Turbo
+        && !opts.no_idle;
     let bundles = if direct {
         crate::bundles::open_for(
             bundle_args,
@@ -151,10 +161,36 @@ pub async fn collect(
     progress: &Progress,
 ) -> anyhow::Result<Folded> {
     let folded = match opts.kind {
+        Kind::Cpu if opts.no_idle => busy(session, bundles, opts, progress).await?,
         Kind::Cpu => cpu::cpu(session, bundles, opts, progress).await?,
         Kind::Offcpu => offcpu::offcpu(session, bundles, opts, progress).await?,
     };
     Ok(reversed(folded, opts))
+}
+
+/// CPU stacks without the idle samples, and a note of their share of the selection.
+async fn busy(
+    session: &Session,
+    bundles: &[Bundle],
+    opts: &Options,
+    progress: &Progress,
+) -> anyhow::Result<Folded> {
+    use crate::analysis::idle;
+    let mut busy = opts.clone();
+    busy.no_idle = false;
+    busy.scope.predicate = Some(match &opts.scope.predicate {
+        Some(p) => format!("({p}) AND {}", idle::BUSY_SQL),
+        None => idle::BUSY_SQL.to_string(),
+    });
+    let mut folded = cpu::cpu(session, bundles, &busy, progress)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e} (--no-idle leaves out the idle task's samples, pid 0)")
+        })?;
+    let selected = opts.scope.sql(bundles, session.names())?;
+    let (idle, all) = idle::samples(session, &folded.event, &selected).await?;
+    folded.notes.push(idle::describe_share(idle, all, true));
+    Ok(folded)
 }
 
 /// With `--reverse`, every line root-last, so that callers of the hottest leaves merge.

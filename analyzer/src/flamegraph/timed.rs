@@ -2,8 +2,9 @@
 //! report's heat maps): the same stacks as the flame graph, with when they were sampled.
 
 use arrow_array::Array as _;
+use arrow_array::cast::AsArray as _;
 use perfpack_schema::Bundle;
-use perfpack_schema::fxhash::FxHashMap;
+use perfpack_schema::fxhash::{FxHashMap, FxHashSet};
 
 use super::{Folder, i64_col, str_col, trees};
 use crate::picture::{self, Progress};
@@ -19,6 +20,8 @@ pub struct Timed {
     pub bucket_ns: i64,
     /// (bucket, stack id, summed weight, samples), sorted by bucket then stack.
     pub cells: Vec<(i64, u32, u64, u64)>,
+    /// Stack id → whether its samples are idle (`analysis::idle`).
+    pub idle: Vec<bool>,
 }
 
 /// Folds the samples of `event` by `bucket_ns` buckets measured from `origin`, then
@@ -36,20 +39,26 @@ pub async fn timed(
     let zero_expr = origin.zero_sql(names);
     let sql = format!(
         "SELECT bundle, comm, callsite_id, CAST(FLOOR(CAST(ts_ns - {zero_expr} AS DOUBLE) / {bucket_ns}) AS BIGINT) AS b, \
-         SUM(weight), COUNT(*) FROM stack_sample WHERE event = {} GROUP BY 1, 2, 3, 4",
+         SUM(weight), COUNT(*), {} AS idle FROM stack_sample WHERE event = {} GROUP BY 1, 2, 3, 4, 7",
+        crate::analysis::idle::IDLE_SQL,
         quote(event)
     );
     let trees = trees(bundles)?;
     let mut folder = Folder::new(bundles, &trees, true);
     let mut by_key: FxHashMap<(i64, super::StackKey), (u64, u64)> = FxHashMap::default();
+    let mut idle_keys: FxHashSet<super::StackKey> = FxHashSet::default();
     picture::stream(session, &sql, &Progress::hidden(), |b| {
         let (bundle, comms) = (str_col(b, 0), str_col(b, 1));
         let (leaves, buckets, sums, counts) =
             (i64_col(b, 2), i64_col(b, 3), i64_col(b, 4), i64_col(b, 5));
+        let idle = b.column(6).as_boolean();
         for i in 0..b.num_rows() {
             let bi = index[bundle.value(i)];
             let leaf = (!leaves.is_null(i)).then(|| leaves.value(i));
             let key = folder.key(bi, comms.value(i), leaf)?;
+            if idle.value(i) {
+                idle_keys.insert(key);
+            }
             let e = by_key.entry((buckets.value(i), key)).or_default();
             e.0 += sums.value(i).max(0) as u64;
             e.1 += counts.value(i) as u64;
@@ -70,6 +79,10 @@ pub async fn timed(
         .enumerate()
         .map(|(i, l)| (l.as_str(), i as u32))
         .collect();
+    let mut idle = vec![false; lines.len()];
+    for key in &idle_keys {
+        idle[id_of[line_of[key].as_str()] as usize] = true;
+    }
     let mut cells: FxHashMap<(i64, u32), (u64, u64)> = FxHashMap::default();
     for ((b, key), (w, n)) in by_key {
         let e = cells.entry((b, id_of[line_of[&key].as_str()])).or_default();
@@ -95,5 +108,6 @@ pub async fn timed(
         lines,
         bucket_ns,
         cells,
+        idle,
     })
 }

@@ -25,6 +25,13 @@ pub(super) async fn cpu_section(
     )
     .await?;
     let samples: u64 = timed.cells.iter().map(|c| c.3).sum();
+    let idle_samples: u64 = timed
+        .cells
+        .iter()
+        .filter(|c| timed.idle.get(c.1 as usize) == Some(&true))
+        .map(|c| c.3)
+        .sum();
+    let data = flame::Data::timed(&timed);
     let unit = if crate::analysis::cpu::is_clock_event(&event) {
         "ns".to_string()
     } else {
@@ -35,6 +42,7 @@ pub(super) async fn cpu_section(
         picture::describe_bundles(&names),
         format!("{} {event} samples", picture::group_digits(samples)),
         picture::describe_losses(bundles, &["perf-samples"]),
+        crate::analysis::idle::describe_share(idle_samples, samples, data.hides_idle()),
         format!("time ranges snap to {} buckets", human_ns(timed.bucket_ns)),
     ]
     .join(" · ");
@@ -43,7 +51,7 @@ pub(super) async fn cpu_section(
         "CPU flame graph",
         &sub,
         &unit,
-        &flame::Data::timed(&timed),
+        &data,
     ));
     // Top processes.
     let rows = query_rows(

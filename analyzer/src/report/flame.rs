@@ -26,6 +26,10 @@ pub struct Data {
     cells: Vec<u64>,
     /// Whether buckets can be negative (before the origin): they are offset by this much.
     bucket_base: i64,
+    /// Leaf nodes of idle stacks (`analysis::idle`), which the page can hide.
+    idle: Vec<u32>,
+    /// Whether the page opens with idle hidden: when idle is more than half the samples.
+    hide_idle: bool,
 }
 
 /// Builds the tree of `lines` (folded, `;`-separated) and returns per line its leaf node.
@@ -95,9 +99,20 @@ impl Data {
         let (names, parent, name, leaf_of) = tree(&lines);
         let base = t.cells.first().map_or(0, |c| c.0.min(0));
         let mut cells = Vec::with_capacity(t.cells.len() * 4);
+        let (mut idle_samples, mut samples) = (0, 0);
         for &(b, s, w, n) in &t.cells {
             cells.extend([(b - base) as u64, leaf_of[s as usize] as u64, w, n]);
+            samples += n;
+            if t.idle.get(s as usize) == Some(&true) {
+                idle_samples += n;
+            }
         }
+        let mut idle: Vec<u32> = (0..t.lines.len())
+            .filter(|&s| t.idle.get(s) == Some(&true))
+            .map(|s| leaf_of[s])
+            .collect();
+        idle.sort_unstable();
+        idle.dedup();
         Data {
             names,
             parent,
@@ -105,7 +120,14 @@ impl Data {
             bucket_ns: t.bucket_ns,
             cells,
             bucket_base: base,
+            idle,
+            hide_idle: 2 * idle_samples > samples,
         }
+    }
+
+    /// Whether the page opens with idle hidden.
+    pub fn hides_idle(&self) -> bool {
+        self.hide_idle
     }
 
     /// Folded lines with their weights and no time dimension.
@@ -128,6 +150,8 @@ impl Data {
             bucket_ns: 0,
             cells,
             bucket_base: 0,
+            idle: Vec::new(),
+            hide_idle: false,
         }
     }
 }
@@ -164,10 +188,18 @@ pub fn html(id: &str, title: &str, subtitle: &str, unit: &str, data: &Data) -> S
         "<div class=\"flame\" id=\"{id}\" data-unit=\"{unit}\">\n<h3>{title}</h3>\n<p class=\"subtitle\">{subtitle}</p>\n\
          <div class=\"controls\"><label>Search <input type=\"search\" class=\"search\" placeholder=\"regex, e.g. ^tcp_\"></label> \
          <button type=\"button\" class=\"reset\">Reset zoom</button> <button type=\"button\" class=\"all\" hidden>Whole capture</button> \
-         <span class=\"range\"></span> <span class=\"matched\"></span></div>\n\
+         {idle}<span class=\"range\"></span> <span class=\"matched\"></span></div>\n\
          <div class=\"canvas-box\"><canvas></canvas></div>\n<div class=\"details\">&nbsp;</div>\n\
          <script type=\"application/json\" class=\"flame-data\">{json}</script>\n</div>\n",
         id = h(id),
+        idle = if data.idle.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<label><input type=\"checkbox\" class=\"show-idle\"{}> Show idle</label> ",
+                if data.hide_idle { "" } else { " checked" }
+            )
+        },
         unit = h(unit),
         title = h(title),
         subtitle = h(&subtitle),

@@ -65,15 +65,27 @@
     var search = root.querySelector('.search');
     search.addEventListener('input', function () { self.search(search.value); });
     window.addEventListener('resize', function () { self.draw(); });
+    // Idle stacks (pid 0), hidden while the box is unticked.
+    this.idle = new Uint8Array(n);
+    (d.idle || []).forEach(function (leaf) { self.idle[leaf] = 1; });
+    this.hideIdle = !!d.hide_idle;
+    var showIdle = root.querySelector('.show-idle');
+    if (showIdle) showIdle.addEventListener('change', function () {
+      self.hideIdle = !showIdle.checked;
+      self.setRange(self.t0, self.t1);
+    });
     this.setRange(null, null);
   }
 
   // Weights of the buckets that overlap [t0, t1) ns (everything when t0 is null).
   Flame.prototype.setRange = function (t0, t1) {
     var d = this.d, c = d.cells, v = this.value, bns = d.bucket_ns;
+    this.t0 = t0;
+    this.t1 = t1;
     v.fill(0);
     var samples = 0, lo = Infinity, hi = -Infinity;
     for (var k = 0; k < c.length; k += 4) {
+      if (this.hideIdle && this.idle[c[k + 1]]) continue;
       if (t0 !== null && bns > 0) {
         var s = (c[k] + d.bucket_base) * bns, e = s + bns;
         if (e <= t0 || s >= t1) continue;

@@ -226,3 +226,72 @@ fn a_third_event_is_not_cpu_time_either() {
     ]));
     assert!(folded.contains("faulter;main;memset 2"), "{folded}");
 }
+
+#[test]
+fn no_idle_leaves_out_pid_0_and_says_its_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = switches_bundle(dir.path());
+    // Truth from the Parquet rows: cpu-clock samples of pid 0 and of everything.
+    let by_pid = truth_by(&bundle, "cpu-clock", |pid, _| pid);
+    let all: u64 = by_pid.values().map(|v| v.0).sum();
+    let idle = by_pid.get(&0).map_or(0, |v| v.0);
+    let busy_ns: i64 = by_pid
+        .iter()
+        .filter(|(pid, _)| **pid != 0)
+        .map(|(_, v)| v.1)
+        .sum();
+    assert!(
+        idle > 0 && idle < all,
+        "the fixture has idle and busy samples"
+    );
+    let b = bundle.as_os_str();
+    let folded = ok(&perfpack([
+        "flamegraph".as_ref(),
+        b,
+        "--no-idle".as_ref(),
+        "--folded".as_ref(),
+        "-o".as_ref(),
+        "-".as_ref(),
+    ]));
+    let total: i64 = folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(total, busy_ns, "{folded}");
+    let svg = ok(&perfpack([
+        "flamegraph".as_ref(),
+        b,
+        "--no-idle".as_ref(),
+        "-o".as_ref(),
+        "-".as_ref(),
+    ]));
+    let said = format!(
+        "idle (pid 0): {:.1}% of samples, hidden",
+        100.0 * idle as f64 / all as f64
+    );
+    assert!(svg.contains(&said), "no {said:?}");
+    let busy = (all - idle).to_string();
+    let mut grouped = String::new();
+    for (i, c) in busy.chars().enumerate() {
+        if i > 0 && (busy.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    assert!(
+        svg.contains(&format!("{grouped} cpu-clock samples")),
+        "{grouped}"
+    );
+    // Off-CPU has no idle to leave out: one line, non-zero.
+    let out = perfpack([
+        "flamegraph".as_ref(),
+        b,
+        "--kind".as_ref(),
+        "offcpu".as_ref(),
+        "--no-idle".as_ref(),
+        "-o".as_ref(),
+        "-".as_ref(),
+    ]);
+    let err = super::fails(&out);
+    assert!(err.contains("--no-idle is for CPU flame graphs"), "{err}");
+}

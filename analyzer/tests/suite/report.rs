@@ -43,9 +43,14 @@ fn console_errors(b: &Browser) -> Vec<String> {
         .collect()
 }
 
-/// Share (%) of the folded weight under stacks with a frame containing `name`.
-fn folded_share(bundle: &str, name: &str) -> f64 {
-    let folded = ok(&perfpack(["flamegraph", bundle, "--folded", "-o", "-"]));
+/// Share (%) of the folded weight under stacks with a frame containing `name` (of the busy
+/// samples alone with `no_idle`).
+fn folded_share(bundle: &str, name: &str, no_idle: bool) -> f64 {
+    let mut args = vec!["flamegraph", bundle, "--folded", "-o", "-"];
+    if no_idle {
+        args.push("--no-idle");
+    }
+    let folded = ok(&perfpack(args));
     let (mut hit, mut all) = (0u64, 0u64);
     for line in folded.lines() {
         let (stack, w) = line.rsplit_once(' ').unwrap();
@@ -58,8 +63,25 @@ fn folded_share(bundle: &str, name: &str) -> f64 {
     100.0 * hit as f64 / all as f64
 }
 
-/// Samples of the most sampled event with ts_ns in [start + lo, start + hi).
-fn samples_between(bundle: &str, lo: i64, hi: i64) -> u64 {
+/// cpu-clock samples of pid 0 (the idle task) and of all, read with SQL.
+fn idle_and_all(bundle: &str) -> (u64, u64) {
+    let out = ok(&perfpack([
+        "sql",
+        bundle,
+        "--format",
+        "csv",
+        "-q",
+        "SELECT SUM(CASE WHEN pid = 0 THEN 1 ELSE 0 END) AS idle, COUNT(*) AS n \
+         FROM stack_sample WHERE event = 'cpu-clock'",
+    ]));
+    let row = out.lines().nth(1).unwrap();
+    let (idle, all) = row.split_once(',').unwrap();
+    (idle.parse().unwrap(), all.parse().unwrap())
+}
+
+/// Samples of the most sampled event with ts_ns in [start + lo, start + hi) (not of pid 0
+/// with `no_idle`).
+fn samples_between(bundle: &str, lo: i64, hi: i64, no_idle: bool) -> u64 {
     let info: Value =
         serde_json::from_str(&ok(&perfpack(["info", bundle, "--format", "json"]))).unwrap();
     let start = info[0]["manifest"]["clocks"]["start"]["monotonic_ns"]
@@ -73,9 +95,10 @@ fn samples_between(bundle: &str, lo: i64, hi: i64) -> u64 {
         "-q",
         &format!(
             "SELECT COUNT(*) AS n FROM stack_sample WHERE event = 'cpu-clock' \
-             AND ts_ns >= {} AND ts_ns < {}",
+             AND ts_ns >= {} AND ts_ns < {}{}",
             start + lo,
-            start + hi
+            start + hi,
+            if no_idle { " AND pid <> 0" } else { "" }
         ),
     ]));
     out.lines().nth(1).unwrap().trim().parse().unwrap()
@@ -127,10 +150,30 @@ fn each_fixture_report_works_in_a_browser() {
         ] {
             assert!(html.contains(section), "{name}: no {section}");
         }
+        // Idle stated, and hidden where it is more than half the samples (basic: 2,508 of
+        // 3,960; before and after under half).
+        let (idle, all) = idle_and_all(&bundle);
+        let hidden = 2 * idle > all;
+        let share = format!(
+            "idle (pid 0): {:.1}% of samples{}",
+            100.0 * idle as f64 / all as f64,
+            if hidden { ", hidden" } else { "" }
+        );
+        assert!(html.contains(&share), "{name}: no {share:?}");
+        assert_eq!(hidden, name == "basic");
         let Some(b) = &b else { continue };
         b.open(&out).unwrap();
         let errors = console_errors(b);
         assert!(errors.is_empty(), "{name}: console errors {errors:?}");
+        let state = b
+            .run(
+                "const fg = document.getElementById('fg-cpu');\
+                 return [fg.querySelector('.show-idle').checked, fg.getAttribute('data-samples')];",
+                json!([]),
+            )
+            .unwrap();
+        let shown = if hidden { all - idle } else { all };
+        assert_eq!(state, json!([!hidden, shown.to_string()]), "{name}");
 
         // Search: the share the page reports equals the folded stacks' share.
         let got = b
@@ -142,7 +185,7 @@ fn each_fixture_report_works_in_a_browser() {
             )
             .unwrap();
         let shown: f64 = got[0].as_str().unwrap().parse().unwrap();
-        let want = folded_share(&bundle, "heapgettup_pagemode");
+        let want = folded_share(&bundle, "heapgettup_pagemode", hidden);
         assert!(want > 0.0, "{name}: heapgettup_pagemode not sampled");
         assert!(
             (shown - want).abs() < 0.011,
@@ -184,7 +227,11 @@ fn each_fixture_report_works_in_a_browser() {
         let (lo, hi): (i64, i64) = (lo.parse().unwrap(), hi.parse().unwrap());
         let samples: u64 = sel["samples"].as_str().unwrap().parse().unwrap();
         assert!(hi > lo && samples > 0, "{name}: {sel}");
-        assert_eq!(samples, samples_between(&bundle, lo, hi), "{name}: {sel}");
+        assert_eq!(
+            samples,
+            samples_between(&bundle, lo, hi, hidden),
+            "{name}: {sel}"
+        );
         assert!(
             sel["status"].as_str().unwrap().starts_with("Selected "),
             "{sel}"
@@ -209,7 +256,29 @@ fn each_fixture_report_works_in_a_browser() {
         let (lo, hi): (i64, i64) = (lo.parse().unwrap(), hi.parse().unwrap());
         // Rows 5 to 45 of a 1 s column of 20 ms rows: 41 rows.
         assert_eq!(hi - lo, 820_000_000, "{name}: {sel}");
-        assert_eq!(samples, samples_between(&bundle, lo, hi), "{name}: {sel}");
+        assert_eq!(
+            samples,
+            samples_between(&bundle, lo, hi, hidden),
+            "{name}: {sel}"
+        );
+
+        // The box shows or hides idle within the same range.
+        let toggled = b
+            .run(
+                "const fg = document.getElementById('fg-cpu'); const box = fg.querySelector('.show-idle');\
+                 box.click(); return [box.checked, fg.getAttribute('data-range'), fg.getAttribute('data-samples')];",
+                json!([]),
+            )
+            .unwrap();
+        assert_eq!(
+            toggled,
+            json!([
+                hidden,
+                range,
+                samples_between(&bundle, lo, hi, !hidden).to_string()
+            ]),
+            "{name}"
+        );
 
         let errors = console_errors(b);
         assert!(errors.is_empty(), "{name}: console errors {errors:?}");
@@ -308,3 +377,4 @@ fn bad_report_requests_fail_in_one_line_and_write_nothing() {
     assert!(err.contains("nope.ppk"), "{err}");
     assert!(!out.exists());
 }
+

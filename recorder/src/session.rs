@@ -1124,8 +1124,14 @@ impl Capture {
         self.children = still;
     }
 
+    /// The status line on a terminal: elapsed / duration, samples, ftrace events, losses,
+    /// bytes written and the recorder's own CPU use (what `perf record` and trace-cmd users
+    /// watch for).
     fn progress(&self, elapsed: Duration) {
-        let rows = self.profile.n_samples + self.n_pmc + self.n_msr + self.n_sys;
+        eprint!("\r\x1b[K{}", self.status_line(elapsed));
+    }
+
+    fn status_line(&self, elapsed: Duration) -> String {
         // While a segment is being closed, the bytes written are not known: show the last figure.
         let bytes: u64 = self
             .writer
@@ -1139,14 +1145,29 @@ impl Capture {
                     .sum()
             })
             .unwrap_or(0);
-        let lost: u64 = self.profile.lost.values().sum();
-        eprint!(
-            "\r\x1b[K{:>6.1} s  samples {}  rows {}  written {:.1} MiB  lost {}",
-            elapsed.as_secs_f64(),
+        let lost: u64 = self.profile.lost.values().sum::<u64>()
+            + self
+                .ftrace
+                .as_ref()
+                .map_or(0, |f| f.losses().iter().map(|l| l.count).sum());
+        let events = self.ftrace.as_ref().map_or(0, |f| f.n_events);
+        let secs = elapsed.as_secs_f64();
+        // Recording a command without -d runs until it exits: no duration to show.
+        let of = if self.cfg.duration < Duration::from_secs(365 * 86400) {
+            format!(" / {:.0} s", self.cfg.duration.as_secs_f64())
+        } else {
+            String::new()
+        };
+        let cpu_s = sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID) as f64 / 1e9;
+        format!(
+            "{secs:>6.1}{of} s  samples {}  events {events}  lost {lost}  written {:.1} MiB  recorder CPU {:.1}%",
             self.profile.n_samples,
-            rows,
             bytes as f64 / 1048576.0,
-            lost
-        );
+            if secs > 0.0 {
+                100.0 * cpu_s / secs
+            } else {
+                0.0
+            },
+        )
     }
 }

@@ -3,6 +3,7 @@
 
 mod ftrace;
 mod live;
+mod status;
 mod unwind;
 
 use std::collections::HashMap;

@@ -378,3 +378,95 @@ fn bad_report_requests_fail_in_one_line_and_write_nothing() {
     assert!(!out.exists());
 }
 
+#[test]
+fn the_demo_records_its_workload_and_the_report_shows_it() {
+    // `./demo.sh` on the test build: it records this machine (-a) while
+    // `perfpack-test-workload demo` runs, and writes the report. Where this machine cannot
+    // record, it says so and reports the fixture instead (a skip, unless recording is required).
+    let bin = Path::new(env!("CARGO_BIN_EXE_perfpack")).parent().unwrap();
+    for b in ["perfpack-record", "perfpack-test-workload"] {
+        assert!(
+            bin.join(b).exists(),
+            "{}: not built (cargo test --workspace builds it)",
+            bin.join(b).display()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, page) = (dir.path().join("demo.ppk"), dir.path().join("demo.html"));
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&demo)
+        .args([&bundle, &page])
+        .env("PERFPACK_DEMO_BIN", bin)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo.sh failed: {said}");
+    assert!(page.exists(), "{said}");
+    if !bundle.exists() {
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_RECORDING",
+            &format!("the demo could not record here: {said}"),
+        );
+        return;
+    }
+    // What the kernel counted for the demo's CPU thread (it prints it as it ends).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let thread_s: f64 = stdout
+        .split("demo: parse/checksum thread CPU ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no thread CPU in the demo's output: {stdout}"));
+    let Some(b) = browser() else { return };
+    b.open(&page).unwrap();
+    let errors = console_errors(&b);
+    assert!(errors.is_empty(), "console errors {errors:?}");
+    // On the page, idle hidden: the ns under each frame name (a name counted once per stack).
+    let got = b
+        .run(
+            "const fg = window.perfpack.flames['fg-cpu']; const d = fg.d;\
+             const box = fg.root.querySelector('.show-idle'); if (box && box.checked) box.click();\
+             const v = fg.value, under = {};\
+             for (let i = 1; i < d.parent.length; i++) {\
+               const n = d.names[d.name[i]]; let dup = false;\
+               for (let a = d.parent[i]; a > 0; a = d.parent[a]) if (d.names[d.name[a]] === n) dup = true;\
+               if (!dup) under[n] = (under[n] || 0) + v[i]; }\
+             return [under['perfpack_demo_parse'] || 0, under['perfpack_demo_checksum'] || 0, v[0]];",
+            json!([]),
+        )
+        .unwrap();
+    let ns = |i: usize| got[i].as_f64().unwrap();
+    let (parse, checksum, busy) = (ns(0), ns(1), ns(2));
+    // The thread's CPU time is what its samples must add up to (at 99 Hz: a sample stands for
+    // 10.1 ms, so a few samples either way; and samples lost under load count against it).
+    let info: Value = serde_json::from_str(&ok(&perfpack([
+        "info".as_ref(),
+        bundle.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+    ])))
+    .unwrap();
+    let lost: u64 = info[0]["manifest"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "perf-samples")
+        .flat_map(|s| s["losses"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum();
+    let sampled = (parse + checksum) / 1e9;
+    eprintln!(
+        "demo: {sampled:.3} s sampled under parse+checksum ({lost} lost), thread CPU {thread_s:.3} s, parse {:.1}% of busy",
+        100.0 * parse / busy
+    );
+    assert!(
+        sampled + lost as f64 / 99.0 > 0.6 * thread_s && sampled < 1.1 * thread_s + 0.1,
+        "the page has {sampled:.3} s under the demo's functions ({lost} samples lost); its thread used {thread_s:.3} s"
+    );
+    // Seven parse calls for three checksum calls of the same work.
+    let share = parse / (parse + checksum);
+    assert!((0.55..0.85).contains(&share), "parse's share {share:.2}");
+    // And the demo is no small part of the machine's busy time.
+    assert!(parse / busy > 0.1, "parse {parse} of {busy} busy ns");
+}

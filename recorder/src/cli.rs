@@ -77,6 +77,13 @@ pub struct RecordArgs {
     /// Also record this tracepoint, with an optional filter: 'system:name[,filter]'
     #[arg(long = "event", value_name = "SYSTEM:NAME[,FILTER]")]
     pub events: Vec<String>,
+    /// Also sample this event with stacks, as `perf record -e EVENT -g` does: a software event
+    /// (page-faults, minor-faults, major-faults, context-switches, cpu-migrations,
+    /// alignment-faults) or a tracepoint (block:block_rq_insert, syscalls:sys_enter_brk, ...).
+    /// `/PERIOD`: one sample every PERIOD events, each weighing PERIOD (default: every event;
+    /// page-faults and minor-faults every 16)
+    #[arg(long = "stack-event", value_name = "EVENT[/PERIOD]", value_parser = parse_stack_event)]
+    pub stack_events: Vec<StackEventArg>,
     /// ftrace ring buffer per CPU, KiB
     #[arg(long, default_value_t = 4096)]
     pub buffer_kb: u64,
@@ -191,6 +198,44 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(v * mult)
 }
 
+/// `--stack-event NAME[/PERIOD]`, checked for its shape; a tracepoint's existence is checked
+/// when the recording starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEventArg {
+    pub name: String,
+    pub period: Option<u64>,
+}
+
+pub fn parse_stack_event(s: &str) -> Result<StackEventArg, String> {
+    let (name, period) = match s.split_once('/') {
+        Some((n, p)) => match p.parse::<u64>() {
+            Ok(p) if p > 0 => (n, Some(p)),
+            _ => {
+                return Err(format!(
+                    "{s:?}: the period after / is a whole number above 0"
+                ));
+            }
+        },
+        None => (s, None),
+    };
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let software = crate::perf::SOFTWARE_EVENTS.iter().any(|(n, _)| *n == name);
+    let tracepoint = name
+        .split_once(':')
+        .is_some_and(|(a, b)| word(a) && word(b));
+    if !software && !tracepoint {
+        let names: Vec<&str> = crate::perf::SOFTWARE_EVENTS.iter().map(|e| e.0).collect();
+        return Err(format!(
+            "{name:?}: not a software event ({}) or a tracepoint SYSTEM:NAME",
+            names.join(", ")
+        ));
+    }
+    Ok(StackEventArg {
+        name: name.to_string(),
+        period,
+    })
+}
+
 /// `--stack-bytes`: a size (`16K`, `8192`), rounded down to a multiple of 8, at most 65528.
 pub fn parse_stack_bytes(s: &str) -> Result<u64, String> {
     let v = parse_bytes(s)?;
@@ -224,6 +269,8 @@ pub struct RecordConfig {
     /// `--unwind`, `--stack-bytes`, and whether switch-outs are sampled with stacks (when the
     /// tracepoints include `sched:sched_switch`).
     pub stacks: crate::perf::StackOptions,
+    /// `--stack-event`: events sampled with stacks beside the CPU samples.
+    pub stack_events: Vec<StackEventArg>,
     pub ftrace: crate::ftrace::FtraceConfig,
     pub command_line: Vec<String>,
 }
@@ -275,6 +322,7 @@ impl RecordArgs {
         };
         RecordConfig {
             stacks,
+            stack_events: self.stack_events,
             duration,
             output,
             pack: self.pack,
@@ -338,5 +386,26 @@ mod tests {
         assert_eq!(parse_stack_bytes("64K").unwrap(), 65_528);
         assert_eq!(parse_stack_bytes("1001").unwrap(), 1000);
         assert!(parse_stack_bytes("1M").is_err() && parse_stack_bytes("8").is_err());
+        assert_eq!(
+            parse_stack_event("page-faults/16").unwrap(),
+            StackEventArg {
+                name: "page-faults".into(),
+                period: Some(16)
+            }
+        );
+        assert_eq!(
+            parse_stack_event("block:block_rq_insert").unwrap().period,
+            None
+        );
+        for bad in [
+            "page-fault",
+            "block:",
+            "../x:y",
+            "a:b/0",
+            "a:b/x",
+            "sched:sched switch",
+        ] {
+            assert!(parse_stack_event(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,7 +9,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use crate::records::{SIDE_RING, SWITCH_RING};
+use crate::records::{EVENT_RING, SIDE_RING, SWITCH_RING};
 use crate::sys::{self, PerfEventAttr, Ring};
 pub use crate::unwind::Unwind;
 
@@ -38,6 +38,40 @@ pub struct StackOptions {
 /// is not known.
 pub type SwitchTracepoint = Result<u64, String>;
 
+/// An event sampled with stacks beside the CPU samples (`--stack-event`): a software event or a
+/// tracepoint, its samples named after it in `stack_sample`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEvent {
+    /// As the user and perf name it: `page-faults`, `block:block_rq_insert`.
+    pub name: String,
+    /// `PERF_TYPE_SOFTWARE` or `PERF_TYPE_TRACEPOINT`.
+    pub type_: u32,
+    /// The software event's number, or the tracepoint's id.
+    pub config: u64,
+    /// One sample every this many events; each sample weighs this much.
+    pub period: u64,
+}
+
+/// The period of a `--stack-event` given without one: every event, but one page fault in 16
+/// (a program touching fresh memory faults a million times a second, and every sample carries
+/// a stack copy).
+pub fn default_period(name: &str) -> u64 {
+    match name {
+        "page-faults" | "minor-faults" => 16,
+        _ => 1,
+    }
+}
+
+/// The software events `--stack-event` takes, with their `PERF_COUNT_SW_*` numbers.
+pub const SOFTWARE_EVENTS: [(&str, u64); 6] = [
+    ("page-faults", 2),
+    ("context-switches", 3),
+    ("cpu-migrations", 4),
+    ("minor-faults", 5),
+    ("major-faults", 6),
+    ("alignment-faults", 7),
+];
+
 /// An opened sampler: one ring per CPU.
 #[derive(Debug)]
 pub struct Sampler {
@@ -55,6 +89,10 @@ pub struct Sampler {
     pub switch_ids: Vec<u64>,
     /// Why switch-outs are not sampled, or are sampled without the blocked-state filter.
     pub switch_reason: Option<String>,
+    /// Ids of the `--stack-event` events, with the index of each one's event in the list given.
+    pub event_ids: Vec<(u64, usize)>,
+    /// What the `--stack-event` samples hold (no period).
+    pub event_layout: crate::records::Layout,
     rings: Vec<(u32, OwnedFd, Ring)>,
     /// Extra events whose output is redirected into a CPU's ring (per-thread scope).
     extra: Vec<OwnedFd>,
@@ -67,6 +105,9 @@ pub struct Sampler {
     /// code, and the samples after a loss still symbolize and unwind.
     side_rings: Vec<(u32, OwnedFd, Ring)>,
     side_extra: Vec<OwnedFd>,
+    /// The `--stack-event` events' rings (per event, per CPU) and the events redirected there.
+    event_rings: Vec<(u32, OwnedFd, Ring)>,
+    event_extra: Vec<OwnedFd>,
     scratch: Vec<u8>,
 }
 
@@ -76,6 +117,7 @@ fn layout_of(unwind: Unwind) -> crate::records::Layout {
     crate::records::Layout {
         regs_user: copy,
         stack_user: copy,
+        no_period: false,
     }
 }
 
@@ -209,12 +251,19 @@ impl Sampler {
             layout: layout_of(stack.unwind),
             switch_ids: Vec::new(),
             switch_reason: None,
+            event_ids: Vec::new(),
+            event_layout: crate::records::Layout {
+                no_period: true,
+                ..layout_of(stack.unwind)
+            },
             rings,
             extra,
             switch_rings: Vec::new(),
             switch_extra: Vec::new(),
             side_rings: Vec::new(),
             side_extra: Vec::new(),
+            event_rings: Vec::new(),
+            event_extra: Vec::new(),
             scratch: Vec::new(),
         };
         let attr = |type_, config| with_stacks(sampling_attr(type_, config, freq_hz, false), stack);
@@ -283,6 +332,41 @@ impl Sampler {
         }
         self.switch_rings = rings;
         self.switch_extra = extra;
+        Ok(())
+    }
+
+    /// Opens each `--stack-event` event on every CPU of the rings, sampled with the same stack
+    /// layout as the CPU samples, into rings of `ring_pages` pages of its own. An event the
+    /// kernel refuses is an error naming it: the user asked for it by name.
+    pub fn open_stack_events(
+        &mut self,
+        scope: &Scope,
+        stack: &StackOptions,
+        events: &[StackEvent],
+        ring_pages: usize,
+    ) -> Result<(), String> {
+        let stack = StackOptions {
+            unwind: self.unwind,
+            ..*stack
+        };
+        let cpus: Vec<u32> = self.rings.iter().map(|r| r.0).collect();
+        for (i, e) in events.iter().enumerate() {
+            let mut attr = with_stacks(sampling_attr(e.type_, e.config, e.period, false), &stack);
+            attr.flags &= !sys::FLAG_FREQ;
+            // With PERF_SAMPLE_PERIOD in period mode the kernel samples every software event and
+            // tracepoint hit (each with period 1) whatever the period: the weight is the period
+            // set here instead (`records::Layout::no_period`).
+            attr.sample_type &= !sys::SAMPLE_PERIOD;
+            let (rings, extra) = Self::open_event(scope, |_| attr, &cpus, ring_pages)
+                .map_err(|err| format!("--stack-event {}: {err}", e.name))?;
+            for fd in rings.iter().map(|(_, fd, _)| fd).chain(&extra) {
+                if let Ok(id) = sys::ioctl_read_u64(fd, sys::IOC_ID) {
+                    self.event_ids.push((id, i));
+                }
+            }
+            self.event_rings.extend(rings);
+            self.event_extra.extend(extra);
+        }
         Ok(())
     }
 
@@ -378,6 +462,8 @@ impl Sampler {
             .chain(&self.switch_extra)
             .chain(self.side_rings.iter().map(|(_, fd, _)| fd))
             .chain(&self.side_extra)
+            .chain(self.event_rings.iter().map(|(_, fd, _)| fd))
+            .chain(&self.event_extra)
     }
 
     /// Stops sampling (the rings keep what is in them for a last drain).
@@ -402,6 +488,7 @@ impl Sampler {
             .iter()
             .chain(&self.switch_rings)
             .chain(&self.side_rings)
+            .chain(&self.event_rings)
             .map(|(_, fd, _)| fd)
             .collect();
         sys::poll_readable(&fds, timeout_ms)?;
@@ -416,6 +503,10 @@ impl Sampler {
         }
         for (cpu, _, ring) in &mut self.side_rings {
             let n = *cpu | SIDE_RING;
+            ring.drain(&mut self.scratch, |rec| f(n, rec));
+        }
+        for (cpu, _, ring) in &mut self.event_rings {
+            let n = *cpu | EVENT_RING;
             ring.drain(&mut self.scratch, |rec| f(n, rec));
         }
         Ok(began)

@@ -114,6 +114,8 @@ pub struct Profile {
     pub lost_switches: HashMap<u32, u64>,
     /// Lost side-band records (MMAP2, COMM, FORK, EXIT) per CPU.
     pub lost_side_band: HashMap<u32, u64>,
+    /// Lost `--stack-event` samples per CPU (their rings are their own).
+    pub lost_events: HashMap<u32, u64>,
     /// Frames that symbolized to nothing, for the summary.
     pub n_unknown_frames: u64,
     /// Periods (ns) set on the clock event since it opened, with the time each took effect.
@@ -130,6 +132,12 @@ pub struct Profile {
     switch_ids: HashSet<u64>,
     /// Switch-out samples taken.
     pub n_switch_samples: u64,
+    /// The `--stack-event` events' names and periods, and which of them each event id samples.
+    event_names: Vec<String>,
+    event_periods: Vec<u64>,
+    event_ids: HashMap<u64, usize>,
+    /// `--stack-event` samples taken, per event.
+    pub n_event_samples: Vec<u64>,
     /// How each process's user stacks were obtained.
     unwind_stats: FxHashMap<i32, UnwindStat>,
     /// User frames of the sample being built (leaf first), and the maps handed to the unwinder.
@@ -186,12 +194,17 @@ impl Profile {
             lost: HashMap::new(),
             lost_switches: HashMap::new(),
             lost_side_band: HashMap::new(),
+            lost_events: HashMap::new(),
             n_unknown_frames: 0,
             clock_periods: Vec::new(),
             changed_events: HashSet::new(),
             unwinder: None,
             switch_ids: HashSet::new(),
             n_switch_samples: 0,
+            event_names: Vec::new(),
+            event_periods: Vec::new(),
+            event_ids: HashMap::new(),
+            n_event_samples: Vec::new(),
             unwind_stats: FxHashMap::default(),
             user: Vec::new(),
             debug: HashMap::new(),
@@ -207,6 +220,14 @@ impl Profile {
     pub fn unwind_with(&mut self, unwinder: Option<Unwinder>, switch_ids: &[u64]) {
         self.unwinder = unwinder;
         self.switch_ids = switch_ids.iter().copied().collect();
+    }
+
+    /// Samples of the event ids `ids` are of the `--stack-event` events `events` (name and
+    /// period; an id with the index of its event).
+    pub fn stack_events(&mut self, events: Vec<(String, u64)>, ids: &[(u64, usize)]) {
+        self.n_event_samples = vec![0; events.len()];
+        (self.event_names, self.event_periods) = events.into_iter().unzip();
+        self.event_ids = ids.iter().copied().collect();
     }
 
     /// Whether a thread is known (from a snapshot or a record).
@@ -485,15 +506,19 @@ impl Profile {
                 }
             }
             Record::Lost { count } => {
-                use crate::records::{SIDE_RING, SWITCH_RING};
+                use crate::records::{EVENT_RING, SIDE_RING, SWITCH_RING};
                 let which = if cpu & SWITCH_RING != 0 {
                     &mut self.lost_switches
                 } else if cpu & SIDE_RING != 0 {
                     &mut self.lost_side_band
+                } else if cpu & EVENT_RING != 0 {
+                    &mut self.lost_events
                 } else {
                     &mut self.lost
                 };
-                *which.entry(cpu & !(SWITCH_RING | SIDE_RING)).or_default() += count;
+                *which
+                    .entry(cpu & !(SWITCH_RING | SIDE_RING | EVENT_RING))
+                    .or_default() += count;
             }
             Record::Mmap { .. } | Record::Other => {}
         }
@@ -526,8 +551,12 @@ impl Profile {
             ..
         } = s;
         let switch = self.switch_ids.contains(&s.id);
+        let stack_event = self.event_ids.get(&s.id).copied();
         let period = if switch {
             1
+        } else if let Some(i) = stack_event {
+            // One sample every `period` events: the events it stands for.
+            self.event_periods[i]
         } else {
             self.sample_period(time, s.stream_id, s.period)
         };
@@ -605,7 +634,11 @@ impl Profile {
             pid,
             tid,
             comm,
-            event: if switch { SWITCH_EVENT } else { self.event },
+            event: match stack_event {
+                _ if switch => SWITCH_EVENT,
+                Some(i) => &self.event_names[i],
+                None => self.event,
+            },
             weight: period as i64,
             callsite_id: parent,
             unwind,
@@ -613,6 +646,8 @@ impl Profile {
         });
         if switch {
             self.n_switch_samples += 1;
+        } else if let Some(i) = stack_event {
+            self.n_event_samples[i] += 1;
         } else {
             self.n_samples += 1;
         }

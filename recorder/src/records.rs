@@ -9,6 +9,9 @@ use crate::sys;
 pub const SWITCH_RING: u32 = 1 << 31;
 /// Set in the ring number a record comes with when it comes from a CPU's side-band ring.
 pub const SIDE_RING: u32 = 1 << 30;
+/// Set in the ring number a record comes with when it comes from a CPU's ring of
+/// `--stack-event` samples.
+pub const EVENT_RING: u32 = 1 << 29;
 
 /// What a sample record holds after its callchain: the same for every event of a recording,
 /// since the events share their CPU's ring.
@@ -18,6 +21,9 @@ pub struct Layout {
     pub regs_user: bool,
     /// `PERF_SAMPLE_STACK_USER`.
     pub stack_user: bool,
+    /// No `PERF_SAMPLE_PERIOD` (the `--stack-event` events: asked for it, the kernel samples
+    /// every software event and tracepoint hit whatever the period); `period` is then 0.
+    pub no_period: bool,
 }
 
 /// The user registers of a sample, as the unwinder needs them.
@@ -153,7 +159,7 @@ fn decode_body<'a>(
             let stream_id = c.u64()?;
             let cpu = c.u32()?;
             let _res = c.u32()?;
-            let period = c.u64()?;
+            let period = if layout.no_period { 0 } else { c.u64()? };
             let nr = c.u64()? as usize;
             chain.clear();
             if nr > 4096 {
@@ -325,6 +331,22 @@ mod tests {
         );
         assert_eq!(out, chain);
 
+        // A `--stack-event` sample has no period: the callchain follows the cpu field.
+        let mut short = body[..48].to_vec();
+        short.extend_from_slice(&body[56..]);
+        let no_period = Layout {
+            no_period: true,
+            ..Layout::default()
+        };
+        let Record::Sample { period, .. } = decode(
+            &record(sys::RECORD_SAMPLE, sys::MISC_KERNEL, &short),
+            &mut out,
+            no_period,
+        ) else {
+            panic!("not a sample");
+        };
+        assert_eq!((period, &out[..]), (0, &chain[..]));
+
         // The same sample with user registers and a 24-byte stack copy of which 16 were filled.
         body.extend_from_slice(&2u64.to_ne_bytes()); // PERF_SAMPLE_REGS_ABI_64
         for r in [0x7ffc_0000_0100u64, 0x7ffc_0000_0000, 0x5555_0000_1000] {
@@ -337,6 +359,7 @@ mod tests {
         let layout = Layout {
             regs_user: true,
             stack_user: true,
+            no_period: false,
         };
         let Record::Sample { regs, stack, .. } = decode(&rec, &mut out, layout) else {
             panic!("not a sample");

@@ -179,6 +179,29 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             cfg.output.display()
         );
     }
+    // `--stack-event`s resolved before anything is written: a tracepoint that does not exist
+    // here is a one-line error naming it, and no bundle.
+    let stack_events: Vec<perf::StackEvent> = cfg
+        .stack_events
+        .iter()
+        .map(|e| {
+            let (type_, config) = match perf::SOFTWARE_EVENTS.iter().find(|s| s.0 == e.name) {
+                Some(&(_, n)) => (sys::TYPE_SOFTWARE, n),
+                None => {
+                    let (system, name) = e.name.split_once(':').unwrap_or_default();
+                    let id = crate::ftrace::tracefs::event_id(system, name)
+                        .map_err(|why| anyhow::anyhow!("--stack-event {}: {why}", e.name))?;
+                    (sys::TYPE_TRACEPOINT, id)
+                }
+            };
+            anyhow::Ok(perf::StackEvent {
+                name: e.name.clone(),
+                type_,
+                config,
+                period: e.period.unwrap_or_else(|| perf::default_period(&e.name)),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
     let start = host::clock_snapshot();
     let cpus = perf::online_cpus();
     let host = host::host(cpus.len() as u32);
@@ -216,6 +239,16 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         &cfg.stacks,
         switches,
     );
+    let mut opened = opened;
+    if let Ok(s) = &mut opened
+        && !stack_events.is_empty()
+        && let Err(e) = s.open_stack_events(&cfg.scope, &cfg.stacks, &stack_events, ring_pages)
+    {
+        // Asked for by name: not opened is an error, not a quieter bundle; nothing is left.
+        drop(writer);
+        let _ = std::fs::remove_dir_all(&bundle_dir);
+        anyhow::bail!("{e}");
+    }
     let (sampler, perf_source) = match opened {
         Ok(s) => {
             let mut detail = format!(
@@ -234,6 +267,16 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             );
             if !s.switch_ids.is_empty() {
                 detail.push_str(", sched:sched_switch sampled with stacks at each switch-out");
+            }
+            for e in &stack_events {
+                detail.push_str(&format!(
+                    ", {} sampled with stacks ({})",
+                    e.name,
+                    match e.period {
+                        1 => "every event".to_string(),
+                        p => format!("every {p} events"),
+                    }
+                ));
             }
             if let Some(why) = &s.fallback_reason {
                 detail.push_str(&format!(" (hardware {why})"));
@@ -268,6 +311,13 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         let unwinder =
             (s.unwind != perf::Unwind::Fp).then(|| crate::unwind::Unwinder::new(s.unwind));
         profile.unwind_with(unwinder, &s.switch_ids);
+        profile.stack_events(
+            stack_events
+                .iter()
+                .map(|e| (e.name.clone(), e.period))
+                .collect(),
+            &s.event_ids,
+        );
     }
     let counters = Counters::open(&cfg.pmc, &cpus);
     let pmc_source = pmc_source(&counters);
@@ -748,8 +798,13 @@ impl Capture {
                     began.saturating_sub(1_000_000)
                 };
                 let profile = &mut self.profile;
-                let layout = s.layout;
+                let (layout, event_layout) = (s.layout, s.event_layout);
                 sorter.flush_before(watermark, |cpu, rec| {
+                    let layout = if cpu & records::EVENT_RING != 0 {
+                        event_layout
+                    } else {
+                        layout
+                    };
                     let r = records::decode(rec, chain, layout);
                     profile.handle(cpu, r, chain);
                 });
@@ -879,11 +934,14 @@ impl Capture {
             &self.profile.lost_switches,
         ));
         lost.extend(losses("perf-lost-side-band", &self.profile.lost_side_band));
+        lost.extend(losses("perf-lost-event-samples", &self.profile.lost_events));
         let unwind = self
             .profile
             .unwind_stats(perfpack_schema::manifest::Source::MAX_UNWIND_ROWS);
         let (n_samples, n_pmc, n_msr, n_sys, n_process, missed) = (
-            self.profile.n_samples + self.profile.n_switch_samples,
+            self.profile.n_samples
+                + self.profile.n_switch_samples
+                + self.profile.n_event_samples.iter().sum::<u64>(),
             self.n_pmc,
             self.n_msr,
             self.n_sys,

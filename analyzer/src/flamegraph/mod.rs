@@ -335,6 +335,22 @@ pub fn subtitle(
     parts.join(" · ")
 }
 
+/// The title of a flame graph of `event`'s samples, as FlameGraph's users name them.
+fn title_of(event: &str) -> String {
+    if event.is_empty() || crate::analysis::cpu::CPU_EVENTS.contains(&event) {
+        return "CPU Flame Graph".into();
+    }
+    let (system, name) = event.split_once(':').unwrap_or(("", event));
+    match (system, name) {
+        (_, "page-faults" | "minor-faults" | "major-faults") => "Page Fault Flame Graph".into(),
+        (_, "context-switches") => "Context Switch Flame Graph".into(),
+        ("block", n) => format!("Disk I/O Flame Graph ({n})"),
+        ("syscalls" | "raw_syscalls", n) => format!("Syscall Flame Graph ({n})"),
+        ("net" | "skb" | "sock" | "tcp", n) => format!("Network Flame Graph ({n})"),
+        _ => format!("{event} Flame Graph"),
+    }
+}
+
 fn render(
     bundles: &[Bundle],
     names: &[BundleName],
@@ -357,17 +373,21 @@ fn render(
     }
     use inferno::flamegraph::{self, Direction, color};
     let mut o = flamegraph::Options::default();
-    o.title = opts.title.clone().unwrap_or_else(|| {
-        match opts.kind {
-            Kind::Cpu => "CPU Flame Graph",
-            Kind::Offcpu => "Off-CPU Flame Graph",
-        }
-        .into()
+    o.title = opts.title.clone().unwrap_or_else(|| match opts.kind {
+        Kind::Cpu => title_of(&folded.event),
+        Kind::Offcpu => "Off-CPU Flame Graph".into(),
     });
     o.subtitle = Some(subtitle(bundles, names, opts, folded));
     o.count_name = folded.unit.clone();
     o.deterministic = true;
     o.colors = match opts.kind {
+        // Memory and I/O events in FlameGraph's mem and io palettes.
+        Kind::Cpu if folded.event.contains("fault") => {
+            color::Palette::Basic(color::BasicPalette::Mem)
+        }
+        Kind::Cpu if folded.event.starts_with("block:") => {
+            color::Palette::Basic(color::BasicPalette::Io)
+        }
         // Kernel frames orange, JIT green, C++ yellow, other user code red.
         Kind::Cpu => color::Palette::Multi(color::MultiPalette::Java),
         Kind::Offcpu => color::Palette::Basic(color::BasicPalette::Io),
@@ -379,4 +399,31 @@ fn render(
     flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), &mut svg)
         .context("rendering the flame graph")?;
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_of;
+
+    #[test]
+    fn titles_say_what_was_sampled() {
+        assert_eq!(title_of("cpu-clock"), "CPU Flame Graph");
+        assert_eq!(title_of("page-faults"), "Page Fault Flame Graph");
+        assert_eq!(
+            title_of("block:block_rq_insert"),
+            "Disk I/O Flame Graph (block_rq_insert)"
+        );
+        assert_eq!(
+            title_of("syscalls:sys_enter_brk"),
+            "Syscall Flame Graph (sys_enter_brk)"
+        );
+        assert_eq!(
+            title_of("net:net_dev_xmit"),
+            "Network Flame Graph (net_dev_xmit)"
+        );
+        assert_eq!(
+            title_of("sched:sched_switch"),
+            "sched:sched_switch Flame Graph"
+        );
+    }
 }

@@ -225,6 +225,17 @@ fn a_third_event_is_not_cpu_time_either() {
         bundle.as_os_str(),
     ]));
     assert!(folded.contains("faulter;main;memset 2"), "{folded}");
+    // Its picture says what it is: page faults, counted as such.
+    let svg = ok(&perfpack([
+        "flamegraph".as_ref(),
+        "--event".as_ref(),
+        "page-faults".as_ref(),
+        "-o".as_ref(),
+        "-".as_ref(),
+        bundle.as_os_str(),
+    ]));
+    assert!(svg.contains(">Page Fault Flame Graph<"), "title");
+    assert!(svg.contains("3 page-faults samples"), "subtitle");
 }
 
 #[test]

@@ -29,6 +29,10 @@ fn main() {
             let dir = args.get(3).map_or_else(std::env::temp_dir, Into::into);
             return demo(secs, &dir);
         }
+        Some("touch") => {
+            let mib = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+            return touch(mib);
+        }
         Some("demo-child") => {
             let secs = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8.0);
             return demo_child(secs);
@@ -229,4 +233,51 @@ fn thread_cpu_s() -> f64 {
     // SAFETY: clock_gettime writes one timespec into the pointer, which is valid.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// `touch MIB`: writes one byte into every 4 KiB page of MIB MiB of fresh memory, under
+/// `perfpack_test_touch_outer` → `perfpack_test_touch_pages`; prints the pages touched and the
+/// minor faults the kernel counted for the process.
+fn touch(mib: usize) {
+    let pages = perfpack_test_touch_outer(mib);
+    // SAFETY: rusage is plain integers, for which all zeros is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage into the pointer, which is valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    println!("touched {pages} pages, minflt {}", ru.ru_minflt);
+}
+
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub extern "C" fn perfpack_test_touch_outer(mib: usize) -> usize {
+    let len = mib << 20;
+    let layout = std::alloc::Layout::from_size_align(len, 4096).expect("a layout");
+    // SAFETY: the layout has a non-zero size; the memory is freed below with the same layout.
+    let p = unsafe { std::alloc::alloc(layout) };
+    assert!(!p.is_null(), "{mib} MiB");
+    // SAFETY: `p` points to `len` bytes just allocated and owned here; nothing else sees them.
+    // They are uninitialized, and are only written through the slice.
+    let buf = unsafe { std::slice::from_raw_parts_mut(p.cast::<std::mem::MaybeUninit<u8>>(), len) };
+    let pages = perfpack_test_touch_pages(buf);
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(p, layout) };
+    pages
+}
+
+/// Writes one byte per page: one page fault each (the allocation is fresh anonymous memory,
+/// and transparent huge pages are off unless madvised).
+#[inline(never)]
+#[unsafe(no_mangle)]
+pub fn perfpack_test_touch_pages(buf: &mut [std::mem::MaybeUninit<u8>]) -> usize {
+    let mut pages = 0;
+    for page in buf.chunks_mut(4096) {
+        page[0].write(1);
+        std::hint::black_box(&page[0]);
+        pages += 1;
+        // A short pause every MiB: the faults come at a pace the recorder's rings hold.
+        if pages % 256 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    pages
 }

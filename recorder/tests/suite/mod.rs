@@ -3,6 +3,7 @@
 
 mod ftrace;
 mod live;
+mod stack_events;
 mod status;
 mod unwind;
 
@@ -275,6 +276,8 @@ pub struct Sample {
     pub tid: i32,
     pub comm: String,
     pub event: String,
+    /// What the sample stands for: ns of CPU, or events.
+    pub weight: i64,
     /// `fp`, `dwarf`, `mixed`, `kernel`, or empty when null.
     pub unwind: String,
     pub truncated: Option<bool>,
@@ -318,6 +321,7 @@ pub fn samples(bundle: &Path) -> Vec<Sample> {
         let ts = col::<Int64Type>(&batch, "ts_ns");
         let tid = col::<Int32Type>(&batch, "tid");
         let leaf = col::<Int64Type>(&batch, "callsite_id");
+        let weight = col::<Int64Type>(&batch, "weight");
         for i in 0..batch.num_rows() {
             let mut path = Vec::new();
             let mut at = (!arrow_array::Array::is_null(leaf, i)).then(|| leaf.value(i));
@@ -333,6 +337,7 @@ pub fn samples(bundle: &Path) -> Vec<Sample> {
                 tid: tid.value(i),
                 comm: comm.value(i).to_string(),
                 event: event.value(i).to_string(),
+                weight: weight.value(i),
                 unwind: unwind.value(i).to_string(),
                 truncated: (!arrow_array::Array::is_null(truncated, i)).then(|| truncated.value(i)),
                 frames: path,

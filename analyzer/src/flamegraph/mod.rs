@@ -335,8 +335,11 @@ pub fn subtitle(
     parts.join(" · ")
 }
 
+/// The event of switch-out samples (`sched:sched_switch` sampled with stacks).
+pub const SWITCH_EVENT: &str = "sched:sched_switch";
+
 /// The title of a flame graph of `event`'s samples, as FlameGraph's users name them.
-fn title_of(event: &str) -> String {
+pub fn title_of(event: &str) -> String {
     if event.is_empty() || crate::analysis::cpu::CPU_EVENTS.contains(&event) {
         return "CPU Flame Graph".into();
     }

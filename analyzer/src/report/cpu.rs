@@ -76,6 +76,56 @@ pub(super) async fn cpu_section(
     Ok(o)
 }
 
+/// A flame graph of each other event sampled with stacks (`--stack-event`, an imported
+/// capture's page faults or tracepoints): every event but the CPU event and the switch-outs,
+/// which the CPU and off-CPU sections draw.
+pub(super) async fn event_sections(
+    session: &Session,
+    bundles: &[Bundle],
+    origin: &Origin,
+) -> anyhow::Result<String> {
+    let cpu = crate::analysis::cpu::cpu_event(session).await?;
+    let events = query_rows(
+        session,
+        "SELECT event FROM stack_sample GROUP BY event ORDER BY event",
+    )
+    .await?;
+    let names = crate::sql::session::bundle_names(bundles);
+    let mut o = String::new();
+    for (i, event) in events.iter().filter_map(|r| r.first()).enumerate() {
+        if Some(event) == cpu.as_ref() || event == crate::flamegraph::SWITCH_EVENT {
+            continue;
+        }
+        let timed = flamegraph::timed(
+            session,
+            bundles,
+            event,
+            origin,
+            FINEST_BUCKET_NS,
+            MAX_TIMED_CELLS,
+        )
+        .await?;
+        let samples: u64 = timed.cells.iter().map(|c| c.3).sum();
+        let title = flamegraph::title_of(event);
+        let sub = [
+            picture::describe_bundles(&names),
+            format!("{} {event} samples", picture::group_digits(samples)),
+            picture::describe_losses(bundles, &["perf-samples"]),
+        ]
+        .join(" · ");
+        let _ = writeln!(o, "<section id=\"event-{i}\"><h2>{}</h2>", h(&title));
+        o.push_str(&flame::html(
+            &format!("fg-event-{i}"),
+            &title,
+            &sub,
+            event,
+            &flame::Data::timed(&timed),
+        ));
+        o.push_str("</section>\n");
+    }
+    Ok(o)
+}
+
 /// The functions with the most self (leaf) weight, with their total (anywhere on the stack).
 pub(super) fn top_functions(timed: &flamegraph::Timed, n: usize) -> Vec<Vec<String>> {
     let mut per_stack = vec![0u64; timed.lines.len()];

@@ -166,6 +166,8 @@ async fn build(
     o.push_str(&cpu::cpu_section(session, bundles, &origin).await?);
     progress.phase("off-CPU flame graph");
     o.push_str(&cpu::offcpu_section(session, bundles).await?);
+    progress.phase("flame graphs of other sampled events");
+    o.push_str(&cpu::event_sections(session, bundles, &origin).await?);
     progress.phase("frequency");
     o.push_str(&frequency::frequency_section(session, bundles, &origin).await?);
     progress.phase("heat maps and latency");

@@ -195,6 +195,25 @@ fn a_third_event_is_not_cpu_time_either() {
         bundle.as_os_str(),
     ]));
     assert_eq!(folded.trim(), "app;main;leaf 2000000", "{folded}");
+    // The report draws the page faults in a section of their own, counted as the text has them
+    // (three samples of weight 1).
+    let page = dir.path().join("three.html");
+    ok(&perfpack([
+        "report".as_ref(),
+        bundle.as_os_str(),
+        "-o".as_ref(),
+        page.as_os_str(),
+    ]));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("<h2>Page Fault Flame Graph</h2>"),
+        "no page-fault section"
+    );
+    assert!(html.contains("3 page-faults samples"), "its count");
+    assert!(
+        !html.contains("<h2>sched:sched_switch"),
+        "switch-outs are the off-CPU section's"
+    );
 
     // Page faults alone: no CPU event, so no CPU figures; a flame graph of the faults on
     // request.

@@ -71,8 +71,10 @@ pub struct RecordArgs {
     /// last CPU sample)
     #[arg(long)]
     pub no_switch_stacks: bool,
-    /// Tracepoint set: default (io + sched), cpu (none), io, sched, syscalls, all
-    #[arg(long, default_value = "default", value_parser = ["default", "cpu", "io", "sched", "syscalls", "all"])]
+    /// Tracepoint set: default (io + sched), cpu (none), io (block events, and block_rq_insert
+    /// sampled with stacks), sched, syscalls, all (io + sched + syscalls), mem (page faults, brk
+    /// and mmap sampled with stacks), net (net_dev_xmit, netif_receive_skb sampled with stacks)
+    #[arg(long, default_value = "default", value_parser = ["default", "cpu", "io", "sched", "syscalls", "all", "mem", "net"])]
     pub preset: String,
     /// Also record this tracepoint, with an optional filter: 'system:name[,filter]'
     #[arg(long = "event", value_name = "SYSTEM:NAME[,FILTER]")]
@@ -271,6 +273,9 @@ pub struct RecordConfig {
     pub stacks: crate::perf::StackOptions,
     /// `--stack-event`: events sampled with stacks beside the CPU samples.
     pub stack_events: Vec<StackEventArg>,
+    /// The preset's events sampled with stacks (`perf::preset_stack_events`), with the preset's
+    /// name: missing ones are said, not fatal.
+    pub preset_stack_events: (String, Vec<StackEventArg>),
     pub ftrace: crate::ftrace::FtraceConfig,
     pub command_line: Vec<String>,
 }
@@ -322,6 +327,14 @@ impl RecordArgs {
         };
         RecordConfig {
             stacks,
+            preset_stack_events: (
+                self.preset.clone(),
+                crate::perf::preset_stack_events(&self.preset)
+                    .iter()
+                    .filter(|e| !self.stack_events.iter().any(|s| s.name == **e))
+                    .map(|e| parse_stack_event(e).expect("a preset's event is well formed"))
+                    .collect(),
+            ),
             stack_events: self.stack_events,
             duration,
             output,

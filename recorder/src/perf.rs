@@ -62,6 +62,22 @@ pub fn default_period(name: &str) -> u64 {
     }
 }
 
+/// The events a `--preset` samples with stacks, as `--stack-event` would (missing ones on this
+/// kernel are said in the source, not fatal). `default` and `all` leave out io's: a stack copy
+/// at every block request is a cost the busiest disks should not pay unasked.
+pub fn preset_stack_events(preset: &str) -> &'static [&'static str] {
+    match preset {
+        "io" => &["block:block_rq_insert"],
+        "mem" => &[
+            "page-faults",
+            "syscalls:sys_enter_brk",
+            "syscalls:sys_enter_mmap",
+        ],
+        "net" => &["net:net_dev_xmit", "net:netif_receive_skb"],
+        _ => &[],
+    }
+}
+
 /// The software events `--stack-event` takes, with their `PERF_COUNT_SW_*` numbers.
 pub const SOFTWARE_EVENTS: [(&str, u64); 6] = [
     ("page-faults", 2),
@@ -105,9 +121,10 @@ pub struct Sampler {
     /// code, and the samples after a loss still symbolize and unwind.
     side_rings: Vec<(u32, OwnedFd, Ring)>,
     side_extra: Vec<OwnedFd>,
-    /// The `--stack-event` events' rings (per event, per CPU) and the events redirected there.
-    event_rings: Vec<(u32, OwnedFd, Ring)>,
-    event_extra: Vec<OwnedFd>,
+    /// The `--stack-event` events' rings (per event, per CPU) and the events redirected there,
+    /// each with the number of its event.
+    event_rings: Vec<(u32, OwnedFd, Ring, usize)>,
+    event_extra: Vec<(OwnedFd, usize)>,
     scratch: Vec<u8>,
 }
 
@@ -335,14 +352,15 @@ impl Sampler {
         Ok(())
     }
 
-    /// Opens each `--stack-event` event on every CPU of the rings, sampled with the same stack
-    /// layout as the CPU samples, into rings of `ring_pages` pages of its own. An event the
-    /// kernel refuses is an error naming it: the user asked for it by name.
-    pub fn open_stack_events(
+    /// Opens one `--stack-event` event on every CPU of the rings, sampled with the same stack
+    /// layout as the CPU samples, into rings of `ring_pages` pages of its own; its samples are
+    /// of event number `index` (see `event_ids`).
+    pub fn open_stack_event(
         &mut self,
         scope: &Scope,
         stack: &StackOptions,
-        events: &[StackEvent],
+        e: &StackEvent,
+        index: usize,
         ring_pages: usize,
     ) -> Result<(), String> {
         let stack = StackOptions {
@@ -350,24 +368,50 @@ impl Sampler {
             ..*stack
         };
         let cpus: Vec<u32> = self.rings.iter().map(|r| r.0).collect();
-        for (i, e) in events.iter().enumerate() {
-            let mut attr = with_stacks(sampling_attr(e.type_, e.config, e.period, false), &stack);
-            attr.flags &= !sys::FLAG_FREQ;
-            // With PERF_SAMPLE_PERIOD in period mode the kernel samples every software event and
-            // tracepoint hit (each with period 1) whatever the period: the weight is the period
-            // set here instead (`records::Layout::no_period`).
-            attr.sample_type &= !sys::SAMPLE_PERIOD;
-            let (rings, extra) = Self::open_event(scope, |_| attr, &cpus, ring_pages)
-                .map_err(|err| format!("--stack-event {}: {err}", e.name))?;
-            for fd in rings.iter().map(|(_, fd, _)| fd).chain(&extra) {
-                if let Ok(id) = sys::ioctl_read_u64(fd, sys::IOC_ID) {
-                    self.event_ids.push((id, i));
-                }
+        let mut attr = with_stacks(sampling_attr(e.type_, e.config, e.period, false), &stack);
+        attr.flags &= !sys::FLAG_FREQ;
+        // With PERF_SAMPLE_PERIOD in period mode the kernel samples every software event and
+        // tracepoint hit (each with period 1) whatever the period: the weight is the period set
+        // here instead (`records::Layout::no_period`).
+        attr.sample_type &= !sys::SAMPLE_PERIOD;
+        let (rings, extra) = Self::open_event(scope, |_| attr, &cpus, ring_pages)?;
+        for fd in rings.iter().map(|(_, fd, _)| fd).chain(&extra) {
+            if let Ok(id) = sys::ioctl_read_u64(fd, sys::IOC_ID) {
+                self.event_ids.push((id, index));
             }
-            self.event_rings.extend(rings);
-            self.event_extra.extend(extra);
         }
+        self.event_rings.extend(
+            rings
+                .into_iter()
+                .map(|(cpu, fd, ring)| (cpu, fd, ring, index)),
+        );
+        self.event_extra
+            .extend(extra.into_iter().map(|fd| (fd, index)));
         Ok(())
+    }
+
+    /// How many times each `--stack-event` event (by number, `events` of them) fired in scope,
+    /// by the kernel's own count (threads that exited included): the truth its samples are
+    /// checked with, since a sample lost at the end of a burst leaves no LOST record (the
+    /// kernel writes one only when the ring takes a record again).
+    /// Each entry: (events counted, events opened — each may end with a period not yet full).
+    pub fn stack_event_counts(&self, events: usize) -> Vec<(u64, u64)> {
+        let mut counts = vec![(0u64, 0u64); events];
+        let fds = self
+            .event_rings
+            .iter()
+            .map(|(_, fd, _, i)| (fd, *i))
+            .chain(self.event_extra.iter().map(|(fd, i)| (fd, *i)));
+        for (fd, i) in fds {
+            let mut v = [0u64; 1];
+            if sys::read_u64s(fd, &mut v).is_ok_and(|n| n == 1)
+                && let Some(c) = counts.get_mut(i)
+            {
+                c.0 += v[0];
+                c.1 += 1;
+            }
+        }
+        counts
     }
 
     #[allow(clippy::type_complexity)]
@@ -462,8 +506,8 @@ impl Sampler {
             .chain(&self.switch_extra)
             .chain(self.side_rings.iter().map(|(_, fd, _)| fd))
             .chain(&self.side_extra)
-            .chain(self.event_rings.iter().map(|(_, fd, _)| fd))
-            .chain(&self.event_extra)
+            .chain(self.event_rings.iter().map(|(_, fd, ..)| fd))
+            .chain(self.event_extra.iter().map(|(fd, _)| fd))
     }
 
     /// Stops sampling (the rings keep what is in them for a last drain).
@@ -488,8 +532,8 @@ impl Sampler {
             .iter()
             .chain(&self.switch_rings)
             .chain(&self.side_rings)
-            .chain(&self.event_rings)
             .map(|(_, fd, _)| fd)
+            .chain(self.event_rings.iter().map(|(_, fd, ..)| fd))
             .collect();
         sys::poll_readable(&fds, timeout_ms)?;
         let began = sys::clock_ns(libc::CLOCK_MONOTONIC) as u64;
@@ -505,7 +549,7 @@ impl Sampler {
             let n = *cpu | SIDE_RING;
             ring.drain(&mut self.scratch, |rec| f(n, rec));
         }
-        for (cpu, _, ring) in &mut self.event_rings {
+        for (cpu, _, ring, _) in &mut self.event_rings {
             let n = *cpu | EVENT_RING;
             ring.drain(&mut self.scratch, |rec| f(n, rec));
         }

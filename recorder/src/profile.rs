@@ -230,6 +230,11 @@ impl Profile {
         self.event_ids = ids.iter().copied().collect();
     }
 
+    /// The `--stack-event` events' periods, by number.
+    pub fn event_periods(&self) -> &[u64] {
+        &self.event_periods
+    }
+
     /// Whether a thread is known (from a snapshot or a record).
     pub fn knows(&self, tid: i32) -> bool {
         self.threads.contains_key(&tid)

@@ -130,8 +130,15 @@ pub fn decode<'a>(rec: &'a [u8], chain: &mut Vec<u64>, layout: Layout) -> Record
 }
 
 /// The time of a record: a sample's own, or the `sample_id` trailer's (0 when it has none).
-/// A sample's time comes before anything the layout adds, so none is needed here.
+/// A sample's time is at a fixed place (after the header, ip and pid/tid) whatever its layout,
+/// so it is read there: decoded with the wrong layout (a `--stack-event` sample has no period),
+/// the sample would not decode and would sort before everything.
 pub fn time(rec: &[u8], chain: &mut Vec<u64>) -> u64 {
+    if rec.get(..4) == Some(&sys::RECORD_SAMPLE.to_ne_bytes()[..])
+        && let Some(t) = rec.get(24..32)
+    {
+        return u64::from_ne_bytes(t.try_into().expect("8 bytes"));
+    }
     match decode(rec, chain, Layout::default()) {
         Record::Sample { time, .. }
         | Record::Mmap { time, .. }
@@ -331,9 +338,17 @@ mod tests {
         );
         assert_eq!(out, chain);
 
-        // A `--stack-event` sample has no period: the callchain follows the cpu field.
+        // A `--stack-event` sample has no period: the callchain follows the cpu field. Its time
+        // is read as any sample's.
         let mut short = body[..48].to_vec();
         short.extend_from_slice(&body[56..]);
+        assert_eq!(
+            time(
+                &record(sys::RECORD_SAMPLE, sys::MISC_KERNEL, &short),
+                &mut out
+            ),
+            1000
+        );
         let no_period = Layout {
             no_period: true,
             ..Layout::default()

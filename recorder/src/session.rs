@@ -135,6 +135,8 @@ struct Capture {
     n_msr: u64,
     n_sys: u64,
     missed_polls: u64,
+    /// `--stack-event` samples counted by the kernel that never arrived, without a LOST record.
+    missed_event_samples: u64,
     children: Vec<(u32, Child)>,
     failed_hooks: Vec<String>,
     /// JIT perf maps refused (their frames stay unnamed), for the summary.
@@ -180,28 +182,19 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         );
     }
     // `--stack-event`s resolved before anything is written: a tracepoint that does not exist
-    // here is a one-line error naming it, and no bundle.
+    // here is a one-line error naming it, and no bundle. The preset's are said, not fatal.
     let stack_events: Vec<perf::StackEvent> = cfg
         .stack_events
         .iter()
         .map(|e| {
-            let (type_, config) = match perf::SOFTWARE_EVENTS.iter().find(|s| s.0 == e.name) {
-                Some(&(_, n)) => (sys::TYPE_SOFTWARE, n),
-                None => {
-                    let (system, name) = e.name.split_once(':').unwrap_or_default();
-                    let id = crate::ftrace::tracefs::event_id(system, name)
-                        .map_err(|why| anyhow::anyhow!("--stack-event {}: {why}", e.name))?;
-                    (sys::TYPE_TRACEPOINT, id)
-                }
-            };
-            anyhow::Ok(perf::StackEvent {
-                name: e.name.clone(),
-                type_,
-                config,
-                period: e.period.unwrap_or_else(|| perf::default_period(&e.name)),
-            })
+            resolve_stack_event(e).map_err(|why| anyhow::anyhow!("--stack-event {}: {why}", e.name))
         })
         .collect::<anyhow::Result<_>>()?;
+    let (preset, preset_events) = &cfg.preset_stack_events;
+    let preset_events: Vec<(String, Result<perf::StackEvent, String>)> = preset_events
+        .iter()
+        .map(|e| (e.name.clone(), resolve_stack_event(e)))
+        .collect();
     let start = host::clock_snapshot();
     let cpus = perf::online_cpus();
     let host = host::host(cpus.len() as u32);
@@ -240,15 +233,46 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         switches,
     );
     let mut opened = opened;
-    if let Ok(s) = &mut opened
-        && !stack_events.is_empty()
-        && let Err(e) = s.open_stack_events(&cfg.scope, &cfg.stacks, &stack_events, ring_pages)
-    {
-        // Asked for by name: not opened is an error, not a quieter bundle; nothing is left.
-        drop(writer);
-        let _ = std::fs::remove_dir_all(&bundle_dir);
-        anyhow::bail!("{e}");
+    // The events sampled with stacks, in the order their samples are named by.
+    let mut sampled_events: Vec<perf::StackEvent> = Vec::new();
+    let mut event_problems: Vec<String> = Vec::new();
+    if let Ok(s) = &mut opened {
+        for e in stack_events {
+            if let Err(why) = s.open_stack_event(
+                &cfg.scope,
+                &cfg.stacks,
+                &e,
+                sampled_events.len(),
+                ring_pages,
+            ) {
+                // Asked for by name: not opened is an error, not a quieter bundle; nothing is
+                // left.
+                drop(writer);
+                let _ = std::fs::remove_dir_all(&bundle_dir);
+                anyhow::bail!("--stack-event {}: {why}", e.name);
+            }
+            sampled_events.push(e);
+        }
+        for (name, e) in preset_events {
+            let opened = e.and_then(|e| {
+                s.open_stack_event(
+                    &cfg.scope,
+                    &cfg.stacks,
+                    &e,
+                    sampled_events.len(),
+                    ring_pages,
+                )
+                .map(|()| e)
+            });
+            match opened {
+                Ok(e) => sampled_events.push(e),
+                Err(why) => event_problems.push(format!(
+                    "{name} (preset {preset}) not sampled with stacks: {why}"
+                )),
+            }
+        }
     }
+    let stack_events = sampled_events;
     let (sampler, perf_source) = match opened {
         Ok(s) => {
             let mut detail = format!(
@@ -288,6 +312,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             }
             problems.extend(s.unwind_reason.clone());
             problems.extend(s.switch_reason.clone());
+            problems.extend(event_problems);
             if !problems.is_empty() {
                 src.status = SourceStatus::Partial;
                 src.reason = problems.join("; ");
@@ -477,6 +502,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         n_msr: 0,
         n_sys: 0,
         missed_polls: 0,
+        missed_event_samples: 0,
         children: Vec::new(),
         boot_to_mono,
         budget: Budget::new(max_cpu_pct),
@@ -766,7 +792,27 @@ impl Capture {
         }
         self.drain(&mut sorter, &mut chain, 0, true)?;
         self.read_counters(sys::clock_ns(libc::CLOCK_MONOTONIC));
+        self.count_missed_event_samples();
         Ok(())
+    }
+
+    /// `--stack-event` samples the kernel counted events for but that never arrived and were
+    /// never reported lost: a ring that overflows in a burst at the end gets no LOST record (the
+    /// kernel writes one only when the ring next takes a record). Counted from each event's own
+    /// count once everything is drained, less a period's worth per event opened (a last period
+    /// not yet full) and the LOST records already counted.
+    fn count_missed_event_samples(&mut self) {
+        let Some(s) = &self.sampler else { return };
+        let periods = self.profile.event_periods();
+        let counts = s.stack_event_counts(periods.len());
+        let mut expected_beyond = 0u64;
+        for (i, ((count, fds), &period)) in counts.iter().zip(periods).enumerate() {
+            let got = self.profile.n_event_samples.get(i).copied().unwrap_or(0);
+            let expected = (count / period.max(1)).saturating_sub(*fds);
+            expected_beyond += expected.saturating_sub(got);
+        }
+        let reported: u64 = self.profile.lost_events.values().sum();
+        self.missed_event_samples = expected_beyond.saturating_sub(reported);
     }
 
     fn disable(&mut self) {
@@ -935,6 +981,13 @@ impl Capture {
         ));
         lost.extend(losses("perf-lost-side-band", &self.profile.lost_side_band));
         lost.extend(losses("perf-lost-event-samples", &self.profile.lost_events));
+        if self.missed_event_samples > 0 {
+            lost.push(Loss {
+                kind: "perf-lost-event-samples".into(),
+                cpu: None,
+                count: self.missed_event_samples,
+            });
+        }
         let unwind = self
             .profile
             .unwind_stats(perfpack_schema::manifest::Source::MAX_UNWIND_ROWS);
@@ -1228,4 +1281,26 @@ impl Capture {
             },
         )
     }
+}
+
+/// A `--stack-event` as perf_event_open takes it: a software event's number, or a tracepoint's
+/// id read from tracefs (its name was checked to be two words, so the path stays under
+/// `events/`).
+fn resolve_stack_event(e: &crate::cli::StackEventArg) -> Result<perf::StackEvent, String> {
+    let (type_, config) = match perf::SOFTWARE_EVENTS.iter().find(|s| s.0 == e.name) {
+        Some(&(_, n)) => (sys::TYPE_SOFTWARE, n),
+        None => {
+            let (system, name) = e.name.split_once(':').unwrap_or_default();
+            (
+                sys::TYPE_TRACEPOINT,
+                crate::ftrace::tracefs::event_id(system, name)?,
+            )
+        }
+    };
+    Ok(perf::StackEvent {
+        name: e.name.clone(),
+        type_,
+        config,
+        period: e.period.unwrap_or_else(|| perf::default_period(&e.name)),
+    })
 }

@@ -29,7 +29,8 @@ const MAX_DRAIN_BYTES: usize = 64 << 20;
 /// Events this recent are left for the next drain (see [`Ftrace::drain`]).
 const HOLD_BACK_NS: u64 = 1_000_000;
 
-/// The `--preset` event sets: `default` is io + sched, `all` adds syscalls, `cpu` has none.
+/// The `--preset` event sets: `default` is io + sched, `all` adds syscalls, `cpu`, `mem` and
+/// `net` have none.
 pub fn preset(name: &str) -> Option<Vec<&'static str>> {
     // block_io_start (Linux 6.5+) runs in the task that made the request, whatever task later
     // issues it to the device (a kworker or kblockd, often): who asked for each I/O, as
@@ -50,7 +51,8 @@ pub fn preset(name: &str) -> Option<Vec<&'static str>> {
     ];
     const SYSCALLS: &[&str] = &["raw_syscalls:sys_enter", "raw_syscalls:sys_exit"];
     let parts: &[&[&str]] = match name {
-        "cpu" => &[],
+        // Their events are sampled with stacks instead (`perf::preset_stack_events`).
+        "cpu" | "mem" | "net" => &[],
         "io" => &[IO],
         "sched" => &[SCHED],
         "syscalls" => &[SYSCALLS],

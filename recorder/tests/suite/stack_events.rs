@@ -107,3 +107,103 @@ fn an_unknown_stack_event_fails_in_one_line_before_recording() {
         assert!(!bundle.exists(), "{event}: a bundle was left");
     }
 }
+
+#[test]
+fn a_tracepoint_is_sampled_at_every_hit_under_its_own_process() {
+    let _live = require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("writes.ppk");
+    let file = dir.path().join("dd.out");
+    // dd's 200 writes of its data, right after its exec: the samples taken in the same drain
+    // as the exec record must already be dd's (they once sorted before it and kept the
+    // recorder's name).
+    let of = format!("of={}", file.display());
+    let out = record(&[
+        "--preset",
+        "cpu",
+        "--stack-event",
+        "syscalls:sys_enter_write",
+        "-o",
+        bundle.to_str().unwrap(),
+        "--",
+        "dd",
+        "if=/dev/zero",
+        &of,
+        "bs=4k",
+        "count=200",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("200+0 records out"), "{stderr}");
+    let lost = lost(&bundle, "perf-lost-event-samples");
+    let writes: Vec<_> = samples(&bundle)
+        .into_iter()
+        .filter(|s| s.event == "syscalls:sys_enter_write")
+        .collect();
+    // One sample per write: its 200 of data, and the few lines of its closing report.
+    let n = writes.len() as u64 + lost;
+    assert!(
+        (200..=210).contains(&n),
+        "{n} writes sampled ({lost} lost): {stderr}"
+    );
+    for s in &writes {
+        assert_eq!(s.comm, "dd", "{s:?}");
+        assert_eq!(s.weight, 1, "{s:?}");
+        assert!(
+            s.frames.iter().any(|f| f.0.contains("write")),
+            "no write frame: {s:?}"
+        );
+    }
+}
+
+#[test]
+fn the_mem_preset_samples_faults_and_mappings_with_their_stacks() {
+    let _live = require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("mem.ppk");
+    // touch allocates 8 MiB (glibc maps it: one mmap under touch_outer) and faults it in.
+    let out = record(&[
+        "--preset",
+        "mem",
+        "-o",
+        bundle.to_str().unwrap(),
+        "--",
+        WORKLOAD,
+        "touch",
+        "8",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let detail = manifest_of(&bundle)["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "perf-samples")
+        .unwrap()["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for said in [
+        "page-faults sampled with stacks (every 16 events)",
+        "syscalls:sys_enter_brk sampled with stacks (every event)",
+        "syscalls:sys_enter_mmap sampled with stacks (every event)",
+    ] {
+        assert!(detail.contains(said), "{said:?} not in {detail}");
+    }
+    let all = samples(&bundle);
+    let mmap_under_touch = all.iter().any(|s| {
+        s.event == "syscalls:sys_enter_mmap"
+            && s.frames.iter().any(|f| f.0 == "perfpack_test_touch_outer")
+    });
+    assert!(mmap_under_touch, "no mmap sample under touch_outer");
+    let faults: i64 = all
+        .iter()
+        .filter(|s| s.event == "page-faults")
+        .map(|s| s.weight)
+        .sum();
+    // 2,048 pages touched: their faults, less a period's worth and what was lost.
+    assert!(
+        faults + 16 * lost(&bundle, "perf-lost-event-samples") as i64 >= 2048 * 9 / 10,
+        "{faults} faults sampled"
+    );
+}

@@ -65,15 +65,11 @@ fn folded_share(bundle: &str, name: &str, no_idle: bool) -> f64 {
 
 /// cpu-clock samples of pid 0 (the idle task) and of all, read with SQL.
 fn idle_and_all(bundle: &str) -> (u64, u64) {
-    let out = ok(&perfpack([
-        "sql",
-        bundle,
-        "--format",
-        "csv",
-        "-q",
+    let out = super::import::sql(
+        Path::new(bundle),
         "SELECT SUM(CASE WHEN pid = 0 THEN 1 ELSE 0 END) AS idle, COUNT(*) AS n \
          FROM stack_sample WHERE event = 'cpu-clock'",
-    ]));
+    );
     let row = out.lines().nth(1).unwrap();
     let (idle, all) = row.split_once(',').unwrap();
     (idle.parse().unwrap(), all.parse().unwrap())
@@ -87,12 +83,8 @@ fn samples_between(bundle: &str, lo: i64, hi: i64, no_idle: bool) -> u64 {
     let start = info[0]["manifest"]["clocks"]["start"]["monotonic_ns"]
         .as_i64()
         .unwrap();
-    let out = ok(&perfpack([
-        "sql",
-        bundle,
-        "--format",
-        "csv",
-        "-q",
+    let out = super::import::sql(
+        Path::new(bundle),
         &format!(
             "SELECT COUNT(*) AS n FROM stack_sample WHERE event = 'cpu-clock' \
              AND ts_ns >= {} AND ts_ns < {}{}",
@@ -100,7 +92,7 @@ fn samples_between(bundle: &str, lo: i64, hi: i64, no_idle: bool) -> u64 {
             start + hi,
             if no_idle { " AND pid <> 0" } else { "" }
         ),
-    ]));
+    );
     out.lines().nth(1).unwrap().trim().parse().unwrap()
 }
 

@@ -1,7 +1,7 @@
 //! `--stack-event`: other events than CPU time sampled with their stacks, checked against the
 //! kernel's own count of them.
 
-use super::{WORKLOAD, lost, manifest_of, record, require_recording, samples};
+use super::{WORKLOAD, lost, record, require_recording, samples, source_of};
 
 #[test]
 fn page_faults_are_sampled_with_the_stacks_that_took_them() {
@@ -60,13 +60,7 @@ fn page_faults_are_sampled_with_the_stacks_that_took_them() {
         "{under_chain} of {sampled} sampled faults ({lost} samples lost) under touch_outer → touch_pages, {touched} pages touched"
     );
     // The manifest says what was sampled.
-    let m = manifest_of(&bundle);
-    let detail = m["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "perf-samples")
-        .unwrap()["detail"]
+    let detail = source_of(&bundle, "perf-samples")["detail"]
         .as_str()
         .unwrap()
         .to_string();
@@ -174,12 +168,7 @@ fn the_mem_preset_samples_faults_and_mappings_with_their_stacks() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let detail = manifest_of(&bundle)["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "perf-samples")
-        .unwrap()["detail"]
+    let detail = source_of(&bundle, "perf-samples")["detail"]
         .as_str()
         .unwrap()
         .to_string();

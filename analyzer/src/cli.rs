@@ -333,27 +333,10 @@ pub enum ImportKind {
     FtraceText,
 }
 
-/// Parses `512M`, `4G`, `1024K` or a plain number of bytes.
+/// A size (`512M`, `4G`) as `perfpack-record` takes one (`perfpack_schema::units`).
 fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult = match c.to_ascii_uppercase() {
-                'K' => 1usize << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("unknown size suffix {c:?} (use K, M, G or T)")),
-            };
-            (&s[..i], mult)
-        }
-        _ => (s, 1),
-    };
-    num.trim()
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a size such as 512M or 4G"))
+    perfpack_schema::units::parse_size(s)
+        .and_then(|v| usize::try_from(v).map_err(|_| format!("{s:?}: too large")))
 }
 
 /// Bundles a command reads.

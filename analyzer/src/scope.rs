@@ -18,28 +18,8 @@ pub enum TimeArg {
     TimeOfDay(i64),
 }
 
-/// Parses a duration: a number with an optional unit `ns`, `us`, `ms`, `s`, `m`, `h` (seconds
-/// when bare).
-pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult = match unit.trim() {
-        "" | "s" => 1e9,
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "m" | "min" => 60e9,
-        "h" => 3600e9,
-        _ => return Err(format!("{s:?}: unknown unit (use ns, us, ms, s, m or h)")),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 10, 2.5s or 500ms"))?;
-    Ok((n * mult).round() as i64)
-}
+/// Durations parse as in `perfpack-record` (`perfpack_schema::units`).
+pub use perfpack_schema::units::parse_duration_ns;
 
 /// Parses `--from`/`--to`: a relative duration, an RFC 3339 time, or a UTC time of day.
 pub fn parse_time(s: &str) -> Result<TimeArg, String> {

@@ -155,49 +155,19 @@ pub struct RecordArgs {
     pub on_segment: Option<String>,
 }
 
-/// Parses `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+/// Parses a duration (`30s`, `2m`, `500ms`, a bare number of seconds), the grammar both
+/// binaries share (`perfpack_schema::units`); a recording's durations must be positive.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 2m, 500ms)"))?;
-    let secs = match unit {
-        "" | "s" => v,
-        "ms" => v / 1e3,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    if secs <= 0.0 {
+    let ns = perfpack_schema::units::parse_duration_ns(s)?;
+    if ns <= 0 {
         return Err(format!("{s:?} must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::from_nanos(ns as u64))
 }
 
-/// Parses `2G`, `500M`, `64K` or bytes.
+/// Parses `2G`, `500M`, `64K` or bytes (`perfpack_schema::units`).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let v: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 2G, 500M)"))?;
-    let mult = match unit
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}")),
-    };
-    Ok(v * mult)
+    perfpack_schema::units::parse_size(s)
 }
 
 /// `--stack-event NAME[/PERIOD]`, checked for its shape; a tracepoint's existence is checked

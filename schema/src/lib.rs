@@ -25,6 +25,7 @@ pub mod storage;
 pub mod syscalls_x86_64;
 pub mod tables;
 pub mod time;
+pub mod units;
 mod writer;
 
 use std::sync::Arc;

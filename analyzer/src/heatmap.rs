@@ -21,6 +21,7 @@ use crate::latency::{self, log2_bucket};
 use crate::picture::{self, Progress};
 use crate::sql::{Session, SessionOptions};
 use crate::svg::{self, esc, human_ns, px};
+use perfpack_schema::manifest::sources;
 
 /// What a heat map shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -339,9 +340,9 @@ pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
     sub.push(picture::describe_losses(
         &bundles,
         if samples {
-            &["perf-samples"]
+            &[sources::PERF_SAMPLES]
         } else {
-            &["ftrace"]
+            &[sources::FTRACE]
         },
     ));
     let title = a.title.clone().unwrap_or_else(|| {
@@ -428,9 +429,9 @@ fn utilization(a: &HeatmapArgs, bundles: &[Bundle]) -> anyhow::Result<()> {
         );
     }
     let (title, sources): (&str, &[&str]) = if a.source == Source::Cpu {
-        ("CPU Utilization Heat Map", &["procfs"])
+        ("CPU Utilization Heat Map", &[sources::PROCFS])
     } else {
-        ("Process CPU Heat Map", &["perf-samples"])
+        ("Process CPU Heat Map", &[sources::PERF_SAMPLES])
     };
     let sub = [
         picture::describe_bundles(&names),

@@ -19,6 +19,7 @@ use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
 use crate::svg::{self, esc, human_ns, px};
+use perfpack_schema::manifest::sources;
 
 /// Where latencies come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,7 +83,7 @@ impl Source {
 
     /// Manifest sources whose losses matter.
     pub fn manifest_sources(self) -> &'static [&'static str] {
-        &["ftrace"]
+        &[sources::FTRACE]
     }
 }
 

@@ -29,6 +29,7 @@ use crate::sorter::Sorter;
 use crate::symbolize::Kallsyms;
 use crate::sysstat::SysStat;
 use crate::{host, procfs, records, sys};
+use perfpack_schema::manifest::sources;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -305,7 +306,12 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             if let Some(why) = &s.fallback_reason {
                 detail.push_str(&format!(" (hardware {why})"));
             }
-            let mut src = source("perf-samples", SourceStatus::Ok, String::new(), detail);
+            let mut src = source(
+                sources::PERF_SAMPLES,
+                SourceStatus::Ok,
+                String::new(),
+                detail,
+            );
             let mut problems: Vec<String> = Vec::new();
             if let Err(e) = &kallsyms {
                 problems.push(format!("kernel frames unsymbolized: {e}"));
@@ -324,7 +330,12 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         }
         Err(e) => (
             None,
-            source("perf-samples", SourceStatus::Unavailable, e, String::new()),
+            source(
+                sources::PERF_SAMPLES,
+                SourceStatus::Unavailable,
+                e,
+                String::new(),
+            ),
         ),
     };
     let event = sampler.as_ref().map_or("cpu-clock", |s| s.event);
@@ -349,25 +360,25 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
     let msrs = cfg.msr.then(|| Msrs::open(&cpus, amd));
     let msr_source = match &msrs {
         None => source(
-            "msr",
+            sources::MSR,
             SourceStatus::Unavailable,
             "disabled by --no-msr".into(),
             String::new(),
         ),
         Some(m) if m.sources.is_empty() => source(
-            "msr",
+            sources::MSR,
             SourceStatus::Unavailable,
             m.problems.join("; "),
             String::new(),
         ),
         Some(m) if !m.has_aperf_mperf => source(
-            "msr",
+            sources::MSR,
             SourceStatus::Partial,
             m.problems.join("; "),
             m.sources.join(", "),
         ),
         Some(m) => source(
-            "msr",
+            sources::MSR,
             SourceStatus::Ok,
             m.problems.join("; "),
             m.sources.join(", "),
@@ -403,7 +414,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
                 let detail = f.enabled.join(", ");
                 (
                     Some(f),
-                    source("ftrace", status, reasons.join("; "), detail),
+                    source(sources::FTRACE, status, reasons.join("; "), detail),
                 )
             }
             // An explicit --event that does not exist, or a malformed --kprobe, is the user's
@@ -415,14 +426,19 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             }
             Err(e) => (
                 None,
-                source("ftrace", SourceStatus::Unavailable, e, String::new()),
+                source(sources::FTRACE, SourceStatus::Unavailable, e, String::new()),
             ),
         }
     } else {
         let why = "no tracepoints asked for (--preset cpu)".to_string();
         (
             None,
-            source("ftrace", SourceStatus::Unavailable, why, String::new()),
+            source(
+                sources::FTRACE,
+                SourceStatus::Unavailable,
+                why,
+                String::new(),
+            ),
         )
     };
     let mut writer = writer;
@@ -438,8 +454,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         config_rows.push(&Config { key, value });
     }
     writer.append(CONFIG, config_rows.finish())?;
-    let mut config_source = source(
-        "config",
+    let mut config_source = source(sources::CONFIG,
         SourceStatus::Ok,
         String::new(),
         "kernel command line, sysctls, THP, CPU governor and boost, NUMA, clocksource, cgroup limits, mounts, block queues, NICs (procfs, sysfs)".into(),
@@ -456,10 +471,15 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         ftrace_source,
         pmc_source,
         msr_source,
-        source("procfs", SourceStatus::Ok, String::new(), String::new()),
+        source(
+            sources::PROCFS,
+            SourceStatus::Ok,
+            String::new(),
+            String::new(),
+        ),
         if pidstat_min_pct > 0.0 {
             source(
-                "pidstat",
+                sources::PIDSTAT,
                 SourceStatus::Ok,
                 String::new(),
                 format!(
@@ -469,7 +489,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             )
         } else {
             source(
-                "pidstat",
+                sources::PIDSTAT,
                 SourceStatus::Unavailable,
                 "disabled (--pidstat-min-pct 0)".into(),
                 String::new(),
@@ -683,7 +703,7 @@ fn pmc_source(c: &Counters) -> Source {
     if !hw_open && !c.opened.is_empty() {
         reason = format!("no hardware PMU events here ({reason}); software counters recorded");
     }
-    source("pmc", status, reason, detail)
+    source(sources::PMC, status, reason, detail)
 }
 
 impl Capture {
@@ -936,12 +956,12 @@ impl Capture {
                     self.freq_hz
                 );
                 self.freq_hz = hz;
-                (said, &["perf-samples"])
+                (said, &[sources::PERF_SAMPLES])
             }
             Step::StopFtrace => {
                 self.ftrace.as_ref().expect("ftrace runs").stop();
                 self.ftrace_stopped = true;
-                (format!("ftrace stopped: {over}"), &["ftrace"])
+                (format!("ftrace stopped: {over}"), &[sources::FTRACE])
             }
         };
         eprintln!("warning: {said}");
@@ -1012,7 +1032,7 @@ impl Capture {
             return;
         };
         let m = w.manifest_mut();
-        if let Some(s) = m.source_mut("perf-samples") {
+        if let Some(s) = m.source_mut(sources::PERF_SAMPLES) {
             s.records = n_samples;
             s.losses = lost;
             s.unwind = unwind;
@@ -1027,19 +1047,19 @@ impl Capture {
             }
         }
         self.refused_perf_maps.extend(refused);
-        if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut("ftrace")) {
+        if let (Some(f), Some(s)) = (&self.ftrace, m.source_mut(sources::FTRACE)) {
             s.records = f.n_events;
             s.losses = f.losses();
         }
         // A failed read is an interval without rows: said as a loss, per CPU.
-        if let Some(s) = m.source_mut("pmc") {
+        if let Some(s) = m.source_mut(sources::PMC) {
             s.records = n_pmc;
             s.losses = per_cpu_losses(
                 "pmc-read-failed",
                 self.counters.read_failures.iter().map(|(&c, &n)| (c, n)),
             );
         }
-        if let (Some(s), Some(msrs)) = (m.source_mut("msr"), &self.msrs) {
+        if let (Some(s), Some(msrs)) = (m.source_mut(sources::MSR), &self.msrs) {
             s.records = n_msr;
             s.losses = msrs
                 .read_failures
@@ -1049,10 +1069,10 @@ impl Capture {
                 })
                 .collect();
         }
-        if let Some(s) = m.source_mut("pidstat") {
+        if let Some(s) = m.source_mut(sources::PIDSTAT) {
             s.records = n_process;
         }
-        if let Some(s) = m.source_mut("procfs") {
+        if let Some(s) = m.source_mut(sources::PROCFS) {
             s.records = n_sys;
             s.losses = if missed > 0 {
                 vec![Loss {

@@ -162,7 +162,25 @@ impl SourceStatus {
     }
 }
 
-/// One data source (`perf-samples`, `ftrace`, `pmc`, `msr`, `procfs`, ...).
+/// The names of the recorder's sources (`Source::name`), one spelling for every crate.
+pub mod sources {
+    /// Stack samples (perf_event): CPU samples, switch-outs, `--stack-event`s.
+    pub const PERF_SAMPLES: &str = "perf-samples";
+    /// Tracepoints read from tracefs.
+    pub const FTRACE: &str = "ftrace";
+    /// Hardware and software counters.
+    pub const PMC: &str = "pmc";
+    /// Model-specific registers (frequency, temperature, energy).
+    pub const MSR: &str = "msr";
+    /// System counters from /proc and /sys.
+    pub const PROCFS: &str = "procfs";
+    /// Per-process counters of the busiest processes.
+    pub const PIDSTAT: &str = "pidstat";
+    /// The machine's configuration.
+    pub const CONFIG: &str = "config";
+}
+
+/// One data source (`perf-samples`, `ftrace`, `pmc`, `msr`, `procfs`, ...; see [`sources`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {

@@ -24,6 +24,7 @@ use crate::latency::{self, Group};
 use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
+use perfpack_schema::manifest::sources;
 
 mod render;
 
@@ -231,7 +232,7 @@ pub async fn frequency(session: &Session, bundles: &[Bundle]) -> anyhow::Result<
         let why: Vec<String> = bundles
             .iter()
             .flat_map(|b| b.manifest().sources.iter())
-            .filter(|s| s.name == "msr")
+            .filter(|s| s.name == sources::MSR)
             .map(|s| format!("msr {}: {}", s.status.as_str(), s.reason))
             .collect();
         return Ok(Frequency {

@@ -17,6 +17,7 @@ use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::Session;
 use crate::stacks::{PathTable, StackTree};
+use perfpack_schema::manifest::sources;
 
 /// Stack samples aggregated by (bundle, event, comm, leaf callsite). Callsite ids are dense
 /// (1..=rows, as the recorder and the importers number them), so most groups live in a table
@@ -555,7 +556,7 @@ fn no_samples(bundles: &[Bundle], scope: &Scope) -> anyhow::Error {
             b.manifest()
                 .sources
                 .iter()
-                .filter(|s| s.name == "perf-samples" && !s.reason.is_empty())
+                .filter(|s| s.name == sources::PERF_SAMPLES && !s.reason.is_empty())
                 .map(|s| {
                     format!(
                         "{}: perf-samples {}: {}",

@@ -26,6 +26,7 @@ use crate::scope::Scope;
 use crate::sql::session::BundleName;
 use crate::sql::{Session, SessionOptions};
 use crate::stacks::{PathTable, Paths, StackTree};
+use perfpack_schema::manifest::sources;
 
 mod cpu;
 mod offcpu;
@@ -327,8 +328,8 @@ pub fn subtitle(
     ));
     parts.extend(opts.scope.describe());
     let sources: &[&str] = match opts.kind {
-        Kind::Cpu => &["perf-samples"],
-        Kind::Offcpu => &["ftrace", "perf-samples"],
+        Kind::Cpu => &[sources::PERF_SAMPLES],
+        Kind::Offcpu => &[sources::FTRACE, sources::PERF_SAMPLES],
     };
     parts.push(picture::describe_losses(bundles, sources));
     parts.extend(folded.notes.iter().cloned());

@@ -8,6 +8,7 @@ use perfpack_schema::fxhash::FxHashMap;
 use super::{i32_col, i64_col, str_col};
 use crate::picture::{self, Progress};
 use crate::sql::Session;
+use perfpack_schema::manifest::sources;
 
 /// A measured interval of one CPU: (end ts_ns, start ts_ns, busy MHz).
 type Interval = (i64, i64, f64);
@@ -60,7 +61,7 @@ impl Turbo {
                     .manifest()
                     .sources
                     .iter()
-                    .find(|s| s.name == "msr")
+                    .find(|s| s.name == sources::MSR)
                     .map_or_else(
                         || "no msr source".to_string(),
                         |s| format!("msr {}: {}", s.status.as_str(), s.reason),

@@ -1,6 +1,7 @@
 //! The CPU and off-CPU sections: flame graph data, top processes and functions.
 
 use super::*;
+use perfpack_schema::manifest::sources;
 
 /// CPU flame graph (range-selectable), top processes and functions.
 pub(super) async fn cpu_section(
@@ -11,7 +12,11 @@ pub(super) async fn cpu_section(
     let mut o = String::from("<section id=\"cpu\"><h2>CPU</h2>\n");
     // CPU samples only: switch-outs and other events are not CPU time.
     let Some(event) = crate::analysis::cpu::cpu_event(session).await? else {
-        o.push_str(&unavailable(bundles, "CPU samples", &["perf-samples"]));
+        o.push_str(&unavailable(
+            bundles,
+            "CPU samples",
+            &[sources::PERF_SAMPLES],
+        ));
         o.push_str("</section>\n");
         return Ok(o);
     };
@@ -41,7 +46,7 @@ pub(super) async fn cpu_section(
     let sub = [
         picture::describe_bundles(&names),
         format!("{} {event} samples", picture::group_digits(samples)),
-        picture::describe_losses(bundles, &["perf-samples"]),
+        picture::describe_losses(bundles, &[sources::PERF_SAMPLES]),
         crate::analysis::idle::describe_share(idle_samples, samples, data.hides_idle()),
         format!("time ranges snap to {} buckets", human_ns(timed.bucket_ns)),
     ]
@@ -110,7 +115,7 @@ pub(super) async fn event_sections(
         let sub = [
             picture::describe_bundles(&names),
             format!("{} {event} samples", picture::group_digits(samples)),
-            picture::describe_losses(bundles, &["perf-samples"]),
+            picture::describe_losses(bundles, &[sources::PERF_SAMPLES]),
         ]
         .join(" · ");
         let _ = writeln!(o, "<section id=\"event-{i}\"><h2>{}</h2>", h(&title));
@@ -163,7 +168,11 @@ pub(super) async fn offcpu_section(
 ) -> anyhow::Result<String> {
     let mut o = String::from("<section id=\"offcpu\"><h2>Off-CPU</h2>\n");
     if rows_of(bundles, tables::SCHED_SWITCH) == 0 {
-        o.push_str(&unavailable(bundles, "context switches", &["ftrace"]));
+        o.push_str(&unavailable(
+            bundles,
+            "context switches",
+            &[sources::FTRACE],
+        ));
         o.push_str("</section>\n");
         return Ok(o);
     }

@@ -1,6 +1,7 @@
 //! The frequency section: busy MHz, busy % and temperature over time.
 
 use super::*;
+use perfpack_schema::manifest::sources;
 
 /// Busy MHz, busy % and temperature per second, averaged over CPUs.
 pub(super) async fn frequency_section(
@@ -79,7 +80,7 @@ pub(super) async fn frequency_section(
         o.push_str(&unavailable(
             bundles,
             "frequency (APERF/MPERF, cpufreq)",
-            &["msr"],
+            &[sources::MSR],
         ));
         o.push_str("</section>\n");
         return Ok(o);

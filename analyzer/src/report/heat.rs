@@ -2,6 +2,7 @@
 //! what moves with each latency.
 
 use super::*;
+use perfpack_schema::manifest::sources;
 
 /// The sub-second heat map of samples and the latency heat maps with their histograms.
 pub(super) async fn latency_section(
@@ -86,7 +87,7 @@ pub(super) async fn latency_section(
         let what = lsource.what();
         let _ = writeln!(o, "<h3>{}</h3>", h(&capitalized(what)));
         if rows_of(bundles, rows_table) == 0 {
-            o.push_str(&unavailable(bundles, what, &["ftrace"]));
+            o.push_str(&unavailable(bundles, what, &[sources::FTRACE]));
             continue;
         }
         let step = svg::nice_step(origin.span.max(1), 200).max(1_000_000);

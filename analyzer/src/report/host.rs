@@ -1,6 +1,7 @@
 //! The page's first sections: host, sources and losses, configuration, the USE checklist.
 
 use super::*;
+use perfpack_schema::manifest::sources;
 
 /// Host, kernel, CPU, window, recorder, the sources table and the configuration of each bundle.
 pub(super) fn header(bundles: &[Bundle], configs: &[Vec<Vec<String>>]) -> String {
@@ -155,7 +156,7 @@ pub(super) async fn use_section(session: &Session, bundles: &[Bundle]) -> anyhow
     )
     .await?;
     if rows.is_empty() {
-        o.push_str(&unavailable(bundles, "USE checklist", &["procfs"]));
+        o.push_str(&unavailable(bundles, "USE checklist", &[sources::PROCFS]));
         o.push_str("</section>\n");
         return Ok(o);
     }

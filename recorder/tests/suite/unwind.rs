@@ -340,9 +340,11 @@ fn blocked_time_is_under_the_functions_that_blocked() {
     assert!(
         intervals.len() as u64 + 1 + ftrace_lost >= window.blocked && intervals.len() >= 50,
         "{} blocked intervals, {} blocking switches counted by the kernel, {ftrace_lost} ftrace \
-         events lost",
+         events lost; the ftrace source: {}; its switch-out samples: {}",
         intervals.len(),
-        window.blocked
+        window.blocked,
+        source_of(&bundle, "ftrace"),
+        switches.len(),
     );
     // Each blocked interval's stack: the switch-out sample of the same switch (stamped within
     // 100 µs of the ftrace event), weighted by the interval's length. An interval whose sample

@@ -24,6 +24,16 @@ pub struct Timed {
     pub idle: Vec<bool>,
 }
 
+impl Timed {
+    /// Samples of idle stacks (`analysis::idle`) and of all stacks.
+    pub fn samples(&self) -> (u64, u64) {
+        self.cells.iter().fold((0, 0), |(idle, all), c| {
+            let is_idle = self.idle.get(c.1 as usize) == Some(&true);
+            (idle + if is_idle { c.3 } else { 0 }, all + c.3)
+        })
+    }
+}
+
 /// Folds the samples of `event` by `bucket_ns` buckets measured from `origin`, then
 /// doubles the bucket width until at most `max_cells` (bucket, stack) pairs remain.
 pub async fn timed(

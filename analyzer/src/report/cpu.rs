@@ -29,13 +29,7 @@ pub(super) async fn cpu_section(
         MAX_TIMED_CELLS,
     )
     .await?;
-    let samples: u64 = timed.cells.iter().map(|c| c.3).sum();
-    let idle_samples: u64 = timed
-        .cells
-        .iter()
-        .filter(|c| timed.idle.get(c.1 as usize) == Some(&true))
-        .map(|c| c.3)
-        .sum();
+    let (idle_samples, samples) = timed.samples();
     let data = flame::Data::timed(&timed);
     let unit = if crate::analysis::cpu::is_clock_event(&event) {
         "ns".to_string()
@@ -110,7 +104,7 @@ pub(super) async fn event_sections(
             MAX_TIMED_CELLS,
         )
         .await?;
-        let samples: u64 = timed.cells.iter().map(|c| c.3).sum();
+        let (_, samples) = timed.samples();
         let title = flamegraph::title_of(event);
         let sub = [
             picture::describe_bundles(&names),

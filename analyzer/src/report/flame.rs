@@ -99,14 +99,10 @@ impl Data {
         let (names, parent, name, leaf_of) = tree(&lines);
         let base = t.cells.first().map_or(0, |c| c.0.min(0));
         let mut cells = Vec::with_capacity(t.cells.len() * 4);
-        let (mut idle_samples, mut samples) = (0, 0);
         for &(b, s, w, n) in &t.cells {
             cells.extend([(b - base) as u64, leaf_of[s as usize] as u64, w, n]);
-            samples += n;
-            if t.idle.get(s as usize) == Some(&true) {
-                idle_samples += n;
-            }
         }
+        let (idle_samples, samples) = t.samples();
         let mut idle: Vec<u32> = (0..t.lines.len())
             .filter(|&s| t.idle.get(s) == Some(&true))
             .map(|s| leaf_of[s])

@@ -68,6 +68,15 @@ struct Map {
     written: bool,
 }
 
+/// Samples other than CPU samples, by the event that took them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotCpu {
+    /// A `sched:sched_switch` switch-out.
+    Switch,
+    /// The `--stack-event` of this number.
+    Event(usize),
+}
+
 /// Stack-profile state of a recording.
 #[derive(Debug)]
 pub struct Profile {
@@ -128,14 +137,14 @@ pub struct Profile {
     changed_events: HashSet<u64>,
     /// Unwinds user stacks from the samples' stack copies (`--unwind auto|dwarf`).
     unwinder: Option<Unwinder>,
-    /// Ids of the `sched:sched_switch` events: their samples are switch-outs.
-    switch_ids: HashSet<u64>,
+    /// What the samples of an event id are when they are not CPU samples: one lookup per
+    /// sample, missed by the CPU samples.
+    not_cpu: HashMap<u64, NotCpu>,
     /// Switch-out samples taken.
     pub n_switch_samples: u64,
     /// The `--stack-event` events' names and periods, and which of them each event id samples.
     event_names: Vec<String>,
     event_periods: Vec<u64>,
-    event_ids: HashMap<u64, usize>,
     /// `--stack-event` samples taken, per event.
     pub n_event_samples: Vec<u64>,
     /// How each process's user stacks were obtained.
@@ -199,11 +208,10 @@ impl Profile {
             clock_periods: Vec::new(),
             changed_events: HashSet::new(),
             unwinder: None,
-            switch_ids: HashSet::new(),
+            not_cpu: HashMap::new(),
             n_switch_samples: 0,
             event_names: Vec::new(),
             event_periods: Vec::new(),
-            event_ids: HashMap::new(),
             n_event_samples: Vec::new(),
             unwind_stats: FxHashMap::default(),
             user: Vec::new(),
@@ -219,7 +227,8 @@ impl Profile {
     /// are switch-outs (`sched:sched_switch`).
     pub fn unwind_with(&mut self, unwinder: Option<Unwinder>, switch_ids: &[u64]) {
         self.unwinder = unwinder;
-        self.switch_ids = switch_ids.iter().copied().collect();
+        self.not_cpu
+            .extend(switch_ids.iter().map(|&id| (id, NotCpu::Switch)));
     }
 
     /// Samples of the event ids `ids` are of the `--stack-event` events `events` (name and
@@ -227,7 +236,8 @@ impl Profile {
     pub fn stack_events(&mut self, events: Vec<(String, u64)>, ids: &[(u64, usize)]) {
         self.n_event_samples = vec![0; events.len()];
         (self.event_names, self.event_periods) = events.into_iter().unzip();
-        self.event_ids = ids.iter().copied().collect();
+        self.not_cpu
+            .extend(ids.iter().map(|&(id, i)| (id, NotCpu::Event(i))));
     }
 
     /// The `--stack-event` events' periods, by number.
@@ -555,8 +565,12 @@ impl Profile {
             cpu,
             ..
         } = s;
-        let switch = self.switch_ids.contains(&s.id);
-        let stack_event = self.event_ids.get(&s.id).copied();
+        let not_cpu = self.not_cpu.get(&s.id).copied();
+        let switch = not_cpu == Some(NotCpu::Switch);
+        let stack_event = match not_cpu {
+            Some(NotCpu::Event(i)) => Some(i),
+            _ => None,
+        };
         let period = if switch {
             1
         } else if let Some(i) = stack_event {

@@ -266,39 +266,30 @@ fn init_log() {
 }
 
 /// `perfpack cluster scheduler`.
-#[derive(Debug, clap::Args)]
-pub struct SchedulerArgs {
-    /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1")]
+#[derive(Debug)]
+pub struct SchedulerOptions {
+    /// Address to listen on.
     pub bind: String,
-    /// gRPC port executors and clients connect to
-    #[arg(long, default_value_t = 50050)]
+    /// gRPC port executors and clients connect to.
     pub port: u16,
-    /// Seconds after a job ends before executors delete its shuffle files
-    #[arg(long, default_value_t = 300)]
+    /// Seconds after a job ends before executors delete its shuffle files.
     pub keep_job_data: u64,
 }
 
 /// `perfpack cluster executor`.
-#[derive(Debug, clap::Args)]
-pub struct ExecutorArgs {
-    /// The scheduler, HOST:PORT
-    #[arg(long, default_value = "127.0.0.1:50050")]
+#[derive(Debug)]
+pub struct ExecutorOptions {
+    /// The scheduler, HOST:PORT.
     pub scheduler: String,
-    /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address to listen on.
     pub bind: String,
-    /// Arrow Flight port (shuffle data and results)
-    #[arg(long, default_value_t = 50051)]
+    /// Arrow Flight port (shuffle data and results).
     pub port: u16,
-    /// gRPC port (task management)
-    #[arg(long, default_value_t = 50052)]
+    /// gRPC port (task management).
     pub grpc_port: u16,
-    /// Tasks run at once (default: the CPUs)
-    #[arg(long, default_value_t = 0)]
+    /// Tasks run at once (0: the CPUs).
     pub slots: usize,
-    /// Directory for shuffle files and spills (default: a new temporary directory)
-    #[arg(long)]
+    /// Directory for shuffle files and spills (default: a new temporary directory).
     pub work_dir: Option<std::path::PathBuf>,
 }
 
@@ -370,7 +361,7 @@ impl datafusion::physical_optimizer::PhysicalOptimizerRule for NoEmptyExec {
     }
 }
 
-pub async fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
+pub async fn run_scheduler(a: SchedulerOptions) -> anyhow::Result<()> {
     init_log();
     let addr: std::net::SocketAddr = format!("{}:{}", a.bind, a.port)
         .parse()
@@ -396,7 +387,7 @@ pub async fn run_scheduler(a: SchedulerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("scheduler on {addr}: {e}"))
 }
 
-pub async fn run_executor(a: ExecutorArgs) -> anyhow::Result<()> {
+pub async fn run_executor(a: ExecutorOptions) -> anyhow::Result<()> {
     init_log();
     let (host, port) = a
         .scheduler

@@ -13,25 +13,10 @@ use arrow_array::{Array, RecordBatch};
 use perfpack_schema::Bundle;
 use serde::Serialize;
 
-use crate::heatmap::Origin;
+use crate::analysis::time::Origin;
 use crate::latency;
 use crate::picture::{self, Progress};
-use crate::sql::{Session, SessionOptions};
-
-/// Arguments of `perfpack correlate`.
-#[derive(Debug, clap::Args)]
-pub struct CorrelateArgs {
-    #[command(flatten)]
-    pub bundles: crate::cli::BundleArgs,
-    /// The latency to explain
-    #[arg(long, value_enum, default_value_t = latency::Source::Block)]
-    pub latency: latency::Source,
-    /// How many metrics to list
-    #[arg(long, default_value_t = 15)]
-    pub top: usize,
-    #[arg(long, value_enum, default_value_t = crate::cli::Format::Table)]
-    pub format: crate::cli::Format,
-}
+use crate::sql::Session;
 
 /// One metric's rank correlation with the latency.
 #[derive(Debug, Clone, Serialize)]
@@ -272,24 +257,6 @@ pub fn render_text(c: &Correlations, top: usize) -> String {
     }
     let _ = writeln!(out);
     out
-}
-
-pub fn run(a: CorrelateArgs) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
-    let origin = crate::heatmap::origin(&bundles);
-    let c = crate::sql_command::runtime()?.block_on(async {
-        let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        correlations(&session, &bundles, &origin, a.latency).await
-    })?;
-    let text = match a.format {
-        crate::cli::Format::Json => serde_json::to_string_pretty(&c)? + "\n",
-        crate::cli::Format::Table => render_text(&c, a.top),
-    };
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -35,15 +34,6 @@ const SHARE: &str = "% busy samples in ";
 
 /// How many of the fleet's hottest functions become features.
 const TOP_FUNCTIONS: usize = 5;
-
-/// Arguments of `perfpack fleet`.
-#[derive(Debug, clap::Args)]
-pub struct FleetArgs {
-    #[command(flatten)]
-    pub bundles: crate::cli::BundleArgs,
-    #[arg(long, value_enum, default_value_t = crate::cli::Format::Table)]
-    pub format: crate::cli::Format,
-}
 
 /// One bundle's summary.
 #[derive(Debug, Clone, Serialize)]
@@ -332,19 +322,6 @@ pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
             .then_with(|| a.bundle.cmp(&b.bundle))
     });
     ranked
-}
-
-pub fn run(a: FleetArgs) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
-    let ranked = ranking(bundles)?;
-    let text = match a.format {
-        crate::cli::Format::Json => serde_json::to_string_pretty(&ranked)? + "\n",
-        crate::cli::Format::Table => render_text(&ranked),
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }
 
 /// Summarizes every bundle (in parallel) and ranks them.

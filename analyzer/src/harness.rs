@@ -8,8 +8,8 @@ use std::path::Path;
 use perfpack_schema::harness::scratch;
 use perfpack_schema::{Bundle, tables};
 
-use crate::cli::ImportKind;
 use crate::import;
+use crate::import::ImportKind;
 
 fn import_text(kind: ImportKind, data: &[u8]) {
     let out = scratch("import.ppk");

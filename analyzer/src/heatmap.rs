@@ -8,23 +8,20 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, bail};
+use crate::analysis::time::Origin;
+use anyhow::bail;
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
-use perfpack_schema::Bundle;
 use perfpack_schema::fxhash::FxHashMap;
-use perfpack_schema::time::format_wall_ns;
 
-use crate::cli::HeatmapArgs;
 use crate::latency::{self, log2_bucket};
 use crate::picture::{self, Progress};
-use crate::sql::{Session, SessionOptions};
+use crate::sql::Session;
 use crate::svg::{self, esc, human_ns, px};
-use perfpack_schema::manifest::sources;
 
 /// What a heat map shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Block I/O latency, issue → complete
     Block,
@@ -135,86 +132,6 @@ impl Cells {
     }
 }
 
-/// Where time starts for each bundle: a shared wall-clock origin when the recordings overlap,
-/// otherwise each bundle's own start (a before/after pair lines up from zero).
-#[derive(Debug, Clone)]
-pub struct Origin {
-    /// Per bundle: ts_ns that maps to x = 0.
-    pub zero: Vec<i64>,
-    /// Wall-clock time of x = 0 when shared.
-    pub wall: Option<i64>,
-    /// Longest span after the origin, ns.
-    pub span: i64,
-}
-
-impl Origin {
-    /// A SQL expression of the `ts_ns` that maps to x = 0 for the row's bundle.
-    pub fn zero_sql(&self, names: &[crate::sql::session::BundleName]) -> String {
-        if let [_] = names {
-            return self.zero[0].to_string();
-        }
-        let arms: Vec<String> = names
-            .iter()
-            .zip(&self.zero)
-            .map(|(n, z)| format!("WHEN {} THEN {z}", crate::scope::quote(&n.bundle)))
-            .collect();
-        format!("CASE bundle {} END", arms.join(" "))
-    }
-
-    /// What x = 0 is, for subtitles.
-    pub fn describe(&self) -> String {
-        match self.wall {
-            Some(w) => format!("x = time from {}", format_wall_ns(w)),
-            None => "x = time since each bundle started".into(),
-        }
-    }
-}
-
-pub fn origin(bundles: &[Bundle]) -> Origin {
-    let ranges: Vec<(i64, i64, i64)> = bundles
-        .iter()
-        .map(|b| {
-            let m = b.manifest();
-            let start = &m.clocks.start;
-            let end_mono = m
-                .clocks
-                .end
-                .as_ref()
-                .map(|e| e.monotonic_ns)
-                .or_else(|| m.time_range_ns().map(|r| r.1))
-                .unwrap_or(start.monotonic_ns)
-                .max(start.monotonic_ns);
-            (start.monotonic_ns, end_mono, start.realtime_ns)
-        })
-        .collect();
-    let walls: Vec<(i64, i64)> = ranges.iter().map(|&(s, e, w)| (w, w + (e - s))).collect();
-    let first = walls.iter().map(|w| w.0).min().unwrap_or(0);
-    let latest_start = walls.iter().map(|w| w.0).max().unwrap_or(0);
-    let earliest_end = walls.iter().map(|w| w.1).min().unwrap_or(0);
-    let overlap = latest_start <= earliest_end;
-    if overlap {
-        Origin {
-            zero: ranges.iter().map(|&(s, _, w)| s - (w - first)).collect(),
-            wall: Some(first),
-            span: walls.iter().map(|w| w.1).max().unwrap_or(first) - first,
-        }
-    } else {
-        Origin {
-            zero: ranges.iter().map(|r| r.0).collect(),
-            wall: None,
-            span: ranges.iter().map(|r| r.1 - r.0).max().unwrap_or(0),
-        }
-    }
-}
-
-/// The SELECT that yields (bundle, ts_ns, latency_ns) for the options.
-fn query(a: &HeatmapArgs, pred: &str) -> String {
-    match &a.sql {
-        Some(sql) => format!("SELECT * FROM ({sql}) WHERE {pred}"),
-        None => source_query(a.source, pred),
-    }
-}
-
 /// The SELECT that yields (bundle, ts_ns, latency_ns) of a source (0 latency for samples).
 pub fn source_query(source: Source, pred: &str) -> String {
     match source {
@@ -236,124 +153,6 @@ pub fn latency_source(s: Source) -> latency::Source {
             latency::Source::Syscall
         }
     }
-}
-
-pub fn run(a: HeatmapArgs) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
-    if a.sql.is_none() && matches!(a.source, Source::Cpu | Source::Process) {
-        return utilization(&a, &bundles);
-    }
-    let scope = a.scope.scope()?;
-    let samples = a.sql.is_none() && a.source == Source::Samples;
-    if a.rows == 0 {
-        bail!("--rows must be at least 1");
-    }
-    if samples && (a.log || a.max.is_some()) {
-        bail!("--log and --max are for latency heat maps; samples rows are offsets in the column");
-    }
-    if a.step.is_some_and(|s| s <= 0) || a.max.is_some_and(|m| m <= 0) {
-        bail!("--step and --max must be positive durations");
-    }
-    let origin = origin(&bundles);
-    let step = a.step.unwrap_or_else(|| {
-        if samples {
-            1_000_000_000
-        } else {
-            svg::nice_step(origin.span.max(1), 200).max(1_000_000)
-        }
-    });
-    let rows = if samples {
-        Rows::Offset {
-            height: (step / a.rows as i64).max(1),
-            n: a.rows,
-        }
-    } else if a.log {
-        Rows::Log2
-    } else if let Some(max) = a.max {
-        Rows::Fixed {
-            height: (max / a.rows as i64).max(1),
-            n: a.rows,
-        }
-    } else {
-        Rows::Doubling {
-            shift: 0,
-            n: a.rows,
-        }
-    };
-    let progress = Progress::new();
-    let result = crate::sql_command::runtime()?.block_on(async {
-        let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        let pred = scope.sql(&bundles, session.names())?;
-        progress.phase("binning");
-        let cells = bin(&session, &query(&a, &pred), rows, step, &origin, &progress)
-            .await
-            .with_context(|| if a.sql.is_some() { "--sql" } else { "--where" })?;
-        let names = session.names().to_vec();
-        anyhow::Ok((cells, names))
-    });
-    progress.finish();
-    let (cells, names) = result?;
-    if cells.events == 0 && cells.above > 0 {
-        bail!(
-            "nothing to draw: all {} latencies are above --max",
-            cells.above
-        );
-    }
-    if cells.events == 0 {
-        bail!(
-            "nothing to draw: no {} {}",
-            if samples {
-                "stack samples"
-            } else {
-                "latencies"
-            },
-            if scope.is_everything() {
-                "in the bundle(s)"
-            } else {
-                "match the selection"
-            }
-        );
-    }
-    let what = if a.sql.is_some() {
-        "latency (--sql)".to_string()
-    } else if samples {
-        "CPU samples by offset within the second".to_string()
-    } else {
-        latency_source(a.source).what().to_string()
-    };
-    let noun = if samples {
-        "samples"
-    } else if a.sql.is_some() {
-        "events"
-    } else {
-        latency_source(a.source).noun()
-    };
-    let mut sub = vec![picture::describe_bundles(&names), origin.describe()];
-    sub.push(format!("{} {noun}", picture::group_digits(cells.events)));
-    if cells.above > 0 {
-        sub.push(format!(
-            "{} above --max not drawn",
-            picture::group_digits(cells.above)
-        ));
-    }
-    sub.extend(scope.describe());
-    sub.push(picture::describe_losses(
-        &bundles,
-        if samples {
-            &[sources::PERF_SAMPLES]
-        } else {
-            &[sources::FTRACE]
-        },
-    ));
-    let title = a.title.clone().unwrap_or_else(|| {
-        if samples {
-            "Sub-second Offset Heat Map".into()
-        } else {
-            format!("Latency Heat Map: {what}")
-        }
-    });
-    let out = render(&cells, &title, &sub.join(" · "), noun, samples);
-    picture::write_output(&a.output, out.as_bytes())
 }
 
 /// Bins the (bundle, ts_ns, latency_ns) rows of `sql` into cells as they stream in, x measured
@@ -394,54 +193,6 @@ pub async fn bin(
     })
     .await?;
     Ok(cells)
-}
-
-/// `--source cpu|process`: the utilization heat maps.
-fn utilization(a: &HeatmapArgs, bundles: &[Bundle]) -> anyhow::Result<()> {
-    if a.log || a.max.is_some() || !a.scope.scope()?.is_everything() {
-        bail!("--log, --max and selections are for latency heat maps, not --source cpu|process");
-    }
-    if a.step.is_some_and(|s| s <= 0) {
-        bail!("--step must be a positive duration");
-    }
-    let origin = origin(bundles);
-    let step = a.step.unwrap_or(1_000_000_000);
-    let (u, names) = crate::sql_command::runtime()?.block_on(async {
-        let session = Session::open(bundles, &SessionOptions::default()).await?;
-        let u = match a.source {
-            Source::Cpu => crate::utilization::cpus(&session, &origin, step).await?,
-            _ => {
-                let event = clock_event(&session).await?;
-                crate::utilization::processes(&session, bundles, &origin, step, a.top, &event)
-                    .await?
-            }
-        };
-        anyhow::Ok((u, session.names().to_vec()))
-    })?;
-    if u.is_empty() {
-        bail!(
-            "nothing to draw: {}",
-            if a.source == Source::Cpu {
-                "no CPU counters (the procfs source) in the bundle(s)"
-            } else {
-                "no clock-event stack samples of any process but the idle loop"
-            }
-        );
-    }
-    let (title, sources): (&str, &[&str]) = if a.source == Source::Cpu {
-        ("CPU Utilization Heat Map", &[sources::PROCFS])
-    } else {
-        ("Process CPU Heat Map", &[sources::PERF_SAMPLES])
-    };
-    let sub = [
-        picture::describe_bundles(&names),
-        origin.describe(),
-        format!("{} rows, {}", u.rows.len(), u.unit),
-        picture::describe_losses(bundles, sources),
-    ]
-    .join(" · ");
-    let out = crate::utilization::render(&u, a.title.as_deref().unwrap_or(title), &sub);
-    picture::write_output(&a.output, out.as_bytes())
 }
 
 /// The bundles' CPU event, which must be a clock (process CPU % needs CPU time per sample).

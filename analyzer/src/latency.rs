@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use anyhow::bail;
 use arrow_array::cast::AsArray as _;
@@ -14,15 +13,14 @@ use arrow_array::{Array, RecordBatch};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde::Serialize;
 
-use crate::cli::{LatencyArgs, LatencyFormat};
 use crate::picture::{self, Progress};
 use crate::scope::Scope;
-use crate::sql::{Session, SessionOptions};
+use crate::sql::Session;
 use crate::svg::{self, esc, human_ns, px};
 use perfpack_schema::manifest::sources;
 
 /// Where latencies come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Block I/O, issue → complete (block_io)
     Block,
@@ -218,80 +216,6 @@ pub async fn values(
     })
     .await?;
     Ok(values)
-}
-
-pub fn run(a: LatencyArgs) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
-    let scope = a.scope.scope()?;
-    let progress = Progress::new();
-    let result = crate::sql_command::runtime()?.block_on(async {
-        let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        let groups = groups(
-            &session,
-            &bundles,
-            a.source,
-            a.by.as_deref(),
-            &scope,
-            &progress,
-        )
-        .await?;
-        let sub = format!(
-            "{} · {}{}",
-            picture::describe_bundles(session.names()),
-            picture::describe_losses(&bundles, a.source.manifest_sources()),
-            scope
-                .describe()
-                .map(|d| format!(" · {d}"))
-                .unwrap_or_default()
-        );
-        anyhow::Ok((groups, sub))
-    });
-    progress.finish();
-    let (groups, sub) = result?;
-    if groups.is_empty() {
-        bail!(
-            "no {} {}: the bundle(s) have no {}",
-            a.source.noun(),
-            if scope.is_everything() {
-                "recorded"
-            } else {
-                "match the selection"
-            },
-            match a.source {
-                Source::Block => "completed block requests (io preset)",
-                Source::Runq => "wakeups and context switches (sched preset)",
-                Source::Syscall => "system call enter/exit pairs (syscalls preset)",
-            }
-        );
-    }
-    let text = match a.format {
-        LatencyFormat::Text => render_text(&groups, a.source, a.by.as_deref()),
-        LatencyFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&serde_json::json!({
-                "source": format!("{:?}", a.source).to_lowercase(),
-                "by": a.by,
-                "bucket": "k: latencies in [2^k, 2^(k+1)) ns",
-                "groups": groups,
-            }))?;
-            s.push('\n');
-            s
-        }
-        LatencyFormat::Csv => render_csv(&groups),
-    };
-    if let Some(path) = &a.svg {
-        let title = format!(
-            "{}{}",
-            a.source.what(),
-            a.by.as_ref()
-                .map(|b| format!(" by {b}"))
-                .unwrap_or_default()
-        );
-        picture::write_output(path, render_svg(&groups, a.source, &title, &sub).as_bytes())?;
-    }
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }
 
 /// The range of bucket k, for people: `[128 µs, 256 µs)`; bucket 0 also holds 0.

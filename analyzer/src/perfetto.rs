@@ -42,7 +42,7 @@ pub fn run(bundle_args: &[String], output: Option<&Path>) -> anyhow::Result<()> 
         );
     };
     let progress = Progress::new();
-    let out = crate::sql_command::runtime()?.block_on(async {
+    let out = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
         trace(&session, bundle, &progress).await
     });

@@ -76,7 +76,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let bundles = crate::bundles::open_all(bundle_args)?;
     let progress = Progress::new();
-    let folded = crate::sql_command::runtime()?.block_on(async {
+    let folded = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
         let opts = |weight| flamegraph::Options {
             event: event.clone(),

@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
 use perfpack_schema::Bundle;
 
-use crate::heatmap::Origin;
+use crate::analysis::time::Origin;
 use crate::picture::{self, Progress};
 use crate::sql::Session;
 use crate::svg::{self, esc, human_ns, px};

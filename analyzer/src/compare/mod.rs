@@ -10,7 +10,6 @@
 //! errors per resource). `-o OUT.html` writes all of it as one self-contained page.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 
 use anyhow::Context as _;
 use arrow_array::Array;
@@ -28,40 +27,14 @@ use perfpack_schema::manifest::sources;
 
 mod render;
 
-use render::{differential, render_histograms, render_html, render_text};
+use render::{differential, render_histograms};
 pub use render::{render_body, strip_prolog};
+pub use render::{render_html, render_text};
 
 /// |z| at or above which a change is called significant (about 1 in 370 by chance per row).
 const Z_SIGNIFICANT: f64 = 3.0;
 /// Metrics listed per side in "what moves with block I/O latency".
 const CORRELATED: usize = 5;
-
-/// Arguments of `perfpack compare`.
-#[derive(Debug, clap::Args)]
-pub struct CompareArgs {
-    /// The baseline bundle(s) ("before"; a glob makes a set)
-    pub before: String,
-    /// The bundle(s) compared with it ("after")
-    pub after: String,
-    /// Frequency CPU time is normalized to (default: the lower base MHz of the two sides)
-    #[arg(long)]
-    pub ref_mhz: Option<f64>,
-    /// How many functions to list
-    #[arg(long, default_value_t = 15)]
-    pub top: usize,
-    #[arg(long, value_enum, default_value_t = crate::cli::Format::Table)]
-    pub format: crate::cli::Format,
-    /// Also write the differential flame graph (after vs before, normalized) to this SVG
-    #[arg(long, value_name = "OUT.svg")]
-    pub flamegraph: Option<std::path::PathBuf>,
-    /// Also write the latency histograms of both sides, bucket by bucket, to this SVG
-    #[arg(long, value_name = "OUT.svg")]
-    pub histograms: Option<std::path::PathBuf>,
-    /// Also write everything as one self-contained HTML page (tables, histograms, differential
-    /// flame graph)
-    #[arg(short, long, value_name = "OUT.html")]
-    pub output: Option<std::path::PathBuf>,
-}
 
 /// Frequency figures of one side.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -446,7 +419,7 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().collect::<Vec<_>>().join(" | ")))
         .collect();
-    let origin = crate::heatmap::origin(&bundles);
+    let origin = crate::analysis::time::origin(&bundles);
     let mut correlated =
         crate::correlate::correlations(&session, &bundles, &origin, latency::Source::Block)
             .await?
@@ -510,7 +483,7 @@ pub fn compute(
 ) -> anyhow::Result<Computed> {
     let progress = Progress::new();
     progress.phase("comparing");
-    let result = crate::sql_command::runtime()?.block_on(async {
+    let result = crate::sql::runtime()?.block_on(async {
         let (before, after) = (open(before).await?, open(after).await?);
         let ref_mhz = ref_mhz
             .or(
@@ -541,34 +514,6 @@ pub fn compute(
         histograms,
         differential,
     })
-}
-
-pub fn run(a: CompareArgs) -> anyhow::Result<()> {
-    let c = compute(
-        &a.before,
-        &a.after,
-        a.ref_mhz,
-        a.top,
-        a.flamegraph.is_some() || a.output.is_some(),
-    )?;
-    if let (Some(path), Some(svg)) = (&a.flamegraph, &c.differential) {
-        picture::write_output(path, svg)?;
-    }
-    if let Some(path) = &a.histograms {
-        picture::write_output(path, c.histograms.as_bytes())?;
-    }
-    if let Some(path) = &a.output {
-        let html = render_html(&c);
-        picture::write_output(path, html.as_bytes())?;
-    }
-    let text = match a.format {
-        crate::cli::Format::Json => serde_json::to_string_pretty(&c.comparison)? + "\n",
-        crate::cli::Format::Table => render_text(&c.comparison),
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }
 
 fn change_pct(a: f64, b: f64) -> Option<f64> {

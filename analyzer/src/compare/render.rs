@@ -190,7 +190,7 @@ fn sections(c: &Comparison) -> Vec<Section> {
     ]
 }
 
-pub(super) fn render_text(c: &Comparison) -> String {
+pub fn render_text(c: &Comparison) -> String {
     let mut out = format!("{}\n", c.verdict);
     for s in sections(c) {
         if !s.title.is_empty() && s.title != "sides" {
@@ -355,7 +355,7 @@ fn h(s: &str) -> String {
 
 /// The comparison as one self-contained HTML page (no external fetches): verdict, tables,
 /// the histograms and the differential flame graph inline.
-pub(super) fn render_html(c: &Computed) -> String {
+pub fn render_html(c: &Computed) -> String {
     let cmp = &c.comparison;
     let mut o = String::new();
     let _ = write!(

@@ -36,7 +36,7 @@ mod turbo;
 pub use timed::{Timed, timed};
 
 /// Which flame graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Where the CPUs spent their time (stack samples)
     Cpu,
@@ -45,7 +45,7 @@ pub enum Kind {
 }
 
 /// What each CPU sample adds to its stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weight {
     /// The sample's period (ns for cpu-clock, events for cycles), as perf and inferno count
     Period,
@@ -117,7 +117,8 @@ pub struct Folded {
     pub notes: Vec<String>,
 }
 
-pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
+/// The flame graph (SVG) or folded stacks of `bundle_args` the options ask for.
+pub fn draw(bundle_args: &[String], opts: &Options) -> anyhow::Result<Vec<u8>> {
     use perfpack_schema::tables;
     if opts.no_idle && opts.kind != Kind::Cpu {
         anyhow::bail!("--no-idle is for CPU flame graphs: the idle task never blocks");
@@ -143,7 +144,7 @@ pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
             render(&bundles, &names, opts, &reversed(folded, opts))
         })
     } else {
-        crate::sql_command::runtime()?.block_on(async {
+        crate::sql::runtime()?.block_on(async {
             let session = Session::open(&bundles, &SessionOptions::default()).await?;
             let folded = collect(&session, &bundles, opts, &progress).await?;
             progress.phase("rendering");
@@ -151,7 +152,7 @@ pub fn run(bundle_args: &[String], opts: &Options) -> anyhow::Result<()> {
         })
     };
     progress.finish();
-    picture::write_output(&opts.output, &out?)
+    out
 }
 
 /// Aggregates the folded stacks the options select.

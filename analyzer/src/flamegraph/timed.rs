@@ -40,7 +40,7 @@ pub async fn timed(
     session: &Session,
     bundles: &[Bundle],
     event: &str,
-    origin: &crate::heatmap::Origin,
+    origin: &crate::analysis::time::Origin,
     bucket_ns: i64,
     max_cells: usize,
 ) -> anyhow::Result<Timed> {

@@ -17,7 +17,16 @@ use perfpack_schema::manifest::{
 };
 use perfpack_schema::{BundleWriter, Manifest, WriterOptions};
 
-use crate::cli::ImportKind;
+/// Capture formats `perfpack import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    /// Text of `perf script` for a `perf record -g` capture.
+    PerfScript,
+    /// A `perf record` file (perf.data), its frames named from this machine's files.
+    PerfData,
+    /// Text of ftrace's `trace`/`trace_pipe`, or of `trace-cmd report`.
+    FtraceText,
+}
 
 /// Rows an importer buffers before it closes a segment.
 const SEGMENT_ROWS: usize = 1 << 20;

@@ -10,7 +10,7 @@ use arrow_array::{Array, RecordBatch};
 use perfpack_schema::{Bundle, tables};
 
 use super::{
-    RedactArgs, Redactor, Rule, What, column_rule, field_rule, identifying, kept, manifest_strings,
+    Options, Redactor, Rule, What, column_rule, field_rule, identifying, kept, manifest_strings,
 };
 
 /// Paths under the directories of users and of temporary files (JIT maps aside).
@@ -86,7 +86,7 @@ impl Findings {
 }
 
 /// `redact --check`: every string of the manifest and of every table, examined.
-pub(super) fn check(bundle: &Bundle, a: &RedactArgs) -> anyhow::Result<()> {
+pub fn check(bundle: &Bundle, a: &Options) -> anyhow::Result<()> {
     let mut r = Redactor::new(a, bundle.manifest());
     let mut found = Findings::default();
     let mut n = 0u64;

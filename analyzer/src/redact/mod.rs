@@ -35,34 +35,26 @@ use arrow_schema::DataType;
 use perfpack_schema::manifest::TableEntry;
 use perfpack_schema::{Bundle, BundleWriter, Manifest, WriterOptions, tables};
 
-mod check;
+pub mod check;
 
-/// Arguments of `perfpack redact`.
-#[derive(Debug, clap::Args)]
-pub struct RedactArgs {
-    /// The bundle to redact or check (directory or packed file)
+/// What `perfpack redact` does: replace names in a copy, or (`check`) list what is left.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The bundle to redact or check (directory or packed file).
     pub bundle: PathBuf,
-    /// The redacted bundle directory to write
-    #[arg(short, long, required_unless_present = "check")]
+    /// The redacted bundle directory to write (required without `check`).
     pub output: Option<PathBuf>,
-    /// Replace thread and process names
-    #[arg(long)]
+    /// Replace thread and process names.
     pub comm: bool,
-    /// Replace file paths (modules, mappings, executables, exec'd files, source files)
-    #[arg(long)]
+    /// Replace file paths.
     pub paths: bool,
-    /// Replace process command lines (and the recorded command's arguments)
-    #[arg(long)]
+    /// Replace process command lines.
     pub cmdline: bool,
-    /// A secret mixed into the hashes: without it, anyone can check a guessed name
-    #[arg(long, default_value = "")]
+    /// A secret mixed into the hashes.
     pub salt: String,
-    /// Replace an existing output
-    #[arg(long)]
+    /// Replace an existing output.
     pub force: bool,
-    /// Write nothing: list the identifying values the bundle still holds (host name, boot id,
-    /// thread names, paths, command lines, addresses), exit 1 if there are any
-    #[arg(long, conflicts_with_all = ["output", "force", "comm", "paths", "cmdline", "salt"])]
+    /// Write nothing: list the identifying values the bundle still holds.
     pub check: bool,
 }
 
@@ -130,10 +122,11 @@ enum Rule {
 }
 
 /// Replaces strings by their tokens, remembering each one.
-struct Redactor {
-    comm: bool,
-    paths: bool,
-    cmdline: bool,
+pub struct Redactor {
+    /// What was replaced beyond the host's identity and unknown strings.
+    pub comm: bool,
+    pub paths: bool,
+    pub cmdline: bool,
     key: (u64, u64),
     memo: HashMap<(What, String), String>,
     /// The host's names and boot id, replaced wherever they appear as words.
@@ -141,7 +134,7 @@ struct Redactor {
 }
 
 impl Redactor {
-    fn new(a: &RedactArgs, manifest: &Manifest) -> Redactor {
+    fn new(a: &Options, manifest: &Manifest) -> Redactor {
         // Without any flag, everything: the safe default for a bundle about to leave the box.
         let all = !(a.comm || a.paths || a.cmdline);
         let mut h = siphasher::sip::SipHasher24::new_with_keys(0x7065_7266, 0x7061_636b);
@@ -488,52 +481,8 @@ fn redact_batch(r: &mut Redactor, table: &str, batch: RecordBatch) -> anyhow::Re
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-pub fn run(a: RedactArgs) -> anyhow::Result<()> {
-    let bundle = Bundle::open(&a.bundle)?;
-    bundle.verify()?;
-    if a.check {
-        return check::check(&bundle, &a);
-    }
-    let output = a
-        .output
-        .as_deref()
-        .expect("clap requires -o without --check");
-    if output.canonicalize().ok() == a.bundle.canonicalize().ok() {
-        bail!(
-            "{}: the output would replace the bundle itself",
-            output.display()
-        );
-    }
-    // Written next to the output and moved into place at the end: a failure leaves the output
-    // path as it was.
-    let staged = crate::staged::Staged::new(output, a.force, "redact")?;
-    let r = write(&bundle, &a, staged.path())?;
-    staged.commit()?;
-    let mut what = vec!["the host's identity"];
-    for (on, name) in [
-        (r.comm, "thread names"),
-        (r.paths, "paths"),
-        (r.cmdline, "command lines"),
-    ] {
-        if on {
-            what.push(name);
-        }
-    }
-    what.push("every string outside the keep list");
-    eprintln!(
-        "perfpack: wrote {} with {} replaced by stable hashes{}",
-        output.display(),
-        what.join(", "),
-        if a.salt.is_empty() {
-            " (no --salt: a guessed name can be checked against them)"
-        } else {
-            ""
-        }
-    );
-    Ok(())
-}
-
-fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<Redactor> {
+/// Writes the redacted copy of `bundle` to `out`.
+pub fn write(bundle: &Bundle, a: &Options, out: &Path) -> anyhow::Result<Redactor> {
     let src = bundle.manifest();
     let mut r = Redactor::new(a, src);
     let mut manifest = src.clone();
@@ -580,8 +529,8 @@ fn write(bundle: &Bundle, a: &RedactArgs, out: &Path) -> anyhow::Result<Redactor
 mod tests {
     use super::*;
 
-    fn args(salt: &str) -> RedactArgs {
-        RedactArgs {
+    fn args(salt: &str) -> Options {
+        Options {
             bundle: "b".into(),
             output: Some("o".into()),
             comm: false,

@@ -11,9 +11,7 @@
 //! as HTML text or inside JSON that the script only ever puts into text nodes.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
-use anyhow::bail;
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Float64Type, Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
@@ -22,12 +20,13 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use perfpack_schema::time::format_duration_ns;
 use perfpack_schema::{Bundle, tables};
 
+use crate::analysis::time::{self, Origin};
 use crate::flamegraph::{self, Kind};
-use crate::heatmap::{self, Origin, Rows};
+use crate::heatmap::{self, Rows};
 use crate::latency::{self, Group};
 use crate::picture::{self, Progress};
 use crate::scope::quote;
-use crate::sql::{Session, SessionOptions};
+use crate::sql::Session;
 use crate::svg::{self, esc as h, human_ns, px};
 
 mod cpu;
@@ -36,22 +35,6 @@ mod frequency;
 mod heat;
 mod host;
 
-/// Arguments of `perfpack report`.
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    #[command(flatten)]
-    pub bundles: crate::cli::BundleArgs,
-    /// The HTML file to write
-    #[arg(short, long, value_name = "OUT.html")]
-    pub output: PathBuf,
-    /// With exactly two bundles: compare the second with the first (before/after)
-    #[arg(long)]
-    pub compare: bool,
-    /// Title of the page
-    #[arg(long)]
-    pub title: Option<String>,
-}
-
 /// Most (time bucket, stack) pairs embedded for range selection; beyond it the buckets widen.
 const MAX_TIMED_CELLS: usize = 150_000;
 /// Finest time bucket of the embedded samples: a row of the sub-second heat map.
@@ -59,60 +42,16 @@ const FINEST_BUCKET_NS: i64 = 20_000_000;
 /// Rows of the sub-second heat map (1 s columns).
 const OFFSET_ROWS: u32 = 50;
 
-pub fn run(a: ReportArgs) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles.bundles)?;
-    if a.compare && bundles.len() != 2 {
-        bail!(
-            "--compare needs exactly two bundles, before and after ({} given)",
-            bundles.len()
-        );
-    }
-    let progress = Progress::new();
-    let mut body = crate::sql_command::runtime()?.block_on(async {
-        let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        build(&session, &bundles, &progress).await
-    })?;
-    if bundles.len() >= 3 {
-        progress.phase("ranking the fleet");
-        let reopened = bundles
-            .iter()
-            .map(|b| b.reopen())
-            .collect::<Result<Vec<_>, _>>()?;
-        body.push_str(&fleet_section(&crate::fleet::ranking(reopened)?));
-    }
-    if a.compare {
-        progress.phase("comparing");
-        let c = crate::compare::compute(
-            &bundles[0].path().display().to_string(),
-            &bundles[1].path().display().to_string(),
-            None,
-            15,
-            true,
-        )?;
-        body.push_str("<section id=\"compare\"><h2>Comparison: second vs first</h2>\n");
-        body.push_str(&crate::compare::render_body(&c, "h3"));
-        body.push_str("</section>\n");
-    }
-    progress.finish();
-    let names = crate::sql::session::bundle_names(&bundles);
-    let title = a
-        .title
-        .clone()
-        .unwrap_or_else(|| format!("perfpack report: {}", picture::describe_bundles(&names)));
-    let html = page(&title, &body);
-    picture::write_output(&a.output, html.as_bytes())?;
-    if a.output.as_os_str() != "-" {
-        eprintln!(
-            "perfpack: wrote the report to {} ({} bytes); open it in a browser",
-            a.output.display(),
-            picture::group_digits(html.len() as u64)
-        );
-    }
-    Ok(())
+/// The section of `report --compare`: the second bundle against the first.
+pub fn compare_section(c: &crate::compare::Computed) -> String {
+    let mut s = String::from("<section id=\"compare\"><h2>Comparison: second vs first</h2>\n");
+    s.push_str(&crate::compare::render_body(c, "h3"));
+    s.push_str("</section>\n");
+    s
 }
 
 /// The whole document around the sections.
-fn page(title: &str, body: &str) -> String {
+pub fn page(title: &str, body: &str) -> String {
     let mut o = String::with_capacity(body.len() + 40_000);
     let _ = write!(
         o,
@@ -138,12 +77,12 @@ fn page(title: &str, body: &str) -> String {
 }
 
 /// Every section that needs the SQL session, in page order.
-async fn build(
+pub async fn build(
     session: &Session,
     bundles: &[Bundle],
     progress: &Progress,
 ) -> anyhow::Result<String> {
-    let origin = heatmap::origin(bundles);
+    let origin = time::origin(bundles);
     let mut o = String::new();
     progress.phase("header and USE checklist");
     let names = crate::sql::session::bundle_names(bundles);
@@ -280,7 +219,7 @@ fn capitalized(s: &str) -> String {
 }
 
 /// The fleet ranking as a table with the reasons of each outlier.
-fn fleet_section(ranked: &[crate::fleet::Ranked]) -> String {
+pub fn fleet_section(ranked: &[crate::fleet::Ranked]) -> String {
     let mut o = String::from("<section id=\"fleet\"><h2>Fleet ranking</h2>\n");
     let flagged = ranked.iter().filter(|r| r.flagged).count();
     let _ = writeln!(

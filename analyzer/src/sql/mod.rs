@@ -4,11 +4,13 @@
 pub mod block_pairs;
 pub mod library;
 pub mod output;
+mod runtime;
 pub mod session;
 pub mod shell;
 mod store;
 
 pub use output::OutFormat;
+pub use runtime::runtime;
 pub use session::{Session, SessionOptions};
 
 /// A DataFusion error as one line (its messages can span lines).

@@ -2,26 +2,38 @@
 //! a query or a file), open the session and print the rows, or start the shell.
 
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use super::Format;
 use crate::bundles;
-use crate::cli::{Format, SqlArgs};
-use crate::sql::{Session, SessionOptions, library, shell};
+use crate::sql::{OutFormat, Session, SessionOptions, library, shell};
 
-/// Builds the runtime DataFusion runs on.
-/// The runtime queries run on, here or as a Ballista scheduler or executor. Workers get 16 MiB
-/// stacks: Ballista plans on them, and planning the library's deeper views (`iolatency`:
-/// windows over a union over `block_io`) overflows tokio's 2 MiB in a debug build.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_stack_size(16 << 20)
-        .build()?)
+/// What `perfpack sql` runs, over what.
+#[derive(Debug)]
+pub struct Request {
+    /// Bundles, and perhaps last a library view's name.
+    pub args: Vec<String>,
+    /// A dataset written by `perfpack export --dataset`, queried in place.
+    pub dataset: Option<String>,
+    /// A Ballista scheduler, df://HOST:PORT.
+    pub cluster: Option<String>,
+    pub query: Option<String>,
+    /// A file of SQL statements; the last one's rows are printed.
+    pub file: Option<PathBuf>,
+    pub format: OutFormat,
+    /// Write the rows to this file instead of stdout.
+    pub output: Option<PathBuf>,
+    /// Allow DDL/DML, CREATE EXTERNAL TABLE and COPY.
+    pub allow_ddl: bool,
+    /// Memory the query engine may use before spilling to disk.
+    pub memory_limit: Option<usize>,
+    /// Give up on a query that runs longer than this many ns.
+    pub timeout: Option<i64>,
 }
 
-pub fn run(a: SqlArgs) -> anyhow::Result<()> {
+pub fn run(a: Request) -> anyhow::Result<()> {
     let mut bundle_args = a.args;
     // `perfpack sql B... NAME`: a last argument that is not a path but a view name.
     let mut view = None;
@@ -75,7 +87,7 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
     if let (Some(ns), Some(_)) = (a.timeout, &sql) {
         watchdog(ns, a.output.clone());
     }
-    runtime()?.block_on(async {
+    crate::sql::runtime()?.block_on(async {
         let session = match &dataset {
             Some(d) => Session::open_dataset(d, &opts).await?,
             None => Session::open(&bundles, &opts).await?,
@@ -99,7 +111,7 @@ pub fn run(a: SqlArgs) -> anyhow::Result<()> {
 /// `--timeout`: a thread that ends the process when the query outlives its time. The engine's
 /// tasks do not yield to a timer while they compute, so a timer inside the runtime would not
 /// fire; a plain thread does, removes the output's temporary file, and exits with an error.
-fn watchdog(ns: i64, output: Option<std::path::PathBuf>) {
+fn watchdog(ns: i64, output: Option<PathBuf>) {
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_nanos(ns.max(0) as u64));
         if let Some(p) = &output {

@@ -1,11 +1,18 @@
-//! Command-line interface of `perfpack` (clap derive). Each subcommand's arguments convert into
-//! the plain options its module takes.
+//! Command-line interface of `perfpack` (clap derive): the only place clap is used. Each
+//! subcommand's arguments convert into the plain request its `commands` module takes
+//! ([`Command::run`]).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use crate::sql::OutFormat;
+use crate::commands::Format;
+use crate::import::ImportKind;
+
+mod args;
+mod values;
+
+pub use args::*;
 
 /// Analyze perfpack bundles: what a recorded Linux machine was doing.
 #[derive(Debug, Parser)]
@@ -44,17 +51,17 @@ pub enum Command {
     /// Log2 latency histograms with percentiles, per device, process, operation or syscall
     Latency(LatencyArgs),
     /// Compare two bundles (before/after, this box/that box), corrected for clock frequency
-    Compare(crate::compare::CompareArgs),
+    Compare(CompareArgs),
     /// Which resource metrics move with a latency (rank correlation per second), and each
     /// disk's demand by Little's law
-    Correlate(crate::correlate::CorrelateArgs),
+    Correlate(CorrelateArgs),
     /// Rank bundles of a fleet (one per instance) by how much they differ, and say in what
-    Fleet(crate::fleet::FleetArgs),
+    Fleet(FleetArgs),
     /// One self-contained HTML report of bundles: sources and losses, USE checklist, flame
     /// graphs, frequency, latency heat maps and histograms, fleet ranking or comparison
-    Report(crate::report::ReportArgs),
+    Report(ReportArgs),
     /// Copy a bundle with thread names, paths and command lines replaced by stable hashes
-    Redact(crate::redact::RedactArgs),
+    Redact(RedactArgs),
     /// Import an existing capture (perf script or ftrace text) into a bundle
     Import {
         #[arg(value_enum)]
@@ -118,9 +125,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// The scheduler: plans each query into stages and hands their tasks to executors
-    Scheduler(crate::cluster::SchedulerArgs),
+    Scheduler(SchedulerArgs),
     /// An executor: runs tasks, reading the dataset where it lies, and serves their output
-    Executor(crate::cluster::ExecutorArgs),
+    Executor(ExecutorArgs),
 }
 
 /// Formats `perfpack export` writes.
@@ -132,45 +139,6 @@ pub enum ExportFormat {
     PerfettoJson,
     /// Gzipped pprof profile (go tool pprof, Pyroscope, speedscope)
     Pprof,
-}
-
-/// Arguments of `perfpack sql`.
-#[derive(Debug, clap::Args)]
-pub struct SqlArgs {
-    /// Bundles (directories, packed files, globs, `s3://` or `file://` URLs); a last argument
-    /// that names a library view (see `perfpack queries`) runs that view
-    #[arg(required_unless_present = "dataset", value_name = "BUNDLE")]
-    pub args: Vec<String>,
-    /// Query a dataset written by `perfpack export --dataset` (a directory, `s3://` or
-    /// `file://` URL) in place, pruning by `host` and `bundle`
-    #[arg(long, value_name = "DIR_OR_URL")]
-    pub dataset: Option<String>,
-    /// Run the query on an Apache DataFusion Ballista cluster whose scheduler is at
-    /// df://HOST:PORT (see `perfpack cluster`); the dataset must lie where every executor can
-    /// read it (a shared directory or `s3://`)
-    #[arg(long, value_name = "df://HOST:PORT", requires = "dataset")]
-    pub cluster: Option<String>,
-    /// The SQL to run
-    #[arg(short, long, conflicts_with = "file")]
-    pub query: Option<String>,
-    /// A file of SQL statements (separated by `;`); the last one's rows are printed
-    #[arg(short, long)]
-    pub file: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = OutFormat::Table)]
-    pub format: OutFormat,
-    /// Write the rows to this file instead of stdout
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    /// Allow DDL/DML, CREATE EXTERNAL TABLE and COPY (which read and write arbitrary paths)
-    #[arg(long)]
-    pub allow_ddl: bool,
-    /// Memory the query engine may use before spilling to disk, e.g. 512M or 4G (default: a
-    /// quarter of RAM)
-    #[arg(long, value_parser = parse_size)]
-    pub memory_limit: Option<usize>,
-    /// Give up on a query (-q, -f or a view) that runs longer than this, e.g. 30s or 5m
-    #[arg(long, value_parser = crate::scope::parse_duration_ns)]
-    pub timeout: Option<i64>,
 }
 
 /// The selection options every picture command shares.
@@ -214,125 +182,6 @@ impl ScopeArgs {
     }
 }
 
-/// Arguments of `perfpack flamegraph`.
-#[derive(Debug, clap::Args)]
-pub struct FlamegraphArgs {
-    #[command(flatten)]
-    pub bundles: BundleArgs,
-    #[arg(long, value_enum, default_value_t = crate::flamegraph::Kind::Cpu)]
-    pub kind: crate::flamegraph::Kind,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    /// Sampling event to draw (default: the most sampled one)
-    #[arg(long)]
-    pub event: Option<String>,
-    /// What each CPU sample adds to its stack
-    #[arg(long, value_enum, default_value_t = crate::flamegraph::Weight::Period)]
-    pub weight: crate::flamegraph::Weight,
-    /// Icicle graph: roots at the top
-    #[arg(long)]
-    pub inverted: bool,
-    /// Merge from the leaves: each stack reversed, so callers of hot functions add up
-    #[arg(long)]
-    pub reverse: bool,
-    /// Write folded stacks (`comm;root;...;leaf weight`) instead of SVG
-    #[arg(long)]
-    pub folded: bool,
-    /// Off-CPU: leave out the wakers' stacks
-    #[arg(long)]
-    pub no_wakers: bool,
-    /// CPU: leave out idle samples (pid 0, the CPUs' idle tasks); the subtitle says their share
-    #[arg(long)]
-    pub no_idle: bool,
-    /// --weight turbo: the frequency CPU time is normalized to (default: the lowest base MHz)
-    #[arg(long)]
-    pub ref_mhz: Option<f64>,
-    /// Title of the picture
-    #[arg(long)]
-    pub title: Option<String>,
-    /// The file to write (`-` for stdout)
-    #[arg(short, long)]
-    pub output: PathBuf,
-}
-
-/// Arguments of `perfpack heatmap`.
-#[derive(Debug, clap::Args)]
-pub struct HeatmapArgs {
-    #[command(flatten)]
-    pub bundles: BundleArgs,
-    /// What to draw: a latency source, or CPU samples by sub-second offset (FlameScope)
-    #[arg(long, value_enum, default_value_t = crate::heatmap::Source::Block, conflicts_with = "sql")]
-    pub source: crate::heatmap::Source,
-    /// A query yielding ts_ns and latency_ns columns (and optionally bundle) to draw instead
-    #[arg(long)]
-    pub sql: Option<String>,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    /// Column width in time (default: a round step giving at most 200 columns; 1s for samples)
-    #[arg(long, value_parser = crate::scope::parse_duration_ns)]
-    pub step: Option<i64>,
-    /// Log2 latency rows ([2^k, 2^(k+1)) ns) instead of linear ones
-    #[arg(long)]
-    pub log: bool,
-    /// Linear rows: the top of the latency axis (default: the largest latency)
-    #[arg(long, value_parser = crate::scope::parse_duration_ns)]
-    pub max: Option<i64>,
-    /// Linear rows: how many (samples: rows per second)
-    #[arg(long, default_value_t = 50)]
-    pub rows: u32,
-    /// `--source process`: how many of the busiest processes
-    #[arg(long, default_value_t = 20)]
-    pub top: usize,
-    /// Title of the picture
-    #[arg(long)]
-    pub title: Option<String>,
-    /// The SVG file to write (`-` for stdout)
-    #[arg(short, long)]
-    pub output: PathBuf,
-}
-
-/// Arguments of `perfpack latency`.
-#[derive(Debug, clap::Args)]
-pub struct LatencyArgs {
-    #[command(flatten)]
-    pub bundles: BundleArgs,
-    #[arg(long, value_enum, default_value_t = crate::latency::Source::Block)]
-    pub source: crate::latency::Source,
-    /// One histogram per value of this column (block: dev, disk, comm, rwbs; runq: comm, cpu;
-    /// syscall: syscall, comm)
-    #[arg(long)]
-    pub by: Option<String>,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[arg(long, value_enum, default_value_t = LatencyFormat::Text)]
-    pub format: LatencyFormat,
-    /// Also draw the histograms into this SVG file
-    #[arg(long)]
-    pub svg: Option<PathBuf>,
-}
-
-/// How `perfpack latency` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LatencyFormat {
-    /// Histograms drawn in text, as iolatency and biolatency print them
-    Text,
-    /// JSON for programs
-    Json,
-    /// One CSV row per group and bucket
-    Csv,
-}
-
-/// Capture formats `perfpack import` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ImportKind {
-    /// Text of `perf script` for a `perf record -g` capture
-    PerfScript,
-    /// A `perf record` file (perf.data), its frames named from this machine's files
-    PerfData,
-    /// Text of ftrace's `trace`/`trace_pipe`, or of `trace-cmd report`
-    FtraceText,
-}
-
 /// A size (`512M`, `4G`) as `perfpack-record` takes one (`perfpack_schema::units`).
 fn parse_size(s: &str) -> Result<usize, String> {
     perfpack_schema::units::parse_size(s)
@@ -347,15 +196,6 @@ pub struct BundleArgs {
     /// in them)
     #[arg(required = true, value_name = "BUNDLE")]
     pub bundles: Vec<String>,
-}
-
-/// How a command prints tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Aligned text for people
-    Table,
-    /// JSON for programs
-    Json,
 }
 
 #[cfg(test)]

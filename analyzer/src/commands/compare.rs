@@ -1,0 +1,53 @@
+//! `perfpack compare A B`: before/after (or this box/that box), corrected for clock frequency,
+//! as text or JSON, and optionally a differential flame graph, histograms and an HTML page.
+
+use std::path::PathBuf;
+
+use super::{Format, print};
+use crate::compare::{compute, render_html, render_text};
+use crate::picture;
+
+/// What `perfpack compare` compares and writes.
+#[derive(Debug)]
+pub struct Request {
+    /// The baseline bundle(s) ("before"; a glob makes a set).
+    pub before: String,
+    /// The bundle(s) compared with it ("after").
+    pub after: String,
+    /// Frequency CPU time is normalized to (default: the lower base MHz of the two sides).
+    pub ref_mhz: Option<f64>,
+    /// How many functions to list.
+    pub top: usize,
+    pub format: Format,
+    /// Also write the differential flame graph to this SVG.
+    pub flamegraph: Option<PathBuf>,
+    /// Also write the latency histograms of both sides to this SVG.
+    pub histograms: Option<PathBuf>,
+    /// Also write everything as one self-contained HTML page.
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(a: Request) -> anyhow::Result<()> {
+    let c = compute(
+        &a.before,
+        &a.after,
+        a.ref_mhz,
+        a.top,
+        a.flamegraph.is_some() || a.output.is_some(),
+    )?;
+    if let (Some(path), Some(svg)) = (&a.flamegraph, &c.differential) {
+        picture::write_output(path, svg)?;
+    }
+    if let Some(path) = &a.histograms {
+        picture::write_output(path, c.histograms.as_bytes())?;
+    }
+    if let Some(path) = &a.output {
+        let html = render_html(&c);
+        picture::write_output(path, html.as_bytes())?;
+    }
+    let text = match a.format {
+        Format::Json => serde_json::to_string_pretty(&c.comparison)? + "\n",
+        Format::Table => render_text(&c.comparison),
+    };
+    print(&text)
+}

@@ -1,0 +1,71 @@
+//! `perfpack report`: one self-contained HTML file of bundles, with the fleet ranking for three
+//! or more and the comparison for two with `--compare`.
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+use crate::picture::{self, Progress};
+use crate::report::{build, compare_section, fleet_section, page};
+use crate::sql::{Session, SessionOptions};
+
+/// What `perfpack report` writes.
+#[derive(Debug)]
+pub struct Request {
+    pub bundles: Vec<String>,
+    /// The HTML file to write.
+    pub output: PathBuf,
+    /// With exactly two bundles: compare the second with the first.
+    pub compare: bool,
+    pub title: Option<String>,
+}
+
+pub fn run(a: Request) -> anyhow::Result<()> {
+    let bundles = crate::bundles::open_all(&a.bundles)?;
+    if a.compare && bundles.len() != 2 {
+        bail!(
+            "--compare needs exactly two bundles, before and after ({} given)",
+            bundles.len()
+        );
+    }
+    let progress = Progress::new();
+    let mut body = crate::sql::runtime()?.block_on(async {
+        let session = Session::open(&bundles, &SessionOptions::default()).await?;
+        build(&session, &bundles, &progress).await
+    })?;
+    if bundles.len() >= 3 {
+        progress.phase("ranking the fleet");
+        let reopened = bundles
+            .iter()
+            .map(|b| b.reopen())
+            .collect::<Result<Vec<_>, _>>()?;
+        body.push_str(&fleet_section(&crate::fleet::ranking(reopened)?));
+    }
+    if a.compare {
+        progress.phase("comparing");
+        let c = crate::compare::compute(
+            &bundles[0].path().display().to_string(),
+            &bundles[1].path().display().to_string(),
+            None,
+            15,
+            true,
+        )?;
+        body.push_str(&compare_section(&c));
+    }
+    progress.finish();
+    let names = crate::sql::session::bundle_names(&bundles);
+    let title = a
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("perfpack report: {}", picture::describe_bundles(&names)));
+    let html = page(&title, &body);
+    picture::write_output(&a.output, html.as_bytes())?;
+    if a.output.as_os_str() != "-" {
+        eprintln!(
+            "perfpack: wrote the report to {} ({} bytes); open it in a browser",
+            a.output.display(),
+            picture::group_digits(html.len() as u64)
+        );
+    }
+    Ok(())
+}

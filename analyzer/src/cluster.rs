@@ -38,7 +38,7 @@ use url::Url;
 
 mod recursive;
 
-use crate::location::{self, CountingStore};
+use crate::bundle::location::{self, CountingStore};
 use crate::sql::block_pairs::{PairsExec, PairsTable};
 
 /// Marks our nodes on the wire. Ballista's codecs write protobuf, whose first byte is never 0

@@ -4,14 +4,14 @@
 //! `fuzz/` reach the importers ([`import`]) as the command does.
 
 mod analysis;
-mod bundles;
+mod bundle;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 mod commands;
 mod compare;
 mod correlate;
-mod dataset;
+mod export;
 mod flamegraph;
 mod fleet;
 mod fold;
@@ -21,16 +21,12 @@ pub mod import;
 mod info;
 mod intern;
 mod latency;
-pub mod location;
-mod perfetto;
 mod picture;
-mod pprof;
 mod redact;
 mod report;
 mod scope;
 mod sql;
 mod stacks;
-mod staged;
 mod svg;
 mod text_table;
 mod utilization;
@@ -42,9 +38,9 @@ use crate::commands::export::Target;
 
 /// Runs one command line; `main` prints the error.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    location::set_endpoint(cli.endpoint.clone());
+    bundle::location::set_endpoint(cli.endpoint.clone());
     let result = run_command(cli.command);
-    location::print_stats();
+    bundle::location::print_stats();
     result
 }
 

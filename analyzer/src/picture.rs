@@ -131,7 +131,7 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         out.flush()?;
         return Ok(());
     }
-    if crate::staged::special_file(path).is_some() {
+    if crate::bundle::staged::special_file(path).is_some() {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .open(path)

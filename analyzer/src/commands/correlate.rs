@@ -16,7 +16,7 @@ pub struct Request {
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles)?;
+    let bundles = crate::bundle::open_all(&a.bundles)?;
     let origin = crate::analysis::time::origin(&bundles);
     let c = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;

@@ -23,12 +23,12 @@ pub fn run(bundles: &[String], target: Target, output: Option<PathBuf>) -> anyho
     match target {
         Target::Dataset(dataset) => {
             let mut stdout = std::io::stdout().lock();
-            crate::dataset::export(bundles, &dataset, &mut stdout)?;
+            crate::export::dataset::export(bundles, &dataset, &mut stdout)?;
             stdout.flush()?;
             Ok(())
         }
-        Target::Pprof { event } => crate::pprof::run(bundles, event, output.as_deref()),
-        Target::PerfettoJson => crate::perfetto::run(bundles, output.as_deref()),
+        Target::Pprof { event } => crate::export::pprof::run(bundles, event, output.as_deref()),
+        Target::PerfettoJson => crate::export::perfetto::run(bundles, output.as_deref()),
         Target::Folded { event } => {
             let opts = Options {
                 event,

@@ -4,7 +4,7 @@ use super::{Format, print};
 use crate::fleet::{ranking, render_text};
 
 pub fn run(bundles: &[String], format: Format) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(bundles)?;
+    let bundles = crate::bundle::open_all(bundles)?;
     let ranked = ranking(bundles)?;
     let text = match format {
         Format::Json => serde_json::to_string_pretty(&ranked)? + "\n",

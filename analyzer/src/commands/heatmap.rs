@@ -47,7 +47,7 @@ fn query(a: &Request, pred: &str) -> String {
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles)?;
+    let bundles = crate::bundle::open_all(&a.bundles)?;
     if a.sql.is_none() && matches!(a.source, Source::Cpu | Source::Process) {
         return utilization(&a, &bundles);
     }

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use super::Format;
 
 pub fn run(bundles: &[String], format: Format) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(bundles)?;
+    let bundles = crate::bundle::open_all(bundles)?;
     let infos: Vec<_> = bundles.iter().map(crate::info::summarize).collect();
     let mut stdout = std::io::stdout().lock();
     match format {

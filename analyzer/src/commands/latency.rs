@@ -35,7 +35,7 @@ pub struct Request {
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles)?;
+    let bundles = crate::bundle::open_all(&a.bundles)?;
     let scope = &a.scope;
     let progress = Progress::new();
     let result = crate::sql::runtime()?.block_on(async {

@@ -24,7 +24,7 @@ pub fn run(a: Options) -> anyhow::Result<()> {
     }
     // Written next to the output and moved into place at the end: a failure leaves the output
     // path as it was.
-    let staged = crate::staged::Staged::new(output, a.force, "redact")?;
+    let staged = crate::bundle::staged::Staged::new(output, a.force, "redact")?;
     let r = crate::redact::write(&bundle, &a, staged.path())?;
     staged.commit()?;
     let mut what = vec!["the host's identity"];

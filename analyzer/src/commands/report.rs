@@ -21,7 +21,7 @@ pub struct Request {
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(&a.bundles)?;
+    let bundles = crate::bundle::open_all(&a.bundles)?;
     if a.compare && bundles.len() != 2 {
         bail!(
             "--compare needs exactly two bundles, before and after ({} given)",

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use super::Format;
-use crate::bundles;
-use crate::sql::{OutFormat, Session, SessionOptions, library, shell};
+use crate::sql::{OutFormat, Remote, Session, SessionOptions, library, shell};
 
 /// What `perfpack sql` runs, over what.
 #[derive(Debug)]
@@ -72,15 +71,15 @@ pub fn run(a: Request) -> anyhow::Result<()> {
     let dataset = a
         .dataset
         .as_deref()
-        .map(crate::dataset::Dataset::at)
+        .map(crate::bundle::dataset::Dataset::at)
         .transpose()?;
     let bundles = match dataset {
         Some(_) => Vec::new(),
-        None => bundles::open_all(&bundle_args)?,
+        None => crate::bundle::open_all(&bundle_args)?,
     };
     let mut opts = SessionOptions::default()
         .allow_ddl(a.allow_ddl)
-        .cluster(a.cluster);
+        .cluster(a.cluster.map(remote).transpose()?);
     if let Some(m) = a.memory_limit {
         opts = opts.memory_limit(m);
     }
@@ -160,4 +159,20 @@ pub fn list_queries(format: Format) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `--cluster URL`: the Ballista cluster queries run on.
+#[cfg(feature = "cluster")]
+fn remote(url: String) -> anyhow::Result<Remote> {
+    Ok(Remote {
+        url,
+        connect: |url, ctx| Box::pin(async move { crate::cluster::remote(&url, ctx).await }),
+    })
+}
+
+#[cfg(not(feature = "cluster"))]
+fn remote(url: String) -> anyhow::Result<Remote> {
+    bail!(
+        "--cluster {url}: this perfpack was built without Ballista (cargo build --features cluster)"
+    )
 }

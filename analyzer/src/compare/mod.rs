@@ -311,7 +311,7 @@ struct Opened {
 }
 
 async fn open(args: &str) -> anyhow::Result<Opened> {
-    let bundles = crate::bundles::open_all(std::slice::from_ref(&args.to_string()))?;
+    let bundles = crate::bundle::open_all(std::slice::from_ref(&args.to_string()))?;
     let session = Session::open(&bundles, &SessionOptions::default()).await?;
     let frequency = frequency(&session, &bundles).await?;
     Ok(Opened {

@@ -128,12 +128,12 @@ pub fn draw(bundle_args: &[String], opts: &Options) -> anyhow::Result<Vec<u8>> {
         && opts.weight != Weight::Turbo
         && !opts.no_idle;
     let bundles = if direct {
-        crate::bundles::open_for(
+        crate::bundle::open_for(
             bundle_args,
             &[tables::STACK_SAMPLE, tables::FRAME, tables::CALLSITE],
         )?
     } else {
-        crate::bundles::open_all(bundle_args)?
+        crate::bundle::open_all(bundle_args)?
     };
     let progress = Progress::new();
     let out = if direct {

@@ -310,7 +310,7 @@ fn write_bundle(
         ClockSnapshot::default(),
     );
     // Written beside `out` and moved into place at the end: on any failure `out` is as it was.
-    let staged = crate::staged::Staged::new(out, force, "import")?;
+    let staged = crate::bundle::staged::Staged::new(out, force, "import")?;
     let mut writer = BundleWriter::create(staged.path(), manifest, WriterOptions::default())?;
     let mut report = Report::default();
     if let Err(err) = body(&mut writer, &mut report) {

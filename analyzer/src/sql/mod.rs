@@ -11,7 +11,7 @@ mod store;
 
 pub use output::OutFormat;
 pub use runtime::runtime;
-pub use session::{Session, SessionOptions};
+pub use session::{Remote, Session, SessionOptions};
 
 /// A DataFusion error as one line (its messages can span lines).
 pub fn error(e: datafusion::error::DataFusionError) -> anyhow::Error {

@@ -58,7 +58,7 @@ pub async fn write(df: DataFrame, format: OutFormat, out: Option<&Path>) -> anyh
             }
             result
         }
-        Some(path) if crate::staged::special_file(path).is_some() => {
+        Some(path) if crate::bundle::staged::special_file(path).is_some() => {
             // A device or FIFO (`-o /dev/null`): written into, since a rename would replace it.
             let file = std::fs::OpenOptions::new()
                 .write(true)

@@ -33,8 +33,28 @@ pub struct SessionOptions {
     /// Allow statements that create tables from paths or write files (CREATE EXTERNAL TABLE,
     /// COPY) and other DDL/DML.
     pub allow_ddl: bool,
-    /// Run queries on the Ballista cluster whose scheduler is at this `df://HOST:PORT`.
-    pub cluster: Option<String>,
+    /// Run queries on a cluster (`perfpack sql --cluster`) instead of here.
+    pub cluster: Option<Remote>,
+}
+
+/// A cluster queries run on: its scheduler's URL and how a local session is handed to it. The
+/// command that asks for one supplies `connect` (`cluster::remote`), so that this module does not
+/// know Ballista.
+#[derive(Clone)]
+pub struct Remote {
+    /// `df://HOST:PORT`, as the user gave it.
+    pub url: String,
+    /// The session that runs this session's queries on the cluster.
+    pub connect: fn(
+        String,
+        SessionContext,
+    ) -> futures::future::BoxFuture<'static, anyhow::Result<SessionContext>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.url).finish()
+    }
 }
 
 impl Default for SessionOptions {
@@ -53,8 +73,8 @@ impl SessionOptions {
         self
     }
 
-    pub fn cluster(mut self, scheduler: Option<String>) -> Self {
-        self.cluster = scheduler;
+    pub fn cluster(mut self, remote: Option<Remote>) -> Self {
+        self.cluster = remote;
         self
     }
 
@@ -149,7 +169,7 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Opens a session over `bundles` (already verified) and registers the library's views.
     pub async fn open(bundles: &[Bundle], opts: &SessionOptions) -> anyhow::Result<Session> {
-        if let Some(url) = &opts.cluster {
+        if let Some(Remote { url, .. }) = &opts.cluster {
             bail!(
                 "--cluster {url}: a cluster reads bundles where they lie; export them with `perfpack export --dataset` and give --dataset"
             );
@@ -159,7 +179,7 @@ impl Session {
         for (bundle, name) in bundles.iter().zip(&names) {
             // The chunks of a bundle whose pages were not walked at open are checked as
             // DataFusion fetches them.
-            let walked = crate::bundles::pages_walked_at_open(bundle);
+            let walked = crate::bundle::pages_walked_at_open(bundle);
             for table in tables::ALL {
                 for seg in bundle.segments(table) {
                     let file = seg.file.rsplit('/').next().unwrap_or(&seg.file);
@@ -189,7 +209,7 @@ impl Session {
     /// listing tables over its Hive partitions (a filter on `host` or `bundle` lists and reads
     /// only the matching partitions), and its `bundles` table of manifests.
     pub async fn open_dataset(
-        dataset: &crate::dataset::Dataset,
+        dataset: &crate::bundle::dataset::Dataset,
         opts: &SessionOptions,
     ) -> anyhow::Result<Session> {
         let members = dataset.members_or_fail()?;
@@ -204,14 +224,16 @@ impl Session {
         let at = dataset.store_url();
         ctx.register_object_store(
             &at.root,
-            Arc::new(crate::location::CountingStore::new(Arc::clone(&at.store))),
+            Arc::new(crate::bundle::location::CountingStore::new(Arc::clone(
+                &at.store,
+            ))),
         );
         register_tables(&ctx, |table| dataset.table_url(table))?;
         ctx.register_table(
-            crate::dataset::BUNDLES_TABLE,
+            crate::bundle::dataset::BUNDLES_TABLE,
             listing_table(
-                &dataset.table_url(crate::dataset::BUNDLES_TABLE),
-                crate::dataset::bundles_schema(),
+                &dataset.table_url(crate::bundle::dataset::BUNDLES_TABLE),
+                crate::bundle::dataset::bundles_schema(),
             )?,
         )?;
         let inputs = dataset.pairs_inputs(&members)?;
@@ -357,16 +379,11 @@ fn context(opts: &SessionOptions) -> anyhow::Result<SessionContext> {
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// The session `ctx` as it runs queries: here, or (`--cluster`) on a Ballista cluster.
+/// The session `ctx` as it runs queries: here, or (`--cluster`) on a cluster.
 async fn on_cluster(ctx: SessionContext, opts: &SessionOptions) -> anyhow::Result<SessionContext> {
     match &opts.cluster {
         None => Ok(ctx),
-        #[cfg(feature = "cluster")]
-        Some(url) => crate::cluster::remote(url, ctx).await,
-        #[cfg(not(feature = "cluster"))]
-        Some(url) => bail!(
-            "--cluster {url}: this perfpack was built without Ballista (cargo build --features cluster)"
-        ),
+        Some(remote) => (remote.connect)(remote.url.clone(), ctx).await,
     }
 }
 

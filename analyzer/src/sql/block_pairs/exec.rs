@@ -161,9 +161,9 @@ fn reopen(
 ) -> datafusion::error::Result<Arc<BundlePairs>> {
     let mut segments = Vec::with_capacity(stored.len());
     for s in &stored {
-        let at = crate::location::parse(&s.url)
+        let at = crate::bundle::location::parse(&s.url)
             .map_err(|e| datafusion::error::DataFusionError::External(format!("{e:#}").into()))?;
-        let object = crate::location::StoreObject::sized(&at.store, &at.prefix, s.size);
+        let object = crate::bundle::location::StoreObject::sized(&at.store, &at.prefix, s.size);
         segments.push(SegmentData::new(Arc::new(object), s.url.clone().into()));
     }
     Ok(Arc::new(BundlePairs {

@@ -34,7 +34,7 @@ fn us(ns: i64) -> serde_json::Value {
 const DISK_PID_BASE: i64 = 1 << 30;
 
 pub fn run(bundle_args: &[String], output: Option<&Path>) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(bundle_args)?;
+    let bundles = crate::bundle::open_all(bundle_args)?;
     let [bundle] = bundles.as_slice() else {
         bail!(
             "perfetto-json takes one bundle (process ids of different machines would mix); {} given",

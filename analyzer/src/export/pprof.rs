@@ -74,7 +74,7 @@ pub fn run(
     event: Option<String>,
     output: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let bundles = crate::bundles::open_all(bundle_args)?;
+    let bundles = crate::bundle::open_all(bundle_args)?;
     let progress = Progress::new();
     let folded = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;

@@ -1,6 +1,15 @@
-//! Resolves the bundle arguments of a command (directories, packed files, glob patterns,
-//! `s3://` and `file://` URLs) and opens them, printing each bundle's warnings (e.g. unclosed
-//! segments) to stderr.
+//! Opening bundles: resolves the bundle arguments of a command (directories, packed files, glob
+//! patterns, `s3://` and `file://` URLs, datasets) and opens them, printing each bundle's
+//! warnings (e.g. unclosed segments) to stderr. Below `sql`: nothing here imports it.
+//!
+//! `location.rs` reads stores (S3, file URLs) in place, `dataset.rs` reads fleet datasets,
+//! `block_rq.rs` is what block pairing reads of a bundle, `staged.rs` writes an output bundle
+//! next to its place and moves it in at the end.
+
+pub mod block_rq;
+pub mod dataset;
+pub mod location;
+pub mod staged;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,17 +23,17 @@ pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arg in args {
         if arg.starts_with("file://") {
-            let path = crate::location::file_path(arg)?;
+            let path = location::file_path(arg)?;
             out.extend(members_or(path.to_string_lossy().as_ref(), path.clone())?);
             continue;
         }
-        if crate::location::is_url(arg) {
-            for url in crate::location::expand(arg)? {
+        if location::is_url(arg) {
+            for url in location::expand(arg)? {
                 out.extend(members_or(&url, PathBuf::from(&url))?);
             }
             continue;
         }
-        if crate::dataset::is_local_dataset(std::path::Path::new(arg)) {
+        if dataset::is_local_dataset(std::path::Path::new(arg)) {
             out.extend(members_or(arg, PathBuf::from(arg))?);
             continue;
         }
@@ -51,7 +60,7 @@ pub fn expand(args: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 /// it. Its footers and counted column are checked at open, and its column chunks as they are
 /// fetched (`sql::store`, `block_rq_pairs`).
 pub fn pages_walked_at_open(bundle: &Bundle) -> bool {
-    !crate::location::is_url(&bundle.path().to_string_lossy())
+    !location::is_url(&bundle.path().to_string_lossy())
 }
 
 /// Opens every bundle and checks its segment files (footers, schemas, row counts).
@@ -80,11 +89,11 @@ pub fn open_for(args: &[String], reads: &[&TableDef]) -> anyhow::Result<Vec<Bund
 /// The members of the dataset at `arg` when it is one (a URL, or a local directory with a
 /// `bundles/` table and no manifest), else `path` itself.
 fn members_or(arg: &str, path: PathBuf) -> anyhow::Result<Vec<PathBuf>> {
-    let local = !crate::location::is_url(arg);
-    if local && !crate::dataset::is_local_dataset(&path) {
+    let local = !location::is_url(arg);
+    if local && !dataset::is_local_dataset(&path) {
         return Ok(vec![path]);
     }
-    let ds = crate::dataset::Dataset::at(arg)?;
+    let ds = dataset::Dataset::at(arg)?;
     let members = ds.members()?;
     if members.is_empty() {
         if local {
@@ -96,28 +105,28 @@ fn members_or(arg: &str, path: PathBuf) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// `DATASET/bundles/host=H/bundle=B`: the dataset and the member it names.
-fn as_member(path: &std::path::Path) -> Option<(String, crate::dataset::Member)> {
+fn as_member(path: &std::path::Path) -> Option<(String, dataset::Member)> {
     let name = |p: &std::path::Path| p.file_name().map(|f| f.to_string_lossy().into_owned());
     let bundle = name(path)?.strip_prefix("bundle=")?.to_string();
     let host_dir = path.parent()?;
     let host = name(host_dir)?.strip_prefix("host=")?.to_string();
     let table_dir = host_dir.parent()?;
-    if name(table_dir)? != crate::dataset::BUNDLES_TABLE {
+    if name(table_dir)? != dataset::BUNDLES_TABLE {
         return None;
     }
     let root = table_dir.parent()?.to_string_lossy().into_owned();
-    Some((root, crate::dataset::Member { host, bundle }))
+    Some((root, dataset::Member { host, bundle }))
 }
 
 /// Opens one bundle: a local path, or a URL that [`expand`] kept.
 pub fn open(path: &std::path::Path) -> anyhow::Result<Bundle> {
     if let Some((root, member)) = as_member(path) {
-        return crate::dataset::Dataset::at(&root)?.bundle(&member);
+        return dataset::Dataset::at(&root)?.bundle(&member);
     }
     let name = path.to_string_lossy();
-    if crate::location::is_url(&name) {
-        let at = crate::location::parse(&name)?;
-        let remote = Arc::new(crate::location::StoreBundle::new(at));
+    if location::is_url(&name) {
+        let at = location::parse(&name)?;
+        let remote = Arc::new(location::StoreBundle::new(at));
         return Ok(Bundle::open_remote(path, remote)?);
     }
     Ok(Bundle::open(path)?)

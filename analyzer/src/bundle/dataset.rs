@@ -20,7 +20,6 @@
 //! takes a dataset: `perfpack fleet DATASET` ranks its members.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,8 +34,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::reader::{ChunkReader as _, Length as _};
 use perfpack_schema::{Bundle, MANIFEST_FILE, RandomAccess, RemoteBundle, SegmentData, tables};
 
-use crate::location::{self, StoreObject, StoreUrl, block};
-use crate::sql::block_pairs::{PairsInput, StoredSegment};
+use super::block_rq::{PairsInput, StoredSegment};
+use super::location::{self, StoreObject, StoreUrl, block};
 
 /// The table of manifests.
 pub const BUNDLES_TABLE: &str = "bundles";
@@ -101,6 +100,11 @@ impl Dataset {
     }
 
     /// The dataset's store and root.
+    /// The dataset as the user wrote it, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn store_url(&self) -> &StoreUrl {
         &self.at
     }
@@ -259,7 +263,7 @@ impl Dataset {
 
     /// Writes one bundle into the dataset as `m`, replacing what an earlier export of it left.
     /// Returns the files and bytes written.
-    fn export_one(&self, bundle: &Bundle, m: &Member) -> anyhow::Result<(usize, u64)> {
+    pub fn export_one(&self, bundle: &Bundle, m: &Member) -> anyhow::Result<(usize, u64)> {
         let manifest = bundle.manifest();
         if let Some(old) = self.read_manifest(m)?
             && old.bundle_id != manifest.bundle_id
@@ -353,50 +357,6 @@ fn bundles_row(bundle: &Bundle) -> anyhow::Result<Bytes> {
     w.write(&batch)?;
     w.close()?;
     Ok(Bytes::from(out))
-}
-
-/// `perfpack export --dataset DIR_OR_URL B...`.
-pub fn export(args: &[String], dataset: &str, out: &mut impl Write) -> anyhow::Result<()> {
-    let ds = Dataset::at(dataset)?;
-    let bundles = crate::bundles::open_all(args)?;
-    let names = crate::sql::session::bundle_names(&bundles);
-    // Two arguments that would land in one partition: refuse before writing anything.
-    let mut seen = BTreeMap::new();
-    for (b, n) in bundles.iter().zip(&names) {
-        if let Some(other) = seen.insert((n.host.clone(), b.manifest().bundle_id.clone()), b.path())
-        {
-            bail!(
-                "{} and {} are the same bundle ({}); give it once",
-                other.display(),
-                b.path().display(),
-                b.manifest().bundle_id
-            );
-        }
-    }
-    let (mut files, mut bytes) = (0usize, 0u64);
-    for (b, n) in bundles.iter().zip(&names) {
-        let m = Member {
-            host: n.host.clone(),
-            bundle: n.bundle.clone(),
-        };
-        let (f, by) = ds.export_one(b, &m)?;
-        writeln!(
-            out,
-            "exported {} as host={} bundle={} ({f} files, {by} bytes)",
-            b.path().display(),
-            m.host,
-            m.bundle
-        )?;
-        files += f;
-        bytes += by;
-    }
-    writeln!(
-        out,
-        "{}: {} bundles, {files} files, {bytes} bytes written",
-        ds.name,
-        bundles.len()
-    )?;
-    Ok(())
 }
 
 /// A dataset member read as a bundle: `manifest.json` is the member's `_manifest.json`,

@@ -110,11 +110,11 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
     let session = Session::open(&bundles, &SessionOptions::default()).await?;
     let progress = Progress::hidden();
     let mut features = BTreeMap::new();
-    let freq = crate::compare::frequency(&session, &bundles).await?;
+    let freq = crate::analysis::frequency::frequency(&session, &bundles).await?;
     if let Some(m) = freq.busy_mhz {
         features.insert("busy MHz".into(), m);
     }
-    if let Some(i) = crate::compare::ipc(&session).await? {
+    if let Some(i) = crate::analysis::frequency::ipc(&session).await? {
         features.insert("IPC".into(), i);
     }
     // CPU busy share from the CPU event's samples, leaf functions from the busy ones.

@@ -2,5 +2,6 @@
 //! (`../shared/analyzer-layout.md`: `analysis` never imports `render`, `export` or a command).
 
 pub mod cpu;
+pub mod frequency;
 pub mod idle;
 pub mod time;

@@ -18,6 +18,7 @@ mod report;
 mod s3;
 mod shell;
 mod sql;
+mod tidy;
 mod view_truth;
 
 use std::path::{Path, PathBuf};

@@ -22,6 +22,7 @@ mod pidstat;
 mod pmc;
 mod procfs;
 mod profile;
+mod record_config;
 mod records;
 mod ring;
 mod session;

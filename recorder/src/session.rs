@@ -19,12 +19,12 @@ use perfpack_schema::tables::{
 use perfpack_schema::{BundleWriter, WriterOptions};
 
 use crate::budget::{Budget, Running, Step};
-use crate::cli::RecordConfig;
 use crate::ftrace::Ftrace;
 use crate::msr::Msrs;
 use crate::perf::{self, Sampler};
 use crate::pmc::Counters;
 use crate::profile::Profile;
+use crate::record_config::RecordConfig;
 use crate::sorter::Sorter;
 use crate::symbolize::Kallsyms;
 use crate::sysstat::SysStat;
@@ -69,18 +69,6 @@ pub struct Outcome {
     /// Recording a command: the exit status a shell would give for it, once it exited (`None`
     /// when the recording ended first, by `-d` or an error).
     pub command_status: Option<u8>,
-}
-
-pub(crate) fn source(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
-    Source {
-        name: name.into(),
-        status,
-        reason,
-        detail,
-        records: 0,
-        losses: Vec::new(),
-        unwind: Vec::new(),
-    }
 }
 
 /// The `sh -c` script of an `--on-segment` command: each `{}` (bare or quoted) becomes `"$1"`,
@@ -306,7 +294,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             if let Some(why) = &s.fallback_reason {
                 detail.push_str(&format!(" (hardware {why})"));
             }
-            let mut src = source(
+            let mut src = Source::new(
                 sources::PERF_SAMPLES,
                 SourceStatus::Ok,
                 String::new(),
@@ -330,7 +318,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         }
         Err(e) => (
             None,
-            source(
+            Source::new(
                 sources::PERF_SAMPLES,
                 SourceStatus::Unavailable,
                 e,
@@ -359,25 +347,25 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
     let pmc_source = pmc_source(&counters);
     let msrs = cfg.msr.then(|| Msrs::open(&cpus, amd));
     let msr_source = match &msrs {
-        None => source(
+        None => Source::new(
             sources::MSR,
             SourceStatus::Unavailable,
             "disabled by --no-msr".into(),
             String::new(),
         ),
-        Some(m) if m.sources.is_empty() => source(
+        Some(m) if m.sources.is_empty() => Source::new(
             sources::MSR,
             SourceStatus::Unavailable,
             m.problems.join("; "),
             String::new(),
         ),
-        Some(m) if !m.has_aperf_mperf => source(
+        Some(m) if !m.has_aperf_mperf => Source::new(
             sources::MSR,
             SourceStatus::Partial,
             m.problems.join("; "),
             m.sources.join(", "),
         ),
-        Some(m) => source(
+        Some(m) => Source::new(
             sources::MSR,
             SourceStatus::Ok,
             m.problems.join("; "),
@@ -414,26 +402,26 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
                 let detail = f.enabled.join(", ");
                 (
                     Some(f),
-                    source(sources::FTRACE, status, reasons.join("; "), detail),
+                    Source::new(sources::FTRACE, status, reasons.join("; "), detail),
                 )
             }
             // An explicit --event that does not exist, or a malformed --kprobe, is the user's
             // mistake: stop now.
-            Err(e) if e.starts_with("--event") || e.starts_with("--kprobe") => {
+            Err(crate::ftrace::OpenError::Request(e)) => {
                 drop(writer);
                 let _ = std::fs::remove_dir_all(&bundle_dir);
                 anyhow::bail!("{e}");
             }
-            Err(e) => (
+            Err(crate::ftrace::OpenError::Unavailable(e)) => (
                 None,
-                source(sources::FTRACE, SourceStatus::Unavailable, e, String::new()),
+                Source::new(sources::FTRACE, SourceStatus::Unavailable, e, String::new()),
             ),
         }
     } else {
         let why = "no tracepoints asked for (--preset cpu)".to_string();
         (
             None,
-            source(
+            Source::new(
                 sources::FTRACE,
                 SourceStatus::Unavailable,
                 why,
@@ -454,7 +442,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         config_rows.push(&Config { key, value });
     }
     writer.append(CONFIG, config_rows.finish())?;
-    let mut config_source = source(sources::CONFIG,
+    let mut config_source = Source::new(sources::CONFIG,
         SourceStatus::Ok,
         String::new(),
         "kernel command line, sysctls, THP, CPU governor and boost, NUMA, clocksource, cgroup limits, mounts, block queues, NICs (procfs, sysfs)".into(),
@@ -471,14 +459,14 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         ftrace_source,
         pmc_source,
         msr_source,
-        source(
+        Source::new(
             sources::PROCFS,
             SourceStatus::Ok,
             String::new(),
             String::new(),
         ),
         if pidstat_min_pct > 0.0 {
-            source(
+            Source::new(
                 sources::PIDSTAT,
                 SourceStatus::Ok,
                 String::new(),
@@ -488,7 +476,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
                 ),
             )
         } else {
-            source(
+            Source::new(
                 sources::PIDSTAT,
                 SourceStatus::Unavailable,
                 "disabled (--pidstat-min-pct 0)".into(),
@@ -703,7 +691,7 @@ fn pmc_source(c: &Counters) -> Source {
     if !hw_open && !c.opened.is_empty() {
         reason = format!("no hardware PMU events here ({reason}); software counters recorded");
     }
-    source(sources::PMC, status, reason, detail)
+    Source::new(sources::PMC, status, reason, detail)
 }
 
 impl Capture {
@@ -1306,7 +1294,9 @@ impl Capture {
 /// A `--stack-event` as perf_event_open takes it: a software event's number, or a tracepoint's
 /// id read from tracefs (its name was checked to be two words, so the path stays under
 /// `events/`).
-fn resolve_stack_event(e: &crate::cli::StackEventArg) -> Result<perf::StackEvent, String> {
+fn resolve_stack_event(
+    e: &crate::record_config::StackEventArg,
+) -> Result<perf::StackEvent, String> {
     let (type_, config) = match perf::SOFTWARE_EVENTS.iter().find(|s| s.0 == e.name) {
         Some(&(_, n)) => (sys::TYPE_SOFTWARE, n),
         None => {

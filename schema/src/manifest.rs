@@ -225,6 +225,19 @@ impl Source {
     /// At most this many processes are listed in [`Source::unwind`].
     pub const MAX_UNWIND_ROWS: usize = 32;
 
+    /// A source with its status, before it has produced or lost anything.
+    pub fn new(name: &str, status: SourceStatus, reason: String, detail: String) -> Source {
+        Source {
+            name: name.into(),
+            status,
+            reason,
+            detail,
+            records: 0,
+            losses: Vec::new(),
+            unwind: Vec::new(),
+        }
+    }
+
     /// Total lost records over every kind and CPU.
     pub fn total_lost(&self) -> u64 {
         // Counts come from files strangers attach: saturate rather than overflow.

@@ -15,7 +15,6 @@ use std::path::Path;
 use perfpack_schema::manifest::{Source, SourceStatus};
 
 use super::tracefs::{self, Instance};
-use crate::session::source;
 
 /// What function tracing to do.
 #[derive(Debug, Clone, Default)]
@@ -206,7 +205,7 @@ pub fn sources(
             continue;
         }
         let Some(all) = outcomes else {
-            out.push(source(
+            out.push(Source::new(
                 name,
                 SourceStatus::Unavailable,
                 format!("ftrace unavailable: {}", ftrace_source.reason),
@@ -228,7 +227,7 @@ pub fn sources(
             (false, false) => SourceStatus::Partial,
             (true, _) => SourceStatus::Unavailable,
         };
-        out.push(source(name, status, refused.join("; "), ok.join("; ")));
+        out.push(Source::new(name, status, refused.join("; "), ok.join("; ")));
     }
     out
 }

@@ -115,9 +115,34 @@ pub struct Ftrace {
     pub tracer_on: bool,
 }
 
+/// Why ftrace could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// What the command line asked for cannot be: an `--event` this kernel does not have, a
+    /// malformed `--kprobe`. The recording must not start.
+    #[error("{0}")]
+    Request(String),
+    /// ftrace is not usable here (no tracefs, no permission, an unreadable file): the source is
+    /// unavailable and the recording goes on without it.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<String> for OpenError {
+    fn from(e: String) -> Self {
+        OpenError::Unavailable(e)
+    }
+}
+
+impl From<&str> for OpenError {
+    fn from(e: &str) -> Self {
+        OpenError::Unavailable(e.to_string())
+    }
+}
+
 impl Ftrace {
     /// Creates the instance, enables the events, opens every CPU's raw pipe.
-    pub fn open(cfg: &FtraceConfig, cpus: &[u32]) -> Result<Ftrace, String> {
+    pub fn open(cfg: &FtraceConfig, cpus: &[u32]) -> Result<Ftrace, OpenError> {
         let root = tracefs::root()?;
         tracefs::remove_stale(&root);
         let mut instance = tracefs::Instance::create(&root, cfg.buffer_kb)?;
@@ -138,15 +163,15 @@ impl Ftrace {
                 Some((e, f)) => (e.trim(), Some(f.trim())),
                 None => (spec.trim(), None),
             };
-            let (system, name) = event
-                .split_once(':')
-                .ok_or_else(|| format!("--event {spec:?}: expected system:name"))?;
+            let (system, name) = event.split_once(':').ok_or_else(|| {
+                OpenError::Request(format!("--event {spec:?}: expected system:name"))
+            })?;
             if !instance.has_event(system, name) {
                 if explicit {
-                    return Err(format!(
+                    return Err(OpenError::Request(format!(
                         "--event {event}: no such tracepoint on this kernel (see {}/available_events)",
                         root.display()
-                    ));
+                    )));
                 }
                 missing.push(event.to_string());
                 continue;
@@ -202,7 +227,8 @@ impl Ftrace {
             .kprobes
             .iter()
             .map(|spec| functions::kprobe_definition(spec, &group))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(OpenError::Request)?;
         for (definition, group, name) in definitions {
             let added = functions::add_kprobe(&root, &definition).and_then(|()| {
                 kprobes.push(format!("{group}/{name}"));

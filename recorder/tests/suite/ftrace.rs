@@ -11,7 +11,7 @@ use arrow_array::cast::AsArray as _;
 use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
 use perfpack_schema::{Bundle, tables};
 
-use super::{RECORDER, require_recording, source_of};
+use super::{RECORDER, record, require_recording, source_of};
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -595,4 +595,44 @@ fn fifty_sigkills_at_random_points_leave_readable_bundles_and_no_instance() {
         with_segments >= 25,
         "only {with_segments} runs closed a segment"
     );
+}
+
+/// An `--event` this kernel does not have, or a malformed `--kprobe`, is the user's mistake: one
+/// line naming it, a failed exit and no bundle; whereas a preset's missing tracepoint only makes
+/// the source partial (the other tests).
+#[test]
+fn an_unknown_event_or_a_malformed_kprobe_stops_before_recording() {
+    let _live = require_recording!();
+    let dir = tempfile::tempdir().unwrap();
+    for (option, value, says) in [
+        (
+            "--event",
+            "block:no_such_tracepoint",
+            "--event block:no_such_tracepoint: no such tracepoint on this kernel",
+        ),
+        (
+            "--event",
+            "no_colon",
+            "--event \"no_colon\": expected system:name",
+        ),
+        ("--kprobe", "x", "--kprobe \"x\": expected"),
+    ] {
+        let bundle = dir.path().join("none.ppk");
+        let out = record(&[
+            "--preset",
+            "cpu",
+            option,
+            value,
+            "-d",
+            "1s",
+            "-o",
+            bundle.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{option} {value}: {stderr}");
+        assert!(stderr.contains(says), "{option} {value}: {stderr}");
+        let lines = stderr.lines().filter(|l| !l.trim().is_empty()).count();
+        assert_eq!(lines, 1, "{option} {value}: one line: {stderr}");
+        assert!(!bundle.exists(), "{option} {value}: a bundle was left");
+    }
 }

@@ -184,7 +184,7 @@ pub async fn correlations(
 async fn disk_demand(session: &Session, bundles: &[Bundle]) -> anyhow::Result<Vec<Demand>> {
     let seconds: f64 = bundles
         .iter()
-        .map(|b| picture::recorded_ns(b) as f64 / 1e9)
+        .map(|b| b.manifest().recorded_span_ns() as f64 / 1e9)
         .sum::<f64>()
         .max(1e-9);
     let mut out = Vec::new();

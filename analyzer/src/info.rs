@@ -84,12 +84,7 @@ fn samples_by_event(bundle: &Bundle) -> Result<Vec<EventRows>, String> {
 pub fn summarize(bundle: &Bundle) -> Info<'_> {
     let m = bundle.manifest();
     let start = m.clocks.start;
-    let data = m.time_range_ns();
-    let (from_ns, to_ns) = match (m.clocks.end, data) {
-        (Some(end), _) => (Some(start.monotonic_ns), Some(end.monotonic_ns)),
-        (None, Some((_, hi))) => (Some(start.monotonic_ns), Some(hi)),
-        (None, None) => (Some(start.monotonic_ns), None),
-    };
+    let (from_ns, to_ns) = (Some(start.monotonic_ns), m.recorded_end_ns());
     let tables = tables::ALL
         .iter()
         .map(|t| {

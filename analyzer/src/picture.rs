@@ -2,11 +2,9 @@
 //! range, losses), progress on a terminal, and writing the file so that a failure leaves nothing
 //! half-written behind.
 
-use std::io::{IsTerminal as _, Write as _};
-use std::path::Path;
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use datafusion::arrow::array::RecordBatch;
 use futures::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -97,18 +95,6 @@ pub fn describe_losses(bundles: &[Bundle], sources: &[&str]) -> String {
     format!("LOSSES: {}", parts.join(", "))
 }
 
-/// How long a bundle recorded, ns: start to end clock snapshot, or the span of its rows when
-/// it never finalized.
-pub fn recorded_ns(b: &Bundle) -> i64 {
-    let m = b.manifest();
-    m.clocks
-        .end
-        .as_ref()
-        .map(|e| e.monotonic_ns - m.clocks.start.monotonic_ns)
-        .or_else(|| m.time_range_ns().map(|(a, b)| b - a))
-        .unwrap_or(0)
-}
-
 /// Thousands separators for counts in titles: `1,234,567`.
 pub fn group_digits(n: u64) -> String {
     let s = n.to_string();
@@ -120,44 +106,6 @@ pub fn group_digits(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-/// Writes `bytes` to `path` (temporary file + rename), or to stdout for `-`, or straight into a
-/// device or FIFO (`-o /dev/null`, `-o /dev/stdout`), which a rename would replace.
-pub fn write_output(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if path.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)?;
-        out.flush()?;
-        return Ok(());
-    }
-    if crate::bundle::staged::special_file(path).is_some() {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .with_context(|| format!("{}: cannot open", path.display()))?;
-        return f
-            .write_all(bytes)
-            .with_context(|| format!("{}: write failed", path.display()));
-    }
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = std::fs::write(&tmp, bytes)
-        .with_context(|| format!("{}: cannot write", tmp.display()))
-        .and_then(|()| {
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("{}: cannot rename into place", path.display()))
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// A spinner with a row count on a terminal; nothing at all when stderr is not one. With

@@ -330,6 +330,25 @@ impl Manifest {
         Some((min, max))
     }
 
+    /// Monotonic ns the recording ended at: its end clock snapshot, or, for a recording that
+    /// never finalized (a crash, a copy taken while it ran), its latest row. The one definition
+    /// every command uses.
+    pub fn recorded_end_ns(&self) -> Option<i64> {
+        self.clocks
+            .end
+            .as_ref()
+            .map(|e| e.monotonic_ns)
+            .or_else(|| self.time_range_ns().map(|r| r.1))
+    }
+
+    /// How long it recorded, ns: from the start clock snapshot to [`Manifest::recorded_end_ns`]
+    /// (0 when there is no end).
+    pub fn recorded_span_ns(&self) -> i64 {
+        self.recorded_end_ns().map_or(0, |end| {
+            end.saturating_sub(self.clocks.start.monotonic_ns).max(0)
+        })
+    }
+
     /// Looks a source up by name.
     pub fn source_mut(&mut self, name: &str) -> Option<&mut Source> {
         self.sources.iter_mut().find(|s| s.name == name)
@@ -415,5 +434,50 @@ impl Manifest {
         let mut s = serde_json::to_string_pretty(self).expect("manifest serializes");
         s.push('\n');
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(monotonic_ns: i64) -> ClockSnapshot {
+        ClockSnapshot {
+            monotonic_ns,
+            ..ClockSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn the_recording_spans_start_to_end_or_to_its_last_row() {
+        let mut m = Manifest::new(
+            "b".into(),
+            RecorderInfo::default(),
+            Host::default(),
+            at(1_000),
+        );
+        // Nothing recorded, no end: no span.
+        assert_eq!((m.recorded_end_ns(), m.recorded_span_ns()), (None, 0));
+        // Never finalized: up to its last row (from the start, not from its first row).
+        let seg = |min, max| SegmentEntry {
+            index: 0,
+            file: String::new(),
+            rows: 1,
+            bytes: 1,
+            min_ts_ns: Some(min),
+            max_ts_ns: Some(max),
+        };
+        let t = m.tables.get_mut("stack_sample").expect("a table");
+        t.segments = vec![seg(4_000, 9_000), seg(2_000, 7_000)];
+        assert_eq!(
+            (m.recorded_end_ns(), m.recorded_span_ns()),
+            (Some(9_000), 8_000)
+        );
+        // Finalized: the end snapshot, whatever the rows say.
+        m.clocks.end = Some(at(31_000));
+        assert_eq!(
+            (m.recorded_end_ns(), m.recorded_span_ns()),
+            (Some(31_000), 30_000)
+        );
     }
 }

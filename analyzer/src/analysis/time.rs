@@ -45,11 +45,7 @@ pub fn origin(bundles: &[Bundle]) -> Origin {
             let m = b.manifest();
             let start = &m.clocks.start;
             let end_mono = m
-                .clocks
-                .end
-                .as_ref()
-                .map(|e| e.monotonic_ns)
-                .or_else(|| m.time_range_ns().map(|r| r.1))
+                .recorded_end_ns()
                 .unwrap_or(start.monotonic_ns)
                 .max(start.monotonic_ns);
             (start.monotonic_ns, end_mono, start.realtime_ns)

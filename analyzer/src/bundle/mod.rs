@@ -9,6 +9,7 @@
 pub mod block_rq;
 pub mod dataset;
 pub mod location;
+pub mod output;
 pub mod staged;
 
 use std::path::PathBuf;

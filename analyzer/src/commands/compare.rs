@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use super::{Format, print};
 use crate::compare::{compute, render_html, render_text};
-use crate::picture;
 
 /// What `perfpack compare` compares and writes.
 #[derive(Debug)]
@@ -36,14 +35,14 @@ pub fn run(a: Request) -> anyhow::Result<()> {
         a.flamegraph.is_some() || a.output.is_some(),
     )?;
     if let (Some(path), Some(svg)) = (&a.flamegraph, &c.differential) {
-        picture::write_output(path, svg)?;
+        crate::bundle::output::write(path, svg)?;
     }
     if let Some(path) = &a.histograms {
-        picture::write_output(path, c.histograms.as_bytes())?;
+        crate::bundle::output::write(path, c.histograms.as_bytes())?;
     }
     if let Some(path) = &a.output {
         let html = render_html(&c);
-        picture::write_output(path, html.as_bytes())?;
+        crate::bundle::output::write(path, html.as_bytes())?;
     }
     let text = match a.format {
         Format::Json => serde_json::to_string_pretty(&c.comparison)? + "\n",

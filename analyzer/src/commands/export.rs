@@ -35,7 +35,7 @@ pub fn run(bundles: &[String], target: Target, output: Option<PathBuf>) -> anyho
                 output: output.unwrap_or_else(|| "-".into()),
                 ..Options::folded_cpu(Weight::Period)
             };
-            crate::picture::write_output(&opts.output, &flamegraph::draw(bundles, &opts)?)
+            crate::bundle::output::write(&opts.output, &flamegraph::draw(bundles, &opts)?)
         }
     }
 }

@@ -4,5 +4,5 @@
 use crate::flamegraph::{Options, draw};
 
 pub fn run(bundles: &[String], opts: &Options) -> anyhow::Result<()> {
-    crate::picture::write_output(&opts.output, &draw(bundles, opts)?)
+    crate::bundle::output::write(&opts.output, &draw(bundles, opts)?)
 }

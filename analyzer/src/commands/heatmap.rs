@@ -161,7 +161,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
         }
     });
     let out = render(&cells, &title, &sub.join(" · "), noun, samples);
-    picture::write_output(&a.output, out.as_bytes())
+    crate::bundle::output::write(&a.output, out.as_bytes())
 }
 
 /// `--source cpu|process`: the utilization heat maps.
@@ -209,5 +209,5 @@ fn utilization(a: &Request, bundles: &[Bundle]) -> anyhow::Result<()> {
     ]
     .join(" · ");
     let out = crate::utilization::render(&u, a.title.as_deref().unwrap_or(title), &sub);
-    picture::write_output(&a.output, out.as_bytes())
+    crate::bundle::output::write(&a.output, out.as_bytes())
 }

@@ -100,7 +100,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
                 .map(|b| format!(" by {b}"))
                 .unwrap_or_default()
         );
-        picture::write_output(path, render_svg(&groups, a.source, &title, &sub).as_bytes())?;
+        crate::bundle::output::write(path, render_svg(&groups, a.source, &title, &sub).as_bytes())?;
     }
     super::print(&text)
 }

@@ -59,7 +59,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("perfpack report: {}", picture::describe_bundles(&names)));
     let html = page(&title, &body);
-    picture::write_output(&a.output, html.as_bytes())?;
+    crate::bundle::output::write(&a.output, html.as_bytes())?;
     if a.output.as_os_str() != "-" {
         eprintln!(
             "perfpack: wrote the report to {} ({} bytes); open it in a browser",

@@ -114,7 +114,7 @@ fn watchdog(ns: i64, output: Option<PathBuf>) {
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_nanos(ns.max(0) as u64));
         if let Some(p) = &output {
-            let _ = std::fs::remove_file(crate::sql::output::temp_path(p));
+            let _ = std::fs::remove_file(crate::bundle::output::temp_path(p));
         }
         eprintln!(
             "perfpack: the query ran longer than --timeout {} and was stopped{}",

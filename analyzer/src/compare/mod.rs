@@ -221,7 +221,7 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
     let counts = counted(&session).await?;
     let seconds: f64 = bundles
         .iter()
-        .map(|b| picture::recorded_ns(b) as f64 / 1e9)
+        .map(|b| b.manifest().recorded_span_ns() as f64 / 1e9)
         .sum();
     let samples = flamegraph::collect(
         &session,

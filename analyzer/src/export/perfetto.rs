@@ -48,7 +48,7 @@ pub fn run(bundle_args: &[String], output: Option<&Path>) -> anyhow::Result<()> 
     });
     progress.finish();
     let text = out?;
-    picture::write_output(output.unwrap_or(Path::new("-")), text.as_bytes())
+    crate::bundle::output::write(output.unwrap_or(Path::new("-")), text.as_bytes())
 }
 
 /// Appends one event as a JSON line of the `traceEvents` array.

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::flamegraph::{self, Folded, Weight};
-use crate::picture::{self, Progress};
+use crate::picture::Progress;
 use crate::sql::{Session, SessionOptions};
 
 /// A protobuf message being written.
@@ -95,12 +95,16 @@ pub fn run(
         .map(|b| b.manifest().clocks.start.realtime_ns)
         .min()
         .unwrap_or(0);
-    let duration = bundles.iter().map(picture::recorded_ns).max().unwrap_or(0);
+    let duration = bundles
+        .iter()
+        .map(|b| b.manifest().recorded_span_ns())
+        .max()
+        .unwrap_or(0);
     let profile = encode(&counts, &periods, start, duration);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&profile)?;
     let bytes = gz.finish().context("gzip")?;
-    picture::write_output(output.unwrap_or(Path::new("-")), &bytes)
+    crate::bundle::output::write(output.unwrap_or(Path::new("-")), &bytes)
 }
 
 /// The profile message: sample types (samples/count, then the period in the folded unit).

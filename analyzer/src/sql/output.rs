@@ -4,7 +4,7 @@
 //! file behind and never clobbers an existing one halfway.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
@@ -71,7 +71,7 @@ pub async fn write(df: DataFrame, format: OutFormat, out: Option<&Path>) -> anyh
             Ok(n)
         }
         Some(path) => {
-            let tmp = temp_path(path);
+            let tmp = crate::bundle::output::temp_path(path);
             // Removes the temporary file however this ends: an error, or the future dropped
             // (`--timeout`).
             struct Cleanup<'a>(&'a Path);
@@ -148,13 +148,6 @@ impl<W: Write> Write for PipeWatch<W> {
             self.broken |= e.kind() == std::io::ErrorKind::BrokenPipe;
         })
     }
-}
-
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
 /// Writes every row of `df` to `w` in `format`.

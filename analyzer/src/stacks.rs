@@ -188,9 +188,9 @@ fn check_depths(callsites: &[(u32, u32)], ids: &[i64], bundle: &Path) -> anyhow:
 }
 
 /// The callsite table's columns: ids, parent ids, frame ids.
-type CallsiteRows = (Vec<i64>, Vec<Option<i64>>, Vec<i64>);
+pub type CallsiteRows = (Vec<i64>, Vec<Option<i64>>, Vec<i64>);
 
-fn read_callsites(bundle: &Bundle) -> anyhow::Result<CallsiteRows> {
+pub fn read_callsites(bundle: &Bundle) -> anyhow::Result<CallsiteRows> {
     let (mut ids, mut parents, mut frames) = (Vec::new(), Vec::new(), Vec::new());
     for_each_batch(bundle, tables::CALLSITE, |b| {
         let id = col(b, "callsite_id").as_primitive::<Int64Type>();
@@ -506,7 +506,7 @@ impl Paths<'_> {
 }
 
 /// Whether a module path is a JIT's perf map (`/tmp/perf-PID.map`).
-fn is_jit_map(module: &str) -> bool {
+pub fn is_jit_map(module: &str) -> bool {
     module
         .rsplit('/')
         .next()

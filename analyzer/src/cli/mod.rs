@@ -139,6 +139,9 @@ pub enum ExportFormat {
     PerfettoJson,
     /// Gzipped pprof profile (go tool pprof, Pyroscope, speedscope)
     Pprof,
+    /// Firefox Profiler processed profile (gzipped when -o ends in .gz): threads, CPU samples
+    /// with stacks, blocked intervals, block I/O, syscalls and wakeups as markers, counters
+    Firefox,
 }
 
 /// The selection options every picture command shares.

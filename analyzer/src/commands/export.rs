@@ -17,6 +17,8 @@ pub enum Target {
     Pprof { event: Option<String> },
     /// Chrome trace-event JSON for the Perfetto UI.
     PerfettoJson,
+    /// A Firefox Profiler processed profile.
+    Firefox,
 }
 
 pub fn run(bundles: &[String], target: Target, output: Option<PathBuf>) -> anyhow::Result<()> {
@@ -29,6 +31,7 @@ pub fn run(bundles: &[String], target: Target, output: Option<PathBuf>) -> anyho
         }
         Target::Pprof { event } => crate::export::pprof::run(bundles, event, output.as_deref()),
         Target::PerfettoJson => crate::export::perfetto::run(bundles, output.as_deref()),
+        Target::Firefox => crate::export::firefox::run(bundles, output.as_deref()),
         Target::Folded { event } => {
             let opts = Options {
                 event,

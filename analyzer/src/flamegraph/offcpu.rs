@@ -10,9 +10,6 @@ use super::{Folded, Folder, Options, Weight, i32_col, i64_col, str_col, trees};
 use crate::picture::{self, Progress};
 use crate::sql::Session;
 
-/// How far apart a `sched:sched_switch` sample and the switch it belongs to may be stamped.
-const SWITCH_SLACK_NS: i64 = 100_000;
-
 /// Per thread, its stack samples sorted by time: (ts_ns, leaf callsite), and its last comm.
 #[derive(Default)]
 struct ThreadSamples {
@@ -121,30 +118,8 @@ pub(super) async fn offcpu(
 
     // Blocked intervals: switch-out not runnable → next switch-in of the same thread.
     let sql = format!(
-        "WITH ev AS (
-           SELECT bundle, ts_ns, cpu, prev_tid AS tid, prev_comm AS comm, prev_state AS state, 0 AS k
-           FROM sched_switch WHERE prev_tid <> 0
-           UNION ALL
-           SELECT bundle, ts_ns, cpu, next_tid AS tid, next_comm AS comm, CAST(NULL AS VARCHAR) AS state, 1 AS k
-           FROM sched_switch WHERE next_tid <> 0
-         ),
-         seq AS (
-           SELECT *, LEAD(k) OVER w AS next_k, LEAD(ts_ns) OVER w AS next_ts
-           FROM ev WINDOW w AS (PARTITION BY bundle, tid ORDER BY ts_ns, k)
-         ),
-         pids AS (
-           SELECT bundle, tid, MAX(pid) AS pid FROM (
-             SELECT bundle, tid, pid FROM thread
-             UNION ALL SELECT DISTINCT bundle, tid, pid FROM stack_sample
-           ) GROUP BY bundle, tid
-         ),
-         blocked AS (
-           SELECT s.bundle, s.ts_ns, s.next_ts AS end_ts_ns, s.next_ts - s.ts_ns AS dur_ns, s.cpu,
-                  s.tid, p.pid, s.comm, s.state
-           FROM seq s LEFT JOIN pids p ON s.bundle = p.bundle AND s.tid = p.tid
-           WHERE s.k = 0 AND s.next_k = 1 AND s.state NOT LIKE 'R%'
-         )
-         SELECT bundle, tid, comm, ts_ns, end_ts_ns, dur_ns FROM blocked WHERE {pred}"
+        "SELECT bundle, tid, comm, ts_ns, end_ts_ns, dur_ns FROM ({}) WHERE {pred}",
+        crate::analysis::blocked::BLOCKED_SQL
     );
     progress.phase("matching context switches");
     // (bundle, comm, target leaf, waker) → ns, then one string per distinct key.
@@ -173,16 +148,7 @@ pub(super) async fn offcpu(
             let tid = tids.value(i);
             let (start, end) = (starts.value(i), ends.value(i));
             let own = switches[bi].get(&tid).unwrap_or(&no_thread);
-            // The sched_switch sample of this very switch: perf and ftrace stamp the same event
-            // moments apart, so allow a little slack.
-            let (early, late) = (
-                start.saturating_sub(SWITCH_SLACK_NS),
-                start.saturating_add(SWITCH_SLACK_NS),
-            );
-            let at_switch = own.before(late).filter(|_| {
-                let n = own.at.partition_point(|&(t, _)| t <= late);
-                own.at[n - 1].0 >= early
-            });
+            let at_switch = crate::analysis::blocked::switch_sample(&own.at, start);
             let dur = durs.value(i).max(0) as u64;
             total_ns += dur;
             let leaf = match at_switch {

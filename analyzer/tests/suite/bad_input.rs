@@ -996,6 +996,7 @@ fn every_subcommand_over_every_hostile_bundle_fails_in_one_line_and_never_panics
                 "-o",
                 &o("p.json"),
             ],
+            vec!["export", &bs, "--format", "firefox", "-o", &o("f.json.gz")],
             vec!["export", &bs, "--dataset", &o("ds")],
             vec!["pack", &bs, "-o", &o("packed.ppk")],
         ]

@@ -8,6 +8,7 @@ mod compare;
 mod cpu_figures;
 mod crash;
 mod dataset;
+mod firefox;
 mod fleet;
 mod import;
 mod import_perf_data;

@@ -410,6 +410,16 @@ fn the_demo_records_its_workload_and_the_report_shows_it() {
         .and_then(|r| r.split(' ').next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no thread CPU in the demo's output: {stdout}"));
+    // The recorded bundle in the Firefox Profiler's format holds every sample, request and
+    // blocked interval of it, with the demo's functions on the stacks.
+    let read = super::firefox::check_against_bundle(&bundle);
+    let under = |f: &str| read.total_by_function.get(f).copied().unwrap_or(0);
+    assert!(
+        under("perfpack_demo_parse") > under("perfpack_demo_checksum")
+            && under("perfpack_demo_checksum") > 0,
+        "the profile's samples under the demo's functions: {:?}",
+        ["perfpack_demo_parse", "perfpack_demo_checksum"].map(under)
+    );
     let Some(b) = browser() else { return };
     b.open(&page).unwrap();
     let errors = console_errors(&b);

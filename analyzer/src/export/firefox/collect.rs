@@ -1,0 +1,374 @@
+//! Everything the profile is made of, read from the session and sorted before anything is
+//! added to it.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use perfpack_schema::fxhash::FxHashMap;
+
+use super::markers::{Kind, Value};
+use crate::picture::{self, Progress};
+use crate::sql::Session;
+
+/// What the profile is made of, collected before anything is added.
+#[derive(Default)]
+pub(super) struct Collected {
+    /// (pid, tid) → comm (the last seen).
+    pub(super) threads: BTreeMap<(i32, i32), String>,
+    /// tid → pid, from the thread table and the samples.
+    pids: FxHashMap<i32, i32>,
+    /// Per thread: first and last time of anything on it.
+    pub(super) spans: FxHashMap<(i32, i32), (i64, i64)>,
+    /// (pid, tid, ts_ns, leaf callsite, cpu delta ns).
+    pub(super) samples: Vec<(i32, i32, i64, Option<i64>, u64)>,
+    /// Per tid: its switch-out samples (ts_ns, leaf callsite), sorted.
+    pub(super) switches: FxHashMap<i32, Vec<(i64, i64)>>,
+    pub(super) markers: Vec<Row>,
+    /// Counter name → (ts_ns, value), sorted.
+    pub(super) counters: BTreeMap<&'static str, Vec<(i64, f64)>>,
+}
+
+impl Collected {
+    /// The process of thread `tid`: as the thread table and the samples (the kernel's pid of
+    /// each) say, else as the row says. One pid per tid, so a thread is one track.
+    fn pid(&self, tid: i32, row_pid: i32) -> i32 {
+        self.pids.get(&tid).copied().unwrap_or(row_pid)
+    }
+
+    pub(super) fn touch(&mut self, pid: i32, tid: i32, comm: Option<&str>, from: i64, to: i64) {
+        let e = self.spans.entry((pid, tid)).or_insert((from, to));
+        e.0 = e.0.min(from);
+        e.1 = e.1.max(to);
+        let name = self.threads.entry((pid, tid)).or_default();
+        if let Some(c) = comm
+            && name != c
+        {
+            *name = c.to_string();
+        }
+    }
+}
+
+/// A marker before it is added: on thread (pid, tid), from `start` to `end` (an instant
+/// without one).
+pub(super) struct Row {
+    pub(super) kind: Kind,
+    pub(super) pid: i32,
+    pub(super) tid: i32,
+    pub(super) start: i64,
+    pub(super) end: Option<i64>,
+    pub(super) name: String,
+    pub(super) values: Vec<Value>,
+}
+
+fn i32s(b: &RecordBatch, i: usize) -> &arrow_array::Int32Array {
+    b.column(i).as_primitive::<Int32Type>()
+}
+
+fn i64s(b: &RecordBatch, i: usize) -> &arrow_array::Int64Array {
+    b.column(i).as_primitive::<Int64Type>()
+}
+
+/// A text cell, whatever string type the engine gave the column (views and dictionaries of
+/// the library's queries, plain strings of the tables).
+pub(super) fn text(b: &RecordBatch, i: usize, row: usize) -> Option<Cow<'_, str>> {
+    let c = b.column(i);
+    if c.is_null(row) {
+        return None;
+    }
+    Some(match c.data_type() {
+        DataType::Utf8 => Cow::Borrowed(c.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => Cow::Borrowed(c.as_string::<i64>().value(row)),
+        DataType::Utf8View => Cow::Borrowed(c.as_string_view().value(row)),
+        _ => {
+            let one = datafusion::arrow::compute::cast(&c.slice(row, 1), &DataType::Utf8).ok()?;
+            Cow::Owned(one.as_string::<i32>().value(0).to_string())
+        }
+    })
+}
+
+/// A text cell, or `default` when it is null.
+pub(super) fn text_or(b: &RecordBatch, i: usize, row: usize, default: &str) -> String {
+    text(b, i, row).map_or_else(|| default.to_string(), Cow::into_owned)
+}
+
+fn int(b: &RecordBatch, i: usize, row: usize) -> Option<i64> {
+    let c = b.column(i);
+    if c.is_null(row) {
+        return None;
+    }
+    Some(match c.data_type() {
+        DataType::Int32 => i64::from(c.as_primitive::<Int32Type>().value(row)),
+        DataType::UInt64 => c.as_primitive::<UInt64Type>().value(row) as i64,
+        DataType::UInt32 => i64::from(
+            c.as_primitive::<arrow_array::types::UInt32Type>()
+                .value(row),
+        ),
+        _ => c.as_primitive::<Int64Type>().value(row),
+    })
+}
+
+fn ms(ns: i64) -> f64 {
+    ns as f64 / 1e6
+}
+
+pub(super) async fn collect(
+    session: &Session,
+    event: Option<&str>,
+    progress: &Progress,
+) -> anyhow::Result<Collected> {
+    let mut c = Collected::default();
+    progress.phase("threads");
+    picture::stream(
+        session,
+        "SELECT pid, tid, LAST_VALUE(comm ORDER BY ts_ns), MIN(ts_ns), MAX(ts_ns) FROM thread \
+         WHERE pid IS NOT NULL GROUP BY pid, tid",
+        progress,
+        |b| {
+            let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
+            for i in 0..b.num_rows() {
+                c.pids.insert(tid.value(i), pid.value(i));
+                c.touch(
+                    pid.value(i),
+                    tid.value(i),
+                    text(b, 2, i).as_deref(),
+                    from.value(i),
+                    to.value(i),
+                );
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("stack samples");
+    let clock = event.is_some_and(crate::analysis::cpu::is_clock_event);
+    picture::stream(
+        session,
+        "SELECT pid, tid, comm, ts_ns, callsite_id, event, weight FROM stack_sample \
+         ORDER BY tid, ts_ns, cpu",
+        progress,
+        |b| {
+            let (pid, tid, ts, leaf) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
+            let ev = b.column(5).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let (p, t, at) = (pid.value(i), tid.value(i), ts.value(i));
+                let leaf = (!leaf.is_null(i)).then(|| leaf.value(i));
+                if ev.value(i) == crate::flamegraph::SWITCH_EVENT {
+                    if let Some(l) = leaf {
+                        c.switches.entry(t).or_default().push((at, l));
+                    }
+                    continue;
+                }
+                if Some(ev.value(i)) != event {
+                    continue;
+                }
+                let period = int(b, 6, i).unwrap_or(0).max(0) as u64;
+                c.pids.insert(t, p);
+                c.touch(p, t, text(b, 2, i).as_deref(), at, at);
+                // The idle tasks' samples (pid 0, `analysis::idle`) are no CPU work.
+                let cpu_ns = if clock && p != 0 { period } else { 0 };
+                c.samples.push((p, t, at, leaf, cpu_ns));
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("blocked intervals");
+    let blocked = format!(
+        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, end_ts_ns, state FROM ({}) \
+         ORDER BY tid, ts_ns",
+        crate::analysis::blocked::BLOCKED_SQL
+    );
+    picture::stream(session, &blocked, progress, |b| {
+        let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
+        for i in 0..b.num_rows() {
+            let (p, t, s, e) = (
+                c.pid(tid.value(i), pid.value(i)),
+                tid.value(i),
+                from.value(i),
+                to.value(i),
+            );
+            c.touch(p, t, text(b, 2, i).as_deref(), s, e);
+            let state = text_or(b, 5, i, "?");
+            let values = vec![Value::Text(state), Value::Number(ms(e - s))];
+            c.markers.push(Row {
+                kind: Kind::Blocked,
+                pid: p,
+                tid: t,
+                start: s,
+                end: Some(e),
+                name: "Blocked".into(),
+                values,
+            });
+        }
+        Ok(())
+    })
+    .await?;
+
+    progress.phase("block requests");
+    picture::stream(
+        session,
+        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, complete_ts_ns, COALESCE(disk, dev), rwbs, \
+         sector, bytes, latency_ns FROM block_io ORDER BY tid, ts_ns, sector",
+        progress,
+        |b| {
+            let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
+            for i in 0..b.num_rows() {
+                let (p, t, s, e) = (
+                    c.pid(tid.value(i), pid.value(i)),
+                    tid.value(i),
+                    from.value(i),
+                    to.value(i),
+                );
+                c.touch(p, t, text(b, 2, i).as_deref(), s, e);
+                let rwbs = text_or(b, 6, i, "");
+                let values = vec![
+                    Value::Text(text_or(b, 5, i, "")),
+                    Value::Text(rwbs.clone()),
+                    Value::Number(int(b, 7, i).unwrap_or(0) as f64),
+                    Value::Number(int(b, 8, i).unwrap_or(0) as f64),
+                    Value::Number(ms(int(b, 9, i).unwrap_or(0))),
+                ];
+                c.markers.push(Row {
+                    kind: Kind::BlockIo,
+                    pid: p,
+                    tid: t,
+                    start: s,
+                    end: Some(e),
+                    name: format!("Block I/O {rwbs}"),
+                    values,
+                });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("system calls");
+    picture::stream(
+        session,
+        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, ts_ns + dur_ns, name, ret FROM syscall_duration \
+         WHERE dur_ns IS NOT NULL ORDER BY tid, ts_ns",
+        progress,
+        |b| {
+            let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
+            for i in 0..b.num_rows() {
+                let (p, t, s, e) = (c.pid(tid.value(i), pid.value(i)), tid.value(i), from.value(i), to.value(i));
+                c.touch(p, t, text(b, 2, i).as_deref(), s, e);
+                let name = text_or(b, 5, i, "?");
+                let values = vec![
+                    Value::Text(name.clone()),
+                    Value::Number(int(b, 6, i).unwrap_or(0) as f64),
+                ];
+                c.markers.push(Row { kind: Kind::Syscall, pid: p, tid: t, start: s, end: Some(e), name, values });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("wakeups");
+    picture::stream(
+        session,
+        "SELECT COALESCE(t.pid, w.tid), w.tid, w.comm, w.ts_ns, w.waker_tid, wt.comm \
+         FROM sched_wakeup w \
+         LEFT JOIN (SELECT tid, MAX(pid) AS pid FROM thread GROUP BY tid) t ON t.tid = w.tid \
+         LEFT JOIN (SELECT tid, LAST_VALUE(comm ORDER BY ts_ns) AS comm FROM thread GROUP BY tid) wt \
+           ON wt.tid = w.waker_tid \
+         WHERE w.tid <> 0 ORDER BY w.tid, w.ts_ns",
+        progress,
+        |b| {
+            let (pid, tid, at, waker) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i32s(b, 4));
+            for i in 0..b.num_rows() {
+                let (p, t, s) = (c.pid(tid.value(i), pid.value(i)), tid.value(i), at.value(i));
+                c.touch(p, t, text(b, 2, i).as_deref(), s, s);
+                let values = vec![
+                    Value::Text(text_or(b, 5, i, "")),
+                    Value::Number(if waker.is_null(i) {
+                        -1.0
+                    } else {
+                        f64::from(waker.value(i))
+                    }),
+                ];
+                c.markers.push(Row { kind: Kind::Wakeup, pid: p, tid: t, start: s, end: None, name: "Wakeup".into(), values });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("execs");
+    picture::stream(
+        session,
+        "SELECT pid, pid AS tid, comm, ts_ns, filename FROM execsnoop ORDER BY pid, ts_ns",
+        progress,
+        |b| {
+            let (pid, at) = (i32s(b, 0), i64s(b, 3));
+            for i in 0..b.num_rows() {
+                let (p, s) = (pid.value(i), at.value(i));
+                c.touch(p, p, text(b, 2, i).as_deref(), s, s);
+                let values = vec![Value::Text(text_or(b, 4, i, ""))];
+                c.markers.push(Row {
+                    kind: Kind::Exec,
+                    pid: p,
+                    tid: p,
+                    start: s,
+                    end: None,
+                    name: "Exec".into(),
+                    values,
+                });
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("counters");
+    for (name, sql) in [
+        (
+            "CPU busy %",
+            "SELECT ts_ns, busy_pct FROM cpu_utilization WHERE cpu = 'all' ORDER BY ts_ns",
+        ),
+        (
+            "Memory in use (bytes)",
+            "SELECT ts_ns, CAST(total_bytes - available_bytes AS DOUBLE) FROM memory ORDER BY ts_ns",
+        ),
+        (
+            "Disk KiB/s",
+            "SELECT ts_ns, SUM(rkb_per_s + wkb_per_s) FROM disk_utilization GROUP BY ts_ns ORDER BY ts_ns",
+        ),
+        (
+            "Network KiB/s",
+            "SELECT ts_ns, SUM(rx_kb_per_s + tx_kb_per_s) FROM network GROUP BY ts_ns ORDER BY ts_ns",
+        ),
+    ] {
+        let mut points = Vec::new();
+        let read = picture::stream(session, sql, &Progress::hidden(), |b| {
+            let ts = i64s(b, 0);
+            let v = b.column(1);
+            for i in 0..b.num_rows() {
+                if v.is_null(i) {
+                    continue;
+                }
+                let value = match v.data_type() {
+                    DataType::Float64 => v.as_primitive::<Float64Type>().value(i),
+                    _ => int(b, 1, i).unwrap_or(0) as f64,
+                };
+                points.push((ts.value(i), value));
+            }
+            Ok(())
+        })
+        .await;
+        // A bundle without that source has no rows; a view whose columns differ is a bug.
+        read?;
+        if !points.is_empty() {
+            c.counters.insert(name, points);
+        }
+    }
+    Ok(c)
+}

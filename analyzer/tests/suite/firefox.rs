@@ -46,6 +46,15 @@ fn rows(b: &Path, sql: &str) -> Vec<Value> {
         .clone()
 }
 
+/// A JSON object of counts.
+fn counts(v: &Value) -> BTreeMap<String, u64> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect()
+}
+
 fn arr<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
     v[key]
         .as_array()
@@ -278,12 +287,7 @@ fn a_firefox_profile_of_the_fixture_holds_what_the_generator_put_in() {
         });
     samples_by_comm.retain(|_, n| *n > 0);
     assert_eq!(samples_by_comm, expected);
-    let leaves: BTreeMap<String, u64> = truth["samples_by_leaf"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .collect();
+    let leaves = counts(&truth["samples_by_leaf"]);
     assert_eq!(read.self_by_leaf, leaves, "leaf functions");
 
     // Every completed block request, with its latency: the generator's own log2 histogram.
@@ -296,12 +300,7 @@ fn a_firefox_profile_of_the_fixture_holds_what_the_generator_put_in() {
         let k = if *ns <= 1 { 0 } else { 63 - ns.leading_zeros() };
         *buckets.entry(k.to_string()).or_default() += 1;
     }
-    let expected: BTreeMap<String, u64> = truth["block"]["log2_buckets"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .collect();
+    let expected = counts(&truth["block"]["log2_buckets"]);
     assert_eq!(buckets, expected, "block latency buckets");
 }
 
@@ -370,11 +369,6 @@ fn the_firefox_profilers_own_loader_reads_the_profile_and_counts_its_samples() {
         .output();
     let truth = truth();
     assert_eq!(total, truth["samples"].as_u64().unwrap());
-    let leaves: BTreeMap<String, u64> = truth["samples_by_leaf"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
-        .collect();
+    let leaves = counts(&truth["samples_by_leaf"]);
     assert_eq!(self_by_leaf, leaves);
 }

@@ -39,6 +39,31 @@ impl Collected {
         self.pids.get(&tid).copied().unwrap_or(row_pid)
     }
 
+    /// A marker of the row `i` of a query that yields pid, tid, comm, start and, for the kinds
+    /// that are intervals, end as its first columns.
+    fn mark(&mut self, b: &RecordBatch, i: usize, kind: Kind, name: String, values: Vec<Value>) {
+        let tid = i32s(b, 1).value(i);
+        let pid = self.pid(tid, i32s(b, 0).value(i));
+        let start = i64s(b, 3).value(i);
+        let end = kind.is_interval().then(|| i64s(b, 4).value(i));
+        self.touch(
+            pid,
+            tid,
+            text(b, 2, i).as_deref(),
+            start,
+            end.unwrap_or(start),
+        );
+        self.markers.push(Row {
+            kind,
+            pid,
+            tid,
+            start,
+            end,
+            name,
+            values,
+        });
+    }
+
     pub(super) fn touch(&mut self, pid: i32, tid: i32, comm: Option<&str>, from: i64, to: i64) {
         let e = self.spans.entry((pid, tid)).or_insert((from, to));
         e.0 = e.0.min(from);
@@ -178,6 +203,7 @@ pub(super) async fn collect(
     )
     .await?;
 
+    // Markers: each query yields pid, tid, comm, start and (intervals) end first.
     progress.phase("blocked intervals");
     let blocked = format!(
         "SELECT COALESCE(pid, tid), tid, comm, ts_ns, end_ts_ns, state FROM ({}) \
@@ -185,26 +211,13 @@ pub(super) async fn collect(
         crate::analysis::blocked::BLOCKED_SQL
     );
     picture::stream(session, &blocked, progress, |b| {
-        let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
         for i in 0..b.num_rows() {
-            let (p, t, s, e) = (
-                c.pid(tid.value(i), pid.value(i)),
-                tid.value(i),
-                from.value(i),
-                to.value(i),
-            );
-            c.touch(p, t, text(b, 2, i).as_deref(), s, e);
-            let state = text_or(b, 5, i, "?");
-            let values = vec![Value::Text(state), Value::Number(ms(e - s))];
-            c.markers.push(Row {
-                kind: Kind::Blocked,
-                pid: p,
-                tid: t,
-                start: s,
-                end: Some(e),
-                name: "Blocked".into(),
-                values,
-            });
+            let blocked = i64s(b, 4).value(i) - i64s(b, 3).value(i);
+            let values = vec![
+                Value::Text(text_or(b, 5, i, "?")),
+                Value::Number(ms(blocked)),
+            ];
+            c.mark(b, i, Kind::Blocked, "Blocked".into(), values);
         }
         Ok(())
     })
@@ -217,32 +230,17 @@ pub(super) async fn collect(
          sector, bytes, latency_ns FROM block_io ORDER BY tid, ts_ns, sector",
         progress,
         |b| {
-            let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
             for i in 0..b.num_rows() {
-                let (p, t, s, e) = (
-                    c.pid(tid.value(i), pid.value(i)),
-                    tid.value(i),
-                    from.value(i),
-                    to.value(i),
-                );
-                c.touch(p, t, text(b, 2, i).as_deref(), s, e);
                 let rwbs = text_or(b, 6, i, "");
+                let name = format!("Block I/O {rwbs}");
                 let values = vec![
                     Value::Text(text_or(b, 5, i, "")),
-                    Value::Text(rwbs.clone()),
+                    Value::Text(rwbs),
                     Value::Number(int(b, 7, i).unwrap_or(0) as f64),
                     Value::Number(int(b, 8, i).unwrap_or(0) as f64),
                     Value::Number(ms(int(b, 9, i).unwrap_or(0))),
                 ];
-                c.markers.push(Row {
-                    kind: Kind::BlockIo,
-                    pid: p,
-                    tid: t,
-                    start: s,
-                    end: Some(e),
-                    name: format!("Block I/O {rwbs}"),
-                    values,
-                });
+                c.mark(b, i, Kind::BlockIo, name, values);
             }
             Ok(())
         },
@@ -252,20 +250,17 @@ pub(super) async fn collect(
     progress.phase("system calls");
     picture::stream(
         session,
-        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, ts_ns + dur_ns, name, ret FROM syscall_duration \
-         WHERE dur_ns IS NOT NULL ORDER BY tid, ts_ns",
+        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, ts_ns + dur_ns, name, ret \
+         FROM syscall_duration WHERE dur_ns IS NOT NULL ORDER BY tid, ts_ns",
         progress,
         |b| {
-            let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
             for i in 0..b.num_rows() {
-                let (p, t, s, e) = (c.pid(tid.value(i), pid.value(i)), tid.value(i), from.value(i), to.value(i));
-                c.touch(p, t, text(b, 2, i).as_deref(), s, e);
                 let name = text_or(b, 5, i, "?");
                 let values = vec![
                     Value::Text(name.clone()),
                     Value::Number(int(b, 6, i).unwrap_or(0) as f64),
                 ];
-                c.markers.push(Row { kind: Kind::Syscall, pid: p, tid: t, start: s, end: Some(e), name, values });
+                c.mark(b, i, Kind::Syscall, name, values);
             }
             Ok(())
         },
@@ -275,7 +270,7 @@ pub(super) async fn collect(
     progress.phase("wakeups");
     picture::stream(
         session,
-        "SELECT COALESCE(t.pid, w.tid), w.tid, w.comm, w.ts_ns, w.waker_tid, wt.comm \
+        "SELECT COALESCE(t.pid, w.tid), w.tid, w.comm, w.ts_ns, wt.comm, w.waker_tid \
          FROM sched_wakeup w \
          LEFT JOIN (SELECT tid, MAX(pid) AS pid FROM thread GROUP BY tid) t ON t.tid = w.tid \
          LEFT JOIN (SELECT tid, LAST_VALUE(comm ORDER BY ts_ns) AS comm FROM thread GROUP BY tid) wt \
@@ -283,19 +278,12 @@ pub(super) async fn collect(
          WHERE w.tid <> 0 ORDER BY w.tid, w.ts_ns",
         progress,
         |b| {
-            let (pid, tid, at, waker) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i32s(b, 4));
             for i in 0..b.num_rows() {
-                let (p, t, s) = (c.pid(tid.value(i), pid.value(i)), tid.value(i), at.value(i));
-                c.touch(p, t, text(b, 2, i).as_deref(), s, s);
                 let values = vec![
-                    Value::Text(text_or(b, 5, i, "")),
-                    Value::Number(if waker.is_null(i) {
-                        -1.0
-                    } else {
-                        f64::from(waker.value(i))
-                    }),
+                    Value::Text(text_or(b, 4, i, "")),
+                    Value::Number(int(b, 5, i).map_or(-1.0, |t| t as f64)),
                 ];
-                c.markers.push(Row { kind: Kind::Wakeup, pid: p, tid: t, start: s, end: None, name: "Wakeup".into(), values });
+                c.mark(b, i, Kind::Wakeup, "Wakeup".into(), values);
             }
             Ok(())
         },
@@ -308,20 +296,9 @@ pub(super) async fn collect(
         "SELECT pid, pid AS tid, comm, ts_ns, filename FROM execsnoop ORDER BY pid, ts_ns",
         progress,
         |b| {
-            let (pid, at) = (i32s(b, 0), i64s(b, 3));
             for i in 0..b.num_rows() {
-                let (p, s) = (pid.value(i), at.value(i));
-                c.touch(p, p, text(b, 2, i).as_deref(), s, s);
                 let values = vec![Value::Text(text_or(b, 4, i, ""))];
-                c.markers.push(Row {
-                    kind: Kind::Exec,
-                    pid: p,
-                    tid: p,
-                    start: s,
-                    end: None,
-                    name: "Exec".into(),
-                    values,
-                });
+                c.mark(b, i, Kind::Exec, "Exec".into(), values);
             }
             Ok(())
         },

@@ -34,6 +34,11 @@ impl Kind {
         Kind::Lost,
     ];
 
+    /// Whether its markers span time (the others are instants).
+    pub(super) fn is_interval(self) -> bool {
+        !matches!(self, Kind::Wakeup | Kind::Exec)
+    }
+
     /// Type name, chart label, and fields (key, label, format).
     fn schema(
         self,

@@ -103,6 +103,11 @@ pub struct FlamegraphArgs {
     /// Title of the picture
     #[arg(long)]
     pub title: Option<String>,
+    /// Colour palette, as FlameGraph's --colors: hot, mem, io, wakeup, java, js, perl, python,
+    /// rust, red, green, blue, aqua, yellow, purple, orange (default: java for CPU, kernel frames
+    /// orange and JIT green; mem for page faults; io for disk I/O and off-CPU)
+    #[arg(long, value_name = "PALETTE")]
+    pub colors: Option<String>,
     /// The file to write (`-` for stdout)
     #[arg(short, long)]
     pub output: PathBuf,
@@ -110,6 +115,14 @@ pub struct FlamegraphArgs {
 
 impl FlamegraphArgs {
     pub fn options(self) -> anyhow::Result<flamegraph::Options> {
+        if let Some(c) = &self.colors
+            && !flamegraph::PALETTES.contains(&c.as_str())
+        {
+            anyhow::bail!(
+                "--colors {c:?}: not a palette ({})",
+                flamegraph::PALETTES.join(", ")
+            );
+        }
         Ok(flamegraph::Options {
             kind: self.kind,
             scope: self.scope.scope()?,
@@ -122,6 +135,7 @@ impl FlamegraphArgs {
             no_idle: self.no_idle,
             ref_mhz: self.ref_mhz,
             title: self.title,
+            colors: self.colors,
             output: self.output,
         })
     }

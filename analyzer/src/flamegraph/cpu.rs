@@ -296,7 +296,7 @@ pub(super) fn scan_cpu(
     // One core is busy loading the stack trees meanwhile.
     let threads =
         std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
-    let annotate = !opts.folded;
+    let annotate = opts.annotate();
     let (groups, (trees, tables)) = std::thread::scope(|scope| {
         let trees = scope.spawn(|| {
             let t0 = std::time::Instant::now();
@@ -492,7 +492,7 @@ fn fold_cpu(
     let event_id = groups.events.find(&event).expect("a sampled event");
 
     progress.phase("folding stacks");
-    let mut folder = Folder::new(bundles, trees, !opts.folded);
+    let mut folder = Folder::new(bundles, trees, opts.annotate());
     if let Some(tables) = tables {
         folder.adopt(tables);
     }

@@ -74,10 +74,30 @@ pub struct Options {
     /// Reference frequency of `--weight turbo` (default: the lowest base MHz of the bundles).
     pub ref_mhz: Option<f64>,
     pub title: Option<String>,
+    /// A FlameGraph palette by name (`hot`, `mem`, `io`, `java`, ...); default: chosen by what
+    /// is drawn.
+    pub colors: Option<String>,
     pub output: PathBuf,
 }
 
+/// The palettes `--colors` takes: FlameGraph's and inferno's names.
+pub const PALETTES: &[&str] = &[
+    "hot", "mem", "io", "wakeup", "java", "js", "perl", "python", "rust", "red", "green", "blue",
+    "aqua", "yellow", "purple", "orange",
+];
+
 impl Options {
+    /// Whether folded names carry FlameGraph's `_[k]`/`_[j]` annotations: for a picture whose
+    /// palette colours by them (java and js; the default palettes, chosen by what is drawn, get
+    /// them too), never in folded text.
+    pub fn annotate(&self) -> bool {
+        !self.folded
+            && self
+                .colors
+                .as_deref()
+                .is_none_or(|c| matches!(c, "java" | "js"))
+    }
+
     /// Folded CPU stacks of everything, weighted by `weight`, to stdout: what `export` writes
     /// and what comparisons start from (set other fields with struct update syntax).
     pub fn folded_cpu(weight: Weight) -> Options {
@@ -93,6 +113,7 @@ impl Options {
             no_idle: false,
             ref_mhz: None,
             title: None,
+            colors: None,
             output: "-".into(),
         }
     }
@@ -376,7 +397,7 @@ fn render(
     if lines.is_empty() {
         bail!("nothing to draw: every selected stack has zero weight");
     }
-    use inferno::flamegraph::{self, Direction, color};
+    use inferno::flamegraph::{self, Direction};
     let mut o = flamegraph::Options::default();
     o.title = opts.title.clone().unwrap_or_else(|| match opts.kind {
         Kind::Cpu => title_of(&folded.event),
@@ -385,17 +406,11 @@ fn render(
     o.subtitle = Some(subtitle(bundles, names, opts, folded));
     o.count_name = folded.unit.clone();
     o.deterministic = true;
-    o.colors = match opts.kind {
-        // Memory and I/O events in FlameGraph's mem and io palettes.
-        Kind::Cpu if folded.event.contains("fault") => {
-            color::Palette::Basic(color::BasicPalette::Mem)
-        }
-        Kind::Cpu if folded.event.starts_with("block:") => {
-            color::Palette::Basic(color::BasicPalette::Io)
-        }
-        // Kernel frames orange, JIT green, C++ yellow, other user code red.
-        Kind::Cpu => color::Palette::Multi(color::MultiPalette::Java),
-        Kind::Offcpu => color::Palette::Basic(color::BasicPalette::Io),
+    o.colors = match opts.colors.as_deref() {
+        Some(name) => name
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--colors {name}: {e}"))?,
+        None => default_palette(opts.kind, &folded.event),
     };
     if opts.inverted {
         o.direction = Direction::Inverted;
@@ -404,6 +419,19 @@ fn render(
     flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), &mut svg)
         .context("rendering the flame graph")?;
     Ok(svg)
+}
+
+/// The palette a flame graph gets without `--colors`.
+fn default_palette(kind: Kind, event: &str) -> inferno::flamegraph::color::Palette {
+    use inferno::flamegraph::color;
+    match kind {
+        // Memory and I/O events in FlameGraph's mem and io palettes.
+        Kind::Cpu if event.contains("fault") => color::Palette::Basic(color::BasicPalette::Mem),
+        Kind::Cpu if event.starts_with("block:") => color::Palette::Basic(color::BasicPalette::Io),
+        // Kernel frames orange, JIT green, C++ yellow, other user code red.
+        Kind::Cpu => color::Palette::Multi(color::MultiPalette::Java),
+        Kind::Offcpu => color::Palette::Basic(color::BasicPalette::Io),
+    }
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ pub(super) async fn offcpu(
 
     progress.phase("folding stacks");
     let trees = trees(bundles)?;
-    let mut folder = Folder::new(bundles, &trees, !opts.folded);
+    let mut folder = Folder::new(bundles, &trees, opts.annotate());
     for (key, ns) in agg {
         let own = folder.key(key.bundle, &key.comm, key.leaf)?;
         let mut l = folder.line(own);

@@ -1002,3 +1002,54 @@ fn utilization_heat_maps_equal_the_counters_and_the_samples() {
     let rows: std::collections::BTreeSet<&str> = got.keys().map(|(l, _)| l.as_str()).collect();
     assert_eq!(rows.len(), 3, "{rows:?}");
 }
+
+/// Each frame's fill colour, by its name (`<title>NAME (…)</title><rect … fill="…"`).
+fn fills(svg: &str) -> BTreeMap<String, String> {
+    svg.split("<title>")
+        .skip(1)
+        .filter_map(|part| {
+            let name = part.split(" (").next()?;
+            let fill = part.split("fill=\"").nth(1)?.split('"').next()?;
+            Some((name.to_string(), fill.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn colors_paint_each_frame_as_inferno_paints_the_exported_folded_stacks() {
+    // What a FlameGraph user does: `perfpack flamegraph --folded | inferno-flamegraph
+    // --colors mem --deterministic` (the inferno library here; its CLI gives the same fills).
+    let b = basic();
+    let folded = ok(&perfpack(["flamegraph", b.as_str(), "--folded", "-o", "-"]));
+    for palette in ["mem", "io", "hot", "blue"] {
+        let ours = ok(&perfpack([
+            "flamegraph",
+            b.as_str(),
+            "--colors",
+            palette,
+            "-o",
+            "-",
+        ]));
+        let mut o = inferno::flamegraph::Options::default();
+        o.colors = palette.parse().unwrap();
+        o.deterministic = true;
+        let mut theirs = Vec::new();
+        inferno::flamegraph::from_lines(&mut o, folded.lines(), &mut theirs).unwrap();
+        let (ours, theirs) = (fills(&ours), fills(&String::from_utf8(theirs).unwrap()));
+        assert!(ours.len() > 50, "{palette}: {} frames", ours.len());
+        assert_eq!(ours, theirs, "{palette}");
+    }
+    // Not a palette: one line naming it, nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.svg");
+    let err = fails(&perfpack([
+        "flamegraph",
+        b.as_str(),
+        "--colors",
+        "mauve",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("--colors \"mauve\": not a palette"), "{err}");
+    assert!(!out.exists());
+}

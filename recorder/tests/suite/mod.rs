@@ -5,6 +5,7 @@ mod ftrace;
 mod live;
 mod stack_events;
 mod status;
+mod tidy;
 mod unwind;
 
 use std::collections::HashMap;

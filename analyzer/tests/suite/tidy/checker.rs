@@ -1,41 +1,21 @@
-//! The analyzer's layering, checked from its own source as rust-analyzer's `tidy.rs` checks its
-//! tree: every `crate::` path in `src/` is an edge between top-level modules, and the edges must
-//! follow the direction ARCHITECTURE.md gives —
-//! `main/lib → cli → commands → pictures, analysis, export, import → sql → bundle`.
+//! A crate's layering, checked from its own source as rust-analyzer's `tidy.rs` checks its tree:
+//! every `crate::` path in `src/` is an edge between top-level modules; cycles, edges against a
+//! crate's rules, clap outside `cli`, and files over [`MAX_LINES`] are findings. Shared by the
+//! analyzer's and the recorder's suites (the recorder includes this file by path).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The longest a source file may be (its tests excluded): past it, split by responsibility.
-const MAX_LINES: usize = 600;
+pub const MAX_LINES: usize = 600;
 
-/// Modules low in the stack and everything they may import; anything else is refused.
-const MAY_IMPORT: &[(&str, &[&str])] = &[
-    // Helpers with no crate imports.
-    ("fold", &[]),
-    ("intern", &[]),
-    ("svg", &[]),
-    ("text_table", &[]),
-    // Opening bundles and datasets: below SQL.
-    ("bundle", &[]),
-    // The DataFusion session, views and block pairing: never a command, analysis or cluster.
-    ("sql", &["bundle", "intern"]),
-    // Importers write bundles; they read no session.
-    ("import", &["bundle", "intern"]),
-    // Computed data: no drawing, no commands. `picture` for its row streaming only.
-    (
-        "analysis",
-        &[
-            "bundle", "sql", "scope", "picture", "intern", "fold", "stacks",
-        ],
-    ),
-];
-
-/// Modules that only the modules listed may import.
-const IMPORTED_ONLY_BY: &[(&str, &[&str])] = &[
-    ("cli", &["lib", "main"]),
-    ("commands", &["lib", "main", "cli"]),
-];
+/// A crate's rules.
+pub struct Rules {
+    /// Modules low in the stack and everything they may import; anything else is refused.
+    pub may_import: &'static [(&'static str, &'static [&'static str])],
+    /// Modules that only the modules listed may import.
+    pub imported_only_by: &'static [(&'static str, &'static [&'static str])],
+}
 
 /// The top-level module of a file under `src/` (`cli/args.rs` → `cli`, `heatmap.rs` →
 /// `heatmap`).
@@ -88,9 +68,9 @@ fn uses_clap(code: &str) -> bool {
 
 /// What the tree breaks: one line per finding.
 #[derive(Debug, Default)]
-struct Tree {
+pub struct Tree {
     /// Module → modules it imports.
-    edges: BTreeMap<String, BTreeSet<String>>,
+    pub edges: BTreeMap<String, BTreeSet<String>>,
     /// Modules whose code uses clap.
     clap: BTreeSet<String>,
     /// (file, lines) over the limit.
@@ -98,7 +78,7 @@ struct Tree {
 }
 
 impl Tree {
-    fn read(src: &Path) -> Tree {
+    pub fn read(src: &Path) -> Tree {
         let mut tree = Tree::default();
         let mut stack = vec![src.to_path_buf()];
         while let Some(dir) = stack.pop() {
@@ -134,18 +114,18 @@ impl Tree {
         self.edges.entry(module).or_default().extend(deps);
     }
 
-    fn findings(&self) -> Vec<String> {
+    pub fn findings(&self, rules: &Rules) -> Vec<String> {
         let mut out = Vec::new();
         for (from, deps) in &self.edges {
             for to in deps {
-                if let Some((_, allowed)) = MAY_IMPORT.iter().find(|(m, _)| m == from)
+                if let Some((_, allowed)) = rules.may_import.iter().find(|(m, _)| m == from)
                     && !allowed.contains(&to.as_str())
                 {
                     out.push(format!(
                         "{from} imports {to}: {from} may import {allowed:?}"
                     ));
                 }
-                if let Some((_, users)) = IMPORTED_ONLY_BY.iter().find(|(m, _)| m == to)
+                if let Some((_, users)) = rules.imported_only_by.iter().find(|(m, _)| m == to)
                     && !users.contains(&from.as_str())
                 {
                     out.push(format!("{from} imports {to}: only {users:?} may"));
@@ -206,24 +186,6 @@ impl Tree {
     }
 }
 
-#[test]
-fn the_analyzer_is_layered_one_way() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let tree = Tree::read(&src);
-    assert!(
-        tree.edges.len() > 20 && tree.edges.contains_key("commands"),
-        "read too little of {}: {:?}",
-        src.display(),
-        tree.edges.keys()
-    );
-    let findings = tree.findings();
-    assert!(
-        findings.is_empty(),
-        "analyzer/src breaks its layering (ARCHITECTURE.md):\n{}",
-        findings.join("\n")
-    );
-}
-
 /// The checker itself: a tree with every kind of break reports each one.
 #[test]
 fn tidy_reports_cycles_upward_imports_clap_and_long_files() {
@@ -249,7 +211,11 @@ fn tidy_reports_cycles_upward_imports_clap_and_long_files() {
             "use crate::cli::Args;\n".repeat(MAX_LINES)
         ),
     );
-    let findings = tree.findings();
+    let rules = Rules {
+        may_import: &[("sql", &["bundle", "intern"]), ("bundle", &[])],
+        imported_only_by: &[("cli", &["lib", "main"])],
+    };
+    let findings = tree.findings(&rules);
     let expect = [
         "sql imports cluster: sql may import [\"bundle\", \"intern\"]",
         "heatmap imports cli: only [\"lib\", \"main\"] may",

@@ -1,0 +1,56 @@
+//! The analyzer's layering (ARCHITECTURE.md): `main/lib → cli → commands → pictures, analysis,
+//! export, import → sql → bundle → the schema crate`, checked by [`checker`].
+
+pub mod checker;
+
+use std::path::Path;
+
+use checker::{Rules, Tree};
+
+const RULES: Rules = Rules {
+    // Modules low in the stack and everything they may import; anything else is refused.
+    may_import: &[
+        // Helpers with no crate imports.
+        ("fold", &[]),
+        ("intern", &[]),
+        ("svg", &[]),
+        ("text_table", &[]),
+        // Opening bundles and datasets: below SQL.
+        ("bundle", &[]),
+        // The DataFusion session, views and block pairing: never a command, analysis or
+        // cluster.
+        ("sql", &["bundle", "intern"]),
+        // Importers write bundles; they read no session.
+        ("import", &["bundle", "intern"]),
+        // Computed data: no drawing, no commands. `picture` for its row streaming only.
+        (
+            "analysis",
+            &[
+                "bundle", "sql", "scope", "picture", "intern", "fold", "stacks",
+            ],
+        ),
+    ],
+    // Modules that only the modules listed may import.
+    imported_only_by: &[
+        ("cli", &["lib", "main"]),
+        ("commands", &["lib", "main", "cli"]),
+    ],
+};
+
+#[test]
+fn the_analyzer_is_layered_one_way() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let tree = Tree::read(&src);
+    assert!(
+        tree.edges.len() > 20 && tree.edges.contains_key("commands"),
+        "read too little of {}: {:?}",
+        src.display(),
+        tree.edges.keys()
+    );
+    let findings = tree.findings(&RULES);
+    assert!(
+        findings.is_empty(),
+        "analyzer/src breaks its layering (ARCHITECTURE.md):\n{}",
+        findings.join("\n")
+    );
+}

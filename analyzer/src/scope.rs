@@ -73,6 +73,8 @@ pub struct Scope {
     pub to: Option<TimeArg>,
     /// A SQL predicate over the rows the picture is drawn from.
     pub predicate: Option<String>,
+    /// Cgroup patterns (globs on the path, or on its last component or container id).
+    pub cgroups: Vec<String>,
 }
 
 /// A SQL string literal.
@@ -97,6 +99,7 @@ impl Scope {
             && self.from.is_none()
             && self.to.is_none()
             && self.predicate.is_none()
+            && self.cgroups.is_empty()
     }
 
     /// The SQL predicate over a relation with columns `bundle`, `ts_ns`, `pid`, `tid`, `comm`
@@ -132,6 +135,9 @@ impl Scope {
             }
             parts.push(format!("({})", per_bundle.join(" OR ")));
         }
+        if !self.cgroups.is_empty() {
+            parts.push(cgroup_sql(&self.cgroups));
+        }
         if let Some(p) = &self.predicate {
             if p.contains(';') {
                 bail!("--where takes one SQL predicate, not statements: {p:?}");
@@ -160,11 +166,60 @@ impl Scope {
         if !self.cpus.is_empty() {
             parts.push(format!("cpu {}", join(&self.cpus)));
         }
+        if !self.cgroups.is_empty() {
+            parts.push(format!("cgroup {}", self.cgroups.join(",")));
+        }
         if let Some(p) = &self.predicate {
             parts.push(format!("where {p}"));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
+}
+
+/// A glob (`*`, `?`) as a SQL LIKE pattern (`%`, `_`; the pattern's own `%`, `_` and `\\`
+/// escaped with `\\`, LIKE's escape).
+fn glob_to_like(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len());
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `--cgroup`: the threads that were in a matching cgroup (`task_cgroup`, `cgroup`). A pattern
+/// with a `/` is a glob on the whole path (`/system.slice/*`); one without is a glob on the
+/// path's last component or the container id, whose prefix is enough (`ssh.service`,
+/// `3f4e9a2b1c0d`, `docker-*`). A thread that moved is selected for all of its life.
+fn cgroup_sql(patterns: &[String]) -> String {
+    let matches: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            let like = glob_to_like(p);
+            if p.contains('/') {
+                format!("c.path LIKE {}", quote(&like))
+            } else {
+                format!(
+                    "(c.path LIKE {} OR c.container_id LIKE {})",
+                    quote(&format!("%/{like}")),
+                    quote(&format!("{like}%"))
+                )
+            }
+        })
+        .collect();
+    format!(
+        "(bundle || ':' || CAST(tid AS VARCHAR)) IN (SELECT t.bundle || ':' || CAST(t.tid AS VARCHAR) \
+         FROM task_cgroup t JOIN cgroup c ON c.bundle = t.bundle AND c.cgroup_id = t.cgroup_id \
+         WHERE {})",
+        matches.join(" OR ")
+    )
 }
 
 /// Parses a comma-separated list option value.

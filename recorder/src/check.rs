@@ -58,6 +58,7 @@ pub fn run() -> Vec<Check> {
         unwind: perf::Unwind::Auto,
         stack_bytes: 16_384,
         switch_stacks: true,
+        cgroup: false,
     };
     let switches = || crate::ftrace::tracefs::event_id("sched", "sched_switch");
     match Sampler::open(&Scope::All, 99, &cpus[..1], 8, &stacks, switches) {

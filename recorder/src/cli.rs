@@ -225,6 +225,7 @@ impl RecordArgs {
                 .unwrap_or(crate::unwind::Unwind::Auto),
             stack_bytes: self.stack_bytes as u32,
             switch_stacks,
+            cgroup: false,
         };
         RecordConfig {
             stacks,

@@ -8,6 +8,7 @@
 
 mod budget;
 mod bytes;
+mod cgroup;
 mod check;
 pub mod cli;
 mod config;

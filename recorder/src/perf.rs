@@ -32,6 +32,9 @@ pub struct StackOptions {
     pub stack_bytes: u32,
     /// Sample `sched:sched_switch` (every switch-out into a blocked state) with stacks.
     pub switch_stacks: bool,
+    /// Each sample carries its task's cgroup id (`PERF_SAMPLE_CGROUP`); set by
+    /// [`Sampler::open`], which drops it where the kernel refuses it.
+    pub cgroup: bool,
 }
 
 /// The `sched:sched_switch` tracepoint's id (from tracefs, which the caller reads), or why it
@@ -99,6 +102,9 @@ pub struct Sampler {
     pub unwind: Unwind,
     /// Why `unwind` is not what was asked for.
     pub unwind_reason: Option<String>,
+    /// Whether each sample carries its task's cgroup id, and why not when it does not.
+    pub cgroup: bool,
+    pub cgroup_reason: Option<String>,
     /// What each sample record holds after its callchain.
     pub layout: crate::records::Layout,
     /// Ids of the `sched:sched_switch` events (empty when not sampled).
@@ -129,12 +135,13 @@ pub struct Sampler {
 }
 
 /// The sample layout of an unwinding mode.
-fn layout_of(unwind: Unwind) -> crate::records::Layout {
-    let copy = unwind != Unwind::Fp;
+fn layout_of(stack: &StackOptions) -> crate::records::Layout {
+    let copy = stack.unwind != Unwind::Fp;
     crate::records::Layout {
         regs_user: copy,
         stack_user: copy,
         no_period: false,
+        cgroup: stack.cgroup,
     }
 }
 
@@ -146,6 +153,9 @@ fn with_stacks(mut attr: PerfEventAttr, stack: &StackOptions) -> PerfEventAttr {
         attr.sample_stack_user = stack.stack_bytes;
         // The user part comes from the copy; the kernel's frame-pointer walk of it is not needed.
         attr.flags |= sys::FLAG_EXCLUDE_CALLCHAIN_USER;
+    }
+    if stack.cgroup {
+        attr.sample_type |= sys::SAMPLE_CGROUP;
     }
     attr
 }
@@ -226,6 +236,30 @@ impl Sampler {
         stack: &StackOptions,
         switches: impl FnOnce() -> SwitchTracepoint,
     ) -> Result<Sampler, String> {
+        // Each sample's cgroup where the kernel gives it (5.7+), none where it refuses.
+        let with = |cgroup| StackOptions { cgroup, ..*stack };
+        let mut switches = Some(switches);
+        let mut open = |stack: &StackOptions| {
+            Self::open_with(scope, freq_hz, cpus, ring_pages, stack, &mut switches)
+        };
+        open(&with(true)).or_else(|e| {
+            let mut s = open(&with(false))?;
+            s.cgroup_reason = Some(format!(
+                "no cgroup per sample (PERF_SAMPLE_CGROUP refused: {e})"
+            ));
+            Ok(s)
+        })
+    }
+
+    /// [`Sampler::open`] with `stack.cgroup` as given.
+    fn open_with(
+        scope: &Scope,
+        freq_hz: u64,
+        cpus: &[u32],
+        ring_pages: usize,
+        stack: &StackOptions,
+        switches: &mut Option<impl FnOnce() -> SwitchTracepoint>,
+    ) -> Result<Sampler, String> {
         let mut sampler = match Self::open_unwinding(scope, freq_hz, cpus, ring_pages, stack) {
             Ok(s) => s,
             Err(e) if stack.unwind != Unwind::Fp => {
@@ -244,8 +278,11 @@ impl Sampler {
                 unwind: sampler.unwind,
                 ..*stack
             };
-            let opened =
-                switches().and_then(|id| sampler.open_switches(scope, &unwind, id, ring_pages));
+            let id = switches.take().map_or_else(
+                || Err("the tracepoint was looked up before".into()),
+                |f| f(),
+            );
+            let opened = id.and_then(|id| sampler.open_switches(scope, &unwind, id, ring_pages));
             if let Err(e) = opened {
                 sampler.switch_reason = Some(format!("switch-out stacks not sampled: {e}"));
             }
@@ -265,13 +302,15 @@ impl Sampler {
             fallback_reason,
             unwind: stack.unwind,
             unwind_reason: None,
-            layout: layout_of(stack.unwind),
+            cgroup: stack.cgroup,
+            cgroup_reason: None,
+            layout: layout_of(stack),
             switch_ids: Vec::new(),
             switch_reason: None,
             event_ids: Vec::new(),
             event_layout: crate::records::Layout {
                 no_period: true,
-                ..layout_of(stack.unwind)
+                ..layout_of(stack)
             },
             rings,
             extra,
@@ -365,6 +404,7 @@ impl Sampler {
     ) -> Result<(), String> {
         let stack = StackOptions {
             unwind: self.unwind,
+            cgroup: self.cgroup,
             ..*stack
         };
         let cpus: Vec<u32> = self.rings.iter().map(|r| r.0).collect();

@@ -24,6 +24,8 @@ pub struct Layout {
     /// No `PERF_SAMPLE_PERIOD` (the `--stack-event` events: asked for it, the kernel samples
     /// every software event and tracepoint hit whatever the period); `period` is then 0.
     pub no_period: bool,
+    /// `PERF_SAMPLE_CGROUP`: the task's cgroup id after the user stack.
+    pub cgroup: bool,
 }
 
 /// The user registers of a sample, as the unwinder needs them.
@@ -54,6 +56,8 @@ pub enum Record<'a> {
         regs: Option<UserRegs>,
         /// The copy of the user stack from `regs.sp` up, as long as the kernel could take it.
         stack: &'a [u8],
+        /// The task's cgroup (v2) id, when sampled.
+        cgroup: Option<u64>,
     },
     Mmap {
         pid: i32,
@@ -194,6 +198,7 @@ fn decode_body<'a>(
                     stack = &data[..dyn_size];
                 }
             }
+            let cgroup = if layout.cgroup { Some(c.u64()?) } else { None };
             Record::Sample {
                 pid,
                 tid,
@@ -205,6 +210,7 @@ fn decode_body<'a>(
                 kernel: misc & sys::MISC_CPUMODE_MASK == sys::MISC_KERNEL,
                 regs,
                 stack,
+                cgroup,
             }
         }
         sys::RECORD_MMAP2 => {
@@ -334,6 +340,7 @@ mod tests {
                 kernel: true,
                 regs: None,
                 stack: &[],
+                cgroup: None,
             }
         );
         assert_eq!(out, chain);
@@ -370,15 +377,25 @@ mod tests {
         body.extend_from_slice(&24u64.to_ne_bytes());
         body.extend_from_slice(&[7u8; 24]);
         body.extend_from_slice(&16u64.to_ne_bytes());
+        // PERF_SAMPLE_CGROUP: the cgroup id after the stack copy.
+        body.extend_from_slice(&4242u64.to_ne_bytes());
         let rec = record(sys::RECORD_SAMPLE, 0, &body);
         let layout = Layout {
             regs_user: true,
             stack_user: true,
             no_period: false,
+            cgroup: true,
         };
-        let Record::Sample { regs, stack, .. } = decode(&rec, &mut out, layout) else {
+        let Record::Sample {
+            regs,
+            stack,
+            cgroup,
+            ..
+        } = decode(&rec, &mut out, layout)
+        else {
             panic!("not a sample");
         };
+        assert_eq!(cgroup, Some(4242));
         assert_eq!(
             regs,
             Some(UserRegs {

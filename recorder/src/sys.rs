@@ -71,6 +71,8 @@ pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_PERIOD: u64 = 1 << 8;
 pub const SAMPLE_REGS_USER: u64 = 1 << 12;
 pub const SAMPLE_STACK_USER: u64 = 1 << 13;
+/// The sampled task's cgroup (v2) id, after the user stack (Linux 5.7).
+pub const SAMPLE_CGROUP: u64 = 1 << 21;
 
 /// The user registers an unwinder needs on x86_64 (`enum perf_event_x86_regs`: BP 6, SP 7,
 /// IP 8); a sample carries them in that order.

@@ -431,6 +431,37 @@ table! {
     }
 }
 
+table! {
+    /// Cgroups (v2) seen in the recording: the id the kernel reports with each sample
+    /// (`PERF_SAMPLE_CGROUP`, the cgroup directory's inode) and its path when first seen.
+    CGROUP, Cgroup, CgroupBuilder, "cgroup", sort_key = None, dictionary = true, {
+        /// The kernel's cgroup id (`cgroup_id` of `task_cgroup`).
+        cgroup_id: U64,
+        /// Path under the cgroup v2 mount (`/system.slice/ssh.service`); `[removed]` when it
+        /// was gone before the recorder looked it up.
+        path: Str,
+        /// Container id parsed from the path (docker, containerd/CRI, CRI-O, podman, kubepods),
+        /// when it names one.
+        container_id: OptStr,
+    }
+}
+
+table! {
+    /// Which cgroup each thread was in: a row when a thread is first sampled and whenever a
+    /// sample shows it in another cgroup, so each sample's cgroup is that of the thread's last
+    /// row at or before it (the `cgroup_sample` view).
+    TASK_CGROUP, TaskCgroup, TaskCgroupBuilder, "task_cgroup", sort_key = Some("ts_ns"), dictionary = true, {
+        /// Time of the sample that showed it, CLOCK_MONOTONIC nanoseconds.
+        ts_ns: I64,
+        /// Process id.
+        pid: I32,
+        /// Thread id.
+        tid: I32,
+        /// The cgroup (`cgroup.cgroup_id`).
+        cgroup_id: U64,
+    }
+}
+
 /// Every table of format version 1, in documentation order.
 pub const ALL: &[&crate::TableDef] = &[
     FRAME,
@@ -451,6 +482,8 @@ pub const ALL: &[&crate::TableDef] = &[
     SYS_COUNTER,
     PROCESS_STAT,
     CONFIG,
+    CGROUP,
+    TASK_CGROUP,
 ];
 
 /// Looks a table up by name.

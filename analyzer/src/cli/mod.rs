@@ -168,6 +168,10 @@ pub struct ScopeArgs {
     /// A SQL predicate over the rows drawn (e.g. "comm LIKE 'post%' AND cpu < 2")
     #[arg(long = "where", value_name = "PREDICATE")]
     pub predicate: Option<String>,
+    /// Only threads of cgroups matching this glob: on the whole path with a `/`
+    /// (`/system.slice/*`), else on its last part or container id (`ssh.service`, `3f4e9a2b`)
+    #[arg(long, value_name = "PATTERN")]
+    pub cgroup: Vec<String>,
 }
 
 impl ScopeArgs {
@@ -181,6 +185,7 @@ impl ScopeArgs {
             from: self.from,
             to: self.to,
             predicate: self.predicate.clone(),
+            cgroups: self.cgroup.clone(),
         })
     }
 }

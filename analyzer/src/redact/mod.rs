@@ -314,7 +314,10 @@ fn column_rule(table: &str, column: &str) -> Rule {
     use What::*;
     match (table, column) {
         (_, "comm" | "prev_comm" | "next_comm" | "child_comm" | "parent_comm") => Rule::Token(Comm),
-        ("frame", "module" | "file") | ("mapping", "path") | ("thread", "exe") => Rule::Token(Path),
+        ("frame", "module" | "file")
+        | ("mapping", "path")
+        | ("thread", "exe")
+        | ("cgroup", "path") => Rule::Token(Path),
         ("sched_process", "filename") => Rule::Token(Path),
         ("thread", "cmdline") => Rule::Token(Cmdline),
         ("frame", "name" | "build_id" | "kind")

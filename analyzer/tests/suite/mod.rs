@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod browser;
+mod cgroups;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod compare;
@@ -119,4 +120,13 @@ pub fn golden(rel: &str, actual: &str) {
             ),
         }
     }
+}
+
+/// Held by every test of this binary that records the machine, so that no two record at once
+/// (they share perf_event, tracefs and both CPUs).
+pub static LIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The guard of [`LIVE`].
+pub fn live() -> std::sync::MutexGuard<'static, ()> {
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

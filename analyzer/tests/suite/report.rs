@@ -383,6 +383,7 @@ fn the_demo_records_its_workload_and_the_report_shows_it() {
             bin.join(b).display()
         );
     }
+    let _live = super::live();
     let dir = tempfile::tempdir().unwrap();
     let (bundle, page) = (dir.path().join("demo.ppk"), dir.path().join("demo.html"));
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo.sh");

@@ -283,3 +283,16 @@ fn top_processes_counts_the_raw_samples() {
         "pct",
     );
 }
+
+#[test]
+fn a_bundle_without_cgroups_has_every_cpu_sample_under_no_cgroup() {
+    // The fixture predates cgroups: each of its CPU samples is there, with no cgroup.
+    let t = truth();
+    let r = one("SELECT cgroup, samples, pct FROM cgroup_top");
+    assert_eq!(r["cgroup"], serde_json::Value::Null);
+    assert_eq!(r["samples"].as_u64(), t["samples"].as_u64());
+    close(f(&r["pct"]), 100.0, "pct");
+    let s = one("SELECT COUNT(*) AS n, COUNT(cgroup_id) AS with_id FROM cgroup_sample");
+    assert_eq!(s["n"].as_u64(), t["samples"].as_u64());
+    assert_eq!(s["with_id"].as_u64(), Some(0));
+}

@@ -55,6 +55,7 @@ struct SampleHead<'a> {
     period: u64,
     regs: Option<UserRegs>,
     stack: &'a [u8],
+    cgroup: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,8 @@ enum NotCpu {
 #[derive(Debug)]
 pub struct Profile {
     event: &'static str,
+    /// Each thread's cgroup, from the samples.
+    cgroups: crate::cgroup::Cgroups,
     spaces: FxHashMap<i32, Vec<Map>>,
     /// Known threads: (pid, comm, since when, ns). Forgotten a segment after they exit.
     threads: FxHashMap<i32, (i32, String, u64)>,
@@ -175,6 +178,7 @@ impl Profile {
     ) -> Self {
         let mut p = Profile {
             event,
+            cgroups: crate::cgroup::Cgroups::new(),
             spaces: FxHashMap::default(),
             threads: FxHashMap::default(),
             threads_exited: Vec::new(),
@@ -466,6 +470,7 @@ impl Profile {
         w.append(tables::STACK_SAMPLE, self.samples.finish())?;
         w.append(tables::THREAD, self.thread_rows.finish())?;
         w.append(tables::MAPPING, self.mapping_rows.finish())?;
+        self.cgroups.flush(w)?;
         for pid in std::mem::replace(&mut self.exited_earlier, std::mem::take(&mut self.exited)) {
             self.spaces.remove(&pid);
             self.jit_uids.remove(&pid);

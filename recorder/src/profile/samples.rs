@@ -18,6 +18,7 @@ impl Profile {
                 period,
                 regs,
                 stack,
+                cgroup,
                 ..
             } => self.sample(
                 SampleHead {
@@ -30,6 +31,7 @@ impl Profile {
                     period,
                     regs,
                     stack,
+                    cgroup,
                 },
                 chain,
             ),
@@ -187,6 +189,9 @@ impl Profile {
             cpu,
             ..
         } = s;
+        if let Some(id) = s.cgroup {
+            self.cgroups.sample(time as i64, pid, tid, id);
+        }
         let not_cpu = self.not_cpu.get(&s.id).copied();
         let switch = not_cpu == Some(NotCpu::Switch);
         let stack_event = match not_cpu {

@@ -106,6 +106,9 @@ pub(super) fn perf_source(
             }
         ));
     }
+    if s.cgroup {
+        detail.push_str(", each sample's cgroup (PERF_SAMPLE_CGROUP)");
+    }
     if let Some(why) = &s.fallback_reason {
         detail.push_str(&format!(" (hardware {why})"));
     }
@@ -121,6 +124,7 @@ pub(super) fn perf_source(
     }
     problems.extend(s.unwind_reason.clone());
     problems.extend(s.switch_reason.clone());
+    problems.extend(s.cgroup_reason.clone());
     problems.extend(event_problems);
     if !problems.is_empty() {
         src.status = SourceStatus::Partial;

@@ -1,0 +1,208 @@
+//! Which service: two cgroup v2 groups made here, a different workload in each, the whole box
+//! recorded. Checked against the groups' own `cpu.stat` and the workloads' own pids.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{ok, perfpack};
+
+/// The cgroup2 mount: `/sys/fs/cgroup/unified` on a hybrid v1+v2 machine, else
+/// `/sys/fs/cgroup` when it is v2.
+fn cgroup2() -> Option<PathBuf> {
+    ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.procs").exists() && p.join("cgroup.subtree_control").exists())
+}
+
+/// A group removed when the test ends, whatever happens.
+struct Group(PathBuf);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+fn usage_ns(group: &Path) -> f64 {
+    let stat = std::fs::read_to_string(group.join("cpu.stat")).unwrap();
+    let usec: f64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    usec * 1e3
+}
+
+fn rows(bundle: &Path, sql: &str) -> Vec<Value> {
+    let out = ok(&perfpack([
+        "sql",
+        bundle.to_str().unwrap(),
+        "-q",
+        sql,
+        "--format",
+        "json",
+    ]));
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_perfpack")).parent().unwrap();
+    let (recorder, workload) = (
+        bin.join("perfpack-record"),
+        bin.join("perfpack-test-workload"),
+    );
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(mount) = cgroup2().filter(|_| root) else {
+        perfpack_schema::skip::skip(
+            "PERFPACK_REQUIRE_RECORDING",
+            "needs root and a cgroup v2 mount to make groups in",
+        );
+        return;
+    };
+    let _live = super::live();
+    let tag = std::process::id();
+    let (a, b) = (
+        Group(mount.join(format!("perfpack-test-a-{tag}"))),
+        Group(mount.join(format!("perfpack-test-b-{tag}"))),
+    );
+    for g in [&a, &b] {
+        std::fs::create_dir(&g.0).unwrap();
+    }
+    // The command the recorder runs (-a: the whole box meanwhile) starts each workload in its
+    // group: the shell moves itself in, then execs the workload, and prints its pid.
+    let script = format!(
+        "sh -c 'echo $$ > {a}/cgroup.procs && exec {w} 3' & echo a $!; \
+         sh -c 'echo $$ > {b}/cgroup.procs && exec {w} syscalls 3' & echo b $!; wait",
+        a = a.0.display(),
+        b = b.0.display(),
+        w = workload.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("cg.ppk");
+    let out = std::process::Command::new(&recorder)
+        .args(["-a", "--preset", "cpu", "-o"])
+        .arg(&bundle)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pid_of = |which: &str| -> i64 {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{which} ")))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no pid of {which} in {stdout}"))
+    };
+    let (pid_a, pid_b) = (pid_of("a"), pid_of("b"));
+    let (path_a, path_b) = (
+        format!("/perfpack-test-a-{tag}"),
+        format!("/perfpack-test-b-{tag}"),
+    );
+
+    // Every sample of each workload is in its group (its shell, before the exec, may be seen
+    // in the root group before it moved itself).
+    let by_pid: BTreeMap<(i64, String), u64> = rows(
+        &bundle,
+        &format!(
+            "SELECT pid, COALESCE(cgroup, '(none)') AS cgroup, COUNT(*) AS n FROM cgroup_sample \
+             WHERE pid IN ({pid_a}, {pid_b}) AND comm LIKE 'perfpack-test%' GROUP BY pid, cgroup"
+        ),
+    )
+    .iter()
+    .map(|r| {
+        (
+            (
+                r["pid"].as_i64().unwrap(),
+                r["cgroup"].as_str().unwrap().to_string(),
+            ),
+            r["n"].as_u64().unwrap(),
+        )
+    })
+    .collect();
+    let keys: Vec<_> = by_pid.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        vec![(pid_a, path_a.clone()), (pid_b, path_b.clone())],
+        "samples of the workloads by cgroup: {by_pid:?}"
+    );
+
+    // A flame graph of one group has none of the other's frames.
+    let folded = |pattern: &str| {
+        ok(&perfpack([
+            "flamegraph",
+            bundle.to_str().unwrap(),
+            "--cgroup",
+            pattern,
+            "--folded",
+            "-o",
+            "-",
+        ]))
+    };
+    let (fa, fb) = (folded(&format!("perfpack-test-a-{tag}")), folded(&path_b));
+    assert!(fa.contains("perfpack_test_hot_loop"), "{fa}");
+    assert!(!fb.contains("perfpack_test_hot_loop"), "{fb}");
+    assert!(
+        fb.lines().all(|l| l.starts_with("perfpack-test-w")),
+        "only B's workload: {fb}"
+    );
+
+    // Each group's CPU time by its samples is what the kernel charged the group.
+    let weights: BTreeMap<String, f64> = rows(
+        &bundle,
+        "SELECT cgroup, weight FROM cgroup_top WHERE cgroup IS NOT NULL",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["cgroup"].as_str().unwrap().to_string(),
+            r["weight"].as_f64().unwrap(),
+        )
+    })
+    .collect();
+    let info: Value = serde_json::from_str(&ok(&perfpack([
+        "info",
+        bundle.to_str().unwrap(),
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let lost_samples: u64 = info[0]["manifest"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "perf-samples")
+        .flat_map(|s| s["losses"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum::<u64>();
+    for (group, path) in [(&a, &path_a), (&b, &path_b)] {
+        let charged = usage_ns(&group.0);
+        let sampled = weights.get(path).copied().unwrap_or(0.0);
+        // A sample stands for 10.1 ms at 99 Hz; lost samples count against the sampled side.
+        let slack = 0.1 * charged + lost_samples as f64 * 10.1e6;
+        eprintln!(
+            "{path}: {:.3} s sampled, {:.3} s charged by cpu.stat, {lost_samples} samples lost",
+            sampled / 1e9,
+            charged / 1e9
+        );
+        assert!(
+            (sampled - charged).abs() <= slack,
+            "{path}: {:.3} s sampled, {:.3} s charged by cpu.stat ({lost_samples} samples lost)",
+            sampled / 1e9,
+            charged / 1e9
+        );
+        assert!(charged > 1e9, "{path}: the workload ran {charged} ns");
+    }
+}

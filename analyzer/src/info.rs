@@ -27,6 +27,9 @@ pub struct Info<'a> {
     pub samples_by_event: Option<Vec<EventRows>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_unreadable: Option<String>,
+    /// CPU samples per cgroup, most first (bundles that recorded cgroups).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<CgroupRows>,
     pub total_lost: u64,
     pub warnings: &'a [String],
     pub manifest: &'a Manifest,
@@ -48,6 +51,96 @@ pub struct EventRows {
     pub samples: u64,
     /// Whether these are the bundle's CPU samples (`analysis::cpu`), the ones CPU figures count.
     pub cpu: bool,
+}
+
+/// The CPU samples of one cgroup.
+#[derive(Debug, Serialize)]
+pub struct CgroupRows {
+    pub cgroup: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    pub samples: u64,
+}
+
+/// CPU samples per cgroup, most first: each sample of `cpu_event` in its thread's cgroup at
+/// that time (its last `task_cgroup` row at or before it), as the `cgroup_sample` view has it.
+fn samples_by_cgroup(bundle: &Bundle, cpu_event: &str) -> Result<Vec<CgroupRows>, String> {
+    use arrow_array::Array as _;
+    use arrow_array::cast::AsArray as _;
+    use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
+    if bundle.segments(tables::TASK_CGROUP).is_empty() {
+        return Ok(Vec::new());
+    }
+    let err = |e: perfpack_schema::Error| e.to_string();
+    let mut names: std::collections::HashMap<u64, (String, Option<String>)> = Default::default();
+    for b in bundle.read_table(tables::CGROUP).map_err(err)? {
+        let ids = b.column(0).as_primitive::<UInt64Type>();
+        let (paths, containers) = (
+            b.column(1).as_string::<i32>(),
+            b.column(2).as_string::<i32>(),
+        );
+        for i in 0..b.num_rows() {
+            let container = (!containers.is_null(i)).then(|| containers.value(i).to_string());
+            names.insert(ids.value(i), (paths.value(i).to_string(), container));
+        }
+    }
+    // Per thread, its cgroup changes in time order.
+    let mut changes: std::collections::HashMap<i32, Vec<(i64, u64)>> = Default::default();
+    for b in bundle.read_table(tables::TASK_CGROUP).map_err(err)? {
+        let (ts, tid) = (
+            b.column(0).as_primitive::<Int64Type>(),
+            b.column(2).as_primitive::<Int32Type>(),
+        );
+        let id = b.column(3).as_primitive::<UInt64Type>();
+        for i in 0..b.num_rows() {
+            changes
+                .entry(tid.value(i))
+                .or_default()
+                .push((ts.value(i), id.value(i)));
+        }
+    }
+    for c in changes.values_mut() {
+        c.sort_unstable();
+    }
+    let mut counts: std::collections::BTreeMap<Option<u64>, u64> = Default::default();
+    let table = &tables::STACK_SAMPLE;
+    for seg in bundle.segments(table) {
+        let reader = bundle
+            .open_segment_columns(table, seg, Some(&["ts_ns", "tid", "event"]))
+            .map_err(err)?;
+        for batch in reader {
+            let b = batch.map_err(|e| format!("{}: {e}", bundle.display_path(seg).display()))?;
+            let ts = b.column(0).as_primitive::<Int64Type>();
+            let tid = b.column(1).as_primitive::<Int32Type>();
+            let event = b.column(2).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                if event.value(i) != cpu_event {
+                    continue;
+                }
+                let id = changes.get(&tid.value(i)).and_then(|c| {
+                    let n = c.partition_point(|&(t, _)| t <= ts.value(i));
+                    n.checked_sub(1).map(|k| c[k].1)
+                });
+                *counts.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let mut rows: Vec<CgroupRows> = counts
+        .into_iter()
+        .map(|(id, samples)| {
+            let (cgroup, container_id) = match id.and_then(|id| names.get(&id)) {
+                Some((p, c)) => (p.clone(), c.clone()),
+                None => ("(none)".to_string(), None),
+            };
+            CgroupRows {
+                cgroup,
+                container_id,
+                samples,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.cgroup.cmp(&b.cgroup)));
+    Ok(rows)
 }
 
 /// `stack_sample` rows per event, from the `event` column alone, most first.
@@ -97,11 +190,24 @@ pub fn summarize(bundle: &Bundle) -> Info<'_> {
             }
         })
         .collect();
-    let (samples_by_event, events_unreadable) = match samples_by_event(bundle) {
+    let (samples_by_event, mut events_unreadable) = match samples_by_event(bundle) {
         Ok(rows) => (Some(rows), None),
         Err(e) => (None, Some(e)),
     };
+    let cpu_event = samples_by_event
+        .as_ref()
+        .and_then(|rows| rows.iter().find(|r| r.cpu))
+        .map(|r| r.event.clone());
+    let cgroups = match cpu_event.map(|e| samples_by_cgroup(bundle, &e)) {
+        Some(Ok(rows)) => rows,
+        Some(Err(e)) => {
+            events_unreadable.get_or_insert(e);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
     Info {
+        cgroups,
         samples_by_event,
         events_unreadable,
         path: bundle.path().display().to_string(),
@@ -304,6 +410,18 @@ pub fn render_text(info: &Info<'_>) -> String {
             let _ = writeln!(out, "\nstack samples by event: unreadable: {why}");
         }
         _ => {}
+    }
+    if !info.cgroups.is_empty() {
+        out.push('\n');
+        let mut t = TextTable::new(&["cgroup", "CPU samples", "container"]);
+        for c in &info.cgroups {
+            t.row(vec![
+                c.cgroup.clone(),
+                c.samples.to_string(),
+                c.container_id.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.render());
     }
     out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }

@@ -136,6 +136,16 @@ impl Scope {
             parts.push(format!("({})", per_bundle.join(" OR ")));
         }
         if !self.cgroups.is_empty() {
+            if let Some(b) = bundles
+                .iter()
+                .find(|b| b.segments(perfpack_schema::tables::TASK_CGROUP).is_empty())
+            {
+                bail!(
+                    "{}: no cgroups recorded (a bundle from before perfpack recorded them, an \
+                     import, or a kernel without PERF_SAMPLE_CGROUP): --cgroup cannot select",
+                    b.path().display()
+                );
+            }
             parts.push(cgroup_sql(&self.cgroups));
         }
         if let Some(p) = &self.predicate {

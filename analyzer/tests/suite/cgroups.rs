@@ -159,6 +159,43 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         "only B's workload: {fb}"
     );
 
+    // `perfpack info` counts each group's CPU samples as the cgroup_top view does.
+    let info: Value = serde_json::from_str(&ok(&perfpack([
+        "info",
+        bundle.to_str().unwrap(),
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let listed: BTreeMap<String, u64> = info[0]["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["cgroup"].as_str().unwrap().to_string(),
+                c["samples"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let viewed: BTreeMap<String, u64> = rows(
+        &bundle,
+        "SELECT COALESCE(cgroup, '(none)') AS cgroup, samples FROM cgroup_top",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["cgroup"].as_str().unwrap().to_string(),
+            r["samples"].as_u64().unwrap(),
+        )
+    })
+    .collect();
+    assert_eq!(listed, viewed);
+    assert!(
+        listed.contains_key(&path_a) && listed.contains_key(&path_b),
+        "{listed:?}"
+    );
+
     // Each group's CPU time by its samples is what the kernel charged the group.
     let weights: BTreeMap<String, f64> = rows(
         &bundle,
@@ -172,13 +209,6 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         )
     })
     .collect();
-    let info: Value = serde_json::from_str(&ok(&perfpack([
-        "info",
-        bundle.to_str().unwrap(),
-        "--format",
-        "json",
-    ])))
-    .unwrap();
     let lost_samples: u64 = info[0]["manifest"]["sources"]
         .as_array()
         .unwrap()
@@ -205,4 +235,18 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         );
         assert!(charged > 1e9, "{path}: the workload ran {charged} ns");
     }
+}
+
+#[test]
+fn a_bundle_without_cgroups_says_so_when_asked_for_one() {
+    let b = super::fixture("basic");
+    let err = super::fails(&perfpack([
+        "flamegraph",
+        b.to_str().unwrap(),
+        "--cgroup",
+        "ssh.service",
+        "-o",
+        "-",
+    ]));
+    assert!(err.contains("basic.ppk: no cgroups recorded"), "{err}");
 }

@@ -55,9 +55,9 @@ impl Source {
     /// The columns `--by` may name.
     pub fn by_columns(self) -> &'static [&'static str] {
         match self {
-            Source::Block => &["disk", "dev", "comm", "rwbs", "pid", "cpu"],
-            Source::Runq => &["comm", "cpu", "pid", "tid"],
-            Source::Syscall => &["syscall", "comm", "pid", "tid", "cpu"],
+            Source::Block => &["disk", "dev", "comm", "rwbs", "pid", "cpu", "cgroup"],
+            Source::Runq => &["comm", "cpu", "pid", "tid", "cgroup"],
+            Source::Syscall => &["syscall", "comm", "pid", "tid", "cpu", "cgroup"],
         }
     }
 
@@ -190,9 +190,19 @@ pub async fn values(
     }
     let pred = scope.sql(bundles, session.names())?;
     let group_expr = by.map_or_else(|| "'all'".to_string(), |c| c.to_string());
-    let sql = format!(
-        "SELECT {group_expr} AS grp, latency_ns FROM ({}) WHERE latency_ns IS NOT NULL AND {pred}",
+    let relation = if by == Some("cgroup") {
+        // The thread's cgroup at the event (the `task_cgroup_span` view).
+        format!(
+            "SELECT r.*, t.cgroup FROM ({}) r LEFT JOIN task_cgroup_span t \
+             ON r.bundle = t.bundle AND r.tid = t.tid AND r.ts_ns >= t.from_ns \
+             AND (t.to_ns IS NULL OR r.ts_ns < t.to_ns)",
+            source.relation()
+        )
+    } else {
         source.relation()
+    };
+    let sql = format!(
+        "SELECT {group_expr} AS grp, latency_ns FROM ({relation}) WHERE latency_ns IS NOT NULL AND {pred}"
     );
     progress.phase(&format!("reading {}", source.noun()));
     let mut values: BTreeMap<String, Vec<i64>> = BTreeMap::new();

@@ -91,7 +91,7 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("cg.ppk");
     let out = std::process::Command::new(&recorder)
-        .args(["-a", "--preset", "cpu", "-o"])
+        .args(["-a", "--preset", "sched", "-o"])
         .arg(&bundle)
         .args(["--", "sh", "-c", &script])
         .output()
@@ -157,6 +157,41 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
     assert!(
         fb.lines().all(|l| l.starts_with("perfpack-test-w")),
         "only B's workload: {fb}"
+    );
+
+    // Run-queue waits by cgroup: both groups, and every wait counted once (a thread's spans
+    // do not overlap).
+    let latency = |by: Option<&str>| -> Value {
+        let mut args = vec![
+            "latency",
+            bundle.to_str().unwrap(),
+            "--source",
+            "runq",
+            "--format",
+            "json",
+        ];
+        args.extend(by.map(|b| ["--by", b]).into_iter().flatten());
+        serde_json::from_str(&ok(&perfpack(args))).unwrap()
+    };
+    let count = |groups: &Value| -> u64 {
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["count"].as_u64().unwrap())
+            .sum()
+    };
+    let (split, whole) = (latency(Some("cgroup")), latency(None));
+    assert_eq!(count(&split), count(&whole));
+    let names: Vec<&str> = split["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&path_a.as_str()) && names.contains(&path_b.as_str()),
+        "{names:?}"
     );
 
     // `perfpack info` counts each group's CPU samples as the cgroup_top view does.

@@ -115,8 +115,10 @@ fn every_view_matches_its_expected_csv_and_documents_its_columns() {
             header, documented,
             "columns of view {name} vs its doc block"
         );
+        // The fixture predates cgroups: the view of their spans alone has no rows there (its
+        // rows are checked on a live recording, `suite::cgroups`).
         assert!(
-            out.lines().count() > 1,
+            out.lines().count() > 1 || name == "task_cgroup_span",
             "view {name} is empty on the basic fixture"
         );
         golden(&format!("views/{name}.csv"), &normalize(&out));

@@ -34,6 +34,7 @@ mod flame;
 mod frequency;
 mod heat;
 mod host;
+mod services;
 
 /// Most (time bucket, stack) pairs embedded for range selection; beyond it the buckets widen.
 const MAX_TIMED_CELLS: usize = 150_000;
@@ -103,6 +104,8 @@ pub async fn build(
     o.push_str(&host::use_section(session, bundles).await?);
     progress.phase("CPU flame graph data and top tables");
     o.push_str(&cpu::cpu_section(session, bundles, &origin).await?);
+    progress.phase("services");
+    o.push_str(&services::services_section(session, bundles).await?);
     progress.phase("off-CPU flame graph");
     o.push_str(&cpu::offcpu_section(session, bundles).await?);
     progress.phase("flame graphs of other sampled events");

@@ -194,6 +194,27 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         "{names:?}"
     );
 
+    // The report's services table has a row per group.
+    let page = dir.path().join("cg.html");
+    ok(&perfpack([
+        "report",
+        bundle.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]));
+    let html = std::fs::read_to_string(&page).unwrap();
+    let services = html
+        .split("<section id=\"services\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("a services section");
+    for path in [&path_a, &path_b] {
+        assert!(
+            services.contains(&format!("<tr><td>{path}</td>")),
+            "{path} not in {services}"
+        );
+    }
+
     // `perfpack info` counts each group's CPU samples as the cgroup_top view does.
     let info: Value = serde_json::from_str(&ok(&perfpack([
         "info",

@@ -215,6 +215,28 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         );
     }
 
+    // Cgroup paths name services: `redact --check` lists them, and a redacted copy keeps
+    // none of them.
+    let check = perfpack(["redact", bundle.to_str().unwrap(), "--check"]);
+    let listed = String::from_utf8_lossy(&check.stdout).to_string()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(listed.contains("cgroup.path"), "{listed}");
+    let redacted = dir.path().join("red.ppk");
+    ok(&perfpack([
+        "redact",
+        bundle.to_str().unwrap(),
+        "-o",
+        redacted.to_str().unwrap(),
+    ]));
+    let paths = rows(&redacted, "SELECT path FROM cgroup");
+    assert!(!paths.is_empty());
+    assert!(
+        paths
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap().contains("perfpack-test")),
+        "{paths:?}"
+    );
+
     // `perfpack info` counts each group's CPU samples as the cgroup_top view does.
     let info: Value = serde_json::from_str(&ok(&perfpack([
         "info",

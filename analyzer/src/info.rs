@@ -68,7 +68,11 @@ fn samples_by_cgroup(bundle: &Bundle, cpu_event: &str) -> Result<Vec<CgroupRows>
     use arrow_array::Array as _;
     use arrow_array::cast::AsArray as _;
     use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
-    if bundle.segments(tables::TASK_CGROUP).is_empty() {
+    if bundle
+        .segments(tables::TASK_CGROUP)
+        .iter()
+        .all(|s| s.rows == 0)
+    {
         return Ok(Vec::new());
     }
     let err = |e: perfpack_schema::Error| e.to_string();

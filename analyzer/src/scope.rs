@@ -136,10 +136,11 @@ impl Scope {
             parts.push(format!("({})", per_bundle.join(" OR ")));
         }
         if !self.cgroups.is_empty() {
-            if let Some(b) = bundles
-                .iter()
-                .find(|b| b.segments(perfpack_schema::tables::TASK_CGROUP).is_empty())
-            {
+            if let Some(b) = bundles.iter().find(|b| {
+                b.segments(perfpack_schema::tables::TASK_CGROUP)
+                    .iter()
+                    .all(|s| s.rows == 0)
+            }) {
                 bail!(
                     "{}: no cgroups recorded (a bundle from before perfpack recorded them, an \
                      import, or a kernel without PERF_SAMPLE_CGROUP): --cgroup cannot select",

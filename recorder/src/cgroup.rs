@@ -3,6 +3,9 @@
 //! mount. A `task_cgroup` row is written when a thread is first sampled and whenever a sample
 //! shows it in another cgroup; a `cgroup` row names each id by its path, looked up by walking
 //! the mount when the id is first written (a cgroup removed before that is `[removed]`).
+//! Where the kernel does not give the id (before 5.7), each thread's `/proc/TID/cgroup` is
+//! read when it is first sampled and again after it execs: the id is then the inode of that
+//! path under the mount.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt as _;
@@ -31,6 +34,10 @@ pub struct Cgroups {
     named: BTreeSet<u64>,
     /// The cgroup2 mount, when there is one.
     root: Option<PathBuf>,
+    /// Read `/proc/TID/cgroup` (the samples carry no cgroup id).
+    from_procfs: bool,
+    /// Paths already known from procfs, by id.
+    known: HashMap<u64, String>,
 }
 
 impl std::fmt::Debug for Cgroups {
@@ -48,6 +55,38 @@ impl Cgroups {
         Cgroups {
             root: cgroup2_mount(),
             ..Cgroups::default()
+        }
+    }
+
+    /// Whether each thread's cgroup is read from procfs (the kernel gives none per sample).
+    pub fn read_procfs(&mut self, yes: bool) {
+        self.from_procfs = yes;
+    }
+
+    /// A sample without a cgroup id: the thread's cgroup from `/proc/PID/task/TID/cgroup`,
+    /// read the first time the thread is seen (and after [`Cgroups::forget`]).
+    pub fn sample_without_id(&mut self, ts_ns: i64, pid: i32, tid: i32) {
+        if !self.from_procfs || self.of_tid.contains_key(&tid) {
+            return;
+        }
+        let Some(root) = &self.root else { return };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")) else {
+            return;
+        };
+        let Some(path) = v2_path(&text) else { return };
+        let Ok(meta) = std::fs::symlink_metadata(root.join(path.trim_start_matches('/'))) else {
+            return;
+        };
+        if meta.is_dir() {
+            self.known.insert(meta.ino(), path.to_string());
+            self.sample(ts_ns, pid, tid, meta.ino());
+        }
+    }
+
+    /// Forgets a thread's cgroup (it exec'd): its next sample reads it again.
+    pub fn forget(&mut self, tid: i32) {
+        if self.from_procfs {
+            self.of_tid.remove(&tid);
         }
     }
 
@@ -75,10 +114,17 @@ impl Cgroups {
     pub fn flush(&mut self, w: &mut BundleWriter) -> perfpack_schema::Result<()> {
         let mut names = CgroupBuilder::default();
         if !self.unnamed.is_empty() {
-            let found = match &self.root {
-                Some(root) => paths_of(root, &self.unnamed),
-                None => HashMap::new(),
+            let unknown: BTreeSet<u64> = self
+                .unnamed
+                .iter()
+                .filter(|id| !self.known.contains_key(id))
+                .copied()
+                .collect();
+            let mut found = match &self.root {
+                Some(root) if !unknown.is_empty() => paths_of(root, &unknown),
+                _ => HashMap::new(),
             };
+            found.extend(self.known.iter().map(|(id, p)| (*id, p.clone())));
             for id in std::mem::take(&mut self.unnamed) {
                 let path = found.get(&id).map_or("[removed]", String::as_str);
                 names.push(&Cgroup {
@@ -105,6 +151,11 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
         let point = left.split_whitespace().nth(4)?;
         (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(unescape(point)))
     })
+}
+
+/// The cgroup v2 path of a `/proc/PID/cgroup` text: its `0::PATH` line.
+fn v2_path(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.strip_prefix("0::"))
 }
 
 /// Mountinfo's octal escapes (`\040` for a space).
@@ -193,7 +244,35 @@ pub fn container_id(path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::container_id;
+    use super::*;
+
+    #[test]
+    fn a_threads_cgroup_is_read_from_procfs_where_samples_carry_none() {
+        let hybrid = "9:name=systemd:/\n4:memory:/x\n1:cpu:/\n0::/system.slice/a.service\n";
+        assert_eq!(v2_path(hybrid), Some("/system.slice/a.service"));
+        assert_eq!(v2_path("0::/\n"), Some("/"));
+        assert_eq!(v2_path("4:memory:/x\n"), None);
+        // This thread, as the recorder would read it: the id is its cgroup directory's inode.
+        let mut c = Cgroups::new();
+        let Some(root) = c.root.clone() else {
+            return; // no cgroup2 mount here: nothing to read
+        };
+        c.read_procfs(true);
+        let (pid, tid) = (std::process::id() as i32, unsafe { libc::gettid() });
+        c.sample_without_id(1, pid, tid);
+        let own = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")).unwrap();
+        let path = v2_path(&own).unwrap();
+        let ino = std::fs::metadata(root.join(path.trim_start_matches('/')))
+            .unwrap()
+            .ino();
+        assert_eq!(c.of_tid.get(&tid), Some(&ino));
+        assert_eq!(c.known.get(&ino).map(String::as_str), Some(path));
+        // Seen once: a second sample adds no row, until the thread execs.
+        c.sample_without_id(2, pid, tid);
+        c.forget(tid);
+        c.sample_without_id(3, pid, tid);
+        assert_eq!(c.rows.len(), 2);
+    }
 
     #[test]
     fn container_ids_come_from_the_usual_layouts() {

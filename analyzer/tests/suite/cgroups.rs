@@ -315,6 +315,53 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
     }
 }
 
+/// The fixture as a bundle recorded before cgroups were: no `cgroup` or `task_cgroup` table in
+/// its manifest or its files.
+fn bundle_from_before_cgroups(dir: &Path) -> PathBuf {
+    let b = dir.join("old.ppk");
+    super::copy_dir(&super::fixture("basic"), &b);
+    let manifest = b.join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    for t in ["cgroup", "task_cgroup"] {
+        m["tables"].as_object_mut().unwrap().remove(t);
+        std::fs::remove_dir_all(b.join("tables").join(t)).unwrap();
+    }
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    b
+}
+
+#[test]
+fn a_bundle_from_before_cgroups_opens_with_no_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = bundle_from_before_cgroups(dir.path());
+    let info = ok(&perfpack(["info", b.to_str().unwrap()]));
+    assert!(!info.contains("CPU samples  container"), "{info}");
+    let r = rows(
+        &b,
+        "SELECT COUNT(*) AS n, COUNT(cgroup) AS with FROM cgroup_sample",
+    );
+    assert_eq!(
+        (r[0]["n"].as_u64(), r[0]["with"].as_u64()),
+        (Some(3960), Some(0))
+    );
+    ok(&perfpack([
+        "latency",
+        b.to_str().unwrap(),
+        "--by",
+        "cgroup",
+    ]));
+    ok(&perfpack(["report", b.to_str().unwrap(), "-o", "-"]));
+    let err = super::fails(&perfpack([
+        "flamegraph",
+        b.to_str().unwrap(),
+        "--cgroup",
+        "ssh.service",
+        "-o",
+        "-",
+    ]));
+    assert!(err.contains("old.ppk: no cgroups recorded"), "{err}");
+}
+
 #[test]
 fn a_bundle_without_cgroups_says_so_when_asked_for_one() {
     let b = super::fixture("basic");

@@ -495,6 +495,11 @@ impl Profile {
         Ok(())
     }
 
+    /// Whether each thread's cgroup is read from procfs: where the samples carry no cgroup id.
+    pub fn cgroups_from_procfs(&mut self, yes: bool) {
+        self.cgroups.read_procfs(yes);
+    }
+
     /// Files whose mappings samples hit and that lack frame pointers (user stacks through them
     /// are short or wrong): for the summary.
     pub fn files_without_frame_pointers(&self) -> Vec<String> {

@@ -59,6 +59,10 @@ impl Profile {
                 exec,
                 time,
             } => {
+                if exec {
+                    // An exec may come with a move (a service started by its manager).
+                    self.cgroups.forget(tid);
+                }
                 if exec && pid == tid {
                     self.spaces.remove(&pid);
                     if let Some(u) = &mut self.unwinder {
@@ -189,8 +193,9 @@ impl Profile {
             cpu,
             ..
         } = s;
-        if let Some(id) = s.cgroup {
-            self.cgroups.sample(time as i64, pid, tid, id);
+        match s.cgroup {
+            Some(id) => self.cgroups.sample(time as i64, pid, tid, id),
+            None => self.cgroups.sample_without_id(time as i64, pid, tid),
         }
         let not_cpu = self.not_cpu.get(&s.id).copied();
         let switch = not_cpu == Some(NotCpu::Switch);

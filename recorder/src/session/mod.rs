@@ -303,6 +303,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         let unwinder =
             (s.unwind != perf::Unwind::Fp).then(|| crate::unwind::Unwinder::new(s.unwind));
         profile.unwind_with(unwinder, &s.switch_ids);
+        profile.cgroups_from_procfs(!s.cgroup);
         profile.stack_events(
             stack_events
                 .iter()

@@ -106,8 +106,12 @@ pub(super) fn perf_source(
             }
         ));
     }
-    if s.cgroup {
-        detail.push_str(", each sample's cgroup (PERF_SAMPLE_CGROUP)");
+    match &s.cgroup_reason {
+        None => detail.push_str(", each sample's cgroup (PERF_SAMPLE_CGROUP)"),
+        Some(why) => detail.push_str(&format!(
+            ", each thread's cgroup read from /proc/TID/cgroup when first sampled and after \
+             exec ({why})"
+        )),
     }
     if let Some(why) = &s.fallback_reason {
         detail.push_str(&format!(" (hardware {why})"));
@@ -124,7 +128,6 @@ pub(super) fn perf_source(
     }
     problems.extend(s.unwind_reason.clone());
     problems.extend(s.switch_reason.clone());
-    problems.extend(s.cgroup_reason.clone());
     problems.extend(event_problems);
     if !problems.is_empty() {
         src.status = SourceStatus::Partial;

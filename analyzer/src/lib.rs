@@ -73,6 +73,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
             format,
             event,
             output,
+            scope,
         } => {
             let target = match (dataset, format) {
                 (Some(d), _) => Target::Dataset(d),
@@ -81,7 +82,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
                 (None, ExportFormat::PerfettoJson) => Target::PerfettoJson,
                 (None, ExportFormat::Firefox) => Target::Firefox,
             };
-            commands::export::run(&bundles.bundles, target, output)
+            commands::export::run(&bundles.bundles, target, output, scope.scope()?)
         }
         Command::Pack { dir, output, force } => commands::pack::pack(&dir, &output, force),
         Command::Unpack { file, output } => commands::pack::unpack(&file, &output),

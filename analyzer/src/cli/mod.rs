@@ -93,6 +93,9 @@ pub enum Command {
         /// Write to this file instead of stdout
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Folded, pprof and firefox: only what these options select
+        #[command(flatten)]
+        scope: ScopeArgs,
     },
     /// Pack a bundle directory into one file (a ZIP of stored entries)
     Pack {

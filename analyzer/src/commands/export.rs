@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use crate::flamegraph::{self, Options, Weight};
+use crate::scope::Scope;
 
 /// What `perfpack export` writes.
 #[derive(Debug)]
@@ -21,7 +22,18 @@ pub enum Target {
     Firefox,
 }
 
-pub fn run(bundles: &[String], target: Target, output: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(
+    bundles: &[String],
+    target: Target,
+    output: Option<PathBuf>,
+    scope: Scope,
+) -> anyhow::Result<()> {
+    if !scope.is_everything() && matches!(target, Target::Dataset(_) | Target::PerfettoJson) {
+        anyhow::bail!(
+            "--pid, --tid, --comm, --cpu, --from, --to, --where and --cgroup select what folded, \
+             pprof and firefox exports hold; a dataset or perfetto-json export holds everything"
+        );
+    }
     match target {
         Target::Dataset(dataset) => {
             let mut stdout = std::io::stdout().lock();
@@ -29,12 +41,15 @@ pub fn run(bundles: &[String], target: Target, output: Option<PathBuf>) -> anyho
             stdout.flush()?;
             Ok(())
         }
-        Target::Pprof { event } => crate::export::pprof::run(bundles, event, output.as_deref()),
+        Target::Pprof { event } => {
+            crate::export::pprof::run(bundles, event, output.as_deref(), &scope)
+        }
         Target::PerfettoJson => crate::export::perfetto::run(bundles, output.as_deref()),
-        Target::Firefox => crate::export::firefox::run(bundles, output.as_deref()),
+        Target::Firefox => crate::export::firefox::run(bundles, output.as_deref(), &scope),
         Target::Folded { event } => {
             let opts = Options {
                 event,
+                scope,
                 output: output.unwrap_or_else(|| "-".into()),
                 ..Options::folded_cpu(Weight::Period)
             };

@@ -73,6 +73,7 @@ pub fn run(
     bundle_args: &[String],
     event: Option<String>,
     output: Option<&Path>,
+    scope: &crate::scope::Scope,
 ) -> anyhow::Result<()> {
     let bundles = crate::bundle::open_all(bundle_args)?;
     let progress = Progress::new();
@@ -80,6 +81,7 @@ pub fn run(
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
         let opts = |weight| flamegraph::Options {
             event: event.clone(),
+            scope: scope.clone(),
             ..flamegraph::Options::folded_cpu(weight)
         };
         let counts =

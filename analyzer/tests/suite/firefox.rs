@@ -83,6 +83,8 @@ pub struct Read {
     /// Samples with each function anywhere on their stack.
     pub total_by_function: BTreeMap<String, u64>,
     pub block_latencies_ns: Vec<i64>,
+    pub process_markers: u64,
+    pub tracepoint_markers: u64,
 }
 
 /// Exports `bundle` (twice: the bytes must not change, and `.gz` gzips), checks the format's
@@ -187,6 +189,8 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
                 "OffCpu" => {
                     *blocked_by_tid.entry(tid).or_default() += data["blocked"].as_f64().unwrap()
                 }
+                "Process" => read.process_markers += 1,
+                "Tracepoint" => read.tracepoint_markers += 1,
                 "BlockIO" => read
                     .block_latencies_ns
                     .push((data["latency"].as_f64().unwrap() * 1e6).round() as i64),
@@ -228,6 +232,18 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
     assert_eq!(
         read.block_latencies_ns.iter().sum::<i64>(),
         block[0]["ns"].as_i64().unwrap_or(0)
+    );
+
+    // Every fork, exec and exit, and every other stored tracepoint event, is a marker.
+    let n = |sql: &str| rows(bundle, sql)[0]["n"].as_u64().unwrap();
+    assert_eq!(
+        read.process_markers,
+        n("SELECT COUNT(*) AS n FROM sched_process")
+    );
+    assert_eq!(
+        read.tracepoint_markers,
+        n("SELECT COUNT(*) AS n FROM ftrace_event_stored \
+           WHERE event NOT LIKE 'block:block_rq%' AND event NOT LIKE 'sched:sched_process%'")
     );
 
     // Blocked time per thread: each switch-out not runnable until the thread's next switch-in,
@@ -371,4 +387,52 @@ fn the_firefox_profilers_own_loader_reads_the_profile_and_counts_its_samples() {
     assert_eq!(total, truth["samples"].as_u64().unwrap());
     let leaves = counts(&truth["samples_by_leaf"]);
     assert_eq!(self_by_leaf, leaves);
+}
+
+#[test]
+fn a_firefox_export_holds_only_what_the_options_select() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.json");
+    let b = fixture("basic");
+    ok(&perfpack([
+        "export",
+        b.to_str().unwrap(),
+        "--format",
+        "firefox",
+        "--pid",
+        "1210",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    let p: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let mut samples = 0;
+    for t in arr(&p, "threads") {
+        let pid = t["pid"].as_str().unwrap();
+        let n = len(&t["samples"]) + len(&t["markers"]);
+        // The perfpack process holds the counters and the losses.
+        assert!(
+            pid == "1210" || (pid == i32::MAX.to_string() && len(&t["samples"]) == 0) || n == 0,
+            "pid {pid} has {n} samples and markers"
+        );
+        if pid == "1210" {
+            samples += len(&t["samples"]);
+        }
+    }
+    let r = rows(&b, "SELECT COUNT(*) AS n FROM cpu_sample WHERE pid = 1210");
+    assert_eq!(samples as u64, r[0]["n"].as_u64().unwrap());
+    // A perfetto-json export holds everything: a selection is refused in one line.
+    let err = super::fails(&perfpack([
+        "export",
+        b.to_str().unwrap(),
+        "--format",
+        "perfetto-json",
+        "--pid",
+        "1210",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("perfetto-json export holds everything"),
+        "{err}"
+    );
 }

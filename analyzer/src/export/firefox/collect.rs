@@ -12,6 +12,7 @@ use perfpack_schema::fxhash::FxHashMap;
 
 use super::markers::{Kind, Value};
 use crate::picture::{self, Progress};
+use crate::scope::Scope;
 use crate::sql::Session;
 
 /// What the profile is made of, collected before anything is added.
@@ -143,9 +144,15 @@ fn ms(ns: i64) -> f64 {
 pub(super) async fn collect(
     session: &Session,
     event: Option<&str>,
+    scope: &Scope,
+    pred: &str,
     progress: &Progress,
 ) -> anyhow::Result<Collected> {
     let mut c = Collected::default();
+    // Each query's rows as the options select them: its columns are named as the predicate
+    // expects (`pid`, `tid`, `comm`, `cpu`, `ts_ns`, `bundle`).
+    let scoped =
+        |q: &str, order: &str| format!("SELECT * FROM ({q}) WHERE {pred} ORDER BY {order}");
     progress.phase("threads");
     picture::stream(
         session,
@@ -156,13 +163,17 @@ pub(super) async fn collect(
             let (pid, tid, from, to) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
             for i in 0..b.num_rows() {
                 c.pids.insert(tid.value(i), pid.value(i));
-                c.touch(
-                    pid.value(i),
-                    tid.value(i),
-                    text(b, 2, i).as_deref(),
-                    from.value(i),
-                    to.value(i),
-                );
+                // Every thread the bundle knows; with a selection, only those with events.
+                if scope.is_everything() {
+                    let comm = text(b, 2, i);
+                    c.touch(
+                        pid.value(i),
+                        tid.value(i),
+                        comm.as_deref(),
+                        from.value(i),
+                        to.value(i),
+                    );
+                }
             }
             Ok(())
         },
@@ -173,8 +184,11 @@ pub(super) async fn collect(
     let clock = event.is_some_and(crate::analysis::cpu::is_clock_event);
     picture::stream(
         session,
-        "SELECT pid, tid, comm, ts_ns, callsite_id, event, weight FROM stack_sample \
-         ORDER BY tid, ts_ns, cpu",
+        &scoped(
+            "SELECT pid, tid, comm, ts_ns, callsite_id, event, weight, cpu, bundle \
+             FROM stack_sample",
+            "tid, ts_ns, cpu",
+        ),
         progress,
         |b| {
             let (pid, tid, ts, leaf) = (i32s(b, 0), i32s(b, 1), i64s(b, 3), i64s(b, 4));
@@ -205,10 +219,13 @@ pub(super) async fn collect(
 
     // Markers: each query yields pid, tid, comm, start and (intervals) end first.
     progress.phase("blocked intervals");
-    let blocked = format!(
-        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, end_ts_ns, state FROM ({}) \
-         ORDER BY tid, ts_ns",
-        crate::analysis::blocked::BLOCKED_SQL
+    let blocked = scoped(
+        &format!(
+            "SELECT COALESCE(pid, tid) AS pid, tid, comm, ts_ns, end_ts_ns, state, cpu, bundle \
+             FROM ({})",
+            crate::analysis::blocked::BLOCKED_SQL
+        ),
+        "tid, ts_ns",
     );
     picture::stream(session, &blocked, progress, |b| {
         for i in 0..b.num_rows() {
@@ -226,8 +243,11 @@ pub(super) async fn collect(
     progress.phase("block requests");
     picture::stream(
         session,
-        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, complete_ts_ns, COALESCE(disk, dev), rwbs, \
-         sector, bytes, latency_ns FROM block_io ORDER BY tid, ts_ns, sector",
+        &scoped(
+            "SELECT COALESCE(pid, tid) AS pid, tid, comm, ts_ns, complete_ts_ns, \
+             COALESCE(disk, dev) AS disk, rwbs, sector, bytes, latency_ns, cpu, bundle FROM block_io",
+            "tid, ts_ns, sector",
+        ),
         progress,
         |b| {
             for i in 0..b.num_rows() {
@@ -250,8 +270,11 @@ pub(super) async fn collect(
     progress.phase("system calls");
     picture::stream(
         session,
-        "SELECT COALESCE(pid, tid), tid, comm, ts_ns, ts_ns + dur_ns, name, ret \
-         FROM syscall_duration WHERE dur_ns IS NOT NULL ORDER BY tid, ts_ns",
+        &scoped(
+            "SELECT COALESCE(pid, tid) AS pid, tid, comm, ts_ns, ts_ns + dur_ns AS end_ns, name, \
+             ret, cpu, bundle FROM syscall_duration WHERE dur_ns IS NOT NULL",
+            "tid, ts_ns",
+        ),
         progress,
         |b| {
             for i in 0..b.num_rows() {
@@ -267,15 +290,24 @@ pub(super) async fn collect(
     )
     .await?;
 
+    // The process of each thread, for the tables that have none.
+    const PIDS: &str = "(SELECT bundle, tid, MAX(pid) AS pid FROM thread GROUP BY bundle, tid)";
     progress.phase("wakeups");
     picture::stream(
         session,
-        "SELECT COALESCE(t.pid, w.tid), w.tid, w.comm, w.ts_ns, wt.comm, w.waker_tid \
-         FROM sched_wakeup w \
-         LEFT JOIN (SELECT tid, MAX(pid) AS pid FROM thread GROUP BY tid) t ON t.tid = w.tid \
-         LEFT JOIN (SELECT tid, LAST_VALUE(comm ORDER BY ts_ns) AS comm FROM thread GROUP BY tid) wt \
-           ON wt.tid = w.waker_tid \
-         WHERE w.tid <> 0 ORDER BY w.tid, w.ts_ns",
+        &scoped(
+            &format!(
+                "SELECT COALESCE(t.pid, w.tid) AS pid, w.tid AS tid, w.comm AS comm, \
+                 w.ts_ns AS ts_ns, wt.comm AS waker, w.waker_tid AS waker_tid, w.cpu AS cpu, \
+                 w.bundle AS bundle FROM sched_wakeup w \
+                 LEFT JOIN {PIDS} t ON t.bundle = w.bundle AND t.tid = w.tid \
+                 LEFT JOIN (SELECT bundle, tid, LAST_VALUE(comm ORDER BY ts_ns) AS comm \
+                   FROM thread GROUP BY bundle, tid) wt \
+                   ON wt.bundle = w.bundle AND wt.tid = w.waker_tid \
+                 WHERE w.tid <> 0"
+            ),
+            "tid, ts_ns",
+        ),
         progress,
         |b| {
             for i in 0..b.num_rows() {
@@ -290,15 +322,60 @@ pub(super) async fn collect(
     )
     .await?;
 
-    progress.phase("execs");
+    progress.phase("forks, execs and exits");
     picture::stream(
         session,
-        "SELECT pid, pid AS tid, comm, ts_ns, filename FROM execsnoop ORDER BY pid, ts_ns",
+        &scoped(
+            &format!(
+                "SELECT COALESCE(p.pid, s.tid) AS pid, s.tid AS tid, s.comm AS comm, \
+                 s.ts_ns AS ts_ns, s.event AS event, s.filename AS filename, \
+                 s.child_tid AS child_tid, s.child_comm AS child_comm, s.cpu AS cpu, \
+                 s.bundle AS bundle FROM sched_process s \
+                 LEFT JOIN {PIDS} p ON p.bundle = s.bundle AND p.tid = s.tid"
+            ),
+            "tid, ts_ns",
+        ),
         progress,
         |b| {
             for i in 0..b.num_rows() {
-                let values = vec![Value::Text(text_or(b, 4, i, ""))];
-                c.mark(b, i, Kind::Exec, "Exec".into(), values);
+                let event = text_or(b, 4, i, "?");
+                let detail = match event.as_str() {
+                    "exec" => text_or(b, 5, i, ""),
+                    "fork" => format!(
+                        "{} ({})",
+                        text_or(b, 7, i, "?"),
+                        int(b, 6, i).map_or("?".into(), |t| t.to_string())
+                    ),
+                    _ => String::new(),
+                };
+                let values = vec![Value::Text(event.clone()), Value::Text(detail)];
+                c.mark(b, i, Kind::Process, event, values);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    progress.phase("other tracepoints");
+    let options = datafusion::arrow::util::display::FormatOptions::default();
+    picture::stream(
+        session,
+        &scoped(
+            "SELECT COALESCE(pid, tid) AS pid, tid, comm, ts_ns, event, int_fields, str_fields, \
+             cpu, bundle FROM ftrace_event_stored \
+             WHERE event NOT LIKE 'block:block_rq%' AND event NOT LIKE 'sched:sched_process%'",
+            "tid, ts_ns, event",
+        ),
+        progress,
+        |b| {
+            use datafusion::arrow::util::display::ArrayFormatter;
+            let ints = ArrayFormatter::try_new(b.column(5).as_ref(), &options)?;
+            let strs = ArrayFormatter::try_new(b.column(6).as_ref(), &options)?;
+            for i in 0..b.num_rows() {
+                let event = text_or(b, 4, i, "?");
+                let fields = format!("{} {}", ints.value(i), strs.value(i));
+                let values = vec![Value::Text(event.clone()), Value::Text(fields)];
+                c.mark(b, i, Kind::Tracepoint, event, values);
             }
             Ok(())
         },

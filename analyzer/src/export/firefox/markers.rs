@@ -20,23 +20,25 @@ pub(super) enum Kind {
     BlockIo,
     Syscall,
     Wakeup,
-    Exec,
+    Process,
+    Tracepoint,
     Lost,
 }
 
 impl Kind {
-    pub(super) const ALL: [Kind; 6] = [
+    pub(super) const ALL: [Kind; 7] = [
         Kind::Blocked,
         Kind::BlockIo,
         Kind::Syscall,
         Kind::Wakeup,
-        Kind::Exec,
+        Kind::Process,
+        Kind::Tracepoint,
         Kind::Lost,
     ];
 
     /// Whether its markers span time (the others are instants).
     pub(super) fn is_interval(self) -> bool {
-        !matches!(self, Kind::Wakeup | Kind::Exec)
+        !matches!(self, Kind::Wakeup | Kind::Process | Kind::Tracepoint)
     }
 
     /// Type name, chart label, and fields (key, label, format).
@@ -84,10 +86,18 @@ impl Kind {
                     ("waker_tid", "Waker tid", Integer),
                 ],
             ),
-            Kind::Exec => (
-                "Exec",
-                "{marker.data.filename}",
-                &[("filename", "Program", Text)],
+            Kind::Process => (
+                "Process",
+                "{marker.data.event} {marker.data.detail}",
+                &[
+                    ("event", "Event", Text),
+                    ("detail", "Program or child", Text),
+                ],
+            ),
+            Kind::Tracepoint => (
+                "Tracepoint",
+                "{marker.data.event}",
+                &[("event", "Tracepoint", Text), ("fields", "Fields", Text)],
             ),
             Kind::Lost => (
                 "Lost",

@@ -20,6 +20,7 @@ use perfpack_schema::Bundle;
 use perfpack_schema::fxhash::FxHashMap;
 
 use crate::picture::Progress;
+use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
 use crate::stacks::FrameKind;
 
@@ -34,7 +35,7 @@ use markers::{Kind, Mark, Value};
 /// The pid of the process that holds the machine's counters and the losses (no task has it).
 const SYSTEM_PID: i32 = i32::MAX;
 
-pub fn run(bundle_args: &[String], output: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(bundle_args: &[String], output: Option<&Path>, scope: &Scope) -> anyhow::Result<()> {
     let bundles = crate::bundle::open_all(bundle_args)?;
     let [bundle] = bundles.as_slice() else {
         bail!(
@@ -45,7 +46,8 @@ pub fn run(bundle_args: &[String], output: Option<&Path>) -> anyhow::Result<()> 
     let progress = Progress::new();
     let profile = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        profile(&session, bundle, &progress).await
+        let pred = scope.sql(&bundles, session.names())?;
+        profile(&session, bundle, scope, &pred, &progress).await
     });
     progress.finish();
     let json = serde_json::to_vec(&profile?)?;
@@ -63,11 +65,13 @@ pub fn run(bundle_args: &[String], output: Option<&Path>) -> anyhow::Result<()> 
 async fn profile(
     session: &Session,
     bundle: &Bundle,
+    scope: &Scope,
+    pred: &str,
     progress: &Progress,
 ) -> anyhow::Result<Profile> {
     let m = bundle.manifest();
     let event = crate::analysis::cpu::cpu_event(session).await?;
-    let mut c = collect(session, event.as_deref(), progress).await?;
+    let mut c = collect(session, event.as_deref(), scope, pred, progress).await?;
     progress.phase("writing");
     let zero = m.clocks.start.monotonic_ns;
     let at = |ns: i64| Timestamp::from_nanos_since_reference(ns.saturating_sub(zero).max(0) as u64);
@@ -91,6 +95,7 @@ async fn profile(
     let sched = profile.add_category("Scheduler", CategoryColor::Blue);
     let io = profile.add_category("I/O", CategoryColor::Purple);
     let lost = profile.add_category("Lost data", CategoryColor::Red);
+    let other = profile.add_category("Tracepoints", CategoryColor::Gray);
 
     // Processes and threads, in (pid, tid) order.
     let end_of_recording = m.recorded_end_ns().unwrap_or(zero);
@@ -228,7 +233,8 @@ async fn profile(
             }
         }
         let category = match kind {
-            Kind::Blocked | Kind::Wakeup | Kind::Exec => sched,
+            Kind::Blocked | Kind::Wakeup | Kind::Process => sched,
+            Kind::Tracepoint => other,
             Kind::BlockIo | Kind::Syscall => io,
             Kind::Lost => lost,
         };

@@ -23,6 +23,7 @@ mod intern;
 mod latency;
 mod picture;
 mod redact;
+mod render;
 mod report;
 mod scope;
 mod sql;

@@ -24,7 +24,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
     })?;
     let text = match a.format {
         Format::Json => serde_json::to_string_pretty(&c)? + "\n",
-        Format::Table => crate::correlate::render_text(&c, a.top),
+        Format::Table => crate::render::correlate::render_text(&c, a.top),
     };
     print(&text)
 }

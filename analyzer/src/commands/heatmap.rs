@@ -8,8 +8,9 @@ use perfpack_schema::Bundle;
 use perfpack_schema::manifest::sources;
 
 use crate::analysis::time::origin;
-use crate::heatmap::{Rows, Source, bin, clock_event, latency_source, render, source_query};
+use crate::heatmap::{Rows, Source, bin, clock_event, latency_source, source_query};
 use crate::picture::{self, Progress};
+use crate::render::heatmap::render;
 use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
 use crate::svg;
@@ -208,6 +209,6 @@ fn utilization(a: &Request, bundles: &[Bundle]) -> anyhow::Result<()> {
         picture::describe_losses(bundles, sources),
     ]
     .join(" · ");
-    let out = crate::utilization::render(&u, a.title.as_deref().unwrap_or(title), &sub);
+    let out = crate::render::utilization::render(&u, a.title.as_deref().unwrap_or(title), &sub);
     crate::bundle::output::write(&a.output, out.as_bytes())
 }

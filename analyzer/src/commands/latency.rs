@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
-use crate::latency::{Source, groups, render_csv, render_svg, render_text};
+use crate::latency::{Source, groups};
 use crate::picture::{self, Progress};
+use crate::render::latency::{render_csv, render_svg, render_text};
 use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
 

@@ -38,7 +38,13 @@ pub(super) async fn latency_section(
         o.push_str("<h3>CPU samples: sub-second offset heat map</h3>\n");
         o.push_str(&heat_div(
             "offset",
-            &heatmap::render(&cells, "Sub-second Offset Heat Map", &sub, "samples", true),
+            &crate::render::heatmap::render(
+                &cells,
+                "Sub-second Offset Heat Map",
+                &sub,
+                "samples",
+                true,
+            ),
         ));
     }
     // Utilization beside latency: every CPU, and the busiest processes.
@@ -118,7 +124,7 @@ pub(super) async fn latency_section(
         );
         o.push_str(&heat_div(
             "time",
-            &heatmap::render(
+            &crate::render::heatmap::render(
                 &cells,
                 &format!("Latency Heat Map: {what}"),
                 &sub,
@@ -141,7 +147,7 @@ pub(super) async fn latency_section(
                 ]],
                 "percentiles",
             ));
-            let svg = latency::render_svg(
+            let svg = crate::render::latency::render_svg(
                 std::slice::from_ref(&g),
                 lsource,
                 &format!("Histogram: {what}"),
@@ -233,6 +239,6 @@ pub(super) fn utilization_block(
     format!(
         "<h3>{}</h3>\n{}",
         h(heading),
-        heat_div("time", &crate::utilization::render(u, title, &sub))
+        heat_div("time", &crate::render::utilization::render(u, title, &sub))
     )
 }

@@ -34,6 +34,8 @@ const RULES: Rules = Rules {
     imported_only_by: &[
         ("cli", &["lib", "main"]),
         ("commands", &["lib", "main", "cli"]),
+        // Drawing is the last step: what computes never draws.
+        ("render", &["commands", "report"]),
     ],
 };
 

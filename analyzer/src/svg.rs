@@ -148,6 +148,11 @@ pub fn heat_key(out: &mut String, x: f64, y: f64) {
     }
 }
 
+/// An SVG document without its XML declaration and doctype, for inlining into HTML.
+pub fn strip_prolog(svg: &str) -> &str {
+    svg.find("<svg").map_or(svg, |i| &svg[i..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use super::{Format, print};
-use crate::compare::{compute, render_html, render_text};
+use crate::compare::compute;
+use crate::render::compare::{differential, render_histograms, render_html, render_text};
 
 /// What `perfpack compare` compares and writes.
 #[derive(Debug)]
@@ -34,14 +35,14 @@ pub fn run(a: Request) -> anyhow::Result<()> {
         a.top,
         a.flamegraph.is_some() || a.output.is_some(),
     )?;
-    if let (Some(path), Some(svg)) = (&a.flamegraph, &c.differential) {
-        crate::bundle::output::write(path, svg)?;
+    if let (Some(path), Some(svg)) = (&a.flamegraph, differential(&c)?) {
+        crate::bundle::output::write(path, &svg)?;
     }
     if let Some(path) = &a.histograms {
-        crate::bundle::output::write(path, c.histograms.as_bytes())?;
+        crate::bundle::output::write(path, render_histograms(&c.comparison).as_bytes())?;
     }
     if let Some(path) = &a.output {
-        let html = render_html(&c);
+        let html = render_html(&c)?;
         crate::bundle::output::write(path, html.as_bytes())?;
     }
     let text = match a.format {

@@ -50,7 +50,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
             15,
             true,
         )?;
-        body.push_str(&compare_section(&c));
+        body.push_str(&compare_section(&c)?);
     }
     progress.finish();
     let names = crate::sql::session::bundle_names(&bundles);

@@ -25,14 +25,8 @@ use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
 
-mod render;
-
-use render::{differential, render_histograms};
-pub use render::{render_body, strip_prolog};
-pub use render::{render_html, render_text};
-
 /// |z| at or above which a change is called significant (about 1 in 370 by chance per row).
-const Z_SIGNIFICANT: f64 = 3.0;
+pub const Z_SIGNIFICANT: f64 = 3.0;
 /// Metrics listed per side in "what moves with block I/O latency".
 const CORRELATED: usize = 5;
 
@@ -349,10 +343,9 @@ pub fn ks_distance(a: &[i64], b: &[i64]) -> f64 {
 /// A comparison with its pictures.
 pub struct Computed {
     pub comparison: Comparison,
-    /// Paired latency histograms (SVG).
-    pub histograms: String,
-    /// Differential flame graph (SVG), when asked for.
-    pub differential: Option<Vec<u8>>,
+    /// Busy stacks of the two sides (before, after) for the differential flame graph, when
+    /// asked for: normalized ns where both sides have frequency figures, raw ns otherwise.
+    pub stacks: Option<(Folded, Folded)>,
 }
 
 /// Compares the bundles `before` and `after` name (paths or globs).
@@ -385,16 +378,9 @@ pub fn compute(
     progress.finish();
     let (before, after, ref_mhz) = result?;
     let comparison = compare(&before, &after, ref_mhz, top);
-    let differential = if differential_graph {
-        differential(&before.folded_ns, &after.folded_ns, &comparison).map(Some)?
-    } else {
-        None
-    };
-    let histograms = render_histograms(&comparison);
     Ok(Computed {
         comparison,
-        histograms,
-        differential,
+        stacks: differential_graph.then_some((before.folded_ns, after.folded_ns)),
     })
 }
 

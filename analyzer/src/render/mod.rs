@@ -2,6 +2,7 @@
 //! query; the commands and the report hand these functions what `analysis` and the picture
 //! modules computed.
 
+pub mod compare;
 pub mod correlate;
 pub mod heatmap;
 pub mod latency;

@@ -153,7 +153,7 @@ pub(super) async fn latency_section(
                 &format!("Histogram: {what}"),
                 &sub,
             );
-            o.push_str(crate::compare::strip_prolog(&svg));
+            o.push_str(crate::svg::strip_prolog(&svg));
             o.push('\n');
         }
         let c = crate::correlate::correlations(session, bundles, origin, lsource).await?;
@@ -215,7 +215,7 @@ pub(super) async fn latency_section(
 pub(super) fn heat_div(kind: &str, svg: &str) -> String {
     format!(
         "<div class=\"heat\" data-kind=\"{kind}\" data-target=\"fg-cpu\">{}</div>\n",
-        crate::compare::strip_prolog(svg)
+        crate::svg::strip_prolog(svg)
     )
 }
 

@@ -44,11 +44,11 @@ const FINEST_BUCKET_NS: i64 = 20_000_000;
 const OFFSET_ROWS: u32 = 50;
 
 /// The section of `report --compare`: the second bundle against the first.
-pub fn compare_section(c: &crate::compare::Computed) -> String {
+pub fn compare_section(c: &crate::compare::Computed) -> anyhow::Result<String> {
     let mut s = String::from("<section id=\"compare\"><h2>Comparison: second vs first</h2>\n");
-    s.push_str(&crate::compare::render_body(c, "h3"));
+    s.push_str(&crate::render::compare::render_body(c, "h3")?);
     s.push_str("</section>\n");
-    s
+    Ok(s)
 }
 
 /// The whole document around the sections.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use crate::flamegraph::Folded;
 use crate::latency::Group;
 
-use super::{Comparison, Computed, LatencyChange, Side, Z_SIGNIFICANT};
+use crate::compare::{Comparison, Computed, LatencyChange, Side, Z_SIGNIFICANT};
 
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
@@ -208,12 +208,13 @@ pub fn render_text(c: &Comparison) -> String {
 }
 
 /// inferno's differential flame graph of the two sides' busy stacks (counts normalized to the
-/// same total, so a side with more samples does not look hotter everywhere).
-pub(super) fn differential(
-    before: &Folded,
-    after: &Folded,
-    c: &Comparison,
-) -> anyhow::Result<Vec<u8>> {
+/// same total, so a side with more samples does not look hotter everywhere), when `compute`
+/// kept them.
+pub fn differential(computed: &Computed) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some((before, after)) = &computed.stacks else {
+        return Ok(None);
+    };
+    let c = &computed.comparison;
     let text = |f: &Folded| {
         let mut s = String::new();
         for (l, w) in &f.lines {
@@ -247,13 +248,13 @@ pub(super) fn differential(
     let mut svg = Vec::new();
     inferno::flamegraph::from_reader(&mut o, diff.as_slice(), &mut svg)
         .context("rendering the differential flame graph")?;
-    Ok(svg)
+    Ok(Some(svg))
 }
 
 /// Latency histograms of both sides, one panel per source, the two sides' bars next to each
 /// other in every log2 bucket; heights are each side's share of its own events, so a side with
 /// more events does not look worse everywhere.
-pub(super) fn render_histograms(c: &Comparison) -> String {
+pub fn render_histograms(c: &Comparison) -> String {
     use crate::svg::{esc, human_ns, px};
     let panels: Vec<&LatencyChange> = c
         .latency
@@ -349,13 +350,15 @@ pub(super) fn render_histograms(c: &Comparison) -> String {
 }
 
 /// Escaped text for HTML.
+use crate::svg::strip_prolog;
+
 fn h(s: &str) -> String {
     crate::svg::esc(s)
 }
 
 /// The comparison as one self-contained HTML page (no external fetches): verdict, tables,
 /// the histograms and the differential flame graph inline.
-pub fn render_html(c: &Computed) -> String {
+pub fn render_html(c: &Computed) -> anyhow::Result<String> {
     let cmp = &c.comparison;
     let mut o = String::new();
     let _ = write!(
@@ -368,14 +371,15 @@ pub fn render_html(c: &Computed) -> String {
         b = h(&cmp.before.bundles),
         a = h(&cmp.after.bundles),
     );
-    o.push_str(&render_body(c, "h2"));
+    o.push_str(&render_body(c, "h2")?);
     o.push_str("\n</body></html>\n");
-    o
+    Ok(o)
 }
 
 /// The comparison as HTML to put inside a page: verdict, tables (headings at `level`), the
 /// histograms, the differential flame graph.
-pub fn render_body(c: &Computed, level: &str) -> String {
+pub fn render_body(c: &Computed, level: &str) -> anyhow::Result<String> {
+    let histograms = render_histograms(&c.comparison);
     let mut o = String::new();
     let _ = writeln!(o, "<p class=\"verdict\">{}</p>", h(&c.comparison.verdict));
     for s in sections(&c.comparison) {
@@ -401,18 +405,13 @@ pub fn render_body(c: &Computed, level: &str) -> String {
         o.push_str("</table>\n");
         // The histograms under the latency table.
         if s.title.starts_with("latency") {
-            o.push_str(strip_prolog(&c.histograms));
+            o.push_str(strip_prolog(&histograms));
             o.push('\n');
         }
     }
-    if let Some(svg) = &c.differential {
+    if let Some(svg) = differential(c)? {
         let _ = writeln!(o, "<{level}>Differential flame graph</{level}>");
-        o.push_str(strip_prolog(&String::from_utf8_lossy(svg)));
+        o.push_str(strip_prolog(&String::from_utf8_lossy(&svg)));
     }
-    o
-}
-
-/// An SVG document without its XML declaration and doctype, for inlining into HTML.
-pub fn strip_prolog(svg: &str) -> &str {
-    svg.find("<svg").map_or(svg, |i| &svg[i..])
+    Ok(o)
 }

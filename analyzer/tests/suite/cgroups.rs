@@ -38,21 +38,7 @@ fn usage_ns(group: &Path) -> f64 {
     usec * 1e3
 }
 
-fn rows(bundle: &Path, sql: &str) -> Vec<Value> {
-    let out = ok(&perfpack([
-        "sql",
-        bundle.to_str().unwrap(),
-        "-q",
-        sql,
-        "--format",
-        "json",
-    ]));
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+use super::sql_rows as rows;
 
 #[test]
 fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
@@ -287,14 +273,7 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         )
     })
     .collect();
-    let lost_samples: u64 = info[0]["manifest"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["name"] == "perf-samples")
-        .flat_map(|s| s["losses"].as_array().cloned().unwrap_or_default())
-        .map(|l| l["count"].as_u64().unwrap())
-        .sum::<u64>();
+    let lost_samples = super::lost_samples(&bundle);
     for (group, path) in [(&a, &path_a), (&b, &path_b)] {
         let charged = usage_ns(&group.0);
         let sampled = weights.get(path).copied().unwrap_or(0.0);

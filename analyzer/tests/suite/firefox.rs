@@ -29,22 +29,7 @@ fn export(bundle: &Path, dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-/// Rows of a query over a bundle.
-fn rows(b: &Path, sql: &str) -> Vec<Value> {
-    let out = ok(&perfpack([
-        "sql",
-        b.to_str().unwrap(),
-        "-q",
-        sql,
-        "--format",
-        "json",
-    ]));
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+use super::sql_rows as rows;
 
 /// A JSON object of counts.
 fn counts(v: &Value) -> BTreeMap<String, u64> {

@@ -130,3 +130,39 @@ pub static LIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn live() -> std::sync::MutexGuard<'static, ()> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Rows of a query over a bundle, as JSON objects.
+pub fn sql_rows(bundle: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = ok(&perfpack([
+        "sql",
+        bundle.to_str().unwrap(),
+        "-q",
+        sql,
+        "--format",
+        "json",
+    ]));
+    serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Stack samples a recorded bundle's manifest says were lost.
+pub fn lost_samples(bundle: &Path) -> u64 {
+    let info: serde_json::Value = serde_json::from_str(&ok(&perfpack([
+        "info",
+        bundle.to_str().unwrap(),
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    info[0]["manifest"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "perf-samples")
+        .flat_map(|s| s["losses"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["count"].as_u64().unwrap())
+        .sum()
+}

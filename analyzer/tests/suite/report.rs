@@ -443,21 +443,7 @@ fn the_demo_records_its_workload_and_the_report_shows_it() {
     let (parse, checksum, busy) = (ns(0), ns(1), ns(2));
     // The thread's CPU time is what its samples must add up to (at 99 Hz: a sample stands for
     // 10.1 ms, so a few samples either way; and samples lost under load count against it).
-    let info: Value = serde_json::from_str(&ok(&perfpack([
-        "info".as_ref(),
-        bundle.as_os_str(),
-        "--format".as_ref(),
-        "json".as_ref(),
-    ])))
-    .unwrap();
-    let lost: u64 = info[0]["manifest"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["name"] == "perf-samples")
-        .flat_map(|s| s["losses"].as_array().cloned().unwrap_or_default())
-        .map(|l| l["count"].as_u64().unwrap())
-        .sum();
+    let lost = super::lost_samples(&bundle);
     let sampled = (parse + checksum) / 1e9;
     eprintln!(
         "demo: {sampled:.3} s sampled under parse+checksum ({lost} lost), thread CPU {thread_s:.3} s, parse {:.1}% of busy",

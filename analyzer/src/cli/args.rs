@@ -253,6 +253,10 @@ pub struct CompareArgs {
     /// flame graph)
     #[arg(short, long, value_name = "OUT.html")]
     pub output: Option<PathBuf>,
+    /// CPU time and functions of the threads of cgroups matching this glob only (as the
+    /// pictures' --cgroup); frequency, latency and system figures stay the whole box's
+    #[arg(long, value_name = "PATTERN")]
+    pub cgroup: Vec<String>,
 }
 
 impl CompareArgs {
@@ -266,6 +270,7 @@ impl CompareArgs {
             flamegraph: self.flamegraph,
             histograms: self.histograms,
             output: self.output,
+            cgroups: self.cgroup,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Request {
     pub histograms: Option<PathBuf>,
     /// Also write everything as one self-contained HTML page.
     pub output: Option<PathBuf>,
+    /// CPU time and functions of the threads of these cgroups only.
+    pub cgroups: Vec<String>,
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
@@ -34,6 +36,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
         a.ref_mhz,
         a.top,
         a.flamegraph.is_some() || a.output.is_some(),
+        &a.cgroups,
     )?;
     if let (Some(path), Some(svg)) = (&a.flamegraph, differential(&c)?) {
         crate::bundle::output::write(path, &svg)?;

@@ -49,6 +49,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
             None,
             15,
             true,
+            &[],
         )?;
         body.push_str(&compare_section(&c)?);
     }

@@ -143,11 +143,12 @@ const SOURCES: [(latency::Source, &str); 3] = [
     (latency::Source::Syscall, "syscall"),
 ];
 
-fn options(weight: Weight, ref_mhz: Option<f64>) -> flamegraph::Options {
+fn options(weight: Weight, ref_mhz: Option<f64>, cgroups: &[String]) -> flamegraph::Options {
     flamegraph::Options {
         scope: Scope {
             // Idle, left out of busy time.
             predicate: Some(crate::analysis::idle::BUSY_SQL.into()),
+            cgroups: cgroups.to_vec(),
             ..Scope::default()
         },
         ref_mhz,
@@ -205,7 +206,12 @@ fn base_mhz(bundles: &[Bundle]) -> Option<f64> {
         .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))))
 }
 
-async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded> {
+async fn load(
+    side: Opened,
+    ref_mhz: f64,
+    turbo: bool,
+    cgroups: &[String],
+) -> anyhow::Result<Loaded> {
     let Opened {
         bundles,
         session,
@@ -220,18 +226,24 @@ async fn load(side: Opened, ref_mhz: f64, turbo: bool) -> anyhow::Result<Loaded>
     let samples = flamegraph::collect(
         &session,
         &bundles,
-        &options(Weight::Samples, None),
+        &options(Weight::Samples, None, cgroups),
         &progress,
     )
     .await
     .context("busy CPU samples")?;
-    let ns = flamegraph::collect(&session, &bundles, &options(Weight::Ns, None), &progress).await?;
+    let ns = flamegraph::collect(
+        &session,
+        &bundles,
+        &options(Weight::Ns, None, cgroups),
+        &progress,
+    )
+    .await?;
     let normalized = if turbo {
         Some(
             flamegraph::collect(
                 &session,
                 &bundles,
-                &options(Weight::Turbo, Some(ref_mhz)),
+                &options(Weight::Turbo, Some(ref_mhz), cgroups),
                 &progress,
             )
             .await?,
@@ -355,6 +367,7 @@ pub fn compute(
     ref_mhz: Option<f64>,
     top: usize,
     differential_graph: bool,
+    cgroups: &[String],
 ) -> anyhow::Result<Computed> {
     let progress = Progress::new();
     progress.phase("comparing");
@@ -371,8 +384,8 @@ pub fn compute(
         let turbo = before.frequency.busy_mhz.is_some()
             && after.frequency.busy_mhz.is_some()
             && ref_mhz > 0.0;
-        let before = load(before, ref_mhz, turbo).await?;
-        let after = load(after, ref_mhz, turbo).await?;
+        let before = load(before, ref_mhz, turbo, cgroups).await?;
+        let after = load(after, ref_mhz, turbo, cgroups).await?;
         anyhow::Ok((before, after, turbo.then_some(ref_mhz)))
     });
     progress.finish();

@@ -140,8 +140,10 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
     let (fa, fb) = (folded(&format!("perfpack-test-a-{tag}")), folded(&path_b));
     assert!(fa.contains("perfpack_test_hot_loop"), "{fa}");
     assert!(!fb.contains("perfpack_test_hot_loop"), "{fb}");
+    // B's workload, and its shell once it had moved itself in, before the exec.
     assert!(
-        fb.lines().all(|l| l.starts_with("perfpack-test-w")),
+        fb.lines()
+            .all(|l| l.starts_with("perfpack-test-w;") || l.starts_with("sh;")),
         "only B's workload: {fb}"
     );
 
@@ -178,6 +180,33 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
     assert!(
         names.contains(&path_a.as_str()) && names.contains(&path_b.as_str()),
         "{names:?}"
+    );
+
+    // compare --cgroup counts the CPU samples of that group only: cgroup_top's count for it.
+    let c: Value = serde_json::from_str(&ok(&perfpack([
+        "compare",
+        bundle.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+        "--cgroup",
+        &format!("perfpack-test-a-{tag}"),
+        "--top",
+        "1000",
+        "--format",
+        "json",
+    ])))
+    .unwrap();
+    let in_a = rows(
+        &bundle,
+        &format!("SELECT samples FROM cgroup_top WHERE cgroup = '{path_a}'"),
+    )[0]["samples"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(c["before"]["busy_samples"].as_u64(), Some(in_a));
+    let functions = c["functions"].to_string();
+    assert!(functions.contains("perfpack_test_hot_loop"), "{functions}");
+    assert!(
+        !functions.contains("perfpack_test_workload::syscalls"),
+        "{functions}"
     );
 
     // The report's services table has a row per group.

@@ -8,16 +8,19 @@
 //! `run`), and a frame beginning with `(` (`(anonymous namespace)::f`) stays a frame (inferno
 //! drops it as stackcollapse-perf.pl's process-name rule does).
 
+/// A frame's symbol, or `[module]` (its file name) where no symbol covers the address.
+pub fn symbol_or_module(name: &str, module: Option<&str>) -> String {
+    match module {
+        Some(m) if name == "[unknown]" && m != "[unknown]" => {
+            format!("[{}]", m.rsplit('/').next().unwrap_or(m))
+        }
+        _ => name.to_string(),
+    }
+}
+
 /// The folded-stack name of a frame.
 pub fn frame_name(name: &str, module: Option<&str>, java: bool) -> String {
-    let name = if name == "[unknown]"
-        && let Some(m) = module
-        && m != "[unknown]"
-    {
-        format!("[{}]", m.rsplit('/').next().unwrap_or(m))
-    } else {
-        name.to_string()
-    };
+    let name = symbol_or_module(name, module);
     let mut name = drop_arguments(&name.replace(';', ":"));
     if java && name.starts_with('L') && name.contains('/') {
         name.remove(0);

@@ -27,6 +27,18 @@ pub enum FrameKind {
     Unknown,
 }
 
+impl FrameKind {
+    /// A frame's kind from its `kind` column and module: JIT code is named through a perf map.
+    pub fn of(kind: &str, module: Option<&str>) -> FrameKind {
+        match kind {
+            "kernel" => FrameKind::Kernel,
+            _ if module.is_some_and(is_jit_map) => FrameKind::Jit,
+            "user" => FrameKind::User,
+            _ => FrameKind::Unknown,
+        }
+    }
+}
+
 /// Name variants of a frame: plain or with a JVM's clean-up, with or without the colour
 /// annotation.
 const VARIANTS: usize = 4;
@@ -295,12 +307,7 @@ impl StackTree {
                     }
                     let raw = name_values.value(nk as usize);
                     let module = (mk >= 0).then(|| module_values.value(mk as usize));
-                    let kind = match kind_values.value(kk as usize) {
-                        "kernel" => FrameKind::Kernel,
-                        _ if module.is_some_and(is_jit_map) => FrameKind::Jit,
-                        "user" => FrameKind::User,
-                        _ => FrameKind::Unknown,
-                    };
+                    let kind = FrameKind::of(kind_values.value(kk as usize), module);
                     key.clear();
                     key.push_str(raw);
                     key.push('\u{1}');

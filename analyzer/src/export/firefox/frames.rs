@@ -7,7 +7,8 @@ use perfpack_schema::Bundle;
 use perfpack_schema::fxhash::FxHashMap;
 
 use super::collect::{text, text_or};
-use crate::stacks::{FrameKind, StackTree};
+use crate::fold::symbol_or_module;
+use crate::stacks::FrameKind;
 
 /// The bundle's frames by their real names (a profile is not folded text: no `;` to avoid,
 /// argument lists kept) and its callsite tree.
@@ -20,9 +21,6 @@ pub(super) struct Frames {
 
 impl Frames {
     pub(super) fn load(bundle: &Bundle) -> anyhow::Result<Frames> {
-        // Loading the folded tree first checks every parent chain (missing callsites, cycles,
-        // depth), so the walks below end.
-        StackTree::load(bundle)?;
         let mut frames = Vec::new();
         let mut index: FxHashMap<i64, usize> = FxHashMap::default();
         crate::stacks::for_each_batch(bundle, perfpack_schema::tables::FRAME, |b| {
@@ -34,20 +32,9 @@ impl Frames {
             let ids = b.column(col("frame_id")?).as_primitive::<Int64Type>();
             let (n, m, k) = (col("name")?, col("module")?, col("kind")?);
             for i in 0..b.num_rows() {
-                let raw = text_or(b, n, i, "[unknown]");
                 let module = text(b, m, i);
-                let name = match &module {
-                    Some(m) if raw == "[unknown]" && m != "[unknown]" => {
-                        format!("[{}]", m.rsplit('/').next().unwrap_or(m))
-                    }
-                    _ => raw,
-                };
-                let kind = match text(b, k, i).as_deref() {
-                    Some("kernel") => FrameKind::Kernel,
-                    _ if module.as_deref().is_some_and(crate::stacks::is_jit_map) => FrameKind::Jit,
-                    Some("user") => FrameKind::User,
-                    _ => FrameKind::Unknown,
-                };
+                let name = symbol_or_module(&text_or(b, n, i, "[unknown]"), module.as_deref());
+                let kind = FrameKind::of(&text_or(b, k, i, ""), module.as_deref());
                 index.insert(ids.value(i), frames.len());
                 frames.push((name, kind));
             }
@@ -67,18 +54,25 @@ impl Frames {
         Ok(Frames { frames, callsites })
     }
 
-    /// The frame rows of a stack, leaf first; `None` when a callsite is missing.
-    pub(super) fn chain(&self, leaf: i64) -> Option<Vec<usize>> {
+    /// The frame rows of a stack, leaf first, or why there are none: a callsite missing, or a
+    /// parent chain deeper than any stack (a cycle in a damaged bundle).
+    pub(super) fn chain(&self, leaf: i64) -> Result<Vec<usize>, String> {
         let mut out = Vec::new();
         let mut at = Some(leaf);
         while let Some(id) = at {
-            let &(parent, frame) = self.callsites.get(&id)?;
+            let &(parent, frame) = self
+                .callsites
+                .get(&id)
+                .ok_or_else(|| format!("callsite {id} is referenced but missing"))?;
             out.push(frame);
             at = parent;
             if out.len() > crate::stacks::MAX_STACK_DEPTH {
-                return None;
+                return Err(format!(
+                    "callsite {leaf}: its parents form a cycle or a chain over {} deep",
+                    crate::stacks::MAX_STACK_DEPTH
+                ));
             }
         }
-        Some(out)
+        Ok(out)
     }
 }

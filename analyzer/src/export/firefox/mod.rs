@@ -131,12 +131,9 @@ async fn profile(
         if let Some(s) = stacks.get(&(thread, leaf)) {
             return Ok(*s);
         }
-        let chain = frames.chain(leaf).ok_or_else(|| {
-            anyhow::anyhow!(
-                "{}: callsite {leaf} is referenced but missing",
-                bundle.path().display()
-            )
-        })?;
+        let chain = frames
+            .chain(leaf)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", bundle.path().display()))?;
         let infos: Vec<FrameInfo> = chain
             .iter()
             .rev()

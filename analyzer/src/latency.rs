@@ -191,10 +191,9 @@ pub async fn values(
     let relation = if by == Some("cgroup") {
         // The thread's cgroup at the event (the `task_cgroup_span` view).
         format!(
-            "SELECT r.*, t.cgroup FROM ({}) r LEFT JOIN task_cgroup_span t \
-             ON r.bundle = t.bundle AND r.tid = t.tid AND r.ts_ns >= t.from_ns \
-             AND (t.to_ns IS NULL OR r.ts_ns < t.to_ns)",
-            source.relation()
+            "SELECT r.*, t.cgroup FROM ({}) r {}",
+            source.relation(),
+            crate::scope::cgroup_at("r")
         )
     } else {
         source.relation()

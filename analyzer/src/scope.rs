@@ -205,7 +205,16 @@ fn glob_to_like(glob: &str) -> String {
     out
 }
 
-/// `--cgroup`: the threads that were in a matching cgroup (`task_cgroup`, `cgroup`). A pattern
+/// `LEFT JOIN task_cgroup_span t ON …`: each row of the relation aliased `x` (with `bundle`,
+/// `tid`, `ts_ns`) with its thread's cgroup at that time as `t.cgroup` (null when none).
+pub fn cgroup_at(x: &str) -> String {
+    format!(
+        "LEFT JOIN task_cgroup_span t ON {x}.bundle = t.bundle AND {x}.tid = t.tid \
+         AND {x}.ts_ns >= t.from_ns AND (t.to_ns IS NULL OR {x}.ts_ns < t.to_ns)"
+    )
+}
+
+/// `--cgroup`: the threads that were in a matching cgroup (`task_cgroup_span`). A pattern
 /// with a `/` is a glob on the whole path (`/system.slice/*`); one without is a glob on the
 /// path's last component or the container id, whose prefix is enough (`ssh.service`,
 /// `3f4e9a2b1c0d`, `docker-*`). A thread that moved is selected for all of its life.
@@ -215,10 +224,10 @@ fn cgroup_sql(patterns: &[String]) -> String {
         .map(|p| {
             let like = glob_to_like(p);
             if p.contains('/') {
-                format!("c.path LIKE {}", quote(&like))
+                format!("cgroup LIKE {}", quote(&like))
             } else {
                 format!(
-                    "(c.path LIKE {} OR c.container_id LIKE {})",
+                    "(cgroup LIKE {} OR container_id LIKE {})",
                     quote(&format!("%/{like}")),
                     quote(&format!("{like}%"))
                 )
@@ -226,9 +235,8 @@ fn cgroup_sql(patterns: &[String]) -> String {
         })
         .collect();
     format!(
-        "(bundle || ':' || CAST(tid AS VARCHAR)) IN (SELECT t.bundle || ':' || CAST(t.tid AS VARCHAR) \
-         FROM task_cgroup t JOIN cgroup c ON c.bundle = t.bundle AND c.cgroup_id = t.cgroup_id \
-         WHERE {})",
+        "(bundle || ':' || CAST(tid AS VARCHAR)) IN (SELECT bundle || ':' || CAST(tid AS VARCHAR) \
+         FROM task_cgroup_span WHERE {})",
         matches.join(" OR ")
     )
 }

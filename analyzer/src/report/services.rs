@@ -11,20 +11,19 @@ pub(super) async fn services_section(
     if rows_of(bundles, tables::TASK_CGROUP) == 0 {
         return Ok(String::new());
     }
-    let at = "ON x.bundle = t.bundle AND x.tid = t.tid AND x.ts_ns >= t.from_ns \
-              AND (t.to_ns IS NULL OR x.ts_ns < t.to_ns)";
+    let at = crate::scope::cgroup_at("x");
     let sql = format!(
         "WITH cpu AS (
            SELECT bundle, COALESCE(cgroup, '(none)') AS g, samples, pct FROM cgroup_top
          ),
          off AS (
            SELECT x.bundle, COALESCE(t.cgroup, '(none)') AS g, SUM(x.dur_ns) AS ns
-           FROM ({blocked}) x LEFT JOIN task_cgroup_span t {at} GROUP BY 1, 2
+           FROM ({blocked}) x {at} GROUP BY 1, 2
          ),
          io AS (
            SELECT x.bundle, COALESCE(t.cgroup, '(none)') AS g, COUNT(*) AS n,
                   SUM(x.bytes) AS bytes, approx_percentile_cont(x.latency_ns, 0.99) AS p99
-           FROM block_io x LEFT JOIN task_cgroup_span t {at} GROUP BY 1, 2
+           FROM block_io x {at} GROUP BY 1, 2
          ),
          k AS (
            SELECT bundle, g FROM cpu UNION SELECT bundle, g FROM off UNION SELECT bundle, g FROM io

@@ -7,7 +7,7 @@ use std::path::Path;
 #[path = "../../../analyzer/tests/suite/tidy/checker.rs"]
 mod checker;
 
-use checker::{Rules, Tree};
+use checker::Rules;
 
 const RULES: Rules = Rules {
     may_import: &[
@@ -24,17 +24,5 @@ const RULES: Rules = Rules {
 #[test]
 fn the_recorder_is_layered_one_way() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let tree = Tree::read(&src);
-    assert!(
-        tree.edges.len() > 15 && tree.edges.contains_key("session"),
-        "read too little of {}: {:?}",
-        src.display(),
-        tree.edges.keys()
-    );
-    let findings = tree.findings(&RULES);
-    assert!(
-        findings.is_empty(),
-        "recorder/src breaks its layering (ARCHITECTURE.md):\n{}",
-        findings.join("\n")
-    );
+    checker::assert_layered(&src, &RULES, 15, "session");
 }

@@ -186,6 +186,25 @@ impl Tree {
     }
 }
 
+/// Fails, listing every finding, unless `src` (read whole: at least `min_modules` top-level
+/// modules, `module` among them) keeps `rules`.
+pub fn assert_layered(src: &Path, rules: &Rules, min_modules: usize, module: &str) {
+    let tree = Tree::read(src);
+    assert!(
+        tree.edges.len() > min_modules && tree.edges.contains_key(module),
+        "read too little of {}: {:?}",
+        src.display(),
+        tree.edges.keys()
+    );
+    let findings = tree.findings(rules);
+    assert!(
+        findings.is_empty(),
+        "{} breaks its layering (ARCHITECTURE.md):\n{}",
+        src.display(),
+        findings.join("\n")
+    );
+}
+
 /// The checker itself: a tree with every kind of break reports each one.
 #[test]
 fn tidy_reports_cycles_upward_imports_clap_and_long_files() {

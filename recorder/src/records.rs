@@ -36,29 +36,33 @@ pub struct UserRegs {
     pub bp: u64,
 }
 
+/// A sample record's fields.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Sample<'a> {
+    pub pid: i32,
+    pub tid: i32,
+    pub time: u64,
+    /// The id of the event the recorder opened (the parent's for an inherited event).
+    pub id: u64,
+    /// The id of the event that took the sample (an inherited event has its own).
+    pub stream_id: u64,
+    pub cpu: u32,
+    pub period: u64,
+    /// CPU mode of the sample (`sys::MISC_KERNEL` when in the kernel).
+    pub kernel: bool,
+    /// User registers at the sample (or at the kernel entry); `None` for kernel threads and
+    /// when not sampled.
+    pub regs: Option<UserRegs>,
+    /// The copy of the user stack from `regs.sp` up, as long as the kernel could take it.
+    pub stack: &'a [u8],
+    /// The task's cgroup (v2) id, when sampled.
+    pub cgroup: Option<u64>,
+}
+
 /// One decoded record. Callchains are decoded into a caller-provided buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Record<'a> {
-    Sample {
-        pid: i32,
-        tid: i32,
-        time: u64,
-        /// The id of the event the recorder opened (the parent's for an inherited event).
-        id: u64,
-        /// The id of the event that took the sample (an inherited event has its own).
-        stream_id: u64,
-        cpu: u32,
-        period: u64,
-        /// CPU mode of the sample (`sys::MISC_KERNEL` when in the kernel).
-        kernel: bool,
-        /// User registers at the sample (or at the kernel entry); `None` for kernel threads and
-        /// when not sampled.
-        regs: Option<UserRegs>,
-        /// The copy of the user stack from `regs.sp` up, as long as the kernel could take it.
-        stack: &'a [u8],
-        /// The task's cgroup (v2) id, when sampled.
-        cgroup: Option<u64>,
-    },
+    Sample(Sample<'a>),
     Mmap {
         pid: i32,
         addr: u64,
@@ -144,7 +148,7 @@ pub fn time(rec: &[u8], chain: &mut Vec<u64>) -> u64 {
         return u64::from_ne_bytes(t.try_into().expect("8 bytes"));
     }
     match decode(rec, chain, Layout::default()) {
-        Record::Sample { time, .. }
+        Record::Sample(Sample { time, .. })
         | Record::Mmap { time, .. }
         | Record::Comm { time, .. }
         | Record::Fork { time, .. }
@@ -199,7 +203,7 @@ fn decode_body<'a>(
                 }
             }
             let cgroup = if layout.cgroup { Some(c.u64()?) } else { None };
-            Record::Sample {
+            Record::Sample(Sample {
                 pid,
                 tid,
                 time,
@@ -211,7 +215,7 @@ fn decode_body<'a>(
                 regs,
                 stack,
                 cgroup,
-            }
+            })
         }
         sys::RECORD_MMAP2 => {
             let pid = c.u32()? as i32;
@@ -329,7 +333,7 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             decode(&rec, &mut out, Layout::default()),
-            Record::Sample {
+            Record::Sample(Sample {
                 pid: 42,
                 tid: 43,
                 time: 1000,
@@ -341,7 +345,7 @@ mod tests {
                 regs: None,
                 stack: &[],
                 cgroup: None,
-            }
+            })
         );
         assert_eq!(out, chain);
 
@@ -360,7 +364,7 @@ mod tests {
             no_period: true,
             ..Layout::default()
         };
-        let Record::Sample { period, .. } = decode(
+        let Record::Sample(Sample { period, .. }) = decode(
             &record(sys::RECORD_SAMPLE, sys::MISC_KERNEL, &short),
             &mut out,
             no_period,
@@ -386,12 +390,12 @@ mod tests {
             no_period: false,
             cgroup: true,
         };
-        let Record::Sample {
+        let Record::Sample(Sample {
             regs,
             stack,
             cgroup,
             ..
-        } = decode(&rec, &mut out, layout)
+        }) = decode(&rec, &mut out, layout)
         else {
             panic!("not a sample");
         };

@@ -80,7 +80,8 @@ mod tests {
         let mut out = Vec::new();
         let mut chain = Vec::new();
         sorter.flush_before(watermark, |_, rec| {
-            if let Record::Sample { time, .. } = records::decode(rec, &mut chain, Layout::default())
+            if let Record::Sample(records::Sample { time, .. }) =
+                records::decode(rec, &mut chain, Layout::default())
             {
                 out.push(time);
             }

@@ -19,7 +19,7 @@ use perfpack_schema::manifest::UnwindStat;
 
 use crate::debuginfo::DebugInfo;
 use crate::procfs::{self, MapEntry, ProcInfo};
-use crate::records::{Record, UserRegs};
+use crate::records::{Record, Sample, UserRegs};
 use crate::symbolize::{ElfInfo, Kallsyms, PerfMap};
 use crate::sys;
 use crate::unwind::{MapRef, Unwinder};
@@ -42,20 +42,6 @@ enum FrameKey {
     Inlined(u32, u64, u8),
     /// The root of a stack whose unwinding stopped before the outermost frame.
     Truncated,
-}
-
-/// The fixed fields of a sample record.
-struct SampleHead<'a> {
-    pid: i32,
-    tid: i32,
-    time: u64,
-    id: u64,
-    stream_id: u64,
-    cpu: u32,
-    period: u64,
-    regs: Option<UserRegs>,
-    stack: &'a [u8],
-    cgroup: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

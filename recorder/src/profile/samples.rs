@@ -8,33 +8,7 @@ impl Profile {
     /// `SIDE_RING` set for those rings).
     pub fn handle(&mut self, cpu: u32, rec: Record<'_>, chain: &[u64]) {
         match rec {
-            Record::Sample {
-                pid,
-                tid,
-                time,
-                id,
-                stream_id,
-                cpu: scpu,
-                period,
-                regs,
-                stack,
-                cgroup,
-                ..
-            } => self.sample(
-                SampleHead {
-                    pid,
-                    tid,
-                    time,
-                    id,
-                    stream_id,
-                    cpu: scpu,
-                    period,
-                    regs,
-                    stack,
-                    cgroup,
-                },
-                chain,
-            ),
+            Record::Sample(s) => self.sample(s, chain),
             Record::Mmap {
                 pid,
                 addr,
@@ -185,8 +159,8 @@ impl Profile {
         }
     }
 
-    pub(super) fn sample(&mut self, s: SampleHead<'_>, chain: &[u64]) {
-        let SampleHead {
+    pub(super) fn sample(&mut self, s: Sample<'_>, chain: &[u64]) {
+        let Sample {
             pid,
             tid,
             time,

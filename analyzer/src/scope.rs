@@ -214,10 +214,13 @@ pub fn cgroup_at(x: &str) -> String {
     )
 }
 
-/// `--cgroup`: the threads that were in a matching cgroup (`task_cgroup_span`). A pattern
-/// with a `/` is a glob on the whole path (`/system.slice/*`); one without is a glob on the
-/// path's last component or the container id, whose prefix is enough (`ssh.service`,
-/// `3f4e9a2b1c0d`, `docker-*`). A thread that moved is selected for all of its life.
+/// `--cgroup`: the rows of threads while they were in a matching cgroup (`task_cgroup_span`):
+/// a thread that moved is selected for the time it spent in one. A pattern with a `/` is a glob
+/// on the whole path (`/system.slice/*`); one without is a glob on the path's last component or
+/// the container id, whose prefix is enough (`ssh.service`, `3f4e9a2b1c0d`, `docker-*`).
+///
+/// A correlated `EXISTS` over the relation's own `bundle`, `tid` and `ts_ns`: the spans'
+/// columns are renamed so that those names can only mean the outer relation's.
 fn cgroup_sql(patterns: &[String]) -> String {
     let matches: Vec<String> = patterns
         .iter()
@@ -235,8 +238,10 @@ fn cgroup_sql(patterns: &[String]) -> String {
         })
         .collect();
     format!(
-        "(bundle || ':' || CAST(tid AS VARCHAR)) IN (SELECT bundle || ':' || CAST(tid AS VARCHAR) \
-         FROM task_cgroup_span WHERE {})",
+        "EXISTS (SELECT 1 FROM (SELECT bundle AS cg_bundle, tid AS cg_tid, from_ns AS cg_from, \
+         to_ns AS cg_to FROM task_cgroup_span WHERE {}) \
+         WHERE cg_bundle = bundle AND cg_tid = tid AND ts_ns >= cg_from \
+         AND (cg_to IS NULL OR ts_ns < cg_to))",
         matches.join(" OR ")
     )
 }

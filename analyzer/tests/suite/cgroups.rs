@@ -66,9 +66,11 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         std::fs::create_dir(&g.0).unwrap();
     }
     // The command the recorder runs (-a: the whole box meanwhile) starts each workload in its
-    // group: the shell moves itself in, then execs the workload, and prints its pid.
+    // group: the shell moves itself in, then execs the workload, and prints its pid. A's shell
+    // first spins for ~0.2 s of CPU where it started, so its thread is sampled in two cgroups.
     let script = format!(
-        "sh -c 'echo $$ > {a}/cgroup.procs && exec {w} 3' & echo a $!; \
+        "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; \
+         echo $$ > {a}/cgroup.procs && exec {w} 3' & echo a $!; \
          sh -c 'echo $$ > {b}/cgroup.procs && exec {w} syscalls 3' & echo b $!; wait",
         a = a.0.display(),
         b = b.0.display(),
@@ -124,6 +126,19 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         vec![(pid_a, path_a.clone()), (pid_b, path_b.clone())],
         "samples of the workloads by cgroup: {by_pid:?}"
     );
+
+    // A's thread moved while sampled: its shell's samples before the move are in the group it
+    // started in, and `--cgroup` (below) leaves them out.
+    let before_move = rows(
+        &bundle,
+        &format!(
+            "SELECT COUNT(*) AS n FROM cgroup_sample WHERE tid = {pid_a} AND comm = 'sh' \
+             AND cgroup <> '{path_a}'"
+        ),
+    )[0]["n"]
+        .as_u64()
+        .unwrap();
+    assert!(before_move > 0, "A's shell was not sampled before it moved");
 
     // A flame graph of one group has none of the other's frames.
     let folded = |pattern: &str| {

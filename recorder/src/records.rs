@@ -1,6 +1,7 @@
 //! Decodes perf ring-buffer records (for the attribute layout `perf.rs` opens: sample_type
-//! IP|TID|TIME|ID|STREAM_ID|CPU|PERIOD|CALLCHAIN, then REGS_USER|STACK_USER when unwinding on the
-//! box; sample_id_all with TID|TIME|STREAM_ID|CPU).
+//! IP|TID|TIME|ID|STREAM_ID|CPU|PERIOD|CALLCHAIN, RAW for `--stack-event` events (which have no
+//! PERIOD), then REGS_USER|STACK_USER when unwinding on the box, CGROUP where the kernel has it;
+//! sample_id_all with TID|TIME|STREAM_ID|CPU).
 
 use crate::sys;
 
@@ -26,6 +27,9 @@ pub struct Layout {
     pub no_period: bool,
     /// `PERF_SAMPLE_CGROUP`: the task's cgroup id after the user stack.
     pub cgroup: bool,
+    /// `PERF_SAMPLE_RAW` (the `--stack-event` events): a tracepoint's record after the
+    /// callchain (a software event's is 4 zero bytes).
+    pub raw: bool,
 }
 
 /// The user registers of a sample, as the unwinder needs them.
@@ -57,6 +61,9 @@ pub struct Sample<'a> {
     pub stack: &'a [u8],
     /// The task's cgroup (v2) id, when sampled.
     pub cgroup: Option<u64>,
+    /// A tracepoint's record (common fields first, as its `format` file lays it out, padded
+    /// to 8 bytes), when sampled.
+    pub raw: &'a [u8],
 }
 
 /// One decoded record. Callchains are decoded into a caller-provided buffer.
@@ -183,6 +190,13 @@ fn decode_body<'a>(
             for _ in 0..nr {
                 chain.push(c.u64()?);
             }
+            let mut raw: &[u8] = &[];
+            if layout.raw {
+                // The size counts the padding that ends the record on an 8-byte boundary.
+                let size = c.u32()? as usize;
+                raw = c.b.get(c.at..c.at.checked_add(size)?)?;
+                c.at += size;
+            }
             let mut regs = None;
             if layout.regs_user {
                 // abi: 0 (PERF_SAMPLE_REGS_ABI_NONE, a kernel thread) means no registers follow.
@@ -215,6 +229,7 @@ fn decode_body<'a>(
                 regs,
                 stack,
                 cgroup,
+                raw,
             })
         }
         sys::RECORD_MMAP2 => {
@@ -345,6 +360,7 @@ mod tests {
                 regs: None,
                 stack: &[],
                 cgroup: None,
+                raw: &[],
             })
         );
         assert_eq!(out, chain);
@@ -373,7 +389,10 @@ mod tests {
         };
         assert_eq!((period, &out[..]), (0, &chain[..]));
 
-        // The same sample with user registers and a 24-byte stack copy of which 16 were filled.
+        // The same sample with a tracepoint's record (12 bytes, its size counting them: 4 + 12
+        // ends on 8 bytes), user registers and a 24-byte stack copy of which 16 were filled.
+        body.extend_from_slice(&12u32.to_ne_bytes());
+        body.extend_from_slice(&[9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0]);
         body.extend_from_slice(&2u64.to_ne_bytes()); // PERF_SAMPLE_REGS_ABI_64
         for r in [0x7ffc_0000_0100u64, 0x7ffc_0000_0000, 0x5555_0000_1000] {
             body.extend_from_slice(&r.to_ne_bytes());
@@ -389,17 +408,20 @@ mod tests {
             stack_user: true,
             no_period: false,
             cgroup: true,
+            raw: true,
         };
         let Record::Sample(Sample {
             regs,
             stack,
             cgroup,
+            raw,
             ..
         }) = decode(&rec, &mut out, layout)
         else {
             panic!("not a sample");
         };
         assert_eq!(cgroup, Some(4242));
+        assert_eq!(raw, &[9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0]);
         assert_eq!(
             regs,
             Some(UserRegs {

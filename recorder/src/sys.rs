@@ -66,6 +66,7 @@ pub const SAMPLE_TID: u64 = 1 << 1;
 pub const SAMPLE_TIME: u64 = 1 << 2;
 pub const SAMPLE_ID: u64 = 1 << 6;
 pub const SAMPLE_CALLCHAIN: u64 = 1 << 5;
+pub const SAMPLE_RAW: u64 = 1 << 10;
 pub const SAMPLE_STREAM_ID: u64 = 1 << 9;
 pub const SAMPLE_CPU: u64 = 1 << 7;
 pub const SAMPLE_PERIOD: u64 = 1 << 8;

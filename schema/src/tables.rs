@@ -77,6 +77,27 @@ table! {
 }
 
 table! {
+    /// The fields of the tracepoint hits sampled with stacks (`perfpack-record --stack-event
+    /// block:block_rq_insert`): one row per such `stack_sample` row, which it matches on
+    /// (`ts_ns`, `cpu`, `tid`, `event`). `perfpack flamegraph --weight bytes` weighs a sample by
+    /// its byte field from here.
+    SAMPLE_FIELD, SampleField, SampleFieldBuilder, "sample_field", sort_key = Some("ts_ns"), dictionary = false, {
+        /// Sample time, CLOCK_MONOTONIC nanoseconds (`stack_sample.ts_ns`).
+        ts_ns: I64,
+        /// CPU the sample was taken on.
+        cpu: I32,
+        /// Thread id.
+        tid: I32,
+        /// The tracepoint as `system:name` (`stack_sample.event`).
+        event: Str,
+        /// Integer fields by name (signedness as in the format file; arrays as `name[i]`).
+        int_fields: MapI64,
+        /// String fields by name.
+        str_fields: MapStr,
+    }
+}
+
+table! {
     /// Threads and processes: seen at start (procfs snapshot) and on fork, exec, comm and exit.
     THREAD, Thread, ThreadBuilder, "thread", sort_key = Some("ts_ns"), dictionary = true, {
         /// When this state was observed, CLOCK_MONOTONIC nanoseconds.
@@ -467,6 +488,7 @@ pub const ALL: &[&crate::TableDef] = &[
     FRAME,
     CALLSITE,
     STACK_SAMPLE,
+    SAMPLE_FIELD,
     THREAD,
     MAPPING,
     FTRACE_EVENT,

@@ -2,6 +2,7 @@
 //! (`../shared/analyzer-layout.md`: `analysis` never imports `render`, `export` or a command).
 
 pub mod blocked;
+pub mod bytes;
 pub mod cpu;
 pub mod frequency;
 pub mod idle;

@@ -64,6 +64,7 @@ values!(Weight {
     Samples => "samples": "1 per sample, as FlameGraph counts sample lines",
     Ns => "ns": "Nanoseconds of CPU time (the period of clock events; refused for other events)",
     Turbo => "turbo": "CPU time normalized to a reference frequency: each sample's ns × busy MHz of its CPU in its interval / --ref-mhz (needs frequency data: MSRs, the msr PMU or cpufreq)",
+    Bytes => "bytes": "Bytes of a tracepoint sampled with its fields (--stack-event block:block_rq_insert): its bytes, bytes_alloc, len, count or nr_sector × 512 field, times its period",
 });
 
 values!(HeatmapSource {

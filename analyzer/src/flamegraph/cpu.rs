@@ -352,9 +352,19 @@ pub(super) async fn cpu(
     let names = session.names();
     let index = picture::bundle_index(names);
     let pred = opts.scope.sql(bundles, names)?;
+    // `--weight bytes`: the samples with a byte field, each weighing its bytes.
+    let (from, weight) = if opts.weight == Weight::Bytes {
+        let from = format!(
+            "({}) AS stack_sample",
+            crate::analysis::bytes::samples_with_bytes()
+        );
+        (from, "bytes")
+    } else {
+        ("stack_sample".to_string(), "weight")
+    };
     let sql = format!(
-        "SELECT bundle, event, comm, callsite_id, SUM(weight), COUNT(*), MIN(ts_ns), MAX(ts_ns) \
-         FROM stack_sample WHERE {pred} GROUP BY bundle, event, comm, callsite_id"
+        "SELECT bundle, event, comm, callsite_id, SUM({weight}), COUNT(*), MIN(ts_ns), MAX(ts_ns) \
+         FROM {from} WHERE {pred} GROUP BY bundle, event, comm, callsite_id"
     );
     let mut groups = Groups::new(bundles);
     if opts.weight == Weight::Turbo {
@@ -419,6 +429,12 @@ pub(super) async fn cpu(
     })
     .await
     .context("--where")?;
+    if opts.weight == Weight::Bytes && groups.spans.is_empty() {
+        bail!(
+            "--weight bytes: no selected sample has a byte field ({}); sample a tracepoint that has one with perfpack-record --stack-event (block:block_rq_insert, net:net_dev_xmit, syscalls:sys_enter_write)",
+            crate::analysis::bytes::BYTE_FIELDS
+        );
+    }
     progress.phase("reading frame and callsite tables");
     let trees = trees(bundles)?;
     fold_cpu(bundles, &trees, None, groups, opts, progress)
@@ -453,6 +469,11 @@ fn fold_cpu(
     let event = match &opts.event {
         Some(e) if per_event.contains_key(e) => e.clone(),
         Some(e) if per_event.is_empty() => bail!("no stack samples of event {e} selected"),
+        Some(e) if opts.weight == Weight::Bytes => bail!(
+            "--weight bytes: no sample of {e} has a byte field ({}); those of {} do",
+            crate::analysis::bytes::BYTE_FIELDS,
+            listing()
+        ),
         Some(e) => bail!("no stack samples of event {e}; there are {}", listing()),
         // The CPU event (one definition for every CPU figure); where none was sampled (an
         // imported page-fault profile), the most sampled event, tracepoints last.
@@ -504,6 +525,7 @@ fn fold_cpu(
             Weight::Ns | Weight::Turbo => "ns".into(),
             Weight::Period if clock_event => "ns".into(),
             Weight::Period => event.clone(),
+            Weight::Bytes => "bytes".into(),
         },
         ..Folded::default()
     };
@@ -528,7 +550,7 @@ fn fold_cpu(
         };
         let w = match opts.weight {
             Weight::Samples => t.count,
-            Weight::Period | Weight::Ns | Weight::Turbo => t.weight.max(0) as u64,
+            Weight::Period | Weight::Ns | Weight::Turbo | Weight::Bytes => t.weight.max(0) as u64,
         };
         *agg.entry(key).or_default() += w;
         folded.events += t.count;

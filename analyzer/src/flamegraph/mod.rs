@@ -56,6 +56,9 @@ pub enum Weight {
     /// CPU time normalized to a reference frequency: each sample's ns × busy MHz of its CPU in
     /// its interval / --ref-mhz (needs frequency data: MSRs, the msr PMU or cpufreq)
     Turbo,
+    /// Bytes of a tracepoint sampled with its fields (`--stack-event block:block_rq_insert`):
+    /// its bytes, bytes_alloc, len, count or nr_sector × 512 field, times its period
+    Bytes,
 }
 
 /// Options of one flame graph.
@@ -146,7 +149,7 @@ pub fn draw(bundle_args: &[String], opts: &Options) -> anyhow::Result<Vec<u8>> {
     }
     let direct = opts.kind == Kind::Cpu
         && opts.scope.is_everything()
-        && opts.weight != Weight::Turbo
+        && !matches!(opts.weight, Weight::Turbo | Weight::Bytes)
         && !opts.no_idle;
     let bundles = if direct {
         crate::bundle::open_for(

@@ -34,7 +34,9 @@ pub(super) async fn offcpu(
     let names = session.names();
     let index = picture::bundle_index(names);
     let pred = opts.scope.sql(bundles, names)?;
-    if matches!(opts.weight, Weight::Samples | Weight::Turbo) || opts.event.is_some() {
+    if matches!(opts.weight, Weight::Samples | Weight::Turbo | Weight::Bytes)
+        || opts.event.is_some()
+    {
         bail!(
             "off-CPU flame graphs are weighted by blocked nanoseconds: --weight and --event do not apply"
         );

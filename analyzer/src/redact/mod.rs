@@ -325,6 +325,7 @@ fn column_rule(table: &str, column: &str) -> Rule {
         | ("thread", "reason")
         | ("mapping", "build_id")
         | ("ftrace_event", "event")
+        | ("sample_field", "event")
         | ("block_rq", "phase" | "dev" | "disk" | "rwbs")
         | ("sched_switch", "prev_state")
         | ("syscall", "phase" | "name")

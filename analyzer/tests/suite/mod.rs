@@ -9,6 +9,7 @@ mod compare;
 mod cpu_figures;
 mod crash;
 mod dataset;
+mod event_flamegraphs;
 mod firefox;
 mod fleet;
 mod import;
@@ -165,4 +166,17 @@ pub fn lost_samples(bundle: &Path) -> u64 {
         .flat_map(|s| s["losses"].as_array().cloned().unwrap_or_default())
         .map(|l| l["count"].as_u64().unwrap())
         .sum()
+}
+
+/// `1,048,576`: a count as inferno writes it in a flame graph's titles.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -110,17 +110,7 @@ fn pictures_match_their_golden_files_and_are_deterministic() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let t = truth("basic");
-    let thousands = |n: u64| {
-        let s = n.to_string();
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        out
-    };
+    let thousands = super::thousands;
     let n = |v: &Value| v.as_u64().unwrap();
     let syscalls: u64 = t["syscalls_by_name"]
         .as_object()

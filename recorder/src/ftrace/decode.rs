@@ -496,6 +496,27 @@ fn generic(
     payload: &[u8],
     out: &mut FtraceEventBuilder,
 ) {
+    let (ints, strs) = fields(ev, payload);
+    out.push(&FtraceEvent {
+        ts_ns,
+        cpu,
+        pid,
+        tid,
+        comm,
+        event: &ev.full_name,
+        int_fields: &ints,
+        str_fields: &strs,
+    });
+}
+
+/// Every field of an event's record (`payload`, common fields first as the format lays them
+/// out) by name: integers, with integer arrays (syscall args) as `name[i]`, and strings.
+/// Fields the record is too short for are left out.
+#[allow(clippy::type_complexity)]
+pub fn fields<'a>(
+    ev: &'a Event,
+    payload: &'a [u8],
+) -> (Vec<(&'a str, i64)>, Vec<(&'a str, &'a str)>) {
     let fmt = &ev.format;
     let mut ints: Vec<(&str, i64)> = Vec::with_capacity(fmt.fields.len() + ev.elem_names.len());
     let mut strs: Vec<(&str, &str)> = Vec::new();
@@ -516,16 +537,7 @@ fn generic(
             ints.push((&f.name, v));
         }
     }
-    out.push(&FtraceEvent {
-        ts_ns,
-        cpu,
-        pid,
-        tid,
-        comm,
-        event: &ev.full_name,
-        int_fields: &ints,
-        str_fields: &strs,
-    });
+    (ints, strs)
 }
 
 #[cfg(test)]

@@ -45,6 +45,17 @@ pub fn event_id(system: &str, name: &str) -> Result<u64, String> {
         .map_err(|_| format!("{}: not a tracepoint id: {:?}", path.display(), text.trim()))
 }
 
+/// A tracepoint's `events/SYSTEM/NAME/format`, parsed.
+pub fn event_format(system: &str, name: &str) -> Result<super::format::EventFormat, String> {
+    let path = root()?
+        .join("events")
+        .join(system)
+        .join(name)
+        .join("format");
+    let text = read_text(&path)?;
+    super::format::parse(system, &text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Reads a tracefs file with large reads: some of its files (`events/header_page`) regenerate
 /// their text on every read and answer a small first read with only its first bytes and then
 /// end of file, which is what `read_to_string`'s 32-byte probe gets.

@@ -13,6 +13,9 @@ use crate::records::{EVENT_RING, SIDE_RING, SWITCH_RING};
 use crate::sys::{self, PerfEventAttr, Ring};
 pub use crate::unwind::Unwind;
 
+mod stack_event;
+pub use stack_event::{SOFTWARE_EVENTS, StackEvent, default_period, preset_stack_events};
+
 /// What to sample.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -40,56 +43,6 @@ pub struct StackOptions {
 /// The `sched:sched_switch` tracepoint's id (from tracefs, which the caller reads), or why it
 /// is not known.
 pub type SwitchTracepoint = Result<u64, String>;
-
-/// An event sampled with stacks beside the CPU samples (`--stack-event`): a software event or a
-/// tracepoint, its samples named after it in `stack_sample`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackEvent {
-    /// As the user and perf name it: `page-faults`, `block:block_rq_insert`.
-    pub name: String,
-    /// `PERF_TYPE_SOFTWARE` or `PERF_TYPE_TRACEPOINT`.
-    pub type_: u32,
-    /// The software event's number, or the tracepoint's id.
-    pub config: u64,
-    /// One sample every this many events; each sample weighs this much.
-    pub period: u64,
-}
-
-/// The period of a `--stack-event` given without one: every event, but one page fault in 16
-/// (a program touching fresh memory faults a million times a second, and every sample carries
-/// a stack copy).
-pub fn default_period(name: &str) -> u64 {
-    match name {
-        "page-faults" | "minor-faults" => 16,
-        _ => 1,
-    }
-}
-
-/// The events a `--preset` samples with stacks, as `--stack-event` would (missing ones on this
-/// kernel are said in the source, not fatal). `default` and `all` leave out io's: a stack copy
-/// at every block request is a cost the busiest disks should not pay unasked.
-pub fn preset_stack_events(preset: &str) -> &'static [&'static str] {
-    match preset {
-        "io" => &["block:block_rq_insert"],
-        "mem" => &[
-            "page-faults",
-            "syscalls:sys_enter_brk",
-            "syscalls:sys_enter_mmap",
-        ],
-        "net" => &["net:net_dev_xmit", "net:netif_receive_skb"],
-        _ => &[],
-    }
-}
-
-/// The software events `--stack-event` takes, with their `PERF_COUNT_SW_*` numbers.
-pub const SOFTWARE_EVENTS: [(&str, u64); 6] = [
-    ("page-faults", 2),
-    ("context-switches", 3),
-    ("cpu-migrations", 4),
-    ("minor-faults", 5),
-    ("major-faults", 6),
-    ("alignment-faults", 7),
-];
 
 /// An opened sampler: one ring per CPU.
 #[derive(Debug)]
@@ -142,6 +95,7 @@ fn layout_of(stack: &StackOptions) -> crate::records::Layout {
         stack_user: copy,
         no_period: false,
         cgroup: stack.cgroup,
+        raw: false,
     }
 }
 
@@ -310,6 +264,7 @@ impl Sampler {
             event_ids: Vec::new(),
             event_layout: crate::records::Layout {
                 no_period: true,
+                raw: true,
                 ..layout_of(stack)
             },
             rings,
@@ -414,6 +369,9 @@ impl Sampler {
         // tracepoint hit (each with period 1) whatever the period: the weight is the period set
         // here instead (`records::Layout::no_period`).
         attr.sample_type &= !sys::SAMPLE_PERIOD;
+        // A tracepoint hit's fields (the bytes of a block request); 8 bytes of nothing for a
+        // software event, so every event shares one layout.
+        attr.sample_type |= sys::SAMPLE_RAW;
         let (rings, extra) = Self::open_event(scope, |_| attr, &cpus, ring_pages)?;
         for fd in rings.iter().map(|(_, fd, _)| fd).chain(&extra) {
             if let Ok(id) = sys::ioctl_read_u64(fd, sys::IOC_ID) {

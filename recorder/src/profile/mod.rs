@@ -11,8 +11,8 @@ use perfpack_schema::fxhash::FxHashMap;
 
 use perfpack_schema::BundleWriter;
 use perfpack_schema::tables::{
-    self, Callsite, CallsiteBuilder, Frame, FrameBuilder, Mapping, MappingBuilder, StackSample,
-    StackSampleBuilder, Thread, ThreadBuilder,
+    self, Callsite, CallsiteBuilder, Frame, FrameBuilder, Mapping, MappingBuilder, SampleField,
+    SampleFieldBuilder, StackSample, StackSampleBuilder, Thread, ThreadBuilder,
 };
 
 use perfpack_schema::manifest::UnwindStat;
@@ -62,6 +62,16 @@ enum NotCpu {
     Switch,
     /// The `--stack-event` of this number.
     Event(usize),
+}
+
+/// A `--stack-event` event as the profile names and weighs its samples.
+#[derive(Debug)]
+pub struct StackEventInfo {
+    pub name: String,
+    /// The events one sample stands for.
+    pub period: u64,
+    /// A tracepoint's format, to keep its samples' fields; `None` for software events.
+    pub format: Option<crate::ftrace::decode::Event>,
 }
 
 /// Stack-profile state of a recording.
@@ -134,6 +144,10 @@ pub struct Profile {
     /// The `--stack-event` events' names and periods, and which of them each event id samples.
     event_names: Vec<String>,
     event_periods: Vec<u64>,
+    /// The tracepoints' formats, by event number (`None` for software events): each sample's
+    /// fields go into `sample_field`.
+    event_formats: Vec<Option<crate::ftrace::decode::Event>>,
+    field_rows: SampleFieldBuilder,
     /// `--stack-event` samples taken, per event.
     pub n_event_samples: Vec<u64>,
     /// How each process's user stacks were obtained.
@@ -203,6 +217,8 @@ impl Profile {
             n_switch_samples: 0,
             event_names: Vec::new(),
             event_periods: Vec::new(),
+            event_formats: Vec::new(),
+            field_rows: SampleFieldBuilder::default(),
             n_event_samples: Vec::new(),
             unwind_stats: FxHashMap::default(),
             user: Vec::new(),
@@ -222,11 +238,15 @@ impl Profile {
             .extend(switch_ids.iter().map(|&id| (id, NotCpu::Switch)));
     }
 
-    /// Samples of the event ids `ids` are of the `--stack-event` events `events` (name and
-    /// period; an id with the index of its event).
-    pub fn stack_events(&mut self, events: Vec<(String, u64)>, ids: &[(u64, usize)]) {
+    /// Samples of the event ids `ids` are of the `--stack-event` events `events` (name, period
+    /// and a tracepoint's format; an id with the index of its event).
+    pub fn stack_events(&mut self, events: Vec<StackEventInfo>, ids: &[(u64, usize)]) {
         self.n_event_samples = vec![0; events.len()];
-        (self.event_names, self.event_periods) = events.into_iter().unzip();
+        for e in events {
+            self.event_names.push(e.name);
+            self.event_periods.push(e.period);
+            self.event_formats.push(e.format);
+        }
         self.not_cpu
             .extend(ids.iter().map(|&(id, i)| (id, NotCpu::Event(i))));
     }
@@ -454,6 +474,7 @@ impl Profile {
         w.append(tables::FRAME, frames.finish())?;
         w.append(tables::CALLSITE, callsites.finish())?;
         w.append(tables::STACK_SAMPLE, self.samples.finish())?;
+        w.append(tables::SAMPLE_FIELD, self.field_rows.finish())?;
         w.append(tables::THREAD, self.thread_rows.finish())?;
         w.append(tables::MAPPING, self.mapping_rows.finish())?;
         self.cgroups.flush(w)?;

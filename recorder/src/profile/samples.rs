@@ -273,6 +273,17 @@ impl Profile {
             self.n_switch_samples += 1;
         } else if let Some(i) = stack_event {
             self.n_event_samples[i] += 1;
+            if let Some(ev) = &self.event_formats[i] {
+                let (ints, strs) = crate::ftrace::decode::fields(ev, s.raw);
+                self.field_rows.push(&SampleField {
+                    ts_ns: time as i64,
+                    cpu: cpu as i32,
+                    tid,
+                    event: &self.event_names[i],
+                    int_fields: &ints,
+                    str_fields: &strs,
+                });
+            }
         } else {
             self.n_samples += 1;
         }

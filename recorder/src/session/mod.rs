@@ -37,6 +37,7 @@ mod segments;
 
 use self::opening::{
     ftrace_source, msr_source, perf_source, pidstat_source, pmc_source, resolve_stack_event,
+    tracepoint_format,
 };
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -304,13 +305,24 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
             (s.unwind != perf::Unwind::Fp).then(|| crate::unwind::Unwinder::new(s.unwind));
         profile.unwind_with(unwinder, &s.switch_ids);
         profile.cgroups_from_procfs(!s.cgroup);
-        profile.stack_events(
-            stack_events
-                .iter()
-                .map(|e| (e.name.clone(), e.period))
-                .collect(),
-            &s.event_ids,
-        );
+        let events = stack_events
+            .iter()
+            .map(|e| {
+                let format = tracepoint_format(e).unwrap_or_else(|why| {
+                    warnings.push(format!(
+                        "perf-samples: {}: its fields are not kept ({why})",
+                        e.name
+                    ));
+                    None
+                });
+                crate::profile::StackEventInfo {
+                    name: e.name.clone(),
+                    period: e.period,
+                    format,
+                }
+            })
+            .collect();
+        profile.stack_events(events, &s.event_ids);
     }
     let counters = Counters::open(&cfg.pmc, &cpus);
     let pmc_source = pmc_source(&counters);

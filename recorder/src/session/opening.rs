@@ -70,6 +70,19 @@ pub(super) fn resolve_stack_event(
     })
 }
 
+/// A sampled tracepoint's format, by which its samples' raw records are decoded into
+/// `sample_field` rows; `None` for a software event.
+pub(super) fn tracepoint_format(
+    e: &perf::StackEvent,
+) -> Result<Option<crate::ftrace::decode::Event>, String> {
+    if e.type_ != sys::TYPE_TRACEPOINT {
+        return Ok(None);
+    }
+    let (system, name) = e.name.split_once(':').unwrap_or_default();
+    let format = crate::ftrace::tracefs::event_format(system, name)?;
+    Ok(Some(crate::ftrace::decode::Event::new(format)))
+}
+
 /// The sampler's source: what it samples and how, and what it could not do.
 pub(super) fn perf_source(
     s: &Sampler,

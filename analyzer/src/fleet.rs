@@ -32,6 +32,16 @@ const MIN_EFFECT: f64 = 0.2;
 /// Prefix of the function-share features.
 const SHARE: &str = "% busy samples in ";
 
+/// Prefix of the function-share features of `fleet --event EVENT`'s samples.
+fn event_share(event: &str) -> String {
+    format!("% {event} samples in ")
+}
+
+/// The feature of `fleet --event EVENT`'s rate.
+fn event_rate(event: &str) -> String {
+    format!("{event} per s")
+}
+
 /// How many of the fleet's hottest functions become features.
 const TOP_FUNCTIONS: usize = 5;
 
@@ -49,6 +59,11 @@ pub struct Summary {
     /// Busy (non-idle) samples behind the shares.
     #[serde(skip)]
     busy_samples: u64,
+    /// `--event`: leaf function → share of that event's samples, and how many there are.
+    #[serde(skip)]
+    event_shares: BTreeMap<String, f64>,
+    #[serde(skip)]
+    event_samples: u64,
     /// Feature → its own sampling noise (one standard error), where known.
     #[serde(skip)]
     noise: BTreeMap<String, f64>,
@@ -82,9 +97,14 @@ pub struct Reason {
 fn worse_direction(feature: &str) -> f64 {
     match feature {
         "busy MHz" | "IPC" => -1.0,
-        f if f.starts_with(SHARE) => 0.0,
+        f if is_share(f) => 0.0,
         _ => 1.0,
     }
+}
+
+/// Whether a feature is a function's share of some samples (busy CPU or `--event`'s).
+fn is_share(feature: &str) -> bool {
+    feature.starts_with("% ") && feature.contains(" samples in ")
 }
 
 impl Reason {
@@ -105,7 +125,7 @@ impl Reason {
 }
 
 /// Summarizes one bundle with its own SQL session.
-async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
+async fn summarize(bundle: Bundle, name: String, event: Option<&str>) -> anyhow::Result<Summary> {
     let bundles = vec![bundle];
     let session = Session::open(&bundles, &SessionOptions::default()).await?;
     let progress = Progress::hidden();
@@ -118,8 +138,9 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
         features.insert("IPC".into(), i);
     }
     // CPU busy share from the CPU event's samples, leaf functions from the busy ones.
-    if let Some(event) = crate::analysis::cpu::cpu_event(&session).await? {
-        let (idle, all) = crate::analysis::idle::samples(&session, &event, "TRUE").await?;
+    let cpu_event = crate::analysis::cpu::cpu_event(&session).await?;
+    if let Some(event) = &cpu_event {
+        let (idle, all) = crate::analysis::idle::samples(&session, event, "TRUE").await?;
         if all > 0 {
             features.insert(
                 "CPU busy %".into(),
@@ -129,12 +150,16 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
     }
     let busy_only = flamegraph::Options {
         no_idle: true,
+        event: cpu_event,
         ..flamegraph::Options::folded_cpu(Weight::Samples)
     };
     let mut function_shares = BTreeMap::new();
     let mut busy_samples = 0;
     let mut noise = BTreeMap::new();
-    if let Ok(folded) = flamegraph::collect(&session, &bundles, &busy_only, &progress).await {
+    // (A bundle that sampled no CPU event has no busy samples, whatever else it sampled.)
+    if busy_only.event.is_some()
+        && let Ok(folded) = flamegraph::collect(&session, &bundles, &busy_only, &progress).await
+    {
         let mut leaves: BTreeMap<String, u64> = BTreeMap::new();
         for (line, &n) in &folded.lines {
             if let Some(leaf) = line.rsplit(';').next() {
@@ -146,6 +171,35 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
             function_shares = leaves
                 .into_iter()
                 .map(|(f, n)| (f, 100.0 * n as f64 / busy_samples as f64))
+                .collect();
+        }
+    }
+    // `--event`: how often per second, and under which leaf functions (nothing when this
+    // bundle did not sample it).
+    let mut event_shares = BTreeMap::new();
+    let mut event_samples = 0;
+    if let Some(e) = event {
+        let only = flamegraph::Options {
+            event: Some(e.to_string()),
+            ..flamegraph::Options::folded_cpu(Weight::Period)
+        };
+        if let Ok(folded) = flamegraph::collect(&session, &bundles, &only, &progress).await {
+            let seconds = bundles[0].manifest().recorded_span_ns().max(1) as f64 / 1e9;
+            let events: u64 = folded.lines.values().sum();
+            let rate = events as f64 / seconds;
+            features.insert(event_rate(e), rate);
+            event_samples = folded.events;
+            // A rate of n samples is noisy by itself (Poisson).
+            noise.insert(event_rate(e), rate / (event_samples.max(1) as f64).sqrt());
+            let mut leaves: BTreeMap<String, u64> = BTreeMap::new();
+            for (line, &n) in &folded.lines {
+                if let Some(leaf) = line.rsplit(';').next() {
+                    *leaves.entry(leaf.to_string()).or_default() += n;
+                }
+            }
+            event_shares = leaves
+                .into_iter()
+                .map(|(f, n)| (f, 100.0 * n as f64 / events.max(1) as f64))
                 .collect();
         }
     }
@@ -200,6 +254,8 @@ async fn summarize(bundle: Bundle, name: String) -> anyhow::Result<Summary> {
         features,
         function_shares,
         busy_samples,
+        event_shares,
+        event_samples,
         noise,
     })
 }
@@ -215,8 +271,13 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// The command that shows a feature's evidence for a bundle.
-fn evidence(feature: &str, path: &std::path::Path) -> String {
+fn evidence(feature: &str, path: &std::path::Path, event: Option<&str>) -> String {
     let p = path.display();
+    if let Some(e) = event
+        && (feature == event_rate(e) || feature.starts_with(&event_share(e)))
+    {
+        return format!("perfpack flamegraph {p} --event {e} -o event.svg");
+    }
     match feature {
         "block I/O p99 ms" | "block I/O p50 ms" => {
             format!("perfpack heatmap {p} --source block -o io.svg")
@@ -232,21 +293,30 @@ fn evidence(feature: &str, path: &std::path::Path) -> String {
 }
 
 /// Robust z-scores of every feature and the ranking.
-pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
-    // The fleet's hottest functions (by summed share) become features of every bundle.
-    let mut total: BTreeMap<String, f64> = BTreeMap::new();
-    for s in &summaries {
-        for (f, share) in &s.function_shares {
-            *total.entry(f.clone()).or_default() += share;
+pub fn rank(mut summaries: Vec<Summary>, event: Option<&str>) -> Vec<Ranked> {
+    // The fleet's hottest functions (by summed share) become features of every bundle: of the
+    // busy CPU samples, and of `--event`'s samples.
+    let top_shares = |summaries: &mut [Summary],
+                      prefix: &str,
+                      shares: fn(&Summary) -> &BTreeMap<String, f64>| {
+        let mut total: BTreeMap<String, f64> = BTreeMap::new();
+        for s in summaries.iter() {
+            for (f, share) in shares(s) {
+                *total.entry(f.clone()).or_default() += share;
+            }
         }
-    }
-    let mut hot: Vec<(String, f64)> = total.into_iter().collect();
-    hot.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    for (f, _) in hot.into_iter().take(TOP_FUNCTIONS) {
-        for s in &mut summaries {
-            let share = s.function_shares.get(&f).copied().unwrap_or(0.0);
-            s.features.insert(format!("{SHARE}{f}"), share);
+        let mut hot: Vec<(String, f64)> = total.into_iter().collect();
+        hot.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (f, _) in hot.into_iter().take(TOP_FUNCTIONS) {
+            for s in summaries.iter_mut() {
+                let share = shares(s).get(&f).copied().unwrap_or(0.0);
+                s.features.insert(format!("{prefix}{f}"), share);
+            }
         }
+    };
+    top_shares(&mut summaries, SHARE, |s| &s.function_shares);
+    if let Some(e) = event {
+        top_shares(&mut summaries, &event_share(e), |s| &s.event_shares);
     }
     let names: Vec<String> = summaries
         .iter()
@@ -279,11 +349,18 @@ pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
                 .iter()
                 .map(|(f, &v)| {
                     let (med, mut scale) = stats[f.as_str()];
-                    if f.starts_with(SHARE) && s.busy_samples > 0 {
+                    let behind = if f.starts_with(SHARE) {
+                        s.busy_samples
+                    } else if is_share(f) {
+                        s.event_samples
+                    } else {
+                        0
+                    };
+                    if behind > 0 {
                         // A share of n samples is noisy by itself: never call less than the
                         // binomial spread a difference.
                         let p = (med / 100.0).clamp(0.0, 1.0);
-                        let binomial = 100.0 * (p * (1.0 - p) / s.busy_samples as f64).sqrt();
+                        let binomial = 100.0 * (p * (1.0 - p) / behind as f64).sqrt();
                         scale = scale.max(binomial);
                     }
                     if let Some(&own) = s.noise.get(f) {
@@ -294,7 +371,7 @@ pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
                         value: v,
                         fleet_median: med,
                         z: (v - med) / scale,
-                        evidence: evidence(f, &s.path),
+                        evidence: evidence(f, &s.path, event),
                     }
                 })
                 .collect();
@@ -324,8 +401,9 @@ pub fn rank(mut summaries: Vec<Summary>) -> Vec<Ranked> {
     ranked
 }
 
-/// Summarizes every bundle (in parallel) and ranks them.
-pub fn ranking(bundles: Vec<Bundle>) -> anyhow::Result<Vec<Ranked>> {
+/// Summarizes every bundle (in parallel) and ranks them; with `event`, by that sampled event's
+/// rate and functions too.
+pub fn ranking(bundles: Vec<Bundle>, event: Option<&str>) -> anyhow::Result<Vec<Ranked>> {
     if bundles.len() < 3 {
         bail!(
             "fleet needs at least 3 bundles to tell an outlier from the rest ({} given); compare two with perfpack compare",
@@ -344,13 +422,20 @@ pub fn ranking(bundles: Vec<Bundle>) -> anyhow::Result<Vec<Ranked>> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let s = rt.block_on(summarize(b, n.bundle));
+            let s = rt.block_on(summarize(b, n.bundle, event));
             progress.inc(1);
             s
         })
         .collect::<anyhow::Result<_>>()?;
     progress.finish();
-    Ok(rank(summaries))
+    if let Some(e) = event
+        && !summaries
+            .iter()
+            .any(|s| s.features.contains_key(&event_rate(e)))
+    {
+        bail!("--event {e}: no bundle of the fleet has samples of it");
+    }
+    Ok(rank(summaries, event))
 }
 
 pub fn render_text(ranked: &[Ranked]) -> String {

@@ -58,7 +58,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Heatmap(a) => commands::heatmap::run(a.request()?),
         Command::Latency(a) => commands::latency::run(a.request()?),
         Command::Compare(a) => commands::compare::run(a.request()),
-        Command::Fleet(a) => commands::fleet::run(&a.bundles.bundles, a.format),
+        Command::Fleet(a) => commands::fleet::run(&a.bundles.bundles, a.format, a.event.as_deref()),
         Command::Correlate(a) => commands::correlate::run(a.request()),
         Command::Report(a) => commands::report::run(a.request()),
         Command::Redact(a) => commands::redact::run(a.options()),

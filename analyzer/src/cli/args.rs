@@ -257,6 +257,10 @@ pub struct CompareArgs {
     /// pictures' --cgroup); frequency, latency and system figures stay the whole box's
     #[arg(long, value_name = "PATTERN")]
     pub cgroup: Vec<String>,
+    /// Also compare this sampled event (page-faults, block:block_rq_insert, ...): how often
+    /// per second and under which functions; the differential flame graph shows its stacks
+    #[arg(long, value_name = "EVENT")]
+    pub event: Option<String>,
 }
 
 impl CompareArgs {
@@ -271,6 +275,7 @@ impl CompareArgs {
             histograms: self.histograms,
             output: self.output,
             cgroups: self.cgroup,
+            event: self.event,
         }
     }
 }
@@ -308,6 +313,10 @@ pub struct FleetArgs {
     pub bundles: BundleArgs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Also rank by this sampled event (page-faults, block:block_rq_insert, ...): its rate per
+    /// second and the shares of its hottest functions
+    #[arg(long, value_name = "EVENT")]
+    pub event: Option<String>,
 }
 
 /// Arguments of `perfpack report`.

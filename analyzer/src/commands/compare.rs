@@ -27,6 +27,8 @@ pub struct Request {
     pub output: Option<PathBuf>,
     /// CPU time and functions of the threads of these cgroups only.
     pub cgroups: Vec<String>,
+    /// Also compare this sampled event, and draw its stacks in the differential flame graph.
+    pub event: Option<String>,
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
@@ -37,6 +39,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
         a.top,
         a.flamegraph.is_some() || a.output.is_some(),
         &a.cgroups,
+        a.event.as_deref(),
     )?;
     if let (Some(path), Some(svg)) = (&a.flamegraph, differential(&c)?) {
         crate::bundle::output::write(path, &svg)?;

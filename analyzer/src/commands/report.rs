@@ -39,7 +39,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
             .iter()
             .map(|b| b.reopen())
             .collect::<Result<Vec<_>, _>>()?;
-        body.push_str(&fleet_section(&crate::fleet::ranking(reopened)?));
+        body.push_str(&fleet_section(&crate::fleet::ranking(reopened, None)?));
     }
     if a.compare {
         progress.phase("comparing");
@@ -50,6 +50,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
             15,
             true,
             &[],
+            None,
         )?;
         body.push_str(&compare_section(&c)?);
     }

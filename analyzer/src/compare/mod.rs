@@ -25,6 +25,12 @@ use crate::picture::{self, Progress};
 use crate::scope::Scope;
 use crate::sql::{Session, SessionOptions};
 
+mod event;
+mod stats;
+pub use event::EventChange;
+pub use stats::ks_distance;
+use stats::{change_pct, judge, keep_top};
+
 /// |z| at or above which a change is called significant (about 1 in 370 by chance per row).
 pub const Z_SIGNIFICANT: f64 = 3.0;
 /// Metrics listed per side in "what moves with block I/O latency".
@@ -106,6 +112,9 @@ pub struct Comparison {
     pub functions: Vec<FunctionChange>,
     pub latency: Vec<LatencyChange>,
     pub system: Vec<SystemChange>,
+    /// `--event`: that event's samples on both sides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventChange>,
 }
 
 /// One configuration setting that differs.
@@ -135,6 +144,8 @@ struct Loaded {
     folded_ns: Folded,
     latencies: Vec<Option<Vec<i64>>>,
     frequency_ok: bool,
+    /// `--event`'s stacks.
+    event: Option<event::Loaded>,
 }
 
 const SOURCES: [(latency::Source, &str); 3] = [
@@ -143,8 +154,14 @@ const SOURCES: [(latency::Source, &str); 3] = [
     (latency::Source::Syscall, "syscall"),
 ];
 
-fn options(weight: Weight, ref_mhz: Option<f64>, cgroups: &[String]) -> flamegraph::Options {
+fn options(
+    weight: Weight,
+    ref_mhz: Option<f64>,
+    cgroups: &[String],
+    cpu_event: &str,
+) -> flamegraph::Options {
     flamegraph::Options {
+        event: Some(cpu_event.to_string()),
         scope: Scope {
             // Idle, left out of busy time.
             predicate: Some(crate::analysis::idle::BUSY_SQL.into()),
@@ -211,6 +228,7 @@ async fn load(
     ref_mhz: f64,
     turbo: bool,
     cgroups: &[String],
+    event: Option<&str>,
 ) -> anyhow::Result<Loaded> {
     let Opened {
         bundles,
@@ -218,36 +236,35 @@ async fn load(
         frequency,
     } = side;
     let progress = Progress::hidden();
+    let event = match event {
+        Some(e) => Some(event::load(&session, &bundles, e, cgroups).await?),
+        None => None,
+    };
     let counts = counted(&session).await?;
     let seconds: f64 = bundles
         .iter()
         .map(|b| b.manifest().recorded_span_ns() as f64 / 1e9)
         .sum();
-    let samples = flamegraph::collect(
-        &session,
-        &bundles,
-        &options(Weight::Samples, None, cgroups),
-        &progress,
-    )
-    .await
-    .context("busy CPU samples")?;
-    let ns = flamegraph::collect(
-        &session,
-        &bundles,
-        &options(Weight::Ns, None, cgroups),
-        &progress,
-    )
-    .await?;
-    let normalized = if turbo {
-        Some(
+    // CPU time: the CPU event's busy samples (none when only other events were sampled).
+    let cpu_event = crate::analysis::cpu::cpu_event(&session).await?;
+    let cpu = async |weight, ref_mhz| match &cpu_event {
+        Some(e) => {
             flamegraph::collect(
                 &session,
                 &bundles,
-                &options(Weight::Turbo, Some(ref_mhz), cgroups),
+                &options(weight, ref_mhz, cgroups, e),
                 &progress,
             )
-            .await?,
-        )
+            .await
+        }
+        None => Ok(Folded::default()),
+    };
+    let samples = cpu(Weight::Samples, None)
+        .await
+        .context("busy CPU samples")?;
+    let ns = cpu(Weight::Ns, None).await?;
+    let normalized = if turbo {
+        Some(cpu(Weight::Turbo, Some(ref_mhz)).await?)
     } else {
         None
     };
@@ -333,23 +350,8 @@ async fn load(
         folded_ns: normalized.unwrap_or(ns),
         latencies,
         frequency_ok: turbo,
+        event,
     })
-}
-
-/// Largest distance between the empirical CDFs of two sorted samples.
-pub fn ks_distance(a: &[i64], b: &[i64]) -> f64 {
-    let (mut i, mut j, mut d) = (0usize, 0usize, 0f64);
-    while i < a.len() && j < b.len() {
-        let x = a[i].min(b[j]);
-        while i < a.len() && a[i] == x {
-            i += 1;
-        }
-        while j < b.len() && b[j] == x {
-            j += 1;
-        }
-        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
-    }
-    d
 }
 
 /// A comparison with its pictures.
@@ -368,6 +370,7 @@ pub fn compute(
     top: usize,
     differential_graph: bool,
     cgroups: &[String],
+    event: Option<&str>,
 ) -> anyhow::Result<Computed> {
     let progress = Progress::new();
     progress.phase("comparing");
@@ -384,21 +387,29 @@ pub fn compute(
         let turbo = before.frequency.busy_mhz.is_some()
             && after.frequency.busy_mhz.is_some()
             && ref_mhz > 0.0;
-        let before = load(before, ref_mhz, turbo, cgroups).await?;
-        let after = load(after, ref_mhz, turbo, cgroups).await?;
+        let before = load(before, ref_mhz, turbo, cgroups, event)
+            .await
+            .context("before")?;
+        let after = load(after, ref_mhz, turbo, cgroups, event)
+            .await
+            .context("after")?;
         anyhow::Ok((before, after, turbo.then_some(ref_mhz)))
     });
     progress.finish();
     let (before, after, ref_mhz) = result?;
-    let comparison = compare(&before, &after, ref_mhz, top);
+    let mut comparison = compare(&before, &after, ref_mhz, top);
+    let seconds = (before.side.seconds.max(1e-9), after.side.seconds.max(1e-9));
+    let stacks = match (event, before.event, after.event) {
+        (Some(e), Some(b), Some(a)) => {
+            comparison.event = Some(event::compare(e, &b, &a, seconds, top));
+            (b.events, a.events)
+        }
+        _ => (before.folded_ns, after.folded_ns),
+    };
     Ok(Computed {
         comparison,
-        stacks: differential_graph.then_some((before.folded_ns, after.folded_ns)),
+        stacks: differential_graph.then_some(stacks),
     })
-}
-
-fn change_pct(a: f64, b: f64) -> Option<f64> {
-    (a > 0.0).then(|| 100.0 * (b - a) / a)
 }
 
 fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) -> Comparison {
@@ -420,11 +431,7 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
             } else {
                 (ra as f64 / da, rb as f64 / db)
             };
-            // Each rate is a count of samples times a per-sample weight: its variance is
-            // rate² / samples (Poisson), so the z-score needs no other assumption.
-            let var = |x: f64, k: u64| if k == 0 { 0.0 } else { x * x / k as f64 };
-            let se = (var(xa, ka) + var(xb, kb)).sqrt();
-            let z = if se > 0.0 { (xb - xa) / se } else { 0.0 };
+            let (z, significant) = judge((xa, ka), (xb, kb));
             FunctionChange {
                 function: key.1.clone(),
                 kind: key.0,
@@ -437,18 +444,14 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
                     .then(|| change_pct(na as f64 / da, nb as f64 / db))
                     .flatten(),
                 z,
-                significant: z.abs() >= Z_SIGNIFICANT && ka + kb >= 10,
+                significant,
             }
         })
         .collect();
-    functions.sort_by(|x, y| {
-        y.z.abs()
-            .total_cmp(&x.z.abs())
-            .then_with(|| x.function.cmp(&y.function))
-            .then_with(|| x.kind.cmp(y.kind))
-    });
     let significant = functions.iter().filter(|f| f.significant).count();
-    functions.truncate(top.max(significant.min(top * 2)));
+    keep_top(&mut functions, top, |f| {
+        (f.z, &f.function, f.kind, f.significant)
+    });
 
     let raw = change_pct(
         before.side.busy_ns as f64 / da,
@@ -585,15 +588,6 @@ fn compare(before: &Loaded, after: &Loaded, ref_mhz: Option<f64>, top: usize) ->
         verdict,
         functions,
         latency,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ks_distance_of_samples() {
-        assert_eq!(super::ks_distance(&[1, 2, 3], &[1, 2, 3]), 0.0);
-        assert_eq!(super::ks_distance(&[1, 2], &[3, 4]), 1.0);
-        assert!((super::ks_distance(&[1, 2, 3, 4], &[3, 4, 5, 6]) - 0.5).abs() < 1e-12);
+        event: None,
     }
 }

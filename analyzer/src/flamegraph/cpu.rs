@@ -493,7 +493,7 @@ fn fold_cpu(
             }
         },
     };
-    if per_event.len() > 1 {
+    if per_event.len() > 1 && opts.event.is_none() {
         eprintln!(
             "perfpack: note: a flame graph of {event} samples only (adding one event to another means nothing); --event picks one of {}",
             listing()

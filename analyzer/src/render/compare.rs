@@ -54,6 +54,19 @@ fn sections(c: &Comparison) -> Vec<Section> {
             opt(s.busy_ns_normalized.map(|n| n as f64 / 1e9), 3)
         });
     }
+    if let Some(e) = &c.event {
+        let (b, a) = (&e.before, &e.after);
+        sides.push(vec![
+            format!("{} samples", e.event),
+            b.samples.to_string(),
+            a.samples.to_string(),
+        ]);
+        sides.push(vec![
+            format!("{} per s", e.event),
+            format!("{:.1}", b.events_per_s),
+            format!("{:.1}", a.events_per_s),
+        ]);
+    }
     let functions = c
         .functions
         .iter()
@@ -130,7 +143,7 @@ fn sections(c: &Comparison) -> Vec<Section> {
     } else {
         Vec::new()
     };
-    vec![
+    let mut sections = vec![
         Section {
             title: config_title,
             head: vec!["setting", "before", "after"],
@@ -187,7 +200,45 @@ fn sections(c: &Comparison) -> Vec<Section> {
             ],
             rows: system,
         },
-    ]
+    ];
+    if let Some(e) = &c.event {
+        let rows = e
+            .functions
+            .iter()
+            .map(|x| {
+                vec![
+                    x.function.clone(),
+                    x.kind.to_string(),
+                    format!("{}/{}", x.samples_before, x.samples_after),
+                    format!("{:.1}", x.events_per_s_before),
+                    format!("{:.1}", x.events_per_s_after),
+                    opt(x.change_pct, 1),
+                    format!("{:.1}", x.z),
+                    if x.significant { "CHANGED" } else { "noise" }.into(),
+                ]
+            })
+            .collect();
+        // After the CPU functions.
+        sections.insert(
+            3,
+            Section {
+                title: format!(
+                    "{} by function ({} per second of recording, {}; z from sample counts, |z| ≥ {Z_SIGNIFICANT} is beyond noise)",
+                    e.event,
+                    e.event,
+                    match e.change_pct {
+                        Some(p) => format!("{p:+.1}% in all"),
+                        None => "none before".into(),
+                    }
+                ),
+                head: vec![
+                    "function", "kind", "samples", "/s before", "/s after", "change %", "z", "",
+                ],
+                rows,
+            },
+        );
+    }
+    sections
 }
 
 pub fn render_text(c: &Comparison) -> String {
@@ -234,16 +285,29 @@ pub fn differential(computed: &Computed) -> anyhow::Result<Option<Vec<u8>>> {
     )
     .context("differential folding")?;
     let mut o = inferno::flamegraph::Options::default();
-    o.title = "Differential CPU Flame Graph (after vs before)".into();
-    let widths = match c.ref_mhz {
-        Some(r) => format!("CPU time at {r:.0} MHz"),
-        None => "CPU time, not frequency-corrected".into(),
+    let (what, widths, unit) = match (&c.event, c.ref_mhz) {
+        (Some(e), _) => (
+            crate::flamegraph::title_of(&e.event),
+            format!("{} events", e.event),
+            e.event.clone(),
+        ),
+        (None, Some(r)) => (
+            "CPU Flame Graph".into(),
+            format!("CPU time at {r:.0} MHz"),
+            "ns".into(),
+        ),
+        (None, None) => (
+            "CPU Flame Graph".into(),
+            "CPU time, not frequency-corrected".into(),
+            "ns".into(),
+        ),
     };
+    o.title = format!("Differential {what} (after vs before)");
     o.subtitle = Some(format!(
         "{} vs {} · widths: {widths}; red grew, blue shrank (totals equalized) · {}",
         c.after.bundles, c.before.bundles, c.verdict
     ));
-    o.count_name = "ns".into();
+    o.count_name = unit;
     o.deterministic = true;
     let mut svg = Vec::new();
     inferno::flamegraph::from_reader(&mut o, diff.as_slice(), &mut svg)

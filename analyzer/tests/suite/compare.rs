@@ -263,3 +263,89 @@ fn configuration_differences_are_listed_first() {
         "{text}"
     );
 }
+
+#[test]
+fn another_sampled_event_is_compared_per_second_and_per_function() {
+    use perfpack_testgen::Scenario;
+    let dir = tempfile::tempdir().unwrap();
+    // Every blocked switch-out is a `sched:sched_switch` stack sample; the after side runs
+    // twice as many jobs (each ends in one), over the same 10 s.
+    let mut sc = Scenario::pair_side("calm", 2500.0);
+    sc.switch_stacks = true;
+    let before = generated(dir.path(), &sc);
+    sc.name = "busy".into();
+    sc.job_interval_ns /= 2.0;
+    let after = generated(dir.path(), &sc);
+    const EVENT: &str = "sched:sched_switch";
+    let c: Value = serde_json::from_str(&ok(&perfpack([
+        "compare", &before, &after, "--event", EVENT, "--format", "json",
+    ])))
+    .unwrap();
+    let e = &c["event"];
+    assert_eq!(e["event"], EVENT);
+    // Counted in SQL, per side, and per second of the scenario's 10 s.
+    let count = |bundle: &str, filter: &str| -> u64 {
+        super::sql_rows(
+            Path::new(bundle),
+            &format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM stack_sample s \
+                 JOIN stack t ON s.bundle = t.bundle AND s.callsite_id = t.callsite_id \
+                 WHERE s.event = '{EVENT}' AND {filter}"
+            ),
+        )[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+    let (nb, na) = (count(&before, "TRUE"), count(&after, "TRUE"));
+    assert_eq!(e["before"]["samples"].as_u64(), Some(nb), "{e}");
+    assert_eq!(e["after"]["samples"].as_u64(), Some(na), "{e}");
+    let per_s = |side: &str| e[side]["events_per_s"].as_f64().unwrap();
+    assert!((per_s("before") - nb as f64 / 10.0).abs() < 1e-6, "{e}");
+    assert!((per_s("after") - na as f64 / 10.0).abs() < 1e-6, "{e}");
+    assert!(na as f64 > 1.5 * nb as f64, "{nb} → {na}");
+    // The function that changed most: its samples on each side are those whose stack holds
+    // it, and it changed beyond noise.
+    let first = &e["functions"][0];
+    assert_eq!(first["significant"], true, "{first}");
+    let f = first["function"].as_str().unwrap().replace('\'', "''");
+    let holds = format!("array_has(t.frames, '{f}')");
+    let leaf = format!("t.leaf = '{f}'");
+    let which = if first["kind"] == "self" {
+        &leaf
+    } else {
+        &holds
+    };
+    assert_eq!(
+        first["samples_before"].as_u64(),
+        Some(count(&before, which)),
+        "{first}"
+    );
+    assert_eq!(
+        first["samples_after"].as_u64(),
+        Some(count(&after, which)),
+        "{first}"
+    );
+    // The text has its table; the differential flame graph is of that event.
+    let svg = dir.path().join("diff.svg");
+    let text = ok(&perfpack([
+        "compare".as_ref(),
+        before.as_ref(),
+        after.as_ref(),
+        "--event".as_ref(),
+        EVENT.as_ref(),
+        "--flamegraph".as_ref(),
+        svg.as_os_str(),
+    ]));
+    assert!(text.contains(&format!("{EVENT} by function")), "{text}");
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains(&format!("Differential {EVENT} Flame Graph")));
+    // An event a side did not sample: one line naming it.
+    let err = super::fails(&perfpack([
+        "compare",
+        &before,
+        &after,
+        "--event",
+        "page-faults",
+    ]));
+    assert!(err.contains("page-faults"), "{err}");
+}

@@ -343,7 +343,7 @@ pub fn render_text(info: &Info<'_>) -> String {
         for (s, l) in losses {
             t.row(vec![
                 s.name.clone(),
-                l.kind.clone(),
+                l.what(),
                 l.cpu.map_or("all".into(), |c| c.to_string()),
                 l.count.to_string(),
             ]);

@@ -11,8 +11,25 @@ pub const SWITCH_RING: u32 = 1 << 31;
 /// Set in the ring number a record comes with when it comes from a CPU's side-band ring.
 pub const SIDE_RING: u32 = 1 << 30;
 /// Set in the ring number a record comes with when it comes from a CPU's ring of
-/// `--stack-event` samples.
+/// `--stack-event` samples; the event's number is then in the bits from [`EVENT_SHIFT`] up.
 pub const EVENT_RING: u32 = 1 << 29;
+/// Where a `--stack-event` ring's number keeps its event's number (the CPU below it).
+pub const EVENT_SHIFT: u32 = 16;
+/// How many `--stack-event` events ring numbers can tell apart.
+pub const MAX_EVENTS: usize = 1 << (29 - EVENT_SHIFT);
+
+/// The ring number of `--stack-event` number `event`'s ring on `cpu`.
+pub fn event_ring(cpu: u32, event: usize) -> u32 {
+    debug_assert!(event < MAX_EVENTS && cpu < 1 << EVENT_SHIFT);
+    cpu | EVENT_RING | ((event as u32) << EVENT_SHIFT)
+}
+
+/// The CPU and, for a `--stack-event` ring, the event's number, of a ring number.
+pub fn ring_of(n: u32) -> (u32, Option<usize>) {
+    let cpu = n & ((1 << EVENT_SHIFT) - 1);
+    let event = (n & EVENT_RING != 0).then_some(((n & (EVENT_RING - 1)) >> EVENT_SHIFT) as usize);
+    (cpu, event)
+}
 
 /// What a sample record holds after its callchain: the same for every event of a recording,
 /// since the events share their CPU's ring.

@@ -257,6 +257,20 @@ pub struct Loss {
     /// CPU concerned, when per CPU.
     pub cpu: Option<u32>,
     pub count: u64,
+    /// The sampled event concerned, when per event (`perf-lost-event-samples` of a
+    /// `--stack-event`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+}
+
+impl Loss {
+    /// The kind, with the event when per event: `perf-lost-event-samples (page-faults)`.
+    pub fn what(&self) -> String {
+        match &self.event {
+            Some(e) => format!("{} ({e})", self.kind),
+            None => self.kind.clone(),
+        }
+    }
 }
 
 /// The recorder's own resource use over the whole recording.

@@ -344,6 +344,7 @@ fn write_bundle(
             kind: kind.into(),
             cpu: None,
             count,
+            event: None,
         })
         .collect();
     let mut reasons: Vec<String> = report
@@ -356,6 +357,7 @@ fn write_bundle(
             kind: format!("unparsed_{unit}"),
             cpu: None,
             count: report.unparsed,
+            event: None,
         });
         reasons.push(format!("{} {unit} could not be parsed", report.unparsed));
     }

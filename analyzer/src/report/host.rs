@@ -79,7 +79,7 @@ pub(super) fn header(bundles: &[Bundle], configs: &[Vec<Vec<String>>]) -> String
                     format!(
                         "{} {}{}",
                         l.count,
-                        l.kind,
+                        l.what(),
                         l.cpu.map(|c| format!(" (CPU {c})")).unwrap_or_default()
                     )
                 })

@@ -404,6 +404,7 @@ impl Ftrace {
                         kind: kind.into(),
                         cpu: Some(cpu),
                         count,
+                        event: None,
                     });
                 }
             }
@@ -413,6 +414,7 @@ impl Ftrace {
                 kind: "ftrace-unreadable-page".into(),
                 cpu: None,
                 count: self.bad_pages,
+                event: None,
             });
         }
         out

@@ -9,7 +9,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use crate::records::{EVENT_RING, SIDE_RING, SWITCH_RING};
+use crate::records::{SIDE_RING, SWITCH_RING};
 use crate::sys::{self, PerfEventAttr, Ring};
 pub use crate::unwind::Unwind;
 
@@ -357,6 +357,12 @@ impl Sampler {
         index: usize,
         ring_pages: usize,
     ) -> Result<(), String> {
+        if index >= crate::records::MAX_EVENTS {
+            return Err(format!(
+                "more than {} events sampled with stacks",
+                crate::records::MAX_EVENTS
+            ));
+        }
         let stack = StackOptions {
             unwind: self.unwind,
             cgroup: self.cgroup,
@@ -547,8 +553,8 @@ impl Sampler {
             let n = *cpu | SIDE_RING;
             ring.drain(&mut self.scratch, |rec| f(n, rec));
         }
-        for (cpu, _, ring, _) in &mut self.event_rings {
-            let n = *cpu | EVENT_RING;
+        for (cpu, _, ring, event) in &mut self.event_rings {
+            let n = crate::records::event_ring(*cpu, *event);
             ring.drain(&mut self.scratch, |rec| f(n, rec));
         }
         Ok(began)

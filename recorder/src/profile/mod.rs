@@ -122,8 +122,8 @@ pub struct Profile {
     pub lost_switches: HashMap<u32, u64>,
     /// Lost side-band records (MMAP2, COMM, FORK, EXIT) per CPU.
     pub lost_side_band: HashMap<u32, u64>,
-    /// Lost `--stack-event` samples per CPU (their rings are their own).
-    pub lost_events: HashMap<u32, u64>,
+    /// Lost `--stack-event` samples per (event number, CPU) (their rings are their own).
+    pub lost_events: HashMap<(usize, u32), u64>,
     /// Frames that symbolized to nothing, for the summary.
     pub n_unknown_frames: u64,
     /// Periods (ns) set on the clock event since it opened, with the time each took effect.
@@ -254,6 +254,11 @@ impl Profile {
     /// The `--stack-event` events' periods, by number.
     pub fn event_periods(&self) -> &[u64] {
         &self.event_periods
+    }
+
+    /// The `--stack-event` events' names, by number.
+    pub fn event_names(&self) -> &[String] {
+        &self.event_names
     }
 
     /// Whether a thread is known (from a snapshot or a record).
@@ -535,5 +540,23 @@ mod tests {
         // An inherited event (a thread started later) reports its own period.
         assert_eq!(p.sample_period(150, 9, 1_000_000), 1_000_000);
         assert_eq!(p.sample_period(150, 9, 8_000_000), 8_000_000);
+    }
+
+    #[test]
+    fn lost_records_are_counted_per_ring_and_per_stack_event() {
+        use crate::records::{SWITCH_RING, event_ring};
+        let mut p = Profile::new("cpu-clock", &[], 0, None);
+        let lost = |count| Record::Lost { count };
+        p.handle(1, lost(3), &[]);
+        p.handle(1 | SWITCH_RING, lost(4), &[]);
+        p.handle(event_ring(1, 0), lost(5), &[]);
+        p.handle(event_ring(1, 2), lost(6), &[]);
+        p.handle(event_ring(0, 2), lost(7), &[]);
+        assert_eq!(p.lost, HashMap::from([(1, 3)]));
+        assert_eq!(p.lost_switches, HashMap::from([(1, 4)]));
+        assert_eq!(
+            p.lost_events,
+            HashMap::from([((0, 1), 5), ((2, 1), 6), ((2, 0), 7)])
+        );
     }
 }

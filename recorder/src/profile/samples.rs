@@ -123,19 +123,19 @@ impl Profile {
                 }
             }
             Record::Lost { count } => {
-                use crate::records::{EVENT_RING, SIDE_RING, SWITCH_RING};
+                use crate::records::{SIDE_RING, SWITCH_RING};
+                let (n, event) = crate::records::ring_of(cpu);
                 let which = if cpu & SWITCH_RING != 0 {
                     &mut self.lost_switches
                 } else if cpu & SIDE_RING != 0 {
                     &mut self.lost_side_band
-                } else if cpu & EVENT_RING != 0 {
-                    &mut self.lost_events
+                } else if let Some(event) = event {
+                    *self.lost_events.entry((event, n)).or_default() += count;
+                    return;
                 } else {
                     &mut self.lost
                 };
-                *which
-                    .entry(cpu & !(SWITCH_RING | SIDE_RING | EVENT_RING))
-                    .or_default() += count;
+                *which.entry(n).or_default() += count;
             }
             Record::Mmap { .. } | Record::Other => {}
         }

@@ -122,14 +122,23 @@ impl Capture {
         let Some(s) = &self.sampler else { return };
         let periods = self.profile.event_periods();
         let counts = s.stack_event_counts(periods.len());
-        let mut expected_beyond = 0u64;
-        for (i, ((count, fds), &period)) in counts.iter().zip(periods).enumerate() {
-            let got = self.profile.n_event_samples.get(i).copied().unwrap_or(0);
-            let expected = (count / period.max(1)).saturating_sub(*fds);
-            expected_beyond += expected.saturating_sub(got);
-        }
-        let reported: u64 = self.profile.lost_events.values().sum();
-        self.missed_event_samples = expected_beyond.saturating_sub(reported);
+        self.missed_event_samples = counts
+            .iter()
+            .zip(periods)
+            .enumerate()
+            .map(|(i, ((count, fds), &period))| {
+                let got = self.profile.n_event_samples.get(i).copied().unwrap_or(0);
+                let expected = (count / period.max(1)).saturating_sub(*fds);
+                let reported: u64 = self
+                    .profile
+                    .lost_events
+                    .iter()
+                    .filter(|((e, _), _)| *e == i)
+                    .map(|(_, n)| n)
+                    .sum();
+                expected.saturating_sub(got).saturating_sub(reported)
+            })
+            .collect();
     }
 
     pub(super) fn disable(&mut self) {

@@ -98,6 +98,7 @@ fn per_cpu_losses(kind: &str, per_cpu: impl IntoIterator<Item = (u32, u64)>) -> 
             kind: kind.into(),
             cpu: Some(cpu),
             count,
+            event: None,
         })
         .collect()
 }
@@ -134,7 +135,8 @@ struct Capture {
     n_sys: u64,
     missed_polls: u64,
     /// `--stack-event` samples counted by the kernel that never arrived, without a LOST record.
-    missed_event_samples: u64,
+    /// Per `--stack-event` event: samples neither taken nor reported lost.
+    missed_event_samples: Vec<u64>,
     children: Vec<(u32, Child)>,
     failed_hooks: Vec<String>,
     /// JIT perf maps refused (their frames stay unnamed), for the summary.
@@ -425,7 +427,7 @@ pub fn record(cfg: RecordConfig, launch: Option<crate::launch::Launch>) -> anyho
         n_msr: 0,
         n_sys: 0,
         missed_polls: 0,
-        missed_event_samples: 0,
+        missed_event_samples: Vec::new(),
         children: Vec::new(),
         boot_to_mono,
         budget: Budget::new(max_cpu_pct),

@@ -34,12 +34,20 @@ impl Capture {
             &self.profile.lost_switches,
         ));
         lost.extend(losses("perf-lost-side-band", &self.profile.lost_side_band));
-        lost.extend(losses("perf-lost-event-samples", &self.profile.lost_events));
-        if self.missed_event_samples > 0 {
+        // Per event: LOST records per CPU, and what the kernel counted but never arrived.
+        let names = self.profile.event_names();
+        let mut per_event: Vec<(&(usize, u32), &u64)> = self.profile.lost_events.iter().collect();
+        per_event.sort_unstable();
+        let per_cpu = per_event
+            .into_iter()
+            .map(|(&(e, cpu), &count)| (e, Some(cpu), count));
+        let missed = (self.missed_event_samples.iter().enumerate()).map(|(e, &n)| (e, None, n));
+        for (e, cpu, count) in per_cpu.chain(missed).filter(|l| l.2 > 0) {
             lost.push(Loss {
                 kind: "perf-lost-event-samples".into(),
-                cpu: None,
-                count: self.missed_event_samples,
+                cpu,
+                count,
+                event: names.get(e).cloned(),
             });
         }
         let unwind = self
@@ -113,6 +121,7 @@ impl Capture {
                     kind: "missed-polls".into(),
                     cpu: None,
                     count: missed,
+                    event: None,
                 }]
             } else {
                 Vec::new()

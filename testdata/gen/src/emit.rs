@@ -681,6 +681,7 @@ fn manifest(
                 kind: "perf-lost-records".into(),
                 cpu: Some(sc.n_cpus - 1),
                 count: 3,
+                event: None,
             }],
         ),
         ok(

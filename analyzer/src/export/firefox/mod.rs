@@ -170,7 +170,7 @@ async fn profile(
     for (name, loss) in m.sources.iter().flat_map(|s| {
         s.losses.iter().map(move |l| {
             let cpu = l.cpu.map(|c| format!(" on CPU {c}")).unwrap_or_default();
-            (format!("{} {}{cpu}", s.name, l.kind), l.count)
+            (format!("{} {}{cpu}", s.name, l.what()), l.count)
         })
     }) {
         c.markers.push(Row {

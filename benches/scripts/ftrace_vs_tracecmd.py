@@ -14,7 +14,8 @@ Needs root, tracefs, trace-cmd, zstd, and `cargo build --release -p perfpack-rec
 import argparse, datetime, json, os, re, subprocess, sys, tempfile, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-REC = os.path.join(ROOT, "target/release/perfpack-record")
+# PERFPACK_RECORDER: another build of the recorder (target/dist/perfpack-record).
+REC = os.environ.get("PERFPACK_RECORDER", os.path.join(ROOT, "target/release/perfpack-record"))
 
 
 GEN = """

@@ -157,15 +157,17 @@ pub async fn all_values(
     bundles: &[perfpack_schema::Bundle],
     source: Source,
 ) -> anyhow::Result<Option<Vec<i64>>> {
-    let mut v = values(
-        session,
-        bundles,
-        source,
-        None,
-        &Scope::default(),
-        &Progress::hidden(),
-    )
-    .await?;
+    scoped_values(session, bundles, source, &Scope::default()).await
+}
+
+/// Every latency of `source` under `scope` (unsorted), or none when there is none.
+pub async fn scoped_values(
+    session: &Session,
+    bundles: &[perfpack_schema::Bundle],
+    source: Source,
+    scope: &Scope,
+) -> anyhow::Result<Option<Vec<i64>>> {
+    let mut v = values(session, bundles, source, None, scope, &Progress::hidden()).await?;
     Ok(v.remove("all").filter(|v| !v.is_empty()))
 }
 

@@ -99,6 +99,7 @@ pub async fn processes(
     step: i64,
     top: usize,
     event: &str,
+    predicate: &str,
 ) -> anyhow::Result<Util> {
     let names = session.names();
     let zero = origin.zero_sql(names);
@@ -106,7 +107,7 @@ pub async fn processes(
     let sql = format!(
         "WITH s AS (SELECT bundle, pid, comm, weight, \
            CAST(FLOOR(CAST(ts_ns - {zero} AS DOUBLE) / {step}) AS BIGINT) AS col \
-           FROM stack_sample WHERE event = {ev} AND {busy}), \
+           FROM stack_sample WHERE event = {ev} AND {busy} AND ({predicate})), \
          t AS (SELECT bundle, pid, SUM(weight) AS w FROM s GROUP BY bundle, pid \
            ORDER BY w DESC, bundle, pid LIMIT {top}), \
          c AS (SELECT bundle, pid, comm, COUNT(*) AS n, \

@@ -333,6 +333,10 @@ pub struct ReportArgs {
     /// Title of the page
     #[arg(long)]
     pub title: Option<String>,
+    /// Flame graphs, top tables, heat maps and latency of the threads of cgroups matching this
+    /// glob only (as the pictures' --cgroup); the machine's own figures stay whole
+    #[arg(long, value_name = "PATTERN")]
+    pub cgroup: Vec<String>,
 }
 
 impl ReportArgs {
@@ -342,6 +346,7 @@ impl ReportArgs {
             output: self.output,
             compare: self.compare,
             title: self.title,
+            cgroups: self.cgroup,
         }
     }
 }

@@ -181,8 +181,10 @@ fn utilization(a: &Request, bundles: &[Bundle]) -> anyhow::Result<()> {
             Source::Cpu => crate::utilization::cpus(&session, &origin, step).await?,
             _ => {
                 let event = clock_event(&session).await?;
-                crate::utilization::processes(&session, bundles, &origin, step, a.top, &event)
-                    .await?
+                crate::utilization::processes(
+                    &session, bundles, &origin, step, a.top, &event, "TRUE",
+                )
+                .await?
             }
         };
         anyhow::Ok((u, session.names().to_vec()))

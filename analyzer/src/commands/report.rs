@@ -18,6 +18,8 @@ pub struct Request {
     /// With exactly two bundles: compare the second with the first.
     pub compare: bool,
     pub title: Option<String>,
+    /// The threads of cgroups matching these globs only (`--cgroup`, as the pictures take it).
+    pub cgroups: Vec<String>,
 }
 
 pub fn run(a: Request) -> anyhow::Result<()> {
@@ -31,7 +33,11 @@ pub fn run(a: Request) -> anyhow::Result<()> {
     let progress = Progress::new();
     let mut body = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
-        build(&session, &bundles, &progress).await
+        let scope = crate::scope::Scope {
+            cgroups: a.cgroups.clone(),
+            ..Default::default()
+        };
+        build(&session, &bundles, &progress, &scope).await
     })?;
     if bundles.len() >= 3 {
         progress.phase("ranking the fleet");
@@ -49,7 +55,7 @@ pub fn run(a: Request) -> anyhow::Result<()> {
             None,
             15,
             true,
-            &[],
+            &a.cgroups,
             None,
         )?;
         body.push_str(&compare_section(&c)?);

@@ -40,6 +40,7 @@ pub async fn timed(
     session: &Session,
     bundles: &[Bundle],
     event: &str,
+    predicate: &str,
     origin: &crate::analysis::time::Origin,
     bucket_ns: i64,
     max_cells: usize,
@@ -49,7 +50,8 @@ pub async fn timed(
     let zero_expr = origin.zero_sql(names);
     let sql = format!(
         "SELECT bundle, comm, callsite_id, CAST(FLOOR(CAST(ts_ns - {zero_expr} AS DOUBLE) / {bucket_ns}) AS BIGINT) AS b, \
-         SUM(weight), COUNT(*), {} AS idle FROM stack_sample WHERE event = {} GROUP BY 1, 2, 3, 4, 7",
+         SUM(weight), COUNT(*), {} AS idle FROM stack_sample WHERE event = {} AND ({predicate}) \
+         GROUP BY 1, 2, 3, 4, 7",
         crate::analysis::idle::IDLE_SQL,
         quote(event)
     );

@@ -8,6 +8,7 @@ pub(super) async fn cpu_section(
     session: &Session,
     bundles: &[Bundle],
     origin: &Origin,
+    predicate: &str,
 ) -> anyhow::Result<String> {
     let mut o = String::from("<section id=\"cpu\"><h2>CPU</h2>\n");
     // CPU samples only: switch-outs and other events are not CPU time.
@@ -24,6 +25,7 @@ pub(super) async fn cpu_section(
         session,
         bundles,
         &event,
+        predicate,
         origin,
         FINEST_BUCKET_NS,
         MAX_TIMED_CELLS,
@@ -52,12 +54,27 @@ pub(super) async fn cpu_section(
         &unit,
         &data,
     ));
-    // Top processes.
+    // Top processes: the `top_processes` view, or the same over the selected samples.
+    let processes = if predicate == "TRUE" {
+        "top_processes".to_string()
+    } else {
+        format!(
+            "(WITH p AS (SELECT bundle, pid, comm, COUNT(*) AS n, SUM(weight) AS w \
+             FROM cpu_sample WHERE {predicate} GROUP BY bundle, pid, comm), \
+             r AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY bundle, pid ORDER BY n DESC, comm) \
+             AS rank FROM p) \
+             SELECT bundle, pid, MAX(CASE WHEN rank = 1 THEN comm END) AS comm, SUM(n) AS samples, \
+             100.0 * SUM(n) / SUM(SUM(n)) OVER (PARTITION BY bundle) AS pct, SUM(w) AS weight \
+             FROM r GROUP BY bundle, pid)"
+        )
+    };
     let rows = query_rows(
         session,
-        "SELECT bundle, pid, comm, samples, pct, weight FROM (SELECT *, ROW_NUMBER() OVER \
-         (PARTITION BY bundle ORDER BY samples DESC, pid) AS r FROM top_processes) WHERE r <= 15 \
-         ORDER BY bundle, samples DESC, pid",
+        &format!(
+            "SELECT bundle, pid, comm, samples, pct, weight FROM (SELECT *, ROW_NUMBER() OVER \
+             (PARTITION BY bundle ORDER BY samples DESC, pid) AS r FROM {processes}) WHERE r <= 15 \
+             ORDER BY bundle, samples DESC, pid"
+        ),
     )
     .await?;
     o.push_str("<div class=\"tops\"><div><h3>Top processes</h3>\n");
@@ -82,6 +99,7 @@ pub(super) async fn event_sections(
     session: &Session,
     bundles: &[Bundle],
     origin: &Origin,
+    predicate: &str,
 ) -> anyhow::Result<String> {
     let cpu = crate::analysis::cpu::cpu_event(session).await?;
     let events = query_rows(
@@ -99,6 +117,7 @@ pub(super) async fn event_sections(
             session,
             bundles,
             event,
+            predicate,
             origin,
             FINEST_BUCKET_NS,
             MAX_TIMED_CELLS,
@@ -159,6 +178,7 @@ pub(super) fn top_functions(timed: &flamegraph::Timed, n: usize) -> Vec<Vec<Stri
 pub(super) async fn offcpu_section(
     session: &Session,
     bundles: &[Bundle],
+    scope: &Scope,
 ) -> anyhow::Result<String> {
     let mut o = String::from("<section id=\"offcpu\"><h2>Off-CPU</h2>\n");
     if rows_of(bundles, tables::SCHED_SWITCH) == 0 {
@@ -174,9 +194,23 @@ pub(super) async fn offcpu_section(
         kind: Kind::Offcpu,
         folded: false,
         wakers: true,
+        scope: scope.clone(),
         ..flamegraph::Options::folded_cpu(flamegraph::Weight::Ns)
     };
-    let folded = flamegraph::collect(session, bundles, &opts, &Progress::hidden()).await?;
+    let folded = match flamegraph::collect(session, bundles, &opts, &Progress::hidden()).await {
+        Ok(f) => f,
+        // A selection whose threads never blocked (a CPU loop): said, not a failed report.
+        Err(e) if !scope.is_everything() => {
+            let _ = writeln!(
+                o,
+                "<p class=\"note\">{}.</p>",
+                h(&capitalized(&e.to_string()))
+            );
+            o.push_str("</section>\n");
+            return Ok(o);
+        }
+        Err(e) => return Err(e),
+    };
     if folded.lines.values().all(|&w| w == 0) {
         o.push_str("<p class=\"note\">No thread blocked off the CPU in the capture.</p>\n");
     } else {

@@ -9,6 +9,8 @@ pub(super) async fn latency_section(
     session: &Session,
     bundles: &[Bundle],
     origin: &Origin,
+    scope: &Scope,
+    predicate: &str,
 ) -> anyhow::Result<String> {
     let mut o = String::from(
         "<section id=\"latency\"><h2>Heat maps and latency</h2>\n<p>Drag across a heat map (or click one \
@@ -19,7 +21,7 @@ pub(super) async fn latency_section(
     if rows_of(bundles, tables::STACK_SAMPLE) > 0 {
         let cells = heatmap::bin(
             session,
-            &heatmap::source_query(heatmap::Source::Samples, "TRUE"),
+            &heatmap::source_query(heatmap::Source::Samples, predicate),
             Rows::Offset {
                 height: 1_000_000_000 / OFFSET_ROWS as i64,
                 n: OFFSET_ROWS,
@@ -62,8 +64,16 @@ pub(super) async fn latency_section(
     if rows_of(bundles, tables::STACK_SAMPLE) > 0
         && let Ok(event) = heatmap::clock_event(session).await
     {
-        let u = crate::utilization::processes(session, bundles, origin, 1_000_000_000, 15, &event)
-            .await?;
+        let u = crate::utilization::processes(
+            session,
+            bundles,
+            origin,
+            1_000_000_000,
+            15,
+            &event,
+            predicate,
+        )
+        .await?;
         o.push_str(&utilization_block(
             "Process CPU",
             "Process CPU Heat Map",
@@ -99,7 +109,7 @@ pub(super) async fn latency_section(
         let step = svg::nice_step(origin.span.max(1), 200).max(1_000_000);
         let cells = heatmap::bin(
             session,
-            &heatmap::source_query(source, "TRUE"),
+            &heatmap::source_query(source, predicate),
             Rows::Log2,
             step,
             origin,
@@ -132,7 +142,7 @@ pub(super) async fn latency_section(
                 false,
             ),
         ));
-        if let Some(values) = latency::all_values(session, bundles, lsource).await? {
+        if let Some(values) = latency::scoped_values(session, bundles, lsource, scope).await? {
             let g = Group::from_values("all".into(), values);
             o.push_str(&table(
                 &["count", "mean", "p50", "p90", "p99", "p99.9", "max"],

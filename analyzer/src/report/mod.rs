@@ -25,7 +25,7 @@ use crate::flamegraph::{self, Kind};
 use crate::heatmap::{self, Rows};
 use crate::latency::{self, Group};
 use crate::picture::{self, Progress};
-use crate::scope::quote;
+use crate::scope::{Scope, quote};
 use crate::sql::Session;
 use crate::svg::{self, esc as h, human_ns, px};
 
@@ -78,12 +78,16 @@ pub fn page(title: &str, body: &str) -> String {
 }
 
 /// Every section that needs the SQL session, in page order.
+/// With a selection (`--cgroup`), the samples' and events' sections are of the selected threads;
+/// the machine's own figures (USE checklist, services, frequency, CPU utilization) are not.
 pub async fn build(
     session: &Session,
     bundles: &[Bundle],
     progress: &Progress,
+    scope: &Scope,
 ) -> anyhow::Result<String> {
     let origin = time::origin(bundles);
+    let pred = scope.sql(bundles, session.names())?;
     let mut o = String::new();
     progress.phase("header and USE checklist");
     let names = crate::sql::session::bundle_names(bundles);
@@ -101,19 +105,28 @@ pub async fn build(
         );
     }
     o.push_str(&host::header(bundles, &configs));
+    if let Some(what) = scope.describe() {
+        let _ = writeln!(
+            o,
+            "<p class=\"note\">Selected: {}. The flame graphs, top tables, sub-second and \
+             latency heat maps and histograms are of the selected threads; the USE checklist, \
+             services, frequency and CPU utilization are the whole machine's.</p>",
+            h(&what)
+        );
+    }
     o.push_str(&host::use_section(session, bundles).await?);
     progress.phase("CPU flame graph data and top tables");
-    o.push_str(&cpu::cpu_section(session, bundles, &origin).await?);
+    o.push_str(&cpu::cpu_section(session, bundles, &origin, &pred).await?);
     progress.phase("services");
     o.push_str(&services::services_section(session, bundles).await?);
     progress.phase("off-CPU flame graph");
-    o.push_str(&cpu::offcpu_section(session, bundles).await?);
+    o.push_str(&cpu::offcpu_section(session, bundles, scope).await?);
     progress.phase("flame graphs of other sampled events");
-    o.push_str(&cpu::event_sections(session, bundles, &origin).await?);
+    o.push_str(&cpu::event_sections(session, bundles, &origin, &pred).await?);
     progress.phase("frequency");
     o.push_str(&frequency::frequency_section(session, bundles, &origin).await?);
     progress.phase("heat maps and latency");
-    o.push_str(&heat::latency_section(session, bundles, &origin).await?);
+    o.push_str(&heat::latency_section(session, bundles, &origin, scope, &pred).await?);
     Ok(o)
 }
 

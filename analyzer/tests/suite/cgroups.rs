@@ -245,6 +245,40 @@ fn samples_carry_their_cgroup_and_a_flame_graph_selects_one_service() {
         );
     }
 
+    // A report of one service: its threads' flame graphs and tables, none of the other's.
+    let page_a = dir.path().join("cg-a.html");
+    ok(&perfpack([
+        "report",
+        bundle.to_str().unwrap(),
+        "--cgroup",
+        &path_a,
+        "-o",
+        page_a.to_str().unwrap(),
+    ]));
+    let html_a = std::fs::read_to_string(&page_a).unwrap();
+    assert!(html_a.contains("Selected: cgroup"), "no selection note");
+    let cpu = html_a
+        .split("<section id=\"cpu\">")
+        .nth(1)
+        .and_then(|s| s.split("</section>").next())
+        .expect("a CPU section");
+    assert!(
+        cpu.contains("perfpack_test_hot_loop"),
+        "A's loop not in its CPU section"
+    );
+    assert!(
+        !html_a.contains("perfpack_test_workload::syscalls"),
+        "B's workload in A's report"
+    );
+    assert!(
+        cpu.contains(&format!("<td>{pid_a}</td>")),
+        "A's pid not among the top"
+    );
+    assert!(
+        !cpu.contains(&format!("<td>{pid_b}</td>")),
+        "B's pid among A's top"
+    );
+
     // Cgroup paths name services: `redact --check` lists them, and a redacted copy keeps
     // none of them.
     let check = perfpack(["redact", bundle.to_str().unwrap(), "--check"]);
@@ -388,13 +422,21 @@ fn a_bundle_from_before_cgroups_opens_with_no_cgroup() {
 #[test]
 fn a_bundle_without_cgroups_says_so_when_asked_for_one() {
     let b = super::fixture("basic");
-    let err = super::fails(&perfpack([
-        "flamegraph",
-        b.to_str().unwrap(),
-        "--cgroup",
-        "ssh.service",
-        "-o",
-        "-",
-    ]));
-    assert!(err.contains("basic.ppk: no cgroups recorded"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("r.html");
+    for command in ["flamegraph", "report"] {
+        let err = super::fails(&perfpack([
+            command,
+            b.to_str().unwrap(),
+            "--cgroup",
+            "ssh.service",
+            "-o",
+            page.to_str().unwrap(),
+        ]));
+        assert!(
+            err.contains("basic.ppk: no cgroups recorded"),
+            "{command}: {err}"
+        );
+        assert!(!page.exists(), "{command} wrote {}", page.display());
+    }
 }

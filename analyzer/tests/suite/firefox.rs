@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use super::{fixture, ok, perfpack};
 
+/// The name prefix of the export's off-CPU threads (`export::firefox::OFF_CPU_THREAD`).
+const OFF_CPU_THREAD: &str = "off-CPU µs: ";
+
 fn truth() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/basic.truth.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -91,6 +94,8 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
     let n_categories = arr(&p["meta"], "categories").len();
     let mut samples_by_tid: BTreeMap<i64, u64> = BTreeMap::new();
     let mut blocked_by_tid: BTreeMap<i64, f64> = BTreeMap::new();
+    // Off-CPU threads: (µs of their samples' weights, samples) per tid.
+    let mut off_cpu_by_tid: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
     for t in arr(&p, "threads") {
         let strings = arr(t, "stringArray");
         let (samples, stacks, frames, funcs) = (
@@ -134,6 +139,16 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
             .parse()
             .unwrap();
         let tid = i64::from(tid as i32);
+        if t["name"].as_str().unwrap().starts_with(OFF_CPU_THREAD) {
+            let us: u64 = match samples["weight"].as_array() {
+                Some(w) => w.iter().map(|x| x.as_u64().unwrap()).sum(),
+                None => n,
+            };
+            let e = off_cpu_by_tid.entry(tid).or_default();
+            e.0 += us;
+            e.1 += n;
+            continue;
+        }
         *read
             .samples_by_comm
             .entry(comm_key(t["name"].as_str().unwrap()).to_string())
@@ -268,7 +283,17 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
             (got - ms).abs() < 1e-6 * ms.max(1.0),
             "tid {tid}: {got} ms blocked in the profile, {ms} ms from sched_switch"
         );
+        // The off-CPU thread's samples weigh the same time, each rounded to a µs.
+        let (us, n) = off_cpu_by_tid.get(tid).copied().unwrap_or_default();
+        assert!(
+            (us as f64 - ms * 1e3).abs() <= 0.5 * n as f64 + 1e-6,
+            "tid {tid}: {us} µs in its off-CPU samples ({n}), {ms} ms from sched_switch"
+        );
     }
+    assert_eq!(
+        off_cpu_by_tid.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
     read
 }
 
@@ -343,8 +368,18 @@ fn the_firefox_profilers_own_loader_reads_the_profile_and_counts_its_samples() {
     let threads = run(&["thread", "list"]);
     let mut self_by_leaf: BTreeMap<String, u64> = BTreeMap::new();
     let mut total = 0u64;
+    let mut off_cpu_us = 0u64;
     for t in arr(&threads, "threads") {
         let handle = t["threadHandle"].as_str().unwrap();
+        // The off-CPU threads' samples are blocked time: the loader weighs them by their µs.
+        if t["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(OFF_CPU_THREAD))
+        {
+            let s = run(&["thread", "samples", "--thread", handle, "--include-idle"]);
+            off_cpu_us += s["categoryBreakdown"]["totalSamples"].as_u64().unwrap();
+            continue;
+        }
         let s = run(&[
             "thread",
             "samples",
@@ -370,6 +405,25 @@ fn the_firefox_profilers_own_loader_reads_the_profile_and_counts_its_samples() {
         .output();
     let truth = truth();
     assert_eq!(total, truth["samples"].as_u64().unwrap());
+    // What the file says the threads were blocked, read back by the test, is what the
+    // profiler's loader counts.
+    let file: Value = {
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()),
+            &mut json,
+        )
+        .unwrap();
+        serde_json::from_slice(&json).unwrap()
+    };
+    let written: u64 = arr(&file, "threads")
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().starts_with(OFF_CPU_THREAD))
+        .flat_map(|t| arr(&t["samples"], "weight").clone())
+        .map(|w| w.as_u64().unwrap())
+        .sum();
+    assert!(written > 0);
+    assert_eq!(off_cpu_us, written);
     let leaves = counts(&truth["samples_by_leaf"]);
     assert_eq!(self_by_leaf, leaves);
 }
@@ -399,7 +453,8 @@ fn a_firefox_export_holds_only_what_the_options_select() {
             pid == "1210" || (pid == i32::MAX.to_string() && len(&t["samples"]) == 0) || n == 0,
             "pid {pid} has {n} samples and markers"
         );
-        if pid == "1210" {
+        // CPU samples: the off-CPU threads' samples are blocked intervals.
+        if pid == "1210" && !t["name"].as_str().unwrap().starts_with(OFF_CPU_THREAD) {
             samples += len(&t["samples"]);
         }
     }

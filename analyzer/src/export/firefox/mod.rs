@@ -2,7 +2,10 @@
 //! written with `fxprof-processed-profile` (samply's writer). One process per pid and one thread
 //! per tid, named; the CPU samples with their stacks (kernel, user and JIT frames in their own
 //! categories, `[truncated]` roots kept); blocked intervals as markers carrying their switch-out
-//! stack; block requests, system calls, wakeups and execs as markers; machine counters
+//! stack, and as samples weighted by the µs blocked on an "off-CPU" thread beside each thread
+//! that blocked (the crate has one sample table per thread, with one weight type, so the call
+//! tree can show blocked time by stack only there); block requests, system calls, wakeups and
+//! execs as markers; machine counters
 //! (CPU busy %, memory in use, disk and network throughput) as counter tracks; and each loss the
 //! manifest reports as a marker on the `perfpack` thread. Everything is collected and sorted
 //! before it is added, so the same bundle gives the same bytes.
@@ -34,6 +37,14 @@ use markers::{Kind, Mark, Value};
 
 /// The pid of the process that holds the machine's counters and the losses (no task has it).
 const SYSTEM_PID: i32 = i32::MAX;
+
+/// The name of a thread's off-CPU thread starts with this, followed by the thread's name: its
+/// samples are the thread's blocked intervals at their switch-out stacks, each weighing the
+/// microseconds it was blocked.
+pub const OFF_CPU_THREAD: &str = "off-CPU µs: ";
+
+/// The one frame of an off-CPU sample whose switch-out was not sampled with a stack.
+const NO_SWITCH_STACK: &str = "[blocked; no switch-out stack]";
 
 pub fn run(bundle_args: &[String], output: Option<&Path>, scope: &Scope) -> anyhow::Result<()> {
     let bundles = crate::bundle::open_all(bundle_args)?;
@@ -202,6 +213,8 @@ async fn profile(
             })
     });
     let switches = std::mem::take(&mut c.switches);
+    // Blocked intervals with their switch-out stacks, for the off-CPU threads.
+    let mut blocked: Vec<(i32, i32, i64, i64, Option<i64>)> = Vec::new();
     for Row {
         kind,
         pid,
@@ -247,14 +260,48 @@ async fn profile(
             None => MarkerTiming::Instant(at(start)),
         };
         let handle = profile.add_marker(thread, timing, mark);
-        if kind == Kind::Blocked
-            && let Some(leaf) = switches
+        if kind == Kind::Blocked {
+            let leaf = switches
                 .get(&tid)
-                .and_then(|s| crate::analysis::blocked::switch_sample(s, start))
-            && let Some(stack) = stack_of(&mut profile, thread, leaf)?
-        {
-            profile.set_marker_stack(thread, handle, Some(stack));
+                .and_then(|s| crate::analysis::blocked::switch_sample(s, start));
+            if let Some(leaf) = leaf
+                && let Some(stack) = stack_of(&mut profile, thread, leaf)?
+            {
+                profile.set_marker_stack(thread, handle, Some(stack));
+            }
+            blocked.push((pid, tid, start, end.unwrap_or(start), leaf));
         }
+    }
+
+    // Off-CPU time as samples, on a thread beside each thread that blocked (markers are in
+    // (pid, tid, start) order, so each thread's samples are in time order).
+    let mut off_cpu: FxHashMap<(i32, i32), ThreadHandle> = FxHashMap::default();
+    for (pid, tid, start, end, leaf) in blocked {
+        let thread = *off_cpu.entry((pid, tid)).or_insert_with(|| {
+            let t = profile.add_thread(processes[&pid], tid as u32, at(start), false);
+            let name = c.threads.get(&(pid, tid)).map_or("", String::as_str);
+            profile.set_thread_name(t, &format!("{OFF_CPU_THREAD}{name}"));
+            if let Some(&(_, to)) = c.spans.get(&(pid, tid)) {
+                profile.set_thread_end_time(t, at(to));
+            }
+            t
+        });
+        // Without a switch-out sample the time still counts, under a frame that says so.
+        let stack = match leaf {
+            Some(l) => stack_of(&mut profile, thread, l)?,
+            None => {
+                let frame = FrameInfo {
+                    frame: Frame::Label(profile.intern_string(NO_SWITCH_STACK)),
+                    category_pair: sched.into(),
+                    flags: FrameFlags::empty(),
+                };
+                profile.intern_stack_frames(thread, std::iter::once(frame))
+            }
+        };
+        let us = ((end - start) as f64 / 1e3)
+            .round()
+            .clamp(0.0, f64::from(i32::MAX)) as i32;
+        profile.add_sample(thread, at(start), stack, CpuDelta::ZERO, us);
     }
 
     // Counter tracks on the perfpack process: the crate takes changes, not values.

@@ -73,6 +73,8 @@ pub struct Read {
     pub block_latencies_ns: Vec<i64>,
     pub process_markers: u64,
     pub tracepoint_markers: u64,
+    /// Each counter track's values (the file holds their changes).
+    pub counters: BTreeMap<String, Vec<f64>>,
 }
 
 /// Exports `bundle` (twice: the bytes must not change, and `.gz` gzips), checks the format's
@@ -197,6 +199,19 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
                 _ => {}
             }
         }
+    }
+
+    for c in arr(&p, "counters") {
+        let mut value = 0.0;
+        let values = arr(&c["samples"], "count")
+            .iter()
+            .map(|d| {
+                value += d.as_f64().unwrap();
+                value
+            })
+            .collect();
+        read.counters
+            .insert(c["name"].as_str().unwrap().to_string(), values);
     }
 
     // Samples per thread, as SQL counts them.
@@ -328,6 +343,16 @@ fn a_firefox_profile_of_the_fixture_holds_what_the_generator_put_in() {
     }
     let expected = counts(&truth["block"]["log2_buckets"]);
     assert_eq!(buckets, expected, "block latency buckets");
+
+    // The clock and the IPC the generator ran the CPUs at, every second.
+    for (name, want) in [("Busy MHz", "busy_mhz"), ("IPC", "ipc")] {
+        let want = truth[want].as_f64().unwrap();
+        let got = &read.counters[name];
+        assert!(got.len() >= 9, "{name}: {got:?}");
+        for v in got {
+            assert!((v - want).abs() < 1e-6 * want, "{name}: {v} vs {want}");
+        }
+    }
 }
 
 /// The Firefox Profiler's own code (its command-line front end) loads the profile, and its call

@@ -400,6 +400,20 @@ pub(super) async fn collect(
             "Network KiB/s",
             "SELECT ts_ns, SUM(rx_kb_per_s + tx_kb_per_s) FROM network GROUP BY ts_ns ORDER BY ts_ns",
         ),
+        // Busy MHz over the CPUs, each weighted by its busy time (MSRs, the msr PMU or
+        // cpufreq: the `cpu_frequency` view); IPC as all instructions over all cycles, each
+        // CPU's cycles being its busy time at its busy MHz.
+        (
+            "Busy MHz",
+            "SELECT ts_ns, SUM(bzy_mhz * busy_pct) / SUM(busy_pct) FROM cpu_frequency \
+             WHERE bzy_mhz IS NOT NULL AND busy_pct > 0 GROUP BY ts_ns ORDER BY ts_ns",
+        ),
+        (
+            "IPC",
+            "SELECT ts_ns, SUM(ipc * busy_pct * bzy_mhz) / SUM(busy_pct * bzy_mhz) \
+             FROM cpu_frequency WHERE ipc IS NOT NULL AND bzy_mhz > 0 AND busy_pct > 0 \
+             GROUP BY ts_ns ORDER BY ts_ns",
+        ),
     ] {
         let mut points = Vec::new();
         let read = picture::stream(session, sql, &Progress::hidden(), |b| {

@@ -6,7 +6,8 @@
 //! that blocked (the crate has one sample table per thread, with one weight type, so the call
 //! tree can show blocked time by stack only there); block requests, system calls, wakeups and
 //! execs as markers; machine counters
-//! (CPU busy %, memory in use, disk and network throughput) as counter tracks; and each loss the
+//! (CPU busy %, memory in use, disk and network throughput, busy MHz and IPC where measured) as
+//! counter tracks; and each loss the
 //! manifest reports as a marker on the `perfpack` thread. Everything is collected and sorted
 //! before it is added, so the same bundle gives the same bytes.
 

@@ -81,7 +81,7 @@ fn run_command(command: Command) -> anyhow::Result<()> {
                 (None, ExportFormat::Folded) => Target::Folded { event },
                 (None, ExportFormat::Pprof) => Target::Pprof { event },
                 (None, ExportFormat::PerfettoJson) => Target::PerfettoJson,
-                (None, ExportFormat::Firefox) => Target::Firefox,
+                (None, ExportFormat::Firefox) => Target::Firefox { event },
             };
             commands::export::run(&bundles.bundles, target, output, scope.scope()?)
         }

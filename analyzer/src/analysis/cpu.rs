@@ -32,8 +32,14 @@ pub fn pick<'a>(sampled: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
 /// The CPU event of the session's bundles: the one [`pick`] chooses among the events any of
 /// them sampled; `None` when none sampled a CPU event.
 pub async fn cpu_event(session: &Session) -> anyhow::Result<Option<String>> {
+    let sampled = sampled_events(session).await?;
+    Ok(pick(sampled.iter().map(String::as_str)).map(str::to_string))
+}
+
+/// The events the session's bundles sampled with stacks, sorted.
+pub async fn sampled_events(session: &Session) -> anyhow::Result<Vec<String>> {
     let mut frames = session
-        .plan("SELECT DISTINCT event FROM stack_sample")
+        .plan("SELECT DISTINCT event FROM stack_sample ORDER BY event")
         .await?;
     let df = frames.pop().expect("one statement");
     let mut stream = df.execute_stream().await.map_err(crate::sql::error)?;
@@ -43,7 +49,9 @@ pub async fn cpu_event(session: &Session) -> anyhow::Result<Option<String>> {
         let events = batch.column(0).as_string::<i32>();
         sampled.extend(events.iter().flatten().map(str::to_string));
     }
-    Ok(pick(sampled.iter().map(String::as_str)).map(str::to_string))
+    // Batches from several partitions: sorted here, not by the engine's merge.
+    sampled.sort();
+    Ok(sampled)
 }
 
 #[cfg(test)]

@@ -87,7 +87,8 @@ pub enum Command {
         dataset: Option<String>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Folded)]
         format: ExportFormat,
-        /// Fold the samples of this event (default: the first event sampled)
+        /// Folded, pprof and firefox: the samples of this event (default: the CPU event;
+        /// another event's samples each weigh the events they stand for)
         #[arg(long)]
         event: Option<String>,
         /// Write to this file instead of stdout

@@ -18,8 +18,8 @@ pub enum Target {
     Pprof { event: Option<String> },
     /// Chrome trace-event JSON for the Perfetto UI.
     PerfettoJson,
-    /// A Firefox Profiler processed profile.
-    Firefox,
+    /// A Firefox Profiler processed profile: the CPU samples, or an event's.
+    Firefox { event: Option<String> },
 }
 
 pub fn run(
@@ -45,7 +45,9 @@ pub fn run(
             crate::export::pprof::run(bundles, event, output.as_deref(), &scope)
         }
         Target::PerfettoJson => crate::export::perfetto::run(bundles, output.as_deref()),
-        Target::Firefox => crate::export::firefox::run(bundles, output.as_deref(), &scope),
+        Target::Firefox { event } => {
+            crate::export::firefox::run(bundles, output.as_deref(), &scope, event.as_deref())
+        }
         Target::Folded { event } => {
             let opts = Options {
                 event,

@@ -113,6 +113,44 @@ fn a_disk_io_flame_graph_weighs_every_request_of_dd_by_its_bytes() {
     assert_eq!(rows[0]["n"].as_u64(), Some(total("samples")), "{rows:?}");
     assert_eq!(rows[0]["bytes"].as_u64(), Some(total("bytes")), "{rows:?}");
 
+    // The Firefox Profiler export of that event: dd's process holds every request.
+    let json = dir.path().join("io.json");
+    ok(&perfpack([
+        "export",
+        b,
+        "--format",
+        "firefox",
+        "--event",
+        "block:block_rq_insert",
+        "--pid",
+        &pid,
+        "-o",
+        json.to_str().unwrap(),
+    ]));
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let weight: u64 = p["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["name"].as_str().unwrap().starts_with("off-CPU"))
+        .map(|t| match t["samples"]["weight"].as_array() {
+            Some(w) => w.iter().map(|x| x.as_u64().unwrap()).sum(),
+            None => t["samples"]["length"].as_u64().unwrap(),
+        })
+        .sum();
+    assert_eq!(rows[0]["n"].as_u64(), Some(weight), "{rows:?}");
+    let err = super::fails(&perfpack([
+        "export",
+        b,
+        "--format",
+        "firefox",
+        "--event",
+        "nosuch:event",
+        "-o",
+        "-",
+    ]));
+    assert!(err.contains("nosuch:event"), "{err}");
+
     // The picture says what it is and what it counts.
     let svg_path = dir.path().join("io.svg");
     ok(&perfpack([

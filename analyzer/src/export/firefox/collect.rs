@@ -24,8 +24,9 @@ pub(super) struct Collected {
     pids: FxHashMap<i32, i32>,
     /// Per thread: first and last time of anything on it.
     pub(super) spans: FxHashMap<(i32, i32), (i64, i64)>,
-    /// (pid, tid, ts_ns, leaf callsite, cpu delta ns).
-    pub(super) samples: Vec<(i32, i32, i64, Option<i64>, u64)>,
+    /// (pid, tid, ts_ns, leaf callsite, cpu delta ns, weight: 1 for a CPU sample, the events
+    /// it stands for otherwise).
+    pub(super) samples: Vec<(i32, i32, i64, Option<i64>, u64, i32)>,
     /// Per tid: its switch-out samples (ts_ns, leaf callsite), sorted.
     pub(super) switches: FxHashMap<i32, Vec<(i64, i64)>>,
     pub(super) markers: Vec<Row>,
@@ -182,6 +183,7 @@ pub(super) async fn collect(
 
     progress.phase("stack samples");
     let clock = event.is_some_and(crate::analysis::cpu::is_clock_event);
+    let cpu_event = event.is_some_and(|e| crate::analysis::cpu::CPU_EVENTS.contains(&e));
     picture::stream(
         session,
         &scoped(
@@ -210,7 +212,12 @@ pub(super) async fn collect(
                 c.touch(p, t, text(b, 2, i).as_deref(), at, at);
                 // The idle tasks' samples (pid 0, `analysis::idle`) are no CPU work.
                 let cpu_ns = if clock && p != 0 { period } else { 0 };
-                c.samples.push((p, t, at, leaf, cpu_ns));
+                let weight = if cpu_event {
+                    1
+                } else {
+                    period.min(i32::MAX as u64) as i32
+                };
+                c.samples.push((p, t, at, leaf, cpu_ns, weight));
             }
             Ok(())
         },

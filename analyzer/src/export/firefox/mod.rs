@@ -47,7 +47,14 @@ pub const OFF_CPU_THREAD: &str = "off-CPU µs: ";
 /// The one frame of an off-CPU sample whose switch-out was not sampled with a stack.
 const NO_SWITCH_STACK: &str = "[blocked; no switch-out stack]";
 
-pub fn run(bundle_args: &[String], output: Option<&Path>, scope: &Scope) -> anyhow::Result<()> {
+/// Writes the profile of `bundle_args` (one bundle) to `output`; its samples are those of the
+/// CPU event, or of `event` (each weighing the events it stands for).
+pub fn run(
+    bundle_args: &[String],
+    output: Option<&Path>,
+    scope: &Scope,
+    event: Option<&str>,
+) -> anyhow::Result<()> {
     let bundles = crate::bundle::open_all(bundle_args)?;
     let [bundle] = bundles.as_slice() else {
         bail!(
@@ -59,7 +66,7 @@ pub fn run(bundle_args: &[String], output: Option<&Path>, scope: &Scope) -> anyh
     let profile = crate::sql::runtime()?.block_on(async {
         let session = Session::open(&bundles, &SessionOptions::default()).await?;
         let pred = scope.sql(&bundles, session.names())?;
-        profile(&session, bundle, scope, &pred, &progress).await
+        profile(&session, bundle, scope, &pred, event, &progress).await
     });
     progress.finish();
     let json = serde_json::to_vec(&profile?)?;
@@ -79,10 +86,28 @@ async fn profile(
     bundle: &Bundle,
     scope: &Scope,
     pred: &str,
+    event: Option<&str>,
     progress: &Progress,
 ) -> anyhow::Result<Profile> {
     let m = bundle.manifest();
-    let event = crate::analysis::cpu::cpu_event(session).await?;
+    let event = match event {
+        Some(e) => {
+            let sampled = crate::analysis::cpu::sampled_events(session).await?;
+            if !sampled.iter().any(|s| s == e) {
+                bail!(
+                    "--event {e}: no stack samples of it in {}; there are {}",
+                    bundle.path().display(),
+                    if sampled.is_empty() {
+                        "none".to_string()
+                    } else {
+                        sampled.join(", ")
+                    }
+                );
+            }
+            Some(e.to_string())
+        }
+        None => crate::analysis::cpu::cpu_event(session).await?,
+    };
     let mut c = collect(session, event.as_deref(), scope, pred, progress).await?;
     progress.phase("writing");
     let zero = m.clocks.start.monotonic_ns;
@@ -168,13 +193,13 @@ async fn profile(
         Ok(stack)
     };
     c.samples.sort_unstable();
-    for &(pid, tid, ts, leaf, cpu_ns) in &c.samples {
+    for &(pid, tid, ts, leaf, cpu_ns, weight) in &c.samples {
         let thread = threads[&(pid, tid)];
         let stack = match leaf {
             Some(l) => stack_of(&mut profile, thread, l)?,
             None => None,
         };
-        profile.add_sample(thread, at(ts), stack, CpuDelta::from_nanos(cpu_ns), 1);
+        profile.add_sample(thread, at(ts), stack, CpuDelta::from_nanos(cpu_ns), weight);
     }
 
     // Markers.

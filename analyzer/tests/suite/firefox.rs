@@ -92,6 +92,8 @@ pub fn check_against_bundle(bundle: &Path) -> Read {
     let p: Value = serde_json::from_slice(&json).unwrap();
     let mut read = Read::default();
 
+    // Named from the bundle: the profiler is told not to symbolicate.
+    assert_eq!(p["meta"]["symbolicated"], true);
     // The format's invariants: every index in range, times sorted per thread.
     let n_categories = arr(&p["meta"], "categories").len();
     let mut samples_by_tid: BTreeMap<i64, u64> = BTreeMap::new();
@@ -394,6 +396,7 @@ fn the_firefox_profilers_own_loader_reads_the_profile_and_counts_its_samples() {
     let mut self_by_leaf: BTreeMap<String, u64> = BTreeMap::new();
     let mut total = 0u64;
     let mut off_cpu_us = 0u64;
+    let mut modules = std::collections::BTreeSet::new();
     for t in arr(&threads, "threads") {
         let handle = t["threadHandle"].as_str().unwrap();
         // The off-CPU threads' samples are blocked time: the loader weighs them by their µs.
@@ -418,12 +421,22 @@ fn the_firefox_profilers_own_loader_reads_the_profile_and_counts_its_samples() {
         for f in arr(&s, "topFunctionsBySelf") {
             let n = f["selfSamples"].as_u64().unwrap();
             if n > 0 {
-                *self_by_leaf
-                    .entry(f["name"].as_str().unwrap().to_string())
-                    .or_default() += n;
+                // User functions come with their module (`postgres!heapgettup_pagemode`).
+                let name = f["name"].as_str().unwrap();
+                if let Some((module, _)) = name.split_once('!') {
+                    modules.insert(module.to_string());
+                }
+                let function = name.split_once('!').map_or(name, |(_, f)| f);
+                *self_by_leaf.entry(function.to_string()).or_default() += n;
             }
         }
     }
+    // The fixture's user modules, as the profiler names them.
+    assert_eq!(
+        modules.into_iter().collect::<Vec<_>>(),
+        ["libjvm.so", "nginx", "postgres"],
+        "modules of the leaf functions"
+    );
     let _ = std::process::Command::new(&cli)
         .args(["stop", &session])
         .env("HOME", dir.path())

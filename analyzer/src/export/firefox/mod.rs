@@ -1,15 +1,15 @@
 //! `perfpack export B --format firefox`: the bundle as a Firefox Profiler processed profile,
 //! written with `fxprof-processed-profile` (samply's writer). One process per pid and one thread
-//! per tid, named; the CPU samples with their stacks (kernel, user and JIT frames in their own
-//! categories, `[truncated]` roots kept); blocked intervals as markers carrying their switch-out
-//! stack, and as samples weighted by the µs blocked on an "off-CPU" thread beside each thread
-//! that blocked (the crate has one sample table per thread, with one weight type, so the call
-//! tree can show blocked time by stack only there); block requests, system calls, wakeups and
-//! execs as markers; machine counters
-//! (CPU busy %, memory in use, disk and network throughput, busy MHz and IPC where measured) as
-//! counter tracks; and each loss the
-//! manifest reports as a marker on the `perfpack` thread. Everything is collected and sorted
-//! before it is added, so the same bundle gives the same bytes.
+//! per tid, named; the CPU samples (or `--event`'s) with their stacks (kernel, user and JIT
+//! frames in their own categories, user functions with their module, `[truncated]` roots kept);
+//! blocked intervals as markers carrying their switch-out stack, and as samples weighted by the
+//! µs blocked on an "off-CPU" thread beside each thread that blocked (the crate has one sample
+//! table per thread, with one weight type, so the call tree can show blocked time by stack only
+//! there); block requests, system calls, wakeups and execs as markers; machine counters (CPU
+//! busy %, memory in use, disk and network throughput, busy MHz and IPC where measured) as
+//! counter tracks; and each loss the manifest reports as a marker on the `perfpack` thread.
+//! Everything is collected and sorted before it is added, so the same bundle gives the same
+//! bytes.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -160,6 +160,10 @@ async fn profile(
 
     // Samples with their stacks.
     let frames = Frames::load(bundle)?;
+    let natives = frames.natives(&mut profile);
+    // Every frame is named from the bundle: the profiler must not look the libraries up on a
+    // symbol server (it would send their names out, and find nothing for their nil ids).
+    profile.set_symbolicated(true);
     let mut stacks: FxHashMap<(ThreadHandle, i64), Option<StackHandle>> = FxHashMap::default();
     let mut stack_of = |profile: &mut Profile,
                         thread: ThreadHandle,
@@ -177,7 +181,10 @@ async fn profile(
             .map(|&f| {
                 let (name, kind) = &frames.frames[f];
                 FrameInfo {
-                    frame: Frame::Label(profile.intern_string(name)),
+                    frame: match natives[f] {
+                        Some((lib, pc)) => Frame::RelativeAddressFromInstructionPointer(lib, pc),
+                        None => Frame::Label(profile.intern_string(name)),
+                    },
                     category_pair: match kind {
                         FrameKind::Kernel => kernel,
                         FrameKind::Jit => jit,

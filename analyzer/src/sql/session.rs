@@ -3,7 +3,7 @@
 //! the `queries/` views on top, and the SQL guard that keeps user statements from reading or
 //! writing arbitrary paths.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -112,6 +112,10 @@ pub struct Session {
     ctx: SessionContext,
     names: Vec<BundleName>,
     allow_ddl: bool,
+    /// The library's views not yet registered, by lowercase name: a view is planned the first
+    /// time a statement names it (with the views it uses), so opening a session costs nothing
+    /// per view (planning all of them was most of `perfpack sql B -q 'SELECT 1'`).
+    unregistered: std::sync::Mutex<BTreeMap<String, library::View>>,
 }
 
 /// Keeps a partition value path-safe: Hive paths split on `/` and `=`.
@@ -253,8 +257,48 @@ impl Session {
             .and_then(|c| c.schema("bundle"))
             .map(|s| s.table_names())
             .unwrap_or_default();
+        names.extend(self.lock_unregistered().values().map(|v| v.name.clone()));
         names.sort();
+        names.dedup();
         names
+    }
+
+    fn lock_unregistered(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, library::View>> {
+        self.unregistered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers the library views `sql` names, and the views they use, before it is planned
+    /// (every view when it reads `information_schema`, which lists them).
+    async fn register_views_for(&self, sql: &str) -> anyhow::Result<()> {
+        let order = {
+            let mut pending = self.lock_unregistered();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let mut order = Vec::new();
+            let words: Vec<String> = if sql.to_ascii_lowercase().contains("information_schema") {
+                pending.keys().cloned().collect()
+            } else {
+                identifiers(sql)
+            };
+            for w in words {
+                take_view(&w, &mut pending, &mut order);
+            }
+            order
+        };
+        for view in order {
+            self.ctx.sql(&view.sql).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "queries/{}: view {}: {}",
+                    view.file,
+                    view.name,
+                    one_line(&e.to_string())
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Plans every statement of `sql` and returns them in order. Statements that read or write
@@ -264,6 +308,7 @@ impl Session {
         if statements.is_empty() {
             bail!("no SQL statement given");
         }
+        self.register_views_for(sql).await?;
         let state = self.ctx.state();
         let mut frames = Vec::new();
         for statement in statements {
@@ -426,40 +471,80 @@ async fn finish(
     // Native operators the views build on (see their modules for why they are not SQL).
     ctx.register_table("block_rq_pairs", Arc::new(block_pairs::table(inputs)))?;
 
-    // Views may use views of later files: register in passes until every view plans.
-    let mut pending = library::views();
-    while !pending.is_empty() {
-        let n_pending = pending.len();
-        let mut failed = Vec::new();
-        let mut first_error = None;
-        for view in pending {
-            if let Err(e) = ctx.sql(&view.sql).await {
-                first_error.get_or_insert_with(|| {
-                    format!(
-                        "queries/{}: view {}: {}",
-                        view.file,
-                        view.name,
-                        one_line(&e.to_string())
-                    )
-                });
-                failed.push(view);
-            }
-        }
-        if failed.len() == n_pending
-            && let Some(err) = first_error
-        {
-            bail!("{err}");
-        }
-        pending = failed;
-    }
+    // The views are planned when a statement first names them (`register_views_for`).
+    let unregistered = library::views()
+        .into_iter()
+        .map(|v| (v.name.to_ascii_lowercase(), v))
+        .collect();
     Ok(Session {
         ctx,
         names,
         allow_ddl: opts.allow_ddl,
+        unregistered: std::sync::Mutex::new(unregistered),
     })
+}
+
+/// The lowercase words of `sql` that could name a relation (string literals included: the
+/// shell's `\d NAME` names its relation in one).
+fn identifiers(sql: &str) -> Vec<String> {
+    sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Moves view `name` and, first, the views its SQL names from `pending` to `order`, so that
+/// each view comes after the views it uses.
+fn take_view(
+    name: &str,
+    pending: &mut BTreeMap<String, library::View>,
+    order: &mut Vec<library::View>,
+) {
+    let Some(view) = pending.remove(name) else {
+        return;
+    };
+    for w in identifiers(&view.sql) {
+        take_view(&w, pending, order);
+    }
+    order.push(view);
 }
 
 /// DataFusion messages can span lines (e.g. with backtraces or hints); errors print as one.
 pub fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_is_registered_after_the_views_it_uses() {
+        // The library's own chain: cgroup_top uses cgroup_sample, which uses task_cgroup_span.
+        let mut pending: BTreeMap<String, library::View> = library::views()
+            .into_iter()
+            .map(|v| (v.name.to_ascii_lowercase(), v))
+            .collect();
+        let mut order = Vec::new();
+        for w in identifiers("SELECT * FROM Cgroup_Top WHERE 'x' = 'stack'") {
+            take_view(&w, &mut pending, &mut order);
+        }
+        let names: Vec<&str> = order.iter().map(|v| v.name.as_str()).collect();
+        let at = |n: &str| {
+            names
+                .iter()
+                .position(|x| *x == n)
+                .unwrap_or_else(|| panic!("{n}: {names:?}"))
+        };
+        assert!(at("task_cgroup_span") < at("cgroup_sample"), "{names:?}");
+        assert!(at("cgroup_sample") < at("cgroup_top"), "{names:?}");
+        // A name in a string literal counts (the shell's `\d stack`); each view once.
+        assert!(names.contains(&"stack"), "{names:?}");
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        // Registered views are not pending any more.
+        assert!(!pending.contains_key("cgroup_top") && pending.contains_key("iolatency"));
+    }
 }

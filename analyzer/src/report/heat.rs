@@ -173,47 +173,13 @@ pub(super) async fn latency_section(
                 "<h4>What moves with it</h4>\n<p class=\"note\">{}; Spearman's rho of per-second series.</p>",
                 h(&capitalized(c.note))
             );
-            let rows: Vec<Vec<String>> = c
-                .ranked
-                .iter()
-                .take(10)
-                .map(|r| {
-                    vec![
-                        r.metric.clone(),
-                        format!("{:+.2}", r.rho),
-                        r.seconds.to_string(),
-                    ]
-                })
-                .collect();
-            o.push_str(&table(&["metric", "rho", "seconds"], &rows, "correlation"));
+            let (head, rows) = crate::render::correlate::ranked_table(&c, 10);
+            o.push_str(&table(&head, &rows, "correlation"));
         }
         if !c.demand.is_empty() {
             o.push_str("<p>Little's law per disk: requests in service = mean latency × completions per second.</p>\n");
-            let rows: Vec<Vec<String>> = c
-                .demand
-                .iter()
-                .map(|d| {
-                    vec![
-                        d.disk.clone(),
-                        format!("{:.1}", d.completions_per_s),
-                        format!("{:.3}", d.mean_latency_ms),
-                        format!("{:.3}", d.in_service),
-                        d.measured_aqu_sz
-                            .map_or_else(|| "-".into(), |a| format!("{a:.3}")),
-                    ]
-                })
-                .collect();
-            o.push_str(&table(
-                &[
-                    "disk",
-                    "completions/s",
-                    "mean latency ms",
-                    "in service",
-                    "measured aqu-sz",
-                ],
-                &rows,
-                "demand",
-            ));
+            let (head, rows) = crate::render::correlate::demand_table(&c);
+            o.push_str(&table(&head, &rows, "demand"));
         }
     }
     o.push_str("</section>\n");

@@ -77,6 +77,18 @@ pub fn heat(f: f64) -> String {
 
 /// The opening of a standalone SVG document with a white background and the styles the
 /// pictures use.
+/// The white, grey-bordered area a heat map's cells are drawn on.
+pub fn plot_area(out: &mut String, left: f64, top: f64, width: f64, height: f64) {
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" stroke=\"#bbb\"/>",
+        px(left),
+        px(top),
+        px(width),
+        px(height)
+    );
+}
+
 pub fn open(out: &mut String, width: f64, height: f64, title: &str, subtitle: &str) {
     let _ = write!(
         out,

@@ -29,14 +29,7 @@ pub fn render(cells: &Cells, title: &str, subtitle: &str, noun: &str, samples: b
     let height = top + ph + 90.0;
     let mut out = String::new();
     svg::open(&mut out, width, height, title, subtitle);
-    let _ = writeln!(
-        out,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" stroke=\"#bbb\"/>",
-        px(left),
-        px(top),
-        px(pw),
-        px(ph)
-    );
+    svg::plot_area(&mut out, left, top, pw, ph);
     // The binning, for programs that read the cells back (the report links them to flame
     // graphs of their time range).
     let _ = writeln!(

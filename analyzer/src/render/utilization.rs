@@ -19,14 +19,7 @@ pub fn render(u: &Util, title: &str, subtitle: &str) -> String {
     let cw = pw / ncols;
     let mut out = String::new();
     svg::open(&mut out, left + pw + 30.0, top + ph + 90.0, title, subtitle);
-    let _ = writeln!(
-        out,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#ffffff\" stroke=\"#bbb\"/>",
-        px(left),
-        px(top),
-        px(pw),
-        px(ph)
-    );
+    svg::plot_area(&mut out, left, top, pw, ph);
     // Rows count from the bottom in the binning attributes, as in the latency maps.
     let nr = u.rows.len();
     let _ = writeln!(

@@ -15,6 +15,27 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
 }
 
+/// A function's row: name, kind, samples before/after, then the rates and changes given
+/// (already formatted), its z and whether it changed beyond noise.
+fn function_row(
+    function: &str,
+    kind: &str,
+    samples: (u64, u64),
+    figures: impl IntoIterator<Item = String>,
+    z: f64,
+    significant: bool,
+) -> Vec<String> {
+    let mut row = vec![
+        function.to_string(),
+        kind.to_string(),
+        format!("{}/{}", samples.0, samples.1),
+    ];
+    row.extend(figures);
+    row.push(format!("{z:.1}"));
+    row.push(if significant { "CHANGED" } else { "noise" }.into());
+    row
+}
+
 /// One table of the comparison, as plain strings, for the text and the HTML renderings.
 struct Section {
     title: String,
@@ -71,17 +92,19 @@ fn sections(c: &Comparison) -> Vec<Section> {
         .functions
         .iter()
         .map(|x| {
-            vec![
-                x.function.clone(),
-                x.kind.to_string(),
-                format!("{}/{}", x.samples_before, x.samples_after),
-                format!("{:.2}", x.ms_per_s_before),
-                format!("{:.2}", x.ms_per_s_after),
-                opt(x.raw_change_pct, 1),
-                opt(x.normalized_change_pct, 1),
-                format!("{:.1}", x.z),
-                if x.significant { "CHANGED" } else { "noise" }.into(),
-            ]
+            function_row(
+                &x.function,
+                x.kind,
+                (x.samples_before, x.samples_after),
+                [
+                    format!("{:.2}", x.ms_per_s_before),
+                    format!("{:.2}", x.ms_per_s_after),
+                    opt(x.raw_change_pct, 1),
+                    opt(x.normalized_change_pct, 1),
+                ],
+                x.z,
+                x.significant,
+            )
         })
         .collect();
     let both = |l: &LatencyChange, f: &dyn Fn(&Group) -> String| {
@@ -206,16 +229,18 @@ fn sections(c: &Comparison) -> Vec<Section> {
             .functions
             .iter()
             .map(|x| {
-                vec![
-                    x.function.clone(),
-                    x.kind.to_string(),
-                    format!("{}/{}", x.samples_before, x.samples_after),
-                    format!("{:.1}", x.events_per_s_before),
-                    format!("{:.1}", x.events_per_s_after),
-                    opt(x.change_pct, 1),
-                    format!("{:.1}", x.z),
-                    if x.significant { "CHANGED" } else { "noise" }.into(),
-                ]
+                function_row(
+                    &x.function,
+                    x.kind,
+                    (x.samples_before, x.samples_after),
+                    [
+                        format!("{:.1}", x.events_per_s_before),
+                        format!("{:.1}", x.events_per_s_after),
+                        opt(x.change_pct, 1),
+                    ],
+                    x.z,
+                    x.significant,
+                )
             })
             .collect();
         // After the CPU functions.

@@ -25,9 +25,8 @@ pub const BYTE_FIELDS: &str = "bytes, bytes_alloc, len, count or nr_sector";
 /// (its weight × its hit's byte field), of the samples that have one.
 pub fn samples_with_bytes() -> String {
     format!(
-        "SELECT s.*, s.weight * {FIELD_BYTES_SQL} AS bytes FROM stack_sample s \
+        "SELECT * FROM (SELECT s.*, s.weight * {FIELD_BYTES_SQL} AS bytes FROM stack_sample s \
          JOIN sample_field f ON s.bundle = f.bundle AND s.ts_ns = f.ts_ns AND s.cpu = f.cpu \
-         AND s.tid = f.tid AND s.event = f.event \
-         WHERE {FIELD_BYTES_SQL} IS NOT NULL"
+         AND s.tid = f.tid AND s.event = f.event) WHERE bytes IS NOT NULL"
     )
 }
